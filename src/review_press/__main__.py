@@ -1,0 +1,5 @@
+"""`python -m review_press` runs the CLI."""
+
+from .cli import main
+
+main()

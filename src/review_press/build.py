@@ -1,0 +1,94 @@
+"""The staged pipeline: config -> posts -> site -> artifacts (pages, feeds, editions) -> out/.
+
+Each stage is a plain function over plain data (after Zola): `plan` does no I/O beyond
+reading input, and `build` hands everything to the one writer in `output`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__, feeds, pages
+from .config import CONFIG_NAME, Config, load_config
+from .content import load_posts
+from .output import Artifact, WriteReport, check_paths, file_artifact, render_all, write_output
+from .site import Site, make_site
+from .theme import ASSETS, Theme
+from .errors import raise_all
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What a build includes: drafts and future posts are out unless asked for."""
+
+    drafts: bool = False
+    future: bool = False
+    now: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a build would write, before anything is written."""
+
+    config: Config
+    site: Site
+    theme: Theme
+    artifacts: tuple[Artifact, ...]
+
+
+def static_artifacts(config: Config, theme: Theme) -> list[Artifact]:
+    """The theme's assets (to out/assets/) and the site's static/ folder (to out/ as it is)."""
+    arts = [file_artifact(rel, path, f"theme file {rel}") for rel, path in sorted(theme.assets().items())]
+    if config.static_dir.is_dir():
+        for path in sorted(config.static_dir.rglob("*")):
+            if path.is_file():
+                rel = path.relative_to(config.static_dir).as_posix()
+                arts.append(file_artifact(rel, path, f"static/{rel}"))
+    return arts
+
+
+def base_key(config: Config, theme: Theme) -> str:
+    """What every artifact depends on: the code, the theme and press.toml."""
+    raw = (config.root / CONFIG_NAME).read_bytes()
+    return hashlib.sha256(f"{__version__}|{theme.digest}|".encode() + raw).hexdigest()[:16]
+
+
+def plan(root: Path, options: BuildOptions = BuildOptions()) -> Plan:
+    """Load, check and plan a build: raises every problem found; writes nothing but caches."""
+    config = load_config(root)
+    posts = load_posts(config)
+    now = options.now or dt.datetime.now(dt.timezone.utc)
+    site = make_site(config, posts, now=now, drafts=options.drafts, future=options.future)
+    theme = Theme.for_site(config.templates_dir, site=site, config=config)
+    key = base_key(config, theme)
+    artifacts = [
+        *pages.plan_pages(site, theme, key),
+        *feeds.plan_feeds(site, key),
+        *static_artifacts(config, theme),
+    ]
+    return Plan(config=config, site=site, theme=theme, artifacts=tuple(artifacts))
+
+
+def manifest_path(config: Config) -> Path:
+    return config.state_dir / "manifest.json"
+
+
+def build(root: Path, options: BuildOptions = BuildOptions()) -> tuple[Plan, WriteReport]:
+    """Plan, render and write out/ (only what changed)."""
+    p = plan(root, options)
+    report = write_output(p.config.out_dir, list(p.artifacts), manifest_path(p.config))
+    return p, report
+
+
+def check(root: Path, options: BuildOptions = BuildOptions()) -> Plan:
+    """Run every validation and render every artifact in memory; touch nothing in out/."""
+    p = plan(root, options)
+    raise_all(check_paths(p.artifacts))
+    render_all(list(p.artifacts), p.config.out_dir, {})
+    return p
+
+
+__all__ = ["ASSETS", "BuildOptions", "Plan", "build", "check", "plan"]

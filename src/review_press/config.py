@@ -1,0 +1,339 @@
+"""press.toml -> a frozen `Config`, with every problem reported as `press.toml:line: ...`.
+
+press.toml holds no secrets: the SMTP password and the signing key come from the
+environment (see `SmtpConfig.password_env`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError, PressError, raise_all
+
+CONFIG_NAME = "press.toml"
+_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+
+
+@dataclass(frozen=True)
+class Author:
+    """The site's default author, used in feeds and page metadata."""
+
+    name: str
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class NewsletterConfig:
+    """The `[newsletter]` table: which posts are emailed and who sends them."""
+
+    since: dt.date | None = None
+    from_name: str = ""
+    from_address: str = ""
+    reply_to: str = ""
+    postal_address: str = ""
+    list_id: str = ""
+    unsubscribe_mailto: str = ""
+    late_joiners: bool = False
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """The `[smtp]` table; when absent, `publish` delivers into the Maildir outbox."""
+
+    host: str
+    port: int = 587
+    username: str = ""
+    password_env: str = ""
+    starttls: bool = True
+    ssl: bool = False
+    timeout: float = 30.0
+    concurrency: int = 4
+    rate_per_second: float = 0.0
+    rate_per_hour: int = 0
+    max_attempts: int = 5
+    dkim_key_file: str = ""
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The `[web]` table: where the subscribe/confirm/unsubscribe endpoints live."""
+
+    url: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    confirm_days: int = 7
+
+
+@dataclass(frozen=True)
+class Config:
+    """A site's settings, validated. `root` is the folder that holds press.toml."""
+
+    root: Path
+    title: str
+    base_url: str
+    description: str = ""
+    language: str = "en"
+    timezone: str = "UTC"
+    author: Author = field(default_factory=lambda: Author(name=""))
+    posts_per_page: int = 10
+    feed_length: int = 20
+    feed_content: str = "full"
+    max_post_bytes: int = 10 * 1024 * 1024
+    newsletter: NewsletterConfig = field(default_factory=NewsletterConfig)
+    smtp: SmtpConfig | None = None
+    web: WebConfig = field(default_factory=WebConfig)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The site's timezone: naive dates in front matter are read in it."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def posts_dir(self) -> Path:
+        return self.root / "posts"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def static_dir(self) -> Path:
+        return self.root / "static"
+
+    @property
+    def out_dir(self) -> Path:
+        return self.root / "out"
+
+    @property
+    def state_dir(self) -> Path:
+        """Caches, the build manifest, the database and its secret: never published."""
+        return self.root / ".review-press"
+
+    def url(self, path: str = "") -> str:
+        """The absolute URL of a site path such as `posts/x/` (no leading slash)."""
+        return self.base_url + path.lstrip("/")
+
+
+# --- validation ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One key of a table: its type, whether it is required, and an extra check."""
+
+    name: str
+    kind: type | tuple[type, ...]
+    required: bool = False
+    check: Callable[[Any], str | None] | None = None
+    attr: str | None = None  # the dataclass attribute when it differs from the key
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be greater than 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else "must be 0 or more"
+
+
+def _base_url(v: str) -> str | None:
+    if not re.match(r"^https?://[^/\s]+", v):
+        return "must start with http:// or https:// and name a host, e.g. https://example.org/"
+    return None
+
+
+def _zone(v: str) -> str | None:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown timezone {v!r}; use an IANA name such as Europe/London or UTC"
+    return None
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def _address(v: str) -> str | None:
+    return None if not v or _ADDRESS.match(v) else "is not an email address"
+
+
+def _no_newline(v: str) -> str | None:
+    return "must not contain a line break" if "\r" in v or "\n" in v else None
+
+
+_TOP = (
+    _Field("title", str, required=True, check=_no_newline),
+    _Field("base_url", str, required=True, check=_base_url),
+    _Field("description", str),
+    _Field("language", str, check=lambda v: None if re.match(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$", v) else "must be a language tag such as en or en-GB"),
+    _Field("timezone", str, check=_zone),
+    _Field("posts_per_page", int, check=_positive),
+    _Field("feed_length", int, check=_positive),
+    _Field("feed_content", str, check=_one_of("full", "summary")),
+    _Field("max_post_bytes", int, check=_positive),
+)
+_AUTHOR = (_Field("name", str, required=True, check=_no_newline), _Field("email", str, check=_address))
+_NEWSLETTER = (
+    _Field("since", dt.date),
+    _Field("from", str, check=_no_newline, attr="from_"),
+    _Field("reply_to", str, check=_address),
+    _Field("postal_address", str),
+    _Field("list_id", str, check=_no_newline),
+    _Field("unsubscribe_mailto", str, check=_address),
+    _Field("late_joiners", bool),
+)
+_SMTP = (
+    _Field("host", str, required=True, check=_no_newline),
+    _Field("port", int, check=lambda v: None if 0 < v < 65536 else "must be a port number 1-65535"),
+    _Field("username", str),
+    _Field("password_env", str, check=lambda v: None if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v) else "must name an environment variable, e.g. SMTP_PASSWORD (never the password itself)"),
+    _Field("starttls", bool),
+    _Field("ssl", bool),
+    _Field("timeout", (int, float), check=_positive),
+    _Field("concurrency", int, check=_positive),
+    _Field("rate_per_second", (int, float), check=_non_negative),
+    _Field("rate_per_hour", int, check=_non_negative),
+    _Field("max_attempts", int, check=_positive),
+    _Field("dkim_key_file", str),
+    _Field("dkim_selector", str),
+    _Field("dkim_domain", str),
+)
+_WEB = (
+    _Field("url", str, check=lambda v: None if not v or _base_url(v) is None else "must start with http:// or https://"),
+    _Field("allowed_origins", list),
+    _Field("confirm_days", int, check=_positive),
+)
+_TABLES = {"author": _AUTHOR, "newsletter": _NEWSLETTER, "smtp": _SMTP, "web": _WEB}
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dt.date: "a date (YYYY-MM-DD)"}
+
+
+def _key_lines(text: str) -> dict[tuple[str, str], int]:
+    """Where each `key = ...` sits, by (table, key), so errors can name the line."""
+    lines: dict[tuple[str, str], int] = {}
+    table = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if header := _HEADER.match(line):
+            table = header.group(1)
+            lines.setdefault((table, ""), number)
+        elif key := _KEY.match(line):
+            lines.setdefault((table, key.group(1)), number)
+    return lines
+
+
+def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    if dt.date in kinds and isinstance(value, dt.datetime):
+        return False
+    return isinstance(value, kinds)
+
+
+def _take(table: dict[str, Any], fields: tuple[_Field, ...], name: str, path: Path, lines: dict[tuple[str, str], int], errors: list[PressError]) -> dict[str, Any]:
+    """Check one table against its fields; return the good values by attribute name."""
+    known = {f.name for f in fields}
+    prefix = f"[{name}] " if name else ""
+    for key in table:
+        if key not in known and not (not name and key in _TABLES):
+            errors.append(ConfigError(f"{prefix}unknown key {key!r}", path=path, line=lines.get((name, key)), hint="known keys: " + ", ".join(sorted(known))))
+    values: dict[str, Any] = {}
+    for f in fields:
+        line = lines.get((name, f.name)) or lines.get((name, ""))
+        if f.name not in table:
+            if f.required:
+                errors.append(ConfigError(f"{prefix}missing required key {f.name!r}", path=path, line=line))
+            continue
+        value = table[f.name]
+        if not _type_ok(value, f.kind):
+            kinds = f.kind if isinstance(f.kind, tuple) else (f.kind,)
+            want = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            errors.append(ConfigError(f"{prefix}{f.name} must be {want}, not {type(value).__name__} {value!r}", path=path, line=line))
+            continue
+        if f.check and (problem := f.check(value)):
+            errors.append(ConfigError(f"{prefix}{f.name} {problem}", path=path, line=line))
+            continue
+        values[f.attr or f.name] = value
+    return values
+
+
+def _split_from(value: str) -> tuple[str, str]:
+    """`Name <addr@x>` or `addr@x` -> (name, address)."""
+    match = re.match(r"^\s*(.*?)\s*<([^<>]+)>\s*$", value)
+    if match:
+        return match.group(1).strip('"'), match.group(2).strip()
+    return "", value.strip()
+
+
+def parse_config(text: str, root: Path, path: Path | None = None) -> Config:
+    """Validate press.toml's text; raise every problem at once as `PressErrors`."""
+    path = path or root / CONFIG_NAME
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"at line (\d+)", str(exc))
+        raise ConfigError(f"not valid TOML: {exc}", path=path, line=int(match.group(1)) if match else None, hint="see https://toml.io") from None
+    lines = _key_lines(text)
+    errors: list[PressError] = []
+    top = _take(data, _TOP, "", path, lines, errors)
+    tables: dict[str, dict[str, Any]] = {}
+    for name, fields in _TABLES.items():
+        if name not in data:
+            continue
+        if not isinstance(data[name], dict):
+            errors.append(ConfigError(f"{name} must be a table [{name}]", path=path, line=lines.get(("", name))))
+            continue
+        tables[name] = _take(data[name], fields, name, path, lines, errors)
+    news = tables.get("newsletter", {})
+    if "from_" in news:
+        name, address = _split_from(news.pop("from_"))
+        if _address(address):
+            errors.append(ConfigError(f"[newsletter] from: {address!r} is not an email address", path=path, line=lines.get(("newsletter", "from")), hint='write "Name <you@example.org>"'))
+        news["from_name"], news["from_address"] = name, address
+    web = tables.get("web", {})
+    if "allowed_origins" in web:
+        if not all(isinstance(o, str) for o in web["allowed_origins"]):
+            errors.append(ConfigError("[web] allowed_origins must be a list of strings", path=path, line=lines.get(("web", "allowed_origins"))))
+        web["allowed_origins"] = tuple(str(o) for o in web["allowed_origins"])
+    smtp = tables.get("smtp")
+    if smtp is not None and smtp.get("ssl") and smtp.get("starttls"):
+        errors.append(ConfigError("[smtp] ssl and starttls cannot both be true", path=path, line=lines.get(("smtp", "ssl")), hint="ssl = true for port 465, starttls = true for port 587"))
+    raise_all(errors)
+    base_url = top.pop("base_url")
+    return Config(
+        root=root,
+        base_url=base_url if base_url.endswith("/") else base_url + "/",
+        author=Author(**tables["author"]) if "author" in tables else Author(name=top.get("title", "")),
+        newsletter=NewsletterConfig(**news),
+        smtp=SmtpConfig(**smtp) if smtp is not None else None,
+        web=WebConfig(**web),
+        **top,
+    )
+
+
+def load_config(root: Path) -> Config:
+    """Read `root/press.toml`; a missing or unreadable file is a `ConfigError`."""
+    root = root.resolve()
+    path = root / CONFIG_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"no {CONFIG_NAME} here", path=path, hint="run in the site's folder, pass --site DIR, or make a site with `review-press init DIR`") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", path=path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError("not UTF-8 text", path=path, line=line, hint="save the file as UTF-8") from None
+    return parse_config(text, root, path)

@@ -1,0 +1,297 @@
+"""Posts: front matter + Markdown -> `Post`, with every problem reported as `file:line`.
+
+`load_posts` reads `posts/**/*.md`, checks all of them and raises every problem in one
+`PressErrors`. Rendered posts are cached by a hash of their bytes (and of whatever else
+shapes them), so a rebuild re-renders only the posts that changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import pickle
+import re
+import tomllib
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import markup
+from .config import Config
+from .errors import ContentError, PressError, raise_all
+
+CACHE_VERSION = "posts-1"
+KNOWN_KEYS = frozenset({"title", "date", "updated", "tags", "summary", "slug", "draft", "author", "image", "subject"})
+_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
+_SLUG_OK = re.compile(r"^[\w][\w.-]*$", re.UNICODE)
+_FENCES = {"---": "yaml", "+++": "toml"}
+
+
+@dataclass(frozen=True, eq=False)
+class Post:
+    """One post, parsed and rendered. HTML keeps the author's URLs; feeds and email absolutise them."""
+
+    source: Path
+    slug: str
+    title: str
+    date: dt.datetime
+    body_markdown: str
+    html: str
+    summary_html: str
+    summary_text: str
+    digest: str
+    body_line: int = 1
+    updated: dt.datetime | None = None
+    tags: tuple[str, ...] = ()
+    draft: bool = False
+    author: str | None = None
+    image: str | None = None
+    subject: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)  # unknown front matter keys, for templates
+
+    @property
+    def path(self) -> str:
+        """The post's site path, e.g. `posts/run-away/`."""
+        return f"posts/{self.slug}/"
+
+    @property
+    def last_modified(self) -> dt.datetime:
+        """`updated` when given, else `date`: what feeds and the sitemap report."""
+        return self.updated or self.date
+
+
+@dataclass(frozen=True)
+class _FrontMatter:
+    """The raw front matter of one file: its values and the line of each key."""
+
+    data: dict[str, Any]
+    lines: dict[str, int]
+    body: str
+    body_line: int
+
+
+def _split(text: str, path: Path) -> _FrontMatter:
+    """Separate the front matter (YAML between `---`, or TOML between `+++`) from the body."""
+    lines = text.split("\n")
+    fence = lines[0].rstrip()
+    if fence not in _FENCES:
+        raise ContentError("missing front matter", path=path, line=1, hint="start the file with a line '---', then title: and date:, then '---'")
+    for end in range(1, len(lines)):
+        if lines[end].rstrip() == fence or (fence == "---" and lines[end].rstrip() == "..."):
+            break
+    else:
+        raise ContentError(f"front matter is not closed: no second {fence!r} line", path=path, line=1, hint=f"end the front matter with a line {fence!r}")
+    source = "\n".join(lines[1:end])
+    try:
+        if _FENCES[fence] == "yaml":
+            data = yaml.load(source, Loader=yaml.CSafeLoader) if source.strip() else {}
+        else:
+            data = tomllib.loads(source)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 2 if mark is not None else 2
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ContentError(f"front matter is not valid YAML: {problem}", path=path, line=line, hint='quote values that hold ":" or "#"') from None
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"at line (\d+)", str(exc))
+        line = int(match.group(1)) + 1 if match else 2
+        raise ContentError(f"front matter is not valid TOML: {str(exc).split(' (at')[0]}", path=path, line=line) from None
+    if not isinstance(data, dict):
+        raise ContentError("front matter must be a set of key: value lines", path=path, line=2, hint="for example  title: My post")
+    key_lines = {}
+    for number, line in enumerate(lines[1:end], start=2):
+        if match := re.match(r"^([A-Za-z_][\w-]*)\s*[:=]", line):
+            key_lines.setdefault(match.group(1), number)
+    return _FrontMatter(data=data, lines=key_lines, body="\n".join(lines[end + 1 :]), body_line=end + 2)
+
+
+def _datetime(value: Any, tz: dt.tzinfo) -> dt.datetime | None:
+    """A front matter date (YAML/TOML value or ISO string) as an aware datetime; None if unreadable."""
+    if isinstance(value, dt.datetime):
+        result = value
+    elif isinstance(value, dt.date):
+        result = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip().replace(" ", "T", 1) if re.match(r"^\d{4}-\d{2}-\d{2} \d", value.strip()) else value.strip()
+        try:
+            result = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return result.replace(tzinfo=tz) if result.tzinfo is None else result
+
+
+def slug_from_filename(path: Path) -> str:
+    """`2026-01-05-run-away.md` -> `run-away`; `post-3.md` -> `post-3`."""
+    return _DATE_PREFIX.sub("", path.stem) or path.stem
+
+
+def slugify(text: str) -> str:
+    """A title as a URL slug: lower case, ASCII where it can be, words joined by `-`."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode() or text
+    return re.sub(r"[^\w]+", "-", text.lower()).strip("-_") or "post"
+
+
+def _check_slug(slug: Any) -> str | None:
+    if not isinstance(slug, str) or not slug:
+        return "slug must be a non-empty string"
+    if "/" in slug or "\\" in slug or ".." in slug:
+        return f"slug {slug!r} must not contain '/', '\\' or '..'"
+    if not _SLUG_OK.match(slug):
+        return f"slug {slug!r} may hold only letters, digits, '-', '_' and '.', and must not start with '.' or '-'"
+    return None
+
+
+def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post:
+    """One file's bytes -> `Post`; raise `PressErrors` naming every problem in it."""
+    if not raw.strip():
+        raise ContentError("file is empty", path=path, line=1, hint="a post needs front matter with a title and a date")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ContentError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", path=path, line=line, hint="save the file as UTF-8") from None
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    fm = _split(text, path)
+    data, errors = fm.data, []
+
+    def err(key: str, message: str, hint: str | None = None) -> None:
+        errors.append(ContentError(message, path=path, line=fm.lines.get(key, 1), hint=hint))
+
+    def text_value(key: str, required: bool = False) -> str | None:
+        value = data.get(key)
+        if value is None:
+            if required:
+                err(key, f"missing {key!r}", f"add a line  {key}: ...  to the front matter")
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or (required and not value.strip()):
+            err(key, f"{key!r} must be text, not {type(value).__name__}")
+            return None
+        if key in {"title", "subject"} and ("\n" in value or "\r" in value):
+            err(key, f"{key!r} must be on one line")
+            return None
+        return value.strip()
+
+    title = text_value("title", required=True)
+    date = None
+    if "date" not in data:
+        err("date", "missing 'date'", "add a line  date: 2026-01-01  (or 2026-01-01T09:00:00+01:00)")
+    elif (date := _datetime(data["date"], config.tz)) is None:
+        err("date", f"cannot read date {data['date']!r}", "write it as YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM]")
+    updated = None
+    if data.get("updated") is not None and (updated := _datetime(data["updated"], config.tz)) is None:
+        err("updated", f"cannot read updated date {data['updated']!r}", "write it as YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM]")
+    tags: tuple[str, ...] = ()
+    raw_tags = data.get("tags")
+    if raw_tags is not None:
+        if not isinstance(raw_tags, list):
+            err("tags", f"'tags' must be a list, not {type(raw_tags).__name__}", "write  tags: [crime, tv]")
+        elif not all(isinstance(t, (str, int, float)) and not isinstance(t, bool) and str(t).strip() for t in raw_tags):
+            err("tags", "every tag must be non-empty text", "write  tags: [crime, tv]")
+        else:
+            tags = tuple(dict.fromkeys(str(t).strip() for t in raw_tags))
+    draft = data.get("draft", False)
+    if not isinstance(draft, bool):
+        err("draft", f"'draft' must be true or false, not {draft!r}")
+    slug = data.get("slug", slug_from_filename(path))
+    if isinstance(slug, (int, float)) and not isinstance(slug, bool):
+        slug = str(slug)
+    if problem := _check_slug(slug):
+        err("slug", problem, "use letters, digits and '-', e.g. run-away-review")
+    summary, author, image, subject = (text_value(k) for k in ("summary", "author", "image", "subject"))
+    raise_all(errors)
+    assert title is not None and date is not None
+    body = fm.body
+    summary_md = markup.summary_markdown(body)
+    summary_html = markup.render(summary) if summary else markup.render(summary_md)
+    return Post(
+        source=path,
+        slug=slug,
+        title=title,
+        date=date,
+        updated=updated,
+        tags=tags,
+        body_markdown=body,
+        body_line=fm.body_line,
+        html=markup.render(body),
+        summary_html=summary_html,
+        summary_text=summary or markup.plain_text(summary_html),
+        digest=digest,
+        draft=draft,
+        author=author,
+        image=image,
+        subject=subject,
+        meta={k: v for k, v in data.items() if k not in KNOWN_KEYS},
+    )
+
+
+def post_files(config: Config) -> list[Path]:
+    """Every `*.md` under posts/, in a stable order."""
+    if not config.posts_dir.is_dir():
+        return []
+    return sorted(p for p in config.posts_dir.rglob("*.md") if p.is_file() and not p.name.startswith("."))
+
+
+def _cache_path(config: Config) -> Path:
+    return config.state_dir / "cache" / "posts.pickle"
+
+
+def _read_cache(config: Config) -> dict[str, Post]:
+    try:
+        with _cache_path(config).open("rb") as f:
+            cache = pickle.load(f)
+        return cache if isinstance(cache, dict) else {}
+    except (OSError, pickle.PickleError, EOFError, AttributeError, ValueError, TypeError):
+        return {}
+
+
+def _write_cache(config: Config, cache: dict[str, Post]) -> None:
+    path = _cache_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump(cache, f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(path)
+
+
+def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
+    """Read and check every post; raise all problems at once, including duplicate slugs.
+
+    The result is in file order; `site.make_site` sorts and filters it.
+    """
+    salt = f"{CACHE_VERSION}|{config.timezone}".encode()
+    cache = _read_cache(config) if use_cache else {}
+    fresh: dict[str, Post] = {}
+    posts: list[Post] = []
+    errors: list[PressError] = []
+    for path in post_files(config):
+        try:
+            size = path.stat().st_size
+            if size > config.max_post_bytes:
+                raise ContentError(f"file is {size:,} bytes, over the limit of {config.max_post_bytes:,}", path=path, line=1, hint="raise max_post_bytes in press.toml if this is meant")
+            raw = path.read_bytes()
+            key = hashlib.sha256(salt + str(path).encode() + b"\0" + raw).hexdigest()
+            post = cache.get(key) or parse_post(path, raw, config, digest=key[:16])
+            fresh[key] = post
+            posts.append(post)
+        except PressError as exc:
+            errors.extend(getattr(exc, "errors", (exc,)))
+        except OSError as exc:
+            errors.append(ContentError(f"cannot read: {exc.strerror}", path=path))
+    by_slug: dict[str, Post] = {}
+    for post in posts:
+        if (other := by_slug.get(post.slug)) is not None:
+            errors.append(ContentError(f"slug {post.slug!r} is also used by {other.source}", path=post.source, line=1, hint="give one of them a different slug: in its front matter"))
+        else:
+            by_slug[post.slug] = post
+    if use_cache and fresh.keys() != cache.keys():
+        _write_cache(config, fresh)
+    raise_all(errors)
+    return tuple(posts)

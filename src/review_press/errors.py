@@ -1,0 +1,83 @@
+"""Errors a user can cause: one type that carries where (file, line) and how to fix it (hint).
+
+The CLI prints these without a traceback and exits 1. Loaders collect several into a
+`PressErrors` so a user sees every problem in one run, not one per run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class PressError(Exception):
+    """A problem in the user's input: `path:line: message (hint)`."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path | str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = Path(path) if path is not None else None
+        self.line = line
+        self.hint = hint
+
+    def where(self) -> str:
+        """The `path:line` prefix, or "" when the error belongs to no file."""
+        if self.path is None:
+            return ""
+        path = _display(self.path)
+        return f"{path}:{self.line}" if self.line else path
+
+    def __str__(self) -> str:
+        where = self.where()
+        text = f"{where}: {self.message}" if where else self.message
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class ConfigError(PressError):
+    """press.toml is missing, malformed or holds a wrong value."""
+
+
+class ContentError(PressError):
+    """A post cannot be read: front matter, dates, slugs, encoding, size."""
+
+
+class BuildError(PressError):
+    """The site cannot be built: two outputs at one path, a broken template, a failing email lint."""
+
+
+class DeliveryError(PressError):
+    """Mail cannot be delivered as asked: no `since`, a bad address, an unsafe header."""
+
+
+class PressErrors(PressError):
+    """Several problems found in one pass; each is reported on its own line."""
+
+    def __init__(self, errors: Iterable[PressError]) -> None:
+        self.errors: tuple[PressError, ...] = tuple(errors)
+        super().__init__(f"{len(self.errors)} problem(s)")
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+def raise_all(errors: list[PressError]) -> None:
+    """Raise nothing for no errors, the error itself for one, a `PressErrors` for several."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise PressErrors(errors)
+
+
+def _display(path: Path) -> str:
+    """A path as a user wants to read it: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)

@@ -1,0 +1,160 @@
+"""The one writer: every file of a build goes through `write_output`.
+
+A build first plans its artifacts (path, key, how to render), then this module
+1. refuses two artifacts at one path, naming what made each;
+2. renders every artifact whose key or file changed since the last build, all before
+   touching `out/`, so a failure leaves the last good site as it was;
+3. writes only files whose bytes changed, each atomically (temporary file, then rename),
+   so unchanged files keep their mtime;
+4. removes files that no longer belong, and records a manifest for the next build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BuildError, PressError, raise_all
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One output file: where it goes, what it depends on (`key`), and how to make its bytes.
+
+    `key` must change whenever the bytes could; two builds with equal keys may skip `render`.
+    `origin` names what produced it (a post file, a tag, "feeds") for collision errors.
+    """
+
+    path: str
+    key: str
+    render: Callable[[], bytes]
+    origin: str
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    """What a write did: counts of files rendered, written, unchanged and removed."""
+
+    rendered: int
+    written: tuple[str, ...]
+    unchanged: int
+    removed: tuple[str, ...]
+
+
+def check_paths(artifacts: Iterable[Artifact]) -> list[PressError]:
+    """Every pair of artifacts that would write one path, and every unsafe path."""
+    seen: dict[str, Artifact] = {}
+    errors: list[PressError] = []
+    for art in artifacts:
+        parts = art.path.split("/")
+        if art.path.startswith("/") or ".." in parts or "" in parts or "\\" in art.path:
+            errors.append(BuildError(f"unsafe output path {art.path!r} from {art.origin}"))
+        elif (other := seen.get(art.path.casefold())) is not None:
+            errors.append(BuildError(f"{art.origin} and {other.origin} would both write out/{art.path}", hint="give one of them another slug"))
+        else:
+            seen[art.path.casefold()] = art
+    return errors
+
+
+def _load_manifest(path: Path) -> dict[str, list]:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+        return data["files"] if data.get("version") == MANIFEST_VERSION else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="~")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def render_all(artifacts: list[Artifact], out_dir: Path, manifest: dict[str, list]) -> tuple[dict[str, bytes], int]:
+    """Render what may have changed; return {path: bytes} and how many were skipped as fresh."""
+    rendered: dict[str, bytes] = {}
+    errors: list[PressError] = []
+    skipped = 0
+    for art in artifacts:
+        entry = manifest.get(art.path)
+        if entry and entry[0] == art.key and _stat(out_dir / art.path) == (entry[1], entry[2]):
+            skipped += 1
+            continue
+        try:
+            rendered[art.path] = art.render()
+        except PressError as exc:
+            errors.extend(getattr(exc, "errors", (exc,)))
+    raise_all(errors)
+    return rendered, skipped
+
+
+def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) -> WriteReport:
+    """Render, then write only what changed, then prune; see the module docstring."""
+    raise_all(check_paths(artifacts))
+    manifest = _load_manifest(manifest_path)
+    rendered, skipped = render_all(artifacts, out_dir, manifest)
+    written: list[str] = []
+    for path, data in rendered.items():
+        target = out_dir / path
+        try:
+            same = target.stat().st_size == len(data) and target.read_bytes() == data
+        except OSError:
+            same = False
+        if not same:
+            _atomic_write(target, data)
+            written.append(path)
+    keep = {a.path for a in artifacts}
+    removed: list[str] = []
+    if out_dir.is_dir():
+        for file in sorted(out_dir.rglob("*"), reverse=True):
+            rel = file.relative_to(out_dir).as_posix()
+            if file.is_dir():
+                if not any(file.iterdir()):
+                    file.rmdir()
+            elif rel not in keep:
+                file.unlink()
+                removed.append(rel)
+    files = {}
+    for art in artifacts:
+        stat = _stat(out_dir / art.path)
+        if stat is not None:
+            files[art.path] = [art.key, *stat]
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(manifest_path, json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True).encode())
+    return WriteReport(rendered=len(rendered), written=tuple(written), unchanged=len(artifacts) - len(written), removed=tuple(removed))
+
+
+def make_key(*parts: object) -> str:
+    """A short stable hash of an artifact's inputs, for `Artifact.key`."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(str(part).encode() + b"\0")
+    return h.hexdigest()[:24]
+
+
+def file_artifact(path: str, source: Path, origin: str) -> Artifact:
+    """A file copied as it is; its key follows the source's size and mtime."""
+    st = source.stat()
+    return Artifact(path=path, key=make_key("file", source, st.st_size, st.st_mtime_ns), render=source.read_bytes, origin=origin)
