@@ -31,6 +31,16 @@ _SLUG_OK = re.compile(r"^[\w][\w.-]*$", re.UNICODE)
 _FENCES = {"---": "yaml", "+++": "toml"}
 
 
+class _Loader(yaml.CSafeLoader):
+    """YAML without implicit timestamps: dates stay text so a bad one is our clear error, not a crash."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 @dataclass(frozen=True, eq=False)
 class Post:
     """One post, parsed and rendered. HTML keeps the author's URLs; feeds and email absolutise them."""
@@ -88,7 +98,7 @@ def _split(text: str, path: Path) -> _FrontMatter:
     source = "\n".join(lines[1:end])
     try:
         if _FENCES[fence] == "yaml":
-            data = yaml.load(source, Loader=yaml.CSafeLoader) if source.strip() else {}
+            data = yaml.load(source, Loader=_Loader) if source.strip() else {}
         else:
             data = tomllib.loads(source)
     except yaml.YAMLError as exc:

@@ -1,0 +1,129 @@
+"""The `review-press` command: parses arguments, shows progress, maps errors to exit codes.
+
+No logic lives here: every command is a few lines over a function of the Python API.
+A `PressError` prints as `path:line: message (hint)` on stderr and exits 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from . import __version__
+from .errors import PressError
+
+app = typer.Typer(
+    help="Publish Markdown posts as a static site, RSS/Atom/JSON feeds and an email newsletter.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SiteOption = Annotated[Path, typer.Option("--site", "-s", help="The site folder (holds press.toml).", file_okay=False)]
+DraftsOption = Annotated[bool, typer.Option("--drafts", help="Include posts marked draft: true.")]
+FutureOption = Annotated[bool, typer.Option("--future", help="Include posts dated in the future.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str) -> None:
+    """Print an error on stderr (never a traceback) and exit 1."""
+    typer.echo(message, err=True)
+    raise typer.Exit(1)
+
+
+def reports_errors(fn: F) -> F:
+    """Turn `PressError`s into `path:line: message (hint)` lines and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PressError as exc:
+            errors = getattr(exc, "errors", (exc,))
+            fail("\n".join(f"error: {e}" for e in errors) + (f"\n{len(errors)} problems found" if len(errors) > 1 else ""))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"review-press {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """review-press: write Markdown in posts/, run one command, publish to web, feeds and inboxes."""
+
+
+@app.command()
+@reports_errors
+def build(site: SiteOption = Path("."), drafts: DraftsOption = False, future: FutureOption = False) -> None:
+    """Build the site into out/ (only changed files are written)."""
+    from .build import BuildOptions
+    from .build import build as run_build
+
+    plan, report = run_build(site, BuildOptions(drafts=drafts, future=future))
+    typer.echo(
+        f"built {len(plan.site.posts)} posts into {plan.config.out_dir}: "
+        f"{len(report.written)} written, {report.unchanged} unchanged, {len(report.removed)} removed"
+    )
+
+
+@app.command()
+@reports_errors
+def check(site: SiteOption = Path("."), drafts: DraftsOption = False, future: FutureOption = False) -> None:
+    """Run every validation (config, posts, templates, feeds, email lint) without writing out/."""
+    from .build import BuildOptions
+    from .build import check as run_check
+
+    plan = run_check(site, BuildOptions(drafts=drafts, future=future))
+    typer.echo(f"ok: {len(plan.site.posts)} posts, {len(plan.artifacts)} files would be written")
+
+
+@app.command()
+@reports_errors
+def new(
+    title: Annotated[str, typer.Argument(help="The post's title.")],
+    site: SiteOption = Path("."),
+    draft: Annotated[bool, typer.Option("--draft", help="Mark the post as a draft.")] = False,
+) -> None:
+    """Make posts/<date>-<slug>.md with front matter, ready to write in."""
+    from .scaffold import new_post
+
+    path = new_post(site, title, now=dt.datetime.now(dt.timezone.utc), draft=draft)
+    typer.echo(f"created {path}")
+
+
+@app.command()
+@reports_errors
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to make the new site.", file_okay=False)],
+    with_templates: Annotated[bool, typer.Option("--with-templates", help="Copy the default theme into DIR/templates to edit it.")] = False,
+) -> None:
+    """Make a new site: press.toml and posts/ with one example post."""
+    from .scaffold import init_site
+
+    path = init_site(directory, today=dt.date.today(), with_templates=with_templates)
+    typer.echo(f"created a site in {path}; next: cd {path} && review-press build")
+
+
+# --- commands of the email edition, publishing and the web endpoints go below ---------
+
+
+def main() -> None:
+    """The console script's entry point."""
+    app(prog_name="review-press")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Test support: write small real sites into a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BASE_TOML = """\
+title = "Test Site"
+description = "A site for tests."
+base_url = "https://example.org/blog/"
+language = "en"
+timezone = "Europe/London"
+posts_per_page = 2
+feed_length = 3
+
+[author]
+name = "Tess Ter"
+email = "tess@example.org"
+"""
+
+
+def post_text(title: str = "A post", date: str = "2026-01-02", body: str = "Hello *world*.", **extra: str) -> str:
+    """A post file's text with YAML front matter; extra keys are written as given."""
+    lines = ["---", f'title: "{title}"', f"date: {date}", *(f"{k}: {v}" for k, v in extra.items()), "---", "", body, ""]
+    return "\n".join(lines)
+
+
+def write_site(root: Path, posts: dict[str, str | bytes], toml: str = BASE_TOML) -> Path:
+    """press.toml plus posts/<name> files (text or raw bytes) under `root`."""
+    (root / "posts").mkdir(parents=True, exist_ok=True)
+    (root / "press.toml").write_text(toml, "utf-8")
+    for name, text in posts.items():
+        path = root / "posts" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, "utf-8")
+    return root

@@ -1,0 +1,157 @@
+"""Posts: front matter (YAML and TOML), dates, slugs, summaries, and every kind of bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from sites import BASE_TOML, post_text, write_site
+
+from review_press.config import load_config
+from review_press.content import load_posts, slug_from_filename
+from review_press.errors import PressError
+from review_press.site import make_site, tag_slug
+
+NOW = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
+
+
+def load(tmp_path: Path, posts: dict[str, str | bytes], toml: str = BASE_TOML):
+    return load_posts(load_config(write_site(tmp_path, posts, toml)))
+
+
+def problems(tmp_path: Path, posts: dict[str, str | bytes], toml: str = BASE_TOML) -> list[str]:
+    with pytest.raises(PressError) as info:
+        load(tmp_path, posts, toml)
+    return [str(e) for e in getattr(info.value, "errors", (info.value,))]
+
+
+def test_yaml_post(tmp_path: Path) -> None:
+    text = post_text("Hi", "2026-01-02 10:30", "First para with [a link](/x/).\n\nSecond.", tags="[Crime, TV]", rating="4.5")
+    [post] = load(tmp_path, {"2026-01-02-hello.md": text})
+    assert post.slug == "hello"
+    assert post.title == "Hi"
+    assert post.date == dt.datetime(2026, 1, 2, 10, 30, tzinfo=load_config(tmp_path).tz)
+    assert post.tags == ("Crime", "TV")
+    assert post.meta == {"rating": 4.5}
+    assert '<a href="/x/">a link</a>' in post.summary_html and "Second" not in post.summary_html
+    assert post.summary_text == "First para with a link ."
+    assert post.body_line == 7  # the line after the closing ---
+
+
+def test_toml_front_matter_as_hugo_writes_it(tmp_path: Path) -> None:
+    text = '+++\ntitle = "Hugo post"\ndate = 2026-02-03T04:05:06+01:00\ntags = ["a"]\ndraft = true\n+++\n\nBody\n'
+    [post] = load(tmp_path, {"hugo.md": text})
+    assert (post.title, post.draft, post.tags) == ("Hugo post", True, ("a",))
+    assert post.date.utcoffset() == dt.timedelta(hours=1)
+
+
+def test_naive_date_is_in_site_timezone(tmp_path: Path) -> None:
+    [post] = load(tmp_path, {"a.md": post_text(date="2026-07-01T12:00:00")})
+    assert post.date.utcoffset() == dt.timedelta(hours=1)  # Europe/London in summer
+
+
+def test_more_marker_sets_summary(tmp_path: Path) -> None:
+    body = "One.\n\nTwo.\n\n<!-- more -->\n\nThree."
+    [post] = load(tmp_path, {"a.md": post_text(body=body)})
+    assert "One." in post.summary_html and "Two." in post.summary_html and "Three" not in post.summary_html
+
+
+def test_markdown_extensions(tmp_path: Path) -> None:
+    body = "| a | b |\n|---|---|\n| 1 | 2 |\n\n~~gone~~ note[^1]\n\n[^1]: A footnote.\n\n```python\ndef f():\n    return 1\n```\n"
+    [post] = load(tmp_path, {"a.md": post_text(body=body)})
+    assert "<table>" in post.html
+    assert "<s>gone</s>" in post.html
+    assert 'class="footnotes"' in post.html
+    assert 'class="highlight"' in post.html and '<span class="k">def</span>' in post.html
+
+
+def test_drafts_and_future_left_out_unless_asked(tmp_path: Path) -> None:
+    posts = load(tmp_path, {"a.md": post_text("A", draft="true"), "b.md": post_text("B", date="2030-01-01"), "c.md": post_text("C")})
+    config = load_config(tmp_path)
+    assert [p.title for p in make_site(config, posts, NOW).posts] == ["C"]
+    assert {p.title for p in make_site(config, posts, NOW, drafts=True, future=True).posts} == {"A", "B", "C"}
+
+
+def test_distinct_tags_keep_distinct_slugs() -> None:
+    assert len({tag_slug("C++"), tag_slug("C#"), tag_slug("C")}) == 3
+    assert tag_slug("TV review") == "tv-review"
+
+
+def test_tags_differing_in_case_are_one_tag(tmp_path: Path) -> None:
+    posts = load(tmp_path, {"a.md": post_text("A", tags="[Crime]"), "b.md": post_text("B", tags="[crime]")})
+    site = make_site(load_config(tmp_path), posts, NOW)
+    assert [(t.name, len(t.posts)) for t in site.tags] == [("Crime", 2)]
+
+
+def test_slug_from_filename() -> None:
+    assert slug_from_filename(Path("2026-01-05-run-away.md")) == "run-away"
+    assert slug_from_filename(Path("post-3.md")) == "post-3"
+
+
+# --- bad input: each names the file and line, with a hint -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Just text, no front matter.\n", "a.md:1: missing front matter"),
+        ("---\ntitle: x\ndate: 2026-01-01\n", "a.md:1: front matter is not closed"),
+        ("---\ntitle: [unclosed\ndate: 2026-01-01\n---\n", "a.md:3: front matter is not valid YAML"),
+        ("+++\ntitle = \ndate = 2026-01-01\n+++\n", "a.md:2: front matter is not valid TOML"),
+        ("---\n- just\n- a list\n---\n", "a.md:2: front matter must be a set of key: value lines"),
+        ("---\ndate: 2026-01-01\n---\nBody\n", "a.md:1: missing 'title'"),
+        ("---\ntitle: T\n---\nBody\n", "a.md:1: missing 'date'"),
+        ("---\ntitle: T\ndate: next tuesday\n---\n", "a.md:3: cannot read date 'next tuesday'"),
+        ("---\ntitle: T\ndate: 2026-13-45\n---\n", "a.md:3: cannot read date"),
+        ("---\ntitle: T\ndate: 2026-01-01\ntags: crime\n---\n", "a.md:4: 'tags' must be a list, not str"),
+        ("---\ntitle: T\ndate: 2026-01-01\ntags: [ok, '']\n---\n", "a.md:4: every tag must be non-empty text"),
+        ("---\ntitle: T\ndate: 2026-01-01\nslug: a/b\n---\n", "a.md:4: slug 'a/b' must not contain '/'"),
+        ("---\ntitle: T\ndate: 2026-01-01\nslug: ../up\n---\n", "a.md:4: slug '../up' must not contain"),
+        ("---\ntitle: T\ndate: 2026-01-01\ndraft: maybe\n---\n", "a.md:4: 'draft' must be true or false"),
+        ("---\ntitle: [1, 2]\ndate: 2026-01-01\n---\n", "a.md:2: 'title' must be text, not list"),
+        ("", "a.md:1: file is empty"),
+        ("\n  \n", "a.md:1: file is empty"),
+    ],
+)
+def test_bad_post(tmp_path: Path, text: str, expected: str) -> None:
+    found = problems(tmp_path, {"a.md": text})
+    assert any(expected in m for m in found), found
+    assert all("(" in m and m.endswith(")") for m in found if "missing" in m or "cannot" in m)  # each carries a hint
+
+
+def test_not_utf8_names_the_line(tmp_path: Path) -> None:
+    [message] = problems(tmp_path, {"a.md": b"---\ntitle: caf\xe9\ndate: 2026-01-01\n---\n"})
+    assert "a.md:2: not UTF-8 text (byte 0xe9)" in message
+
+
+def test_file_over_size_limit(tmp_path: Path) -> None:
+    toml = BASE_TOML.replace("feed_length = 3", "feed_length = 3\nmax_post_bytes = 1000")
+    [message] = problems(tmp_path, {"big.md": post_text(body="x" * 2000)}, toml)
+    assert "big.md:1: file is 2," in message and "over the limit of 1,000" in message
+
+
+def test_duplicate_slug_names_both_files(tmp_path: Path) -> None:
+    [message] = problems(tmp_path, {"2026-01-01-same.md": post_text("A"), "same.md": post_text("B")})
+    assert "same.md:1: slug 'same' is also used by" in message and "2026-01-01-same.md" in message
+
+
+def test_all_problems_in_one_run(tmp_path: Path) -> None:
+    found = problems(tmp_path, {"a.md": "", "b.md": "---\ntitle: T\n---\n", "c.md": post_text(tags="x"), "ok.md": post_text()})
+    assert len(found) == 3
+    assert [m.split(":")[0].rsplit("/", 1)[-1] for m in found] == ["a.md", "b.md", "c.md"]
+
+
+def test_crlf_and_bom_are_fine(tmp_path: Path) -> None:
+    raw = ("\ufeff" + post_text("Windows")).replace("\n", "\r\n").encode()
+    [post] = load(tmp_path, {"w.md": raw})
+    assert post.title == "Windows"
+
+
+def test_cache_is_used_and_invalidated(tmp_path: Path) -> None:
+    first = load(tmp_path, {"a.md": post_text("One")})
+    config = load_config(tmp_path)
+    again = load_posts(config)
+    assert again[0] is not first[0] and again[0].html == first[0].html  # from the pickle cache
+    (tmp_path / "posts" / "a.md").write_text(post_text("Two"), "utf-8")
+    assert load_posts(config)[0].title == "Two"
