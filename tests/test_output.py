@@ -1,0 +1,110 @@
+"""The one writer: collisions refused, all-or-nothing rendering, atomic and minimal writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from review_press.errors import BuildError, PressError
+from review_press.output import Artifact, check_paths, write_output
+
+
+def art(path: str, data: bytes, key: str = "k", origin: str = "test") -> Artifact:
+    return Artifact(path=path, key=key + data.decode(errors="replace"), render=lambda: data, origin=origin)
+
+
+def test_writes_files_and_manifest(tmp_path: Path) -> None:
+    out, manifest = tmp_path / "out", tmp_path / "state" / "manifest.json"
+    report = write_output(out, [art("index.html", b"home"), art("posts/a/index.html", b"a")], manifest)
+    assert (out / "index.html").read_bytes() == b"home"
+    assert (out / "posts/a/index.html").read_bytes() == b"a"
+    assert report.rendered == 2 and set(report.written) == {"index.html", "posts/a/index.html"}
+    assert manifest.exists()
+    assert not list(out.rglob(".tmp-*"))
+
+
+def test_two_artifacts_at_one_path_name_both(tmp_path: Path) -> None:
+    arts = [art("posts/x/index.html", b"1", origin="posts/a.md"), art("posts/x/index.html", b"2", origin="posts/b.md")]
+    with pytest.raises(BuildError, match=r"posts/b.md and posts/a.md would both write out/posts/x/index.html"):
+        write_output(tmp_path / "out", arts, tmp_path / "m.json")
+    assert not (tmp_path / "out").exists()
+
+
+def test_paths_that_differ_only_in_case_collide() -> None:
+    assert check_paths([art("tags/Crime/index.html", b""), art("tags/crime/index.html", b"")])
+
+
+@pytest.mark.parametrize("bad", ["../escape.html", "/abs.html", "a//b.html", "a\\b.html"])
+def test_unsafe_paths_refused(bad: str) -> None:
+    assert check_paths([art(bad, b"x")])
+
+
+def test_failed_render_leaves_previous_output_intact(tmp_path: Path) -> None:
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, [art("index.html", b"good"), art("old.html", b"old")], manifest)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken() -> bytes:
+        raise BuildError("template exploded", path="post.html", line=3)
+
+    bad = [art("index.html", b"new"), Artifact("posts/b/index.html", "kb", broken, "b.md")]
+    with pytest.raises(PressError, match="post.html:3: template exploded"):
+        write_output(out, bad, manifest)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_unchanged_files_keep_mtime_and_are_not_rendered(tmp_path: Path) -> None:
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, [art("a.html", b"a"), art("b.html", b"b")], manifest)
+    old = 1_000_000_000_000_000_000
+    os.utime(out / "a.html", ns=(old, old))
+    write_output(out, [art("a.html", b"a"), art("b.html", b"b")], manifest)  # refreshes the manifest's stat
+    calls: list[str] = []
+
+    def counting(path: str, data: bytes) -> Artifact:
+        def render() -> bytes:
+            calls.append(path)
+            return data
+
+        return Artifact(path, "k" + data.decode(), render, "t")
+
+    report = write_output(out, [counting("a.html", b"a"), counting("b.html", b"B")], manifest)
+    assert calls == ["b.html"]  # a.html's key and file are unchanged: not even rendered
+    assert report.written == ("b.html",)
+    assert (out / "a.html").stat().st_mtime_ns == old
+
+
+def test_same_bytes_under_a_new_key_are_not_rewritten(tmp_path: Path) -> None:
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, [art("a.html", b"same", key="1")], manifest)
+    mtime = (out / "a.html").stat().st_mtime_ns
+    report = write_output(out, [art("a.html", b"same", key="2")], manifest)
+    assert report.rendered == 1 and report.written == ()
+    assert (out / "a.html").stat().st_mtime_ns == mtime
+
+
+def test_a_file_changed_behind_our_back_is_rewritten(tmp_path: Path) -> None:
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, [art("a.html", b"right")], manifest)
+    (out / "a.html").write_bytes(b"tampered!")
+    write_output(out, [art("a.html", b"right")], manifest)
+    assert (out / "a.html").read_bytes() == b"right"
+
+
+def test_removes_files_that_no_longer_belong(tmp_path: Path) -> None:
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, [art("keep.html", b"k"), art("gone/index.html", b"g")], manifest)
+    (out / "stray.txt").write_text("left by hand")
+    report = write_output(out, [art("keep.html", b"k")], manifest)
+    assert set(report.removed) == {"gone/index.html", "stray.txt"}
+    assert not (out / "gone").exists()
+    assert (out / "keep.html").exists()
+
+
+def test_corrupt_manifest_means_full_render(tmp_path: Path) -> None:
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, [art("a.html", b"a")], manifest)
+    manifest.write_text("{not json")
+    assert write_output(out, [art("a.html", b"a")], manifest).rendered == 1
