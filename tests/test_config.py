@@ -6,10 +6,10 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sites import BASE_TOML
 
 from review_press.config import load_config, parse_config
 from review_press.errors import ConfigError, PressError, PressErrors
+from sites import BASE_TOML
 
 
 def problems(text: str, tmp_path: Path) -> list[str]:

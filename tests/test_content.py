@@ -6,14 +6,14 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sites import BASE_TOML, post_text, write_site
 
 from review_press.config import load_config
 from review_press.content import load_posts, slug_from_filename
 from review_press.errors import PressError
 from review_press.site import make_site, tag_slug
+from sites import BASE_TOML, post_text, write_site
 
-NOW = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
 
 def load(tmp_path: Path, posts: dict[str, str | bytes], toml: str = BASE_TOML):
@@ -155,3 +155,15 @@ def test_cache_is_used_and_invalidated(tmp_path: Path) -> None:
     assert again[0] is not first[0] and again[0].html == first[0].html  # from the pickle cache
     (tmp_path / "posts" / "a.md").write_text(post_text("Two"), "utf-8")
     assert load_posts(config)[0].title == "Two"
+
+
+def test_errors_survive_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import review_press.content as content
+
+    monkeypatch.setattr(content, "PARALLEL_FROM", 2)
+    posts = {f"p{i}.md": post_text(f"P{i}") for i in range(6)}
+    posts["bad.md"] = "---\ntitle: T\ndate: 2026-01-01\ntags: nope\n---\n"
+    found = problems(tmp_path, posts)
+    assert len(found) == 1 and "bad.md:4: 'tags' must be a list" in found[0] and "(write  tags: [crime, tv])" in found[0]
+    (tmp_path / "posts/bad.md").unlink()
+    assert len(load_posts(load_config(tmp_path))) == 6

@@ -14,10 +14,10 @@ from pathlib import Path
 from . import __version__, feeds, pages
 from .config import CONFIG_NAME, Config, load_config
 from .content import load_posts
+from .errors import raise_all
 from .output import Artifact, WriteReport, check_paths, file_artifact, render_all, write_output
 from .site import Site, make_site
 from .theme import ASSETS, Theme
-from .errors import raise_all
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def plan(root: Path, options: BuildOptions = BuildOptions()) -> Plan:
     """Load, check and plan a build: raises every problem found; writes nothing but caches."""
     config = load_config(root)
     posts = load_posts(config)
-    now = options.now or dt.datetime.now(dt.timezone.utc)
+    now = options.now or dt.datetime.now(dt.UTC)
     site = make_site(config, posts, now=now, drafts=options.drafts, future=options.future)
     theme = Theme.for_site(config.templates_dir, site=site, config=config)
     key = base_key(config, theme)

@@ -100,7 +100,7 @@ def new(
     """Make posts/<date>-<slug>.md with front matter, ready to write in."""
     from .scaffold import new_post
 
-    path = new_post(site, title, now=dt.datetime.now(dt.timezone.utc), draft=draft)
+    path = new_post(site, title, now=dt.datetime.now(dt.UTC), draft=draft)
     typer.echo(f"created {path}")
 
 

@@ -176,7 +176,11 @@ _TOP = (
     _Field("title", str, required=True, check=_no_newline),
     _Field("base_url", str, required=True, check=_base_url),
     _Field("description", str),
-    _Field("language", str, check=lambda v: None if re.match(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$", v) else "must be a language tag such as en or en-GB"),
+    _Field(
+        "language",
+        str,
+        check=lambda v: None if re.match(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$", v) else "must be a language tag such as en or en-GB",
+    ),
     _Field("timezone", str, check=_zone),
     _Field("posts_per_page", int, check=_positive),
     _Field("feed_length", int, check=_positive),
@@ -197,7 +201,15 @@ _SMTP = (
     _Field("host", str, required=True, check=_no_newline),
     _Field("port", int, check=lambda v: None if 0 < v < 65536 else "must be a port number 1-65535"),
     _Field("username", str),
-    _Field("password_env", str, check=lambda v: None if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v) else "must name an environment variable, e.g. SMTP_PASSWORD (never the password itself)"),
+    _Field(
+        "password_env",
+        str,
+        check=lambda v: (
+            None
+            if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v)
+            else "must name an environment variable, e.g. SMTP_PASSWORD (never the password itself)"
+        ),
+    ),
     _Field("starttls", bool),
     _Field("ssl", bool),
     _Field("timeout", (int, float), check=_positive),
@@ -240,13 +252,19 @@ def _type_ok(value: Any, kind: type | tuple[type, ...]) -> bool:
     return isinstance(value, kinds)
 
 
-def _take(table: dict[str, Any], fields: tuple[_Field, ...], name: str, path: Path, lines: dict[tuple[str, str], int], errors: list[PressError]) -> dict[str, Any]:
+def _take(
+    table: dict[str, Any], fields: tuple[_Field, ...], name: str, path: Path, lines: dict[tuple[str, str], int], errors: list[PressError]
+) -> dict[str, Any]:
     """Check one table against its fields; return the good values by attribute name."""
     known = {f.name for f in fields}
     prefix = f"[{name}] " if name else ""
     for key in table:
         if key not in known and not (not name and key in _TABLES):
-            errors.append(ConfigError(f"{prefix}unknown key {key!r}", path=path, line=lines.get((name, key)), hint="known keys: " + ", ".join(sorted(known))))
+            errors.append(
+                ConfigError(
+                    f"{prefix}unknown key {key!r}", path=path, line=lines.get((name, key)), hint="known keys: " + ", ".join(sorted(known))
+                )
+            )
     values: dict[str, Any] = {}
     for f in fields:
         line = lines.get((name, f.name)) or lines.get((name, ""))
@@ -282,7 +300,9 @@ def parse_config(text: str, root: Path, path: Path | None = None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"at line (\d+)", str(exc))
-        raise ConfigError(f"not valid TOML: {exc}", path=path, line=int(match.group(1)) if match else None, hint="see https://toml.io") from None
+        raise ConfigError(
+            f"not valid TOML: {exc}", path=path, line=int(match.group(1)) if match else None, hint="see https://toml.io"
+        ) from None
     lines = _key_lines(text)
     errors: list[PressError] = []
     top = _take(data, _TOP, "", path, lines, errors)
@@ -298,16 +318,32 @@ def parse_config(text: str, root: Path, path: Path | None = None) -> Config:
     if "from_" in news:
         name, address = _split_from(news.pop("from_"))
         if _address(address):
-            errors.append(ConfigError(f"[newsletter] from: {address!r} is not an email address", path=path, line=lines.get(("newsletter", "from")), hint='write "Name <you@example.org>"'))
+            errors.append(
+                ConfigError(
+                    f"[newsletter] from: {address!r} is not an email address",
+                    path=path,
+                    line=lines.get(("newsletter", "from")),
+                    hint='write "Name <you@example.org>"',
+                )
+            )
         news["from_name"], news["from_address"] = name, address
     web = tables.get("web", {})
     if "allowed_origins" in web:
         if not all(isinstance(o, str) for o in web["allowed_origins"]):
-            errors.append(ConfigError("[web] allowed_origins must be a list of strings", path=path, line=lines.get(("web", "allowed_origins"))))
+            errors.append(
+                ConfigError("[web] allowed_origins must be a list of strings", path=path, line=lines.get(("web", "allowed_origins")))
+            )
         web["allowed_origins"] = tuple(str(o) for o in web["allowed_origins"])
     smtp = tables.get("smtp")
     if smtp is not None and smtp.get("ssl") and smtp.get("starttls"):
-        errors.append(ConfigError("[smtp] ssl and starttls cannot both be true", path=path, line=lines.get(("smtp", "ssl")), hint="ssl = true for port 465, starttls = true for port 587"))
+        errors.append(
+            ConfigError(
+                "[smtp] ssl and starttls cannot both be true",
+                path=path,
+                line=lines.get(("smtp", "ssl")),
+                hint="ssl = true for port 465, starttls = true for port 587",
+            )
+        )
     raise_all(errors)
     base_url = top.pop("base_url")
     return Config(
@@ -328,7 +364,11 @@ def load_config(root: Path) -> Config:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"no {CONFIG_NAME} here", path=path, hint="run in the site's folder, pass --site DIR, or make a site with `review-press init DIR`") from None
+        raise ConfigError(
+            f"no {CONFIG_NAME} here",
+            path=path,
+            hint="run in the site's folder, pass --site DIR, or make a site with `review-press init DIR`",
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", path=path) from None
     try:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import multiprocessing as mp
+import os
 import pickle
 import re
 import tomllib
 import unicodedata
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from .config import Config
 from .errors import ContentError, PressError, raise_all
 
 CACHE_VERSION = "posts-1"
+PARALLEL_FROM = 200  # below this many uncached posts, a process pool costs more than it saves
 KNOWN_KEYS = frozenset({"title", "date", "updated", "tags", "summary", "slug", "draft", "author", "image", "subject"})
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 _SLUG_OK = re.compile(r"^[\w][\w.-]*$", re.UNICODE)
@@ -89,12 +93,16 @@ def _split(text: str, path: Path) -> _FrontMatter:
     lines = text.split("\n")
     fence = lines[0].rstrip()
     if fence not in _FENCES:
-        raise ContentError("missing front matter", path=path, line=1, hint="start the file with a line '---', then title: and date:, then '---'")
+        raise ContentError(
+            "missing front matter", path=path, line=1, hint="start the file with a line '---', then title: and date:, then '---'"
+        )
     for end in range(1, len(lines)):
         if lines[end].rstrip() == fence or (fence == "---" and lines[end].rstrip() == "..."):
             break
     else:
-        raise ContentError(f"front matter is not closed: no second {fence!r} line", path=path, line=1, hint=f"end the front matter with a line {fence!r}")
+        raise ContentError(
+            f"front matter is not closed: no second {fence!r} line", path=path, line=1, hint=f"end the front matter with a line {fence!r}"
+        )
     source = "\n".join(lines[1:end])
     try:
         if _FENCES[fence] == "yaml":
@@ -105,7 +113,9 @@ def _split(text: str, path: Path) -> _FrontMatter:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 2
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ContentError(f"front matter is not valid YAML: {problem}", path=path, line=line, hint='quote values that hold ":" or "#"') from None
+        raise ContentError(
+            f"front matter is not valid YAML: {problem}", path=path, line=line, hint='quote values that hold ":" or "#"'
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"at line (\d+)", str(exc))
         line = int(match.group(1)) + 1 if match else 2
@@ -219,8 +229,8 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
     raise_all(errors)
     assert title is not None and date is not None
     body = fm.body
-    summary_md = markup.summary_markdown(body)
-    summary_html = markup.render(summary) if summary else markup.render(summary_md)
+    rendered = markup.render_with_summary(body)
+    summary_html = markup.render(summary) if summary else markup.render(rendered.summary_markdown)
     return Post(
         source=path,
         slug=slug,
@@ -230,7 +240,7 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
         tags=tags,
         body_markdown=body,
         body_line=fm.body_line,
-        html=markup.render(body),
+        html=rendered.html,
         summary_html=summary_html,
         summary_text=summary or markup.plain_text(summary_html),
         digest=digest,
@@ -271,6 +281,24 @@ def _write_cache(config: Config, cache: dict[str, Post]) -> None:
     tmp.replace(path)
 
 
+def _parse_job(job: tuple[Path, bytes, Config, str]) -> Post | PressError:
+    """Parse one post in a worker; a problem comes back as a value, not raised across processes."""
+    path, raw, config, key = job
+    try:
+        return parse_post(path, raw, config, digest=key[:16])
+    except PressError as exc:
+        return exc
+
+
+def _parse_many(jobs: list[tuple[Path, bytes, Config, str]]) -> list[Post | PressError]:
+    """Parse posts, on every core when there are many (Markdown rendering dominates a cold build)."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(jobs) < PARALLEL_FROM or workers < 2 or "fork" not in mp.get_all_start_methods():
+        return [_parse_job(job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
+        return list(pool.map(_parse_job, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+
+
 def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
     """Read and check every post; raise all problems at once, including duplicate slugs.
 
@@ -279,26 +307,51 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
     salt = f"{CACHE_VERSION}|{config.timezone}".encode()
     cache = _read_cache(config) if use_cache else {}
     fresh: dict[str, Post] = {}
-    posts: list[Post] = []
-    errors: list[PressError] = []
+    results: list[Post | PressError | None] = []
+    jobs: list[tuple[Path, bytes, Config, str]] = []
+    slots: list[int] = []
     for path in post_files(config):
         try:
             size = path.stat().st_size
             if size > config.max_post_bytes:
-                raise ContentError(f"file is {size:,} bytes, over the limit of {config.max_post_bytes:,}", path=path, line=1, hint="raise max_post_bytes in press.toml if this is meant")
+                raise ContentError(
+                    f"file is {size:,} bytes, over the limit of {config.max_post_bytes:,}",
+                    path=path,
+                    line=1,
+                    hint="raise max_post_bytes in press.toml if this is meant",
+                )
             raw = path.read_bytes()
-            key = hashlib.sha256(salt + str(path).encode() + b"\0" + raw).hexdigest()
-            post = cache.get(key) or parse_post(path, raw, config, digest=key[:16])
-            fresh[key] = post
-            posts.append(post)
         except PressError as exc:
-            errors.extend(getattr(exc, "errors", (exc,)))
+            results.append(exc)
+            continue
         except OSError as exc:
-            errors.append(ContentError(f"cannot read: {exc.strerror}", path=path))
+            results.append(ContentError(f"cannot read: {exc.strerror}", path=path))
+            continue
+        key = hashlib.sha256(salt + str(path).encode() + b"\0" + raw).hexdigest()
+        if (cached := cache.get(key)) is not None:
+            fresh[key] = cached
+            results.append(cached)
+        else:
+            slots.append(len(results))
+            results.append(None)
+            jobs.append((path, raw, config, key))
+    for slot, job, result in zip(slots, jobs, _parse_many(jobs), strict=True):
+        results[slot] = result
+        if isinstance(result, Post):
+            fresh[job[3]] = result
+    posts = [r for r in results if isinstance(r, Post)]
+    errors: list[PressError] = [e for r in results if isinstance(r, PressError) for e in getattr(r, "errors", (r,))]
     by_slug: dict[str, Post] = {}
     for post in posts:
         if (other := by_slug.get(post.slug)) is not None:
-            errors.append(ContentError(f"slug {post.slug!r} is also used by {other.source}", path=post.source, line=1, hint="give one of them a different slug: in its front matter"))
+            errors.append(
+                ContentError(
+                    f"slug {post.slug!r} is also used by {other.source}",
+                    path=post.source,
+                    line=1,
+                    hint="give one of them a different slug: in its front matter",
+                )
+            )
         else:
             by_slug[post.slug] = post
     if use_cache and fresh.keys() != cache.keys():

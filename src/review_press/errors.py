@@ -27,6 +27,10 @@ class PressError(Exception):
         self.line = line
         self.hint = hint
 
+    def __reduce__(self) -> tuple:
+        """Pickle with path, line and hint (posts are parsed in worker processes)."""
+        return (_rebuild, (type(self), self.message, self.path, self.line, self.hint))
+
     def where(self) -> str:
         """The `path:line` prefix, or "" when the error belongs to no file."""
         if self.path is None:
@@ -63,6 +67,9 @@ class PressErrors(PressError):
         self.errors: tuple[PressError, ...] = tuple(errors)
         super().__init__(f"{len(self.errors)} problem(s)")
 
+    def __reduce__(self) -> tuple:
+        return (PressErrors, (self.errors,))
+
     def __str__(self) -> str:
         return "\n".join(str(e) for e in self.errors)
 
@@ -81,3 +88,7 @@ def _display(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except (ValueError, OSError):
         return str(path)
+
+
+def _rebuild(cls: type[PressError], message: str, path: Path | None, line: int | None, hint: str | None) -> PressError:
+    return cls(message, path=path, line=line, hint=hint)

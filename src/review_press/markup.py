@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urljoin
 
@@ -65,18 +66,26 @@ def render(text: str) -> str:
     return markdown().render(text)
 
 
-def summary_markdown(text: str) -> str:
-    """The Markdown of the summary: the text before `<!-- more -->`, else the first paragraph."""
+@dataclass(frozen=True)
+class Rendered:
+    """A Markdown document rendered once: its HTML and the Markdown of its summary."""
+
+    html: str
+    summary_markdown: str
+
+
+def render_with_summary(text: str) -> Rendered:
+    """Render `text` (one parse) and find its summary: the text before `<!-- more -->`, else the first paragraph."""
+    md = markdown()
+    env: dict = {}
+    tokens = md.parse(text, env)
+    html = md.renderer.render(tokens, md.options, env)
     if MORE in text:
-        return text.split(MORE, 1)[0].strip()
-    tokens = parse(text)
-    for i, token in enumerate(tokens):
-        if token.type == "paragraph_open" and token.map:
-            start, end = token.map
-            return "\n".join(text.splitlines()[start:end]).strip()
-        if token.type == "inline" and i == 0:
-            break
-    return ""
+        summary = text.split(MORE, 1)[0].strip()
+    else:
+        first = next((t for t in tokens if t.type == "paragraph_open" and t.map), None)
+        summary = "\n".join(text.splitlines()[first.map[0] : first.map[1]]).strip() if first and first.map else ""
+    return Rendered(html=html, summary_markdown=summary)
 
 
 def plain_text(fragment: str) -> str:

@@ -57,7 +57,9 @@ def check_paths(artifacts: Iterable[Artifact]) -> list[PressError]:
         if art.path.startswith("/") or ".." in parts or "" in parts or "\\" in art.path:
             errors.append(BuildError(f"unsafe output path {art.path!r} from {art.origin}"))
         elif (other := seen.get(art.path.casefold())) is not None:
-            errors.append(BuildError(f"{art.origin} and {other.origin} would both write out/{art.path}", hint="give one of them another slug"))
+            errors.append(
+                BuildError(f"{art.origin} and {other.origin} would both write out/{art.path}", hint="give one of them another slug")
+            )
         else:
             seen[art.path.casefold()] = art
     return errors
@@ -92,29 +94,27 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def render_all(artifacts: list[Artifact], out_dir: Path, manifest: dict[str, list]) -> tuple[dict[str, bytes], int]:
-    """Render what may have changed; return {path: bytes} and how many were skipped as fresh."""
+def render_all(artifacts: list[Artifact], out_dir: Path, manifest: dict[str, list]) -> dict[str, bytes]:
+    """Render every artifact whose key or file changed since the manifest; return {path: bytes}."""
     rendered: dict[str, bytes] = {}
     errors: list[PressError] = []
-    skipped = 0
     for art in artifacts:
         entry = manifest.get(art.path)
         if entry and entry[0] == art.key and _stat(out_dir / art.path) == (entry[1], entry[2]):
-            skipped += 1
             continue
         try:
             rendered[art.path] = art.render()
         except PressError as exc:
             errors.extend(getattr(exc, "errors", (exc,)))
     raise_all(errors)
-    return rendered, skipped
+    return rendered
 
 
 def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) -> WriteReport:
     """Render, then write only what changed, then prune; see the module docstring."""
     raise_all(check_paths(artifacts))
     manifest = _load_manifest(manifest_path)
-    rendered, skipped = render_all(artifacts, out_dir, manifest)
+    rendered = render_all(artifacts, out_dir, manifest)
     written: list[str] = []
     for path, data in rendered.items():
         target = out_dir / path

@@ -160,7 +160,9 @@ def make_site(config: Config, posts: tuple[Post, ...], now: dt.datetime, drafts:
             tagged[key].append(post)
     tags = tuple(Tag(name=name, slug=slugs[name], posts=tuple(tagged[key])) for key, name in sorted(names.items()))
     years = tuple(
-        Year(year=year, months=tuple(Month(year=year, month=month, posts=tuple(ms)) for month, ms in groupby(ys, key=lambda p: p.date.month)))
+        Year(
+            year=year, months=tuple(Month(year=year, month=month, posts=tuple(ms)) for month, ms in groupby(ys, key=lambda p: p.date.month))
+        )
         for year, ys in ((y, tuple(g)) for y, g in groupby(ordered, key=lambda p: p.date.year))
     )
     return Site(config=config, posts=ordered, tags=tags, years=years)
