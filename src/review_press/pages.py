@@ -1,0 +1,348 @@
+"""The site's HTML pages, sitemap.xml and robots.txt, planned as `Artifact`s.
+
+`plan_pages` decides every page and its key without rendering anything: a key holds
+exactly what the page shows (each post's digest, neighbour titles, tag slugs, page
+numbers), so a rebuild renders only the pages an edit touched. Templates read what
+this module passes them; the default theme never walks `site.posts` itself.
+
+`base.html` needs `meta` (a `PageMeta`), `href` (site path -> URL) and `css_version`
+besides the theme's `config`; any page that extends it (the web endpoints' too) passes those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+from xml.sax.saxutils import escape
+
+import pygments
+from pygments.formatters import HtmlFormatter
+
+from . import markup
+from .content import Post
+from .output import Artifact, make_key
+from .site import FEEDS, Page, Site, Tag, Year, paginate
+from .theme import Theme
+
+DESCRIPTION_CHARS = 200
+WORDS_PER_MINUTE = 230
+DARK_CODE_STYLE = "github-dark"
+HIGHLIGHT_CSS = "assets/highlight.css"
+_FEED_LABELS = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
+_TABLE_OPEN = re.compile(r"<table\b[^>]*>", re.IGNORECASE)
+_TABLE_CLOSE = re.compile(r"</table\s*>", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class TagRef:
+    """A link to a tag page: the tag's canonical spelling and its site path."""
+
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class PostRef:
+    """A link to a post (for prev/next): its title and site path."""
+
+    title: str
+    path: str
+
+
+@dataclass(frozen=True)
+class FeedLink:
+    """One `<link rel="alternate">`: the feed's title, media type and absolute URL."""
+
+    title: str
+    type: str
+    url: str
+
+
+@dataclass(frozen=True)
+class PageMeta:
+    """What the `<head>` of a page says about it: title, description, URLs, feeds."""
+
+    title: str
+    description: str
+    path: str
+    canonical: str
+    feeds: tuple[FeedLink, ...]
+    og_title: str = ""
+    og_type: str = "website"
+    image: str | None = None
+    prev_url: str | None = None
+    next_url: str | None = None
+    noindex: bool = False
+
+
+@dataclass(frozen=True)
+class SitemapEntry:
+    """One `<url>` of sitemap.xml: an absolute URL and, when known, its last change."""
+
+    loc: str
+    lastmod: str | None
+
+
+# --- small pure helpers -----------------------------------------------------------------
+
+
+def out_path(path: str) -> str:
+    """A site path (`posts/x/`, `` for the home page) -> the file in out/ that serves it."""
+    return path + "index.html" if path == "" or path.endswith("/") else path
+
+
+def href_for(base_url: str) -> Callable[[str], str]:
+    """A function from site path to root-relative URL, honouring a base_url with a sub-path."""
+    root = urlsplit(base_url).path or "/"
+    return lambda path="": root + path.lstrip("/")
+
+
+def truncate(text: str, limit: int = DESCRIPTION_CHARS) -> str:
+    """`text` cut at a word boundary to at most `limit` characters, with an ellipsis if cut."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:.—-– ")
+    return cut + "…"
+
+
+def reading_minutes(post: Post) -> int:
+    """A post's reading time in whole minutes, at least 1."""
+    return max(1, round(len(post.body_markdown.split()) / WORDS_PER_MINUTE))
+
+
+def wrap_tables(html: str) -> str:
+    """Put each `<table>` in a scrolling box, so a wide table never widens a phone's page."""
+    html = _TABLE_OPEN.sub(lambda m: f'<div class="table-scroll" tabindex="0" role="region" aria-label="Table">{m.group(0)}', html)
+    return _TABLE_CLOSE.sub("</table></div>", html)
+
+
+def feed_links(site: Site, base: str = "", label: str = "") -> tuple[FeedLink, ...]:
+    """The feeds of a list at site path `base` (the site's when ``), as autodiscovery links."""
+    name = f"{site.config.title} — {label}" if label else site.config.title
+    return tuple(
+        FeedLink(title=f"{name} ({_FEED_LABELS.get(kind, kind)})", type=media, url=site.url(base + file)) for kind, file, media in FEEDS
+    )
+
+
+def _scoped(css: str) -> list[str]:
+    """Pygments' rules for `.highlight` only: its bare `pre { line-height }` would restyle every pre."""
+    return [line for line in css.splitlines() if line.startswith(".highlight")]
+
+
+def highlight_css() -> str:
+    """The code highlighting stylesheet: the house light style, a dark one for dark mode."""
+    light = "\n".join(_scoped(markup.highlight_css()))
+    dark = "\n".join("  " + line for line in _scoped(HtmlFormatter(style=DARK_CODE_STYLE).get_style_defs(".highlight")))
+    return f"/* Generated from Pygments {pygments.__version__}; do not edit. */\n{light}\n\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
+
+
+def lastmod(posts: Iterable[Post]) -> str | None:
+    """The newest `last_modified` of some posts, as W3C datetime; None for no posts."""
+    newest = max((p.last_modified for p in posts), default=None)
+    return newest.isoformat() if newest else None
+
+
+def sitemap_xml(entries: Iterable[SitemapEntry]) -> bytes:
+    """A sitemaps.org urlset for the entries, in the order given."""
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">']
+    for e in entries:
+        mod = f"<lastmod>{escape(e.lastmod)}</lastmod>" if e.lastmod else ""
+        lines.append(f"  <url><loc>{escape(e.loc)}</loc>{mod}</url>")
+    lines.append("</urlset>")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def robots_txt(site: Site) -> bytes:
+    """Allow everything and point crawlers at the sitemap."""
+    return f"User-agent: *\nAllow: /\n\nSitemap: {site.url('sitemap.xml')}\n".encode()
+
+
+# --- rendering --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every page's render shares: the theme, the site, URL helpers, tag links."""
+
+    theme: Theme
+    site: Site
+    href: Callable[[str], str]
+    css_version: str
+    tags_of: dict[str, tuple[TagRef, ...]]
+
+    def render(self, template: str, meta: PageMeta, **context: Any) -> bytes:
+        """One template -> UTF-8 bytes, with the shared context added."""
+        html = self.theme.render(
+            template,
+            meta=meta,
+            href=self.href,
+            css_version=self.css_version,
+            tags_of=self.tags_of,
+            reading_minutes=reading_minutes,
+            **context,
+        )
+        return html.encode("utf-8")
+
+
+def _meta(site: Site, path: str, title: str, description: str, feeds: tuple[FeedLink, ...], **extra: Any) -> PageMeta:
+    full = f"{title} — {site.config.title}" if title else site.config.title
+    extra.setdefault("og_title", title or site.config.title)
+    return PageMeta(
+        title=full,
+        description=truncate(description or site.config.description or site.config.title),
+        path=path,
+        canonical=site.url(path),
+        feeds=feeds,
+        **extra,
+    )
+
+
+def _list_meta(site: Site, page: Page, title: str, description: str, feeds: tuple[FeedLink, ...]) -> PageMeta:
+    if page.number > 1:
+        title = f"{title} — page {page.number}" if title else f"Page {page.number}"
+    return _meta(
+        site,
+        page.path,
+        title,
+        description,
+        feeds,
+        prev_url=site.url(page.prev_path) if page.prev_path is not None else None,
+        next_url=site.url(page.next_path) if page.next_path is not None else None,
+    )
+
+
+def _render_index(ctx: _Context, page: Page) -> bytes:
+    meta = _list_meta(ctx.site, page, "", ctx.site.config.description, feed_links(ctx.site))
+    return ctx.render("index.html", meta, page=page)
+
+
+def _render_post(ctx: _Context, post: Post, newer: Post | None, older: Post | None) -> bytes:
+    site = ctx.site
+    image = urljoin(site.url(post.path), post.image) if post.image else None
+    meta = _meta(site, post.path, post.title, post.summary_text, feed_links(site), og_type="article", image=image)
+    return ctx.render(
+        "post.html",
+        meta,
+        post=post,
+        body=wrap_tables(post.html),
+        author=post.author or site.config.author.name,
+        newer=PostRef(newer.title, newer.path) if newer else None,
+        older=PostRef(older.title, older.path) if older else None,
+    )
+
+
+def _render_tag(ctx: _Context, tag: Tag, page: Page) -> bytes:
+    site = ctx.site
+    description = f"Posts tagged “{tag.name}” on {site.config.title}."
+    feeds = (*feed_links(site), *feed_links(site, tag.path, tag.name))
+    return ctx.render("tag.html", _list_meta(site, page, f"Tagged “{tag.name}”", description, feeds), tag=tag, page=page)
+
+
+def _render_tags(ctx: _Context) -> bytes:
+    site = ctx.site
+    meta = _meta(site, "tags/", "Tags", f"Every tag on {site.config.title}, with its posts.", feed_links(site))
+    return ctx.render("tags.html", meta, tags=sorted(site.tags, key=lambda t: (t.name.casefold(), t.name)))
+
+
+def _render_archive(ctx: _Context) -> bytes:
+    site = ctx.site
+    meta = _meta(site, "archive/", "Archive", f"Every post on {site.config.title}, by year and month.", feed_links(site))
+    return ctx.render("archive.html", meta, years=site.years)
+
+
+def _render_year(ctx: _Context, year: Year, newer: Year | None, older: Year | None) -> bytes:
+    site = ctx.site
+    meta = _meta(site, year.path, f"Archive {year.year}", f"Posts of {year.year} on {site.config.title}.", feed_links(site))
+    return ctx.render("archive_year.html", meta, year=year, newer=newer, older=older)
+
+
+def _render_404(ctx: _Context) -> bytes:
+    site = ctx.site
+    meta = _meta(site, "404.html", "Page not found", "There is no page at this address.", feed_links(site), noindex=True)
+    return ctx.render("404.html", meta)
+
+
+# --- planning ---------------------------------------------------------------------------
+
+
+def _tag_refs(site: Site) -> dict[str, tuple[TagRef, ...]]:
+    """For each post slug, links to its tags in the site's canonical spelling."""
+    by_name = {t.name.casefold(): TagRef(t.name, t.path) for t in site.tags}
+    return {p.slug: tuple(by_name[k] for k in dict.fromkeys(t.casefold() for t in p.tags) if k in by_name) for p in site.posts}
+
+
+def _cards(posts: Iterable[Post], tags_of: dict[str, tuple[TagRef, ...]]) -> tuple[tuple[str, tuple[TagRef, ...]], ...]:
+    """The key part of a list of post cards: each post's digest and its tag links."""
+    return tuple((p.digest, tags_of[p.slug]) for p in posts)
+
+
+def _links(posts: Iterable[Post]) -> tuple[tuple[str, str, str], ...]:
+    """The key part of a list of plain post links: slug, title and date."""
+    return tuple((p.slug, p.title, p.date.isoformat()) for p in posts)
+
+
+def css_version(theme: Theme) -> str:
+    """A short hash of the stylesheets, appended to their URLs so browsers fetch new ones."""
+    h = hashlib.sha256(pygments.__version__.encode())
+    for rel, path in sorted(theme.assets().items()):
+        if rel.endswith(".css"):
+            h.update(path.read_bytes())
+    return h.hexdigest()[:8]
+
+
+def _sitemap_entries(site: Site, pages: Iterable[tuple[str, Iterable[Post]]]) -> tuple[SitemapEntry, ...]:
+    return tuple(SitemapEntry(site.url(path), lastmod(posts)) for path, posts in pages)
+
+
+def plan_pages(site: Site, theme: Theme, base_key: str) -> list[Artifact]:
+    """Every HTML page, the code stylesheet, sitemap.xml and robots.txt of the site."""
+    tags_of = _tag_refs(site)
+    ctx = _Context(theme=theme, site=site, href=href_for(site.config.base_url), css_version=css_version(theme), tags_of=tags_of)
+    per_page = site.config.posts_per_page
+    arts: list[Artifact] = []
+    listed: list[tuple[str, Iterable[Post]]] = []
+
+    def add(path: str, key: tuple[Any, ...], render: Callable[[], bytes], origin: str, posts: Iterable[Post] | None = None) -> None:
+        arts.append(Artifact(path=out_path(path), key=make_key(base_key, *key), render=render, origin=origin))
+        if posts is not None:
+            listed.append((path, posts))
+
+    for page in paginate(site.posts, per_page, ""):
+        add(
+            page.path,
+            ("index", page.number, page.count, _cards(page.posts, tags_of)),
+            partial(_render_index, ctx, page),
+            "the home page",
+            page.posts,
+        )
+    neighbours = site.neighbours()
+    for post in site.posts:
+        newer, older = neighbours[post.slug]
+        key = ("post", post.digest, tags_of[post.slug], _links(p for p in (newer, older) if p), newer is None, older is None)
+        add(post.path, key, partial(_render_post, ctx, post, newer, older), str(post.source), (post,))
+    add("archive/", ("archive", _links(site.posts)), partial(_render_archive, ctx), "the archive", site.posts)
+    for i, year in enumerate(site.years):
+        newer = site.years[i - 1] if i else None
+        older = site.years[i + 1] if i + 1 < len(site.years) else None
+        key = ("year", year.year, _links(year.posts), newer and newer.year, older and older.year)
+        add(year.path, key, partial(_render_year, ctx, year, newer, older), f"the archive of {year.year}", year.posts)
+    add(
+        "tags/", ("tags", tuple((t.name, t.slug, len(t.posts)) for t in site.tags)), partial(_render_tags, ctx), "the tag index", site.posts
+    )
+    for tag in site.tags:
+        for page in paginate(tag.posts, per_page, tag.path):
+            key = ("tag", tag.name, tag.slug, page.number, page.count, _cards(page.posts, tags_of))
+            add(page.path, key, partial(_render_tag, ctx, tag, page), f"tag {tag.name!r}", page.posts)
+    add("404.html", ("404",), partial(_render_404, ctx), "the 404 page")
+    entries = _sitemap_entries(site, listed)
+    add("sitemap.xml", ("sitemap", entries), partial(sitemap_xml, entries), "the sitemap")
+    add("robots.txt", ("robots",), partial(robots_txt, site), "robots.txt")
+    css = highlight_css()
+    add(HIGHLIGHT_CSS, ("highlight.css", hashlib.sha256(css.encode()).hexdigest()), css.encode, "code highlighting")
+    return arts
