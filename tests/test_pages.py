@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import lxml.etree
 import lxml.html
@@ -258,6 +260,27 @@ def test_a_base_url_with_a_path_prefixes_every_link(make_site: SiteMaker) -> Non
     assert "https://example.org/blog/feed.xml" in feeds
 
 
+def test_every_internal_link_and_stylesheet_resolves(make_site: SiteMaker) -> None:
+    root = make_site(five_posts(), "posts_per_page = 2\n", base_url="https://example.org/blog/")
+    build(root, OPTS)
+    out = root / "out"
+    checked = 0
+    for rel in html_pages(root):
+        doc = html(root, rel)
+        for element in doc.cssselect("a[href], link[href], img[src]"):
+            url = urlsplit(element.get("href") or element.get("src"))
+            if url.netloc and url.netloc != "example.org":
+                continue
+            if not url.path:
+                assert doc.get_element_by_id(url.fragment, None) is not None, f"{rel}: no #{url.fragment}"
+                continue
+            assert url.path.startswith("/blog/"), f"{rel}: {url.path} is outside the site"
+            target = out / url.path.removeprefix("/blog/")
+            assert (target / "index.html" if url.path.endswith("/") else target).is_file(), f"{rel} links to missing {url.path}"
+            checked += 1
+    assert checked > 100
+
+
 def test_an_empty_site_still_has_its_pages(make_site: SiteMaker) -> None:
     root = make_site({})
     build(root, OPTS)
@@ -291,6 +314,16 @@ def test_editing_one_post_rerenders_only_the_pages_that_show_it(make_site: SiteM
     assert untouched.stat().st_mtime_ns == mtime
 
 
+def test_a_new_post_updates_the_count_on_every_page_of_its_tag(make_site: SiteMaker) -> None:
+    root = make_site(five_posts(), "posts_per_page = 3\n")
+    build(root, OPTS)
+    (root / "posts/f.md").write_text(post_text("Foxtrot", "2024-01-01", "Oldest.", tags="[crime]"), "utf-8")
+    _, report = build(root, OPTS)
+    # page 1 of the tag shows the same three posts as before, but a new total
+    assert {"tags/crime/index.html", "tags/crime/page/2/index.html"} <= set(report.written)
+    assert "5 posts" in (root / "out/tags/crime/index.html").read_text()
+
+
 def test_renaming_a_post_rerenders_its_neighbours_and_the_archive(make_site: SiteMaker) -> None:
     root = make_site(five_posts())
     build(root, OPTS)
@@ -302,6 +335,32 @@ def test_renaming_a_post_rerenders_its_neighbours_and_the_archive(make_site: Sit
     assert {"posts/b/index.html", "posts/d/index.html", "archive/index.html", "archive/2026/index.html"} <= written
     assert "posts/a/index.html" not in written and "archive/2025/index.html" not in written
     assert "Charlie Renamed" in (root / "out/posts/d/index.html").read_text()
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_incremental_builds_match_a_fresh_build_after_each_kind_of_edit(make_site: SiteMaker, tmp_path: Path) -> None:
+    root = make_site(five_posts(), "posts_per_page = 2\n")
+    build(root, OPTS)
+    edits = [
+        ("c.md", post_text("Charlie, retitled", "2026-01-05", "Third.", tags="[crime, C#]")),
+        ("b.md", post_text("Bravo", "2026-04-01", "Moved to a new year-month.", tags="[drama, new tag]")),
+        ("f.md", post_text("Foxtrot", "2024-05-05", "A new old post.", tags="[Crime]")),
+        ("a.md", None),
+        ("d.md", post_text("Delta", "2026-01-20", "Fourth.", tags="[C++]", image="pic.jpg")),
+    ]
+    for name, text in edits:
+        if text is None:
+            (root / "posts" / name).unlink()
+        else:
+            (root / "posts" / name).write_text(text, "utf-8")
+        build(root, OPTS)
+        fresh = tmp_path / f"fresh-{name}"
+        shutil.copytree(root, fresh, ignore=shutil.ignore_patterns("out", ".review-press"))
+        build(fresh, OPTS)
+        assert snapshot(root / "out") == snapshot(fresh / "out"), f"after editing {name}"
 
 
 def test_two_builds_are_byte_identical(make_site: SiteMaker) -> None:

@@ -309,7 +309,7 @@ def plan_pages(site: Site, theme: Theme, base_key: str) -> list[Artifact]:
     listed: list[tuple[str, Iterable[Post]]] = []
 
     def add(path: str, key: tuple[Any, ...], render: Callable[[], bytes], origin: str, posts: Iterable[Post] | None = None) -> None:
-        arts.append(Artifact(path=out_path(path), key=make_key(base_key, *key), render=render, origin=origin))
+        arts.append(Artifact(path=out_path(path), key=make_key(base_key, ctx.css_version, *key), render=render, origin=origin))
         if posts is not None:
             listed.append((path, posts))
 
@@ -337,7 +337,7 @@ def plan_pages(site: Site, theme: Theme, base_key: str) -> list[Artifact]:
     )
     for tag in site.tags:
         for page in paginate(tag.posts, per_page, tag.path):
-            key = ("tag", tag.name, tag.slug, page.number, page.count, _cards(page.posts, tags_of))
+            key = ("tag", tag.name, tag.slug, len(tag.posts), page.number, page.count, _cards(page.posts, tags_of))
             add(page.path, key, partial(_render_tag, ctx, tag, page), f"tag {tag.name!r}", page.posts)
     add("404.html", ("404",), partial(_render_404, ctx), "the 404 page")
     entries = _sitemap_entries(site, listed)
