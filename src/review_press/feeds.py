@@ -1,0 +1,409 @@
+"""Site -> feeds: RSS 2.0, Atom 1.0 and JSON Feed 1.1, for the site and for each tag, with RFC 5005 archives.
+
+Where they go (paths under out/; `site.FEEDS` names the three files of a list):
+
+    feed.xml  atom.xml  feed.json                   the site's newest `feed_length` posts
+    tags/<slug>/feed.xml  atom.xml  feed.json       the same for one tag
+    feeds/archive/<k>/feed.xml  atom.xml  feed.json archive k: posts (k-1)*N+1 .. k*N, counted from the oldest
+
+Archives (RFC 5005 section 4). Only complete chunks of N = `feed_length` posts are archived, so an
+archive document does not change once written (unless a post in it is edited, or a post older than
+it is added or removed, which shifts the chunk boundaries). The subscription feed links
+rel="prev-archive" to the newest archive; each archive carries <fh:archive/>, rel="current" (the
+subscription feed), rel="prev-archive" (the older archive) and rel="next-archive" (the newer one) where
+they exist. The newest posts not yet in a complete archive (fewer than N) are always in the
+subscription feed, so walking prev-archive from it reaches every post; a reader dedupes the overlap
+between the subscription feed and the newest archive by entry id, as RFC 5005 expects. One case the
+W3C validator warns about (ArchiveIncomplete) cannot be avoided with fixed chunks: while a site has
+exactly one archive (N <= posts < 2N), that archive has neither prev- nor next-archive.
+
+Tag feeds get no archives: a tag is a view of posts that are all archived in the site feed's chain, and
+65 tags x (posts / N) archives x 3 formats would multiply the documents for no reader that asks for them.
+JSON Feed has no archive marker, so its archives are pages: feed.json's `next_url` is the newest
+archive's feed.json, whose `next_url` is the one before, down to archive 1. Pages never shift.
+
+Output is deterministic: no clock anywhere. `updated`/lastBuildDate come from the posts (an empty feed
+says EMPTY_UPDATED); entry ids are permalinks; every URL in content is absolute.
+
+feedgen 1.0.0 faults worked around here, each pinned by a test in tests/test_feeds.py:
+1. add_entry() prepends by default -> add_entry(order="append"), entries added newest first.
+2. Atom entry <link> loses rel and type (lkiesow/python-feedgen#135) -> `_EntryExtras` puts them back.
+3. content(type="CDATA") writes type="CDATA", invalid Atom (python-feedgen#123) -> only type="html".
+4. RSS <channel><link> is the href of the LAST fg.link() call -> the alternate link is added last.
+5. lastBuildDate and atom:updated default to the clock -> always set from the posts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from . import markup
+from .content import Post
+from .output import Artifact, make_key
+from .site import FEEDS, Site
+
+FEED_FORMAT = "feeds-1"  # part of every key: bump when this module renders the same input differently
+ATOM_NS = "http://www.w3.org/2005/Atom"
+FH_NS = "http://purl.org/syndication/history/1.0"
+DC_NS = "http://purl.org/dc/elements/1.1/"
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+GENERATOR = "review-press"  # no version: a release must not change every feed's bytes
+ARCHIVE_DIR = "feeds/archive"
+EMPTY_UPDATED = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # the `updated` of a feed with no posts
+FILE_OF = {kind: name for kind, name, _ in FEEDS}
+MEDIA_OF = {kind: media for kind, _, media in FEEDS}
+_PCHAR = "-._~!$&'()*+,;=:@"  # RFC 3986 pchar minus unreserved letters/digits: never percent-encoded
+_PROTOCOL_RELATIVE = re.compile(r"""(\s(?:href|src|poster)\s*=\s*["'])//""", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class FeedLink:
+    """An RFC 5005 link of a feed document: its relation, absolute URL and media type."""
+
+    rel: str
+    href: str
+    media: str
+
+
+@dataclass(frozen=True)
+class FeedDoc:
+    """One feed document before rendering: where it goes, what it lists and how it links onwards."""
+
+    kind: str  # "rss", "atom" or "json" (see site.FEEDS)
+    path: str  # e.g. "tags/crime/atom.xml"
+    title: str
+    subtitle: str
+    home: str  # absolute URL of the HTML page the feed mirrors
+    posts: tuple[Post, ...]  # newest first
+    history: tuple[FeedLink, ...] = ()  # current / prev-archive / next-archive
+    archive: bool = False
+    origin: str = "feeds"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What every format says about one post: computed once per post, shared by all documents."""
+
+    post: Post
+    url: str
+    updated: dt.datetime
+    published: dt.datetime
+    content: str  # absolute-URL HTML of the whole post; "" in summary mode
+    summary: str  # absolute-URL HTML of the summary; "" when the post has none worth giving
+
+
+@dataclass(frozen=True, eq=False)
+class FeedContext:
+    """The site, each post's unique `updated`, and a cache of `Entry` filled as documents render."""
+
+    site: Site
+    updated: Mapping[str, dt.datetime]
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def entry(self, post: Post) -> Entry:
+        """The `Entry` of a post (built on first use)."""
+        if (found := self.entries.get(post.slug)) is None:
+            found = self.entries[post.slug] = make_entry(self.site, post, self.updated[post.slug])
+        return found
+
+
+# --- planning (cheap: no rendering) ----------------------------------------------------
+
+
+def plan_feeds(site: Site, base_key: str) -> list[Artifact]:
+    """Every feed document of the site as an `Artifact` whose key covers all its bytes depend on."""
+    ctx = FeedContext(site=site, updated=unique_updated(site.posts))
+    return [
+        Artifact(path=doc.path, key=doc_key(ctx, doc, base_key), render=_renderer(ctx, doc), origin=doc.origin) for doc in feed_docs(site)
+    ]
+
+
+def feed_docs(site: Site) -> list[FeedDoc]:
+    """The subscription feeds, the tag feeds and the archives, three formats each."""
+    config, n = site.config, site.config.feed_length
+    archives = archive_chunks(site.posts, n)
+    subtitle = config.description or config.title
+    docs = list(_list_docs(site, "", config.title, subtitle, site.posts[:n], len(archives), "feeds"))
+    for tag in site.tags:
+        title = f"{config.title}: {tag.name}"
+        docs += _list_docs(
+            site, tag.path, title, f"Posts tagged {tag.name} on {config.title}", tag.posts[:n], 0, f"feeds of tag {tag.name!r}"
+        )
+    for number, chunk in enumerate(archives, start=1):
+        docs += _archive_docs(site, number, len(archives), chunk)
+    return docs
+
+
+def archive_chunks(posts: tuple[Post, ...], size: int) -> list[tuple[Post, ...]]:
+    """Complete chunks of `size` posts counted from the oldest; each chunk newest first."""
+    oldest_first = posts[::-1]
+    return [oldest_first[i : i + size][::-1] for i in range(0, len(oldest_first) - size + 1, size)]
+
+
+def archive_path(number: int, kind: str) -> str:
+    """Where archive `number` of the site feed in format `kind` lives."""
+    return f"{ARCHIVE_DIR}/{number}/{FILE_OF[kind]}"
+
+
+def _list_docs(site: Site, base: str, title: str, subtitle: str, posts: tuple[Post, ...], archives: int, origin: str) -> Iterable[FeedDoc]:
+    """The three subscription documents of a list (the site at base "", or a tag)."""
+    for kind, name, media in FEEDS:
+        history = (FeedLink("prev-archive", site_uri(site, archive_path(archives, kind)), media),) if archives else ()
+        yield FeedDoc(kind, base + name, title, subtitle, site_uri(site, base), posts, history, origin=origin)
+
+
+def _archive_docs(site: Site, number: int, count: int, posts: tuple[Post, ...]) -> Iterable[FeedDoc]:
+    """The three documents of archive `number` of `count`, linked to their neighbours."""
+    config = site.config
+    for kind, name, media in FEEDS:
+        history = [FeedLink("current", site_uri(site, name), media)]
+        if number > 1:
+            history.append(FeedLink("prev-archive", site_uri(site, archive_path(number - 1, kind)), media))
+        if number < count:
+            history.append(FeedLink("next-archive", site_uri(site, archive_path(number + 1, kind)), media))
+        title = f"{config.title} (archive {number})"
+        subtitle = config.description or config.title
+        yield FeedDoc(
+            kind,
+            archive_path(number, kind),
+            title,
+            subtitle,
+            site_uri(site),
+            posts,
+            tuple(history),
+            archive=True,
+            origin=f"feed archive {number}",
+        )
+
+
+def doc_key(ctx: FeedContext, doc: FeedDoc, base_key: str) -> str:
+    """A document's key: base_key (code, theme, press.toml), its place and links, and its posts in order."""
+    links = (f"{link.rel} {link.href}" for link in doc.history)
+    posts = (f"{p.slug}|{p.digest}|{ctx.updated[p.slug].isoformat()}" for p in doc.posts)
+    return make_key(FEED_FORMAT, base_key, doc.kind, doc.path, doc.title, doc.subtitle, doc.home, doc.archive, *links, "|", *posts)
+
+
+def unique_updated(posts: Iterable[Post]) -> dict[str, dt.datetime]:
+    """Each post's feed `updated`: its last_modified in UTC to the second, unique across the site.
+
+    Two posts with one instant (say, both dated 2026-01-05) would give two entries with equal
+    atom:updated, which the W3C validator warns about; the later one (by date, then slug) moves on
+    by whole seconds. Unique site-wide, so a post says the same in every document that lists it.
+    """
+    result: dict[str, dt.datetime] = {}
+    last: dt.datetime | None = None
+    for post in sorted(posts, key=lambda p: (p.last_modified, p.date, p.slug)):
+        when = post.last_modified.astimezone(dt.UTC).replace(microsecond=0)
+        if last is not None and when <= last:
+            when = last + dt.timedelta(seconds=1)
+        result[post.slug] = last = when
+    return result
+
+
+# --- entries and URLs ------------------------------------------------------------------
+
+
+def site_uri(site: Site, path: str = "") -> str:
+    """The canonical absolute URI of a site path (see `canonical_uri`)."""
+    return canonical_uri(site.url(path))
+
+
+def canonical_uri(url: str) -> str:
+    """`url` as the W3C validator's canonical form: lower-case scheme and host, no default port,
+    the path in NFC with non-ASCII and unsafe characters percent-encoded (upper-case hex)."""
+    parts = urlsplit(url)
+    scheme, netloc = parts.scheme.lower(), parts.netloc.lower()
+    default_port = {"http": ":80", "https": ":443"}.get(scheme)
+    if default_port and netloc.endswith(default_port):
+        netloc = netloc[: -len(default_port)]
+    path = quote(unicodedata.normalize("NFC", parts.path), safe="/%" + _PCHAR) or "/"
+    return urlunsplit((scheme, netloc, path, parts.query, parts.fragment))
+
+
+def absolute_html(fragment: str, page_url: str) -> str:
+    """HTML with every href/src absolute, including protocol-relative `//host/...` ones."""
+    scheme = urlsplit(page_url).scheme
+    return _PROTOCOL_RELATIVE.sub(rf"\g<1>{scheme}://", markup.absolute_urls(fragment, page_url))
+
+
+def make_entry(site: Site, post: Post, updated: dt.datetime) -> Entry:
+    """One post's feed entry: permalink, dates in UTC, and content per `feed_content`."""
+    url = site_uri(site, post.path)
+    summary = absolute_html(post.summary_html, url) if post.summary_html.strip() else ""
+    if site.config.feed_content == "full":
+        content = absolute_html(post.html, url)
+        summary = "" if summary == content else summary
+    else:
+        content, summary = "", summary or absolute_html(post.html, url)
+    published = post.date.astimezone(dt.UTC).replace(microsecond=0)
+    return Entry(post=post, url=url, updated=updated, published=published, content=content, summary=summary)
+
+
+def newest_update(entries: Iterable[Entry]) -> dt.datetime:
+    """A document's own `updated`: its newest entry's, never the clock."""
+    return max((e.updated for e in entries), default=EMPTY_UPDATED)
+
+
+# --- rendering -------------------------------------------------------------------------
+
+
+def _renderer(ctx: FeedContext, doc: FeedDoc) -> Callable[[], bytes]:
+    """The zero-argument render callable of an `Artifact`."""
+    return lambda: render_doc(ctx, doc)
+
+
+def render_doc(ctx: FeedContext, doc: FeedDoc) -> bytes:
+    """The bytes of one feed document."""
+    entries = [ctx.entry(p) for p in doc.posts]
+    if doc.kind == "json":
+        return render_json(ctx.site, doc, entries)
+    fg = build_feedgen(ctx.site, doc, entries)
+    return fg.atom_str(pretty=True) if doc.kind == "atom" else fg.rss_str(pretty=True)
+
+
+class _FeedExtras(BaseExtension):
+    """What feedgen cannot say at feed level: fh:archive, and RFC 5005 links in RSS (as atom:link)."""
+
+    def __init__(self) -> None:
+        self.archive = False
+        self.history: tuple[FeedLink, ...] = ()
+        self.dc = False
+
+    def extend_ns(self) -> dict[str, str]:
+        names = {"fh": FH_NS} if self.archive else {}
+        return names | {"dc": DC_NS} if self.dc else names
+
+    def extend_atom(self, feed: etree._Element) -> etree._Element:
+        if self.archive:
+            etree.SubElement(feed, f"{{{FH_NS}}}archive")
+        return feed
+
+    def extend_rss(self, rss: etree._Element) -> etree._Element:
+        channel = rss.find("channel")
+        for link in self.history:
+            etree.SubElement(channel, f"{{{ATOM_NS}}}link", href=link.href, rel=link.rel, type=link.media)
+        if self.archive:
+            etree.SubElement(channel, f"{{{FH_NS}}}archive")
+        return rss
+
+
+class _EntryExtras(BaseEntryExtension):
+    """Per entry: the alternate link's rel/type for Atom (feedgen fault 2), dc:creator for RSS."""
+
+    def __init__(self) -> None:
+        self.alternate = ""
+        self.creator = ""
+
+    def extend_atom(self, entry: etree._Element) -> etree._Element:
+        for link in entry.findall("link"):
+            if link.get("href") == self.alternate:
+                link.set("rel", "alternate")
+                link.set("type", "text/html")
+        return entry
+
+    def extend_rss(self, item: etree._Element) -> etree._Element:
+        if self.creator:
+            etree.SubElement(item, f"{{{DC_NS}}}creator").text = self.creator
+        return item
+
+
+def build_feedgen(site: Site, doc: FeedDoc, entries: list[Entry]) -> FeedGenerator:
+    """A FeedGenerator for an RSS or Atom document, with feedgen's faults worked around."""
+    config = site.config
+    self_url = site_uri(site, doc.path)
+    author = config.author
+    fg = FeedGenerator()
+    fg.register_extension("review_press", _FeedExtras, _EntryExtras, atom=doc.kind == "atom", rss=doc.kind == "rss")
+    extras: _FeedExtras = fg.review_press
+    extras.archive, extras.history = doc.archive, doc.history if doc.kind == "rss" else ()
+    extras.dc = doc.kind == "rss" and (not author.email or any(e.post.author for e in entries))
+    fg.id(self_url)
+    fg.title(doc.title)
+    fg.subtitle(doc.subtitle)  # also the RSS <description>
+    fg.language(config.language)
+    fg.generator(GENERATOR)
+    fg.updated(newest_update(entries))  # atom:updated and lastBuildDate, never the clock (fault 5)
+    fg.author({"name": author.name, "email": author.email} if author.email else {"name": author.name})
+    if author.email:
+        fg.managingEditor(f"{author.email} ({author.name})")
+    fg.link(href=self_url, rel="self", type=MEDIA_OF[doc.kind])
+    if doc.kind == "atom":
+        for link in doc.history:
+            fg.link(href=link.href, rel=link.rel, type=link.media)
+    fg.link(href=doc.home, rel="alternate", type="text/html")  # last: RSS <channel><link> is the last link (fault 4)
+    for entry in entries:  # newest first, appended in that order (fault 1)
+        add_entry(fg, entry, config.author.name, config.author.email)
+    return fg
+
+
+def add_entry(fg: FeedGenerator, entry: Entry, site_author: str, site_email: str) -> None:
+    """Append one post to a FeedGenerator."""
+    post = entry.post
+    fe = fg.add_entry(order="append")
+    fe.guid(entry.url, permalink=True)  # atom:id and <guid isPermaLink="true">
+    fe.title(post.title)
+    fe.link(href=entry.url, rel="alternate", type="text/html")
+    fe.review_press.alternate = entry.url
+    fe.updated(entry.updated)
+    fe.published(entry.published)
+    name, email = (post.author, "") if post.author else (site_author, site_email)
+    fe.author({"name": name, "email": email} if email else {"name": name})
+    if not email:
+        fe.review_press.creator = name  # RSS <author> must be an email address
+    if post.tags:
+        fe.category([{"term": tag} for tag in post.tags])
+    if entry.summary:
+        fe.summary(entry.summary, type="html")  # RSS <description>
+    if entry.content:
+        fe.content(entry.content, type="html")  # never type="CDATA" (fault 3); RSS <content:encoded>
+
+
+def render_json(site: Site, doc: FeedDoc, entries: list[Entry]) -> bytes:
+    """A JSON Feed 1.1 document, by hand (feedgen has no JSON Feed), keys sorted."""
+    config = site.config
+    feed: dict[str, object] = {
+        "version": JSON_FEED_VERSION,
+        "title": doc.title,
+        "description": doc.subtitle,
+        "home_page_url": doc.home,
+        "feed_url": site_uri(site, doc.path),
+        "language": config.language,
+        "authors": [{"name": config.author.name}],
+        "items": [json_item(entry) for entry in entries],
+    }
+    older = [link.href for link in doc.history if link.rel == "prev-archive"]
+    if older:
+        feed["next_url"] = older[0]
+    return (json.dumps(feed, sort_keys=True, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def json_item(entry: Entry) -> dict[str, object]:
+    """One JSON Feed item."""
+    post = entry.post
+    item: dict[str, object] = {
+        "id": entry.url,
+        "url": entry.url,
+        "title": post.title,
+        "content_html": entry.content or entry.summary,
+        "date_published": entry.published.isoformat(),
+        "date_modified": entry.updated.isoformat(),
+    }
+    if post.summary_text:
+        item["summary"] = post.summary_text
+    if post.tags:
+        item["tags"] = list(post.tags)
+    if post.author:
+        item["authors"] = [{"name": post.author}]
+    if post.image:
+        item["image"] = canonical_uri(urljoin(entry.url, post.image))
+    return item
