@@ -1,0 +1,333 @@
+"""The Starlette app: routes, limits, CORS and error pages around `Subscriptions`.
+
+    GET  /healthz                      200 {"ok": true} while the database answers
+    GET  /subscribe                    the form, for readers without JavaScript
+    POST /subscribe                    form or JSON: email, name, the honeypot "website"
+    GET  /confirm/<token>              double opt-in: pending -> active, consent recorded
+    GET  /unsubscribe/<token>          the masked address and one button
+    POST /unsubscribe/<token>          RFC 8058 one-click: unsubscribed at once, 200
+    (also /unsubscribe?token=..., the form `publish` puts in List-Unsubscribe)
+
+Every answer to /subscribe that gets past the limits and the form checks is the same
+"check your inbox", whether the address was new, pending, active or suppressed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..config import Config, load_config
+from ..store import db_path
+from ..theme import Theme
+from ..tokens import site_secret
+from .confirm import BadToken, confirm_key
+from .forms import FormError, Signup, check_signup, media_type, parse_fields, read_body
+from .mail import Mailer
+from .ratelimit import Rate, TokenBuckets, retry_after
+from .render import SUBSCRIBE, UNSUBSCRIBE, Pages
+from .service import Confirmed, Database, Subscriptions, mask
+
+log = logging.getLogger("review_press.web")
+
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),  # a token in this page's URL never reaches the site's logs
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    (b"cache-control", b"no-store"),
+)
+INVALID_LINK = ("This link does not work", "It may have expired, or been copied only in part. Subscribe again to get a new one.")
+
+
+@dataclass(frozen=True)
+class WebLimits:
+    """How often one IP may post the subscribe form, and how often one address may be mailed."""
+
+    per_ip: Rate = field(default_factory=lambda: Rate.per(10, 600))
+    per_address: Rate = field(default_factory=lambda: Rate.per(3, 3600))
+    max_keys: int = 100_000
+
+
+@dataclass
+class Web:
+    """Everything the handlers share for one site."""
+
+    config: Config
+    pages: Pages
+    mailer: Mailer
+    db: Database
+    by_ip: TokenBuckets
+    by_address: TokenBuckets
+
+    @property
+    def subs(self) -> Subscriptions:
+        assert self.db.service is not None, "the database is opened at startup"
+        return self.db.service
+
+
+def _web(request: Request) -> Web:
+    return request.app.state.web
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def client_ip(request: Request) -> str:
+    """The client's address as the ASGI server reports it (behind a proxy: run uvicorn with --forwarded-allow-ips)."""
+    return request.client.host if request.client else "unknown"
+
+
+def wants_json(request: Request) -> bool:
+    """True when the client sent JSON, or asks for JSON rather than HTML."""
+    accept = request.headers.get("accept", "")
+    return media_type(request) == "application/json" or ("application/json" in accept and "text/html" not in accept)
+
+
+def endpoint_base(web: Web, request: Request) -> str:
+    """The endpoints' public URL, ending in `/`: `[web] url`, else the URL this request came to."""
+    base = web.config.web.url or str(request.base_url)
+    return base if base.endswith("/") else base + "/"
+
+
+def too_many(request: Request, seconds: float) -> Response:
+    """429 with Retry-After."""
+    wait = retry_after(seconds)
+    return _web(request).pages.notice(
+        "Too many requests",
+        f"Please try again in {wait} seconds.",
+        status=429,
+        as_json=wants_json(request),
+        headers={"Retry-After": wait},
+    )
+
+
+# --- handlers ---------------------------------------------------------------------------
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness and readiness: 200 while the database answers, else 503."""
+    web = _web(request)
+    try:
+        ok = await web.db.run(web.subs.ping)
+    except Exception:
+        ok = False
+    return JSONResponse({"ok": ok}, status_code=200 if ok else 503)
+
+
+async def subscribe_form(request: Request) -> Response:
+    """The subscribe page (no JavaScript needed)."""
+    return _web(request).pages.html(SUBSCRIBE, "Subscribe", action="subscribe", form_email="", form_name="", problem="")
+
+
+async def subscribe(request: Request) -> Response:
+    """Store a pending subscriber and mail the confirm link; the same answer for every address."""
+    web, ip = _web(request), client_ip(request)
+    if wait := web.by_ip.take(ip):
+        return too_many(request, wait)
+    fields: dict[str, str] = {}
+    try:
+        fields = await parse_fields(request, await read_body(request))
+        signup = check_signup(fields)
+    except FormError as exc:
+        return _form_problem(request, exc, fields)
+    task = None
+    if not signup.is_bot:
+        if wait := web.by_address.take(signup.key):
+            return too_many(request, wait)
+        task = await _confirmation_task(web, request, signup, ip)
+    response = web.pages.notice(
+        "Check your inbox",
+        "If that address can subscribe, we have sent it a link to confirm. Open it to start getting new posts.",
+        "Nothing arrived? Look in the spam folder, or try again in a few minutes.",
+        as_json=wants_json(request),
+    )
+    response.background = task
+    return response
+
+
+async def _confirmation_task(web: Web, request: Request, signup: Signup, ip: str) -> BackgroundTask | None:
+    """Store the signup; a task that mails the confirm link when there is someone to confirm."""
+    outgoing = await web.db.run(web.subs.subscribe, signup, ip, _now())
+    if outgoing is None:
+        return None
+    link = f"{endpoint_base(web, request)}confirm/{outgoing.token}"
+    return BackgroundTask(web.mailer.send, outgoing, link)
+
+
+def _form_problem(request: Request, exc: FormError, fields: dict[str, str]) -> Response:
+    """A refused form: the form again with the reason (or JSON), never more than the user sent."""
+    web = _web(request)
+    if wants_json(request) or exc.status != 400:
+        return web.pages.notice("That did not work", exc.message, status=exc.status, as_json=wants_json(request))
+    email, name = fields.get("email", "")[:254], fields.get("name", "")[:200]
+    return web.pages.html(SUBSCRIBE, "Subscribe", 400, action="subscribe", form_email=email, form_name=name, problem=exc.message)
+
+
+async def confirm(request: Request) -> Response:
+    """Double opt-in: the token's subscriber becomes active; a replay says so again."""
+    web, as_json = _web(request), wants_json(request)
+    try:
+        outcome = await web.db.run(web.subs.confirm, request.path_params["token"], client_ip(request), _now())
+    except BadToken:
+        return web.pages.notice(*INVALID_LINK, status=400, as_json=as_json)
+    if outcome is Confirmed.ALREADY:
+        return web.pages.notice("You are already subscribed", f"New posts of {web.config.title} come to your inbox.", as_json=as_json)
+    return web.pages.notice("You are subscribed", f"Thank you. New posts of {web.config.title} will come to your inbox.", as_json=as_json)
+
+
+def _unsubscribe_token(request: Request) -> str:
+    return request.path_params.get("token") or request.query_params.get("token", "")
+
+
+async def unsubscribe_page(request: Request) -> Response:
+    """The masked address and one button (a GET changes nothing: link scanners follow links)."""
+    web = _web(request)
+    sub = await web.db.run(web.subs.holder, _unsubscribe_token(request))
+    if sub is None:
+        return web.pages.notice(*INVALID_LINK, status=400, as_json=wants_json(request))
+    done = sub.status not in ("pending", "active")
+    title = "You are unsubscribed" if done else "Unsubscribe"
+    return web.pages.html(UNSUBSCRIBE, title, masked=mask(sub.address), done=done)
+
+
+async def unsubscribe(request: Request) -> Response:
+    """RFC 8058 one-click: unsubscribe at once, body or no body, and answer 200 (never a redirect)."""
+    web = _web(request)
+    try:
+        await read_body(request)  # bounded; `List-Unsubscribe=One-Click` or nothing, either is fine
+    except FormError as exc:
+        return web.pages.notice("That did not work", exc.message, status=exc.status, as_json=wants_json(request))
+    sub = await web.db.run(web.subs.unsubscribe, _unsubscribe_token(request), _now())
+    if sub is None:
+        return web.pages.notice(*INVALID_LINK, status=400, as_json=wants_json(request))
+    return web.pages.notice(
+        "You are unsubscribed",
+        f"{mask(sub.address)} will get no more emails from {web.config.title}.",
+        "Changed your mind? You can subscribe again at any time.",
+        as_json=wants_json(request),
+    )
+
+
+# --- errors, headers, the app -------------------------------------------------------------
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """404, 405 and other HTTP errors as a themed page; the detail is a fixed phrase."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    titles = {404: "Page not found", 405: "Method not allowed"}
+    headers = getattr(exc, "headers", None)
+    return _web(request).pages.notice(
+        titles.get(status, "Something went wrong"), status=status, as_json=wants_json(request), headers=headers
+    )
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """Any unexpected failure: a plain 500 page; the traceback goes to the server log only."""
+    try:
+        return _web(request).pages.notice("Something went wrong", "Please try again later.", status=500, as_json=wants_json(request))
+    except Exception:
+        return Response("Something went wrong.", status_code=500, media_type="text/plain")
+
+
+class SecurityHeaders:
+    """Adds no-sniff, no-referrer, no-framing and no-store to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def add_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, add_headers)
+
+
+def allowed_origins(config: Config) -> list[str]:
+    """`[web] allowed_origins`, else the origin of the site's base_url (where the form is)."""
+    if config.web.allowed_origins:
+        return [o.rstrip("/") for o in config.web.allowed_origins]
+    parts = urlsplit(config.base_url)
+    return [f"{parts.scheme}://{parts.netloc}"]
+
+
+def routes() -> list[Route]:
+    """The endpoints, as listed in this module's docstring."""
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/subscribe", subscribe_form, methods=["GET"]),
+        Route("/subscribe", subscribe, methods=["POST"]),
+        Route("/confirm/{token}", confirm, methods=["GET"]),
+        Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
+        Route("/unsubscribe", unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe", unsubscribe, methods=["POST"]),
+    ]
+
+
+def create_app(site_root: Path, limits: WebLimits | None = None) -> Starlette:
+    """The subscription endpoints of the site at `site_root` (reads press.toml and the secret now)."""
+    limits = limits or WebLimits()
+    config = load_config(site_root)
+    theme = Theme.for_site(config.templates_dir, config=config)
+    pages = Pages(config, theme)
+    pages.warm()
+    secret = site_secret(config)
+    database = Database(db_path(config), lambda store: Subscriptions(store, secret, confirm_key(secret), config.web.confirm_days))
+    web = Web(
+        config=config,
+        pages=pages,
+        mailer=Mailer(config, theme),
+        db=database,
+        by_ip=TokenBuckets(limits.per_ip, limits.max_keys),
+        by_address=TokenBuckets(limits.per_address, limits.max_keys),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await database.start()
+        try:
+            yield
+        finally:
+            await database.stop()
+
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=allowed_origins(config),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+            max_age=600,
+        ),
+        Middleware(SecurityHeaders),
+    ]
+    app = Starlette(
+        routes=routes(),
+        middleware=middleware,
+        exception_handlers={HTTPException: http_error, 500: server_error},
+        lifespan=lifespan,
+    )
+    app.state.web = web
+    return app

@@ -1,0 +1,84 @@
+"""The confirmation email of double opt-in: a MIME message with the confirm link, sent at once.
+
+It goes through the same transport as the newsletter (`publish.connector_for`: the Maildir
+outbox by default, SMTP with an `[smtp]` table) and is DKIM-signed the same way. Sending runs
+in a worker thread after the reply has gone out, so the reply's timing says nothing about
+whether an address was already known.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.policy
+import email.utils
+import logging
+from collections.abc import Callable
+from email.headerregistry import Address
+from email.message import EmailMessage
+
+from ..config import CONFIG_NAME, Config
+from ..delivery.dkim import signer_for
+from ..delivery.smtp import Connector, Envelope, SendError
+from ..errors import DeliveryError
+from ..publish import connector_for
+from ..store import parse_address
+from ..theme import Theme
+from .service import Outgoing, mask
+
+log = logging.getLogger("review_press.web")
+
+
+class Mailer:
+    """Builds and sends confirmation emails for one site."""
+
+    def __init__(self, config: Config, theme: Theme, connector: Connector | None = None) -> None:
+        self.config = config
+        self.theme = theme
+        self.sender = _sender_address(config)
+        self.connector = connector or connector_for(config)
+        self.sign: Callable[[bytes], bytes] | None = signer_for(config)
+
+    def message(self, out: Outgoing, link: str, now: dt.datetime) -> bytes:
+        """The confirmation email to `out` as MIME bytes (multipart/alternative, UTF-8)."""
+        context = {"config": self.config, "reader": out.name, "link": link, "expires": out.expires}
+        smtputf8 = not out.envelope.isascii()
+        msg = EmailMessage(policy=email.policy.SMTPUTF8 if smtputf8 else email.policy.SMTP)
+        news = self.config.newsletter
+        msg["Subject"] = f"Confirm your subscription to {self.config.title}"
+        msg["From"] = Address(display_name=news.from_name or self.config.title, addr_spec=self.sender)
+        msg["To"] = Address(display_name=out.name, addr_spec=out.envelope)
+        if news.reply_to:
+            msg["Reply-To"] = news.reply_to
+        msg["Date"] = email.utils.format_datetime(now)
+        msg["Message-ID"] = email.utils.make_msgid("confirm", domain=self.sender.rpartition("@")[2])
+        msg["Auto-Submitted"] = "auto-generated"
+        msg.set_content(self.theme.render("web/confirm_email.txt", **context), cte="quoted-printable")
+        msg.add_alternative(self.theme.render("web/confirm_email.html", **context), subtype="html", cte="quoted-printable")
+        data = msg.as_bytes()
+        return self.sign(data) if self.sign else data
+
+    def send(self, out: Outgoing, link: str) -> bool:
+        """Deliver one confirmation email; a failure is logged (address masked), never raised."""
+        try:
+            data = self.message(out, link, dt.datetime.now(dt.UTC))
+            conn = self.connector.open()
+            try:
+                conn.send(Envelope(self.sender, out.envelope, data, smtputf8=not out.envelope.isascii()))
+            finally:
+                conn.close()
+        except (DeliveryError, SendError, OSError) as exc:
+            log.warning("confirmation email to %s not sent: %s", mask(out.address), exc)
+            return False
+        return True
+
+
+def _sender_address(config: Config) -> str:
+    """The envelope sender: `[newsletter] from`, else the author's address."""
+    address = config.newsletter.from_address or config.author.email
+    if not address:
+        raise DeliveryError(
+            "no sender address for confirmation emails",
+            path=config.root / CONFIG_NAME,
+            hint='set  from = "Name <letters@example.org>"  in [newsletter]',
+        )
+    return parse_address(address).envelope

@@ -1,0 +1,178 @@
+"""What the endpoints do to the store: subscribe as pending, confirm, unsubscribe.
+
+`Subscriptions` owns one `Store` and must be used from the thread that made it (sqlite3's
+rule); `Database` gives the async app exactly one such thread, so every write is serialized
+and the event loop never waits on SQLite. Each change is one transaction, and each is
+conditional on the subscriber's current status, which makes every endpoint idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import DeliveryError
+from ..store import Store, Subscriber, now_iso, parse_address
+from ..tokens import verify_token
+from .confirm import BadToken, check_confirm_token, make_confirm_token, read_confirm_token
+from .forms import Signup
+
+T = TypeVar("T")
+SOURCE = "web form"
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a forged token may name a bigger one
+REOPENS = ("unsubscribed",)  # who may ask again; bounced and complained addresses stay suppressed
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A confirmation email to send: the recipient and the token for the confirm link."""
+
+    address: str
+    envelope: str
+    name: str
+    token: str
+    expires: dt.datetime
+
+
+class Confirmed(Enum):
+    """How a confirm request ended."""
+
+    NOW = "now"
+    ALREADY = "already"
+
+
+class Database:
+    """One thread that owns the store; `run` calls a function there and awaits its result."""
+
+    def __init__(self, path: Path, make: Callable[[Store], T]) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-press-db")
+        self._store: Store | None = None
+        self._path = path
+        self._make = make
+        self.service: T | None = None
+
+    def _open(self) -> None:
+        self._store = Store.open(self._path)
+        self.service = self._make(self._store)
+
+    def _close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    async def start(self) -> None:
+        """Open (and migrate) the database on its thread."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._open)
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Call `fn(*args)` on the database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def stop(self) -> None:
+        """Close the database and let the thread end."""
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._close)
+        self._pool.shutdown(wait=True)
+
+
+class Subscriptions:
+    """Subscribe, confirm and unsubscribe over one store, with the site's signing keys."""
+
+    def __init__(self, store: Store, secret: bytes, confirm_key: bytes, confirm_days: int) -> None:
+        self.store = store
+        self._secret = secret
+        self._confirm_key = confirm_key
+        self._confirm_days = confirm_days
+
+    def ping(self) -> bool:
+        """True when the database answers (for /healthz)."""
+        return self.store.conn.execute("SELECT 1").fetchone() == (1,)
+
+    def subscribe(self, signup: Signup, ip: str, now: dt.datetime) -> Outgoing | None:
+        """Store `signup` as pending (new, or unsubscribed before) and say whom to email; None to email no one."""
+        sub = self.store.find(signup.email)
+        if sub is None:
+            try:
+                sub = self.store.add(signup.email, signup.name, status="pending", source=SOURCE, ip=ip, now=now)
+            except DeliveryError:  # refused by the store's own checks, or added meanwhile by another process
+                return None
+        elif sub.status in REOPENS:
+            sub = self._reopen(sub, signup, ip, now)
+        elif sub.status != "pending":
+            return None  # active, bounced or complained: nothing to confirm, and the reply is the same
+        if sub is None:
+            return None
+        expires = now + dt.timedelta(days=self._confirm_days)
+        token = make_confirm_token(self._confirm_key, sub.id, sub.address, expires)
+        return Outgoing(address=sub.address, envelope=sub.envelope, name=sub.name, token=token, expires=expires)
+
+    def _reopen(self, sub: Subscriber, signup: Signup, ip: str, now: dt.datetime) -> Subscriber | None:
+        """Put an unsubscribed reader who asks again back to pending (they must confirm again)."""
+        with self.store.transaction() as conn:
+            conn.execute(
+                "UPDATE subscribers SET status = 'pending', name = CASE WHEN ? = '' THEN name ELSE ? END,"
+                " consent_source = ?, consent_ip = ?, updated_at = ? WHERE id = ? AND status = ?",
+                (signup.name, signup.name, SOURCE, ip, now_iso(now), sub.id, sub.status),
+            )
+        return self.store.get(sub.id)
+
+    def confirm(self, token: str, ip: str, now: dt.datetime) -> Confirmed:
+        """Make the token's subscriber active and record consent (time, IP, source); `BadToken` if not valid."""
+        claim, _, _ = read_confirm_token(token)
+        sub = self.store.get(claim.subscriber_id) if claim.subscriber_id <= MAX_ID else None
+        if sub is None:
+            raise BadToken("no such subscriber")
+        check_confirm_token(self._confirm_key, token, sub.address, now)
+        if sub.status == "active":
+            return Confirmed.ALREADY
+        if sub.status != "pending":
+            raise BadToken("no longer pending")  # left, bounced or complained since: an old link must not bring them back
+        with self.store.transaction() as conn:
+            conn.execute(
+                "UPDATE subscribers SET status = 'active', consent_source = ?, consent_at = ?, consent_ip = ?, updated_at = ?"
+                " WHERE id = ? AND status = 'pending'",
+                (SOURCE, now_iso(now), ip, now_iso(now), sub.id),
+            )
+        return Confirmed.NOW
+
+    def holder(self, token: str) -> Subscriber | None:
+        """The subscriber an unsubscribe token stands for; None if forged, malformed or deleted."""
+        subscriber_id = verify_token(self._secret, token)
+        return None if subscriber_id is None or subscriber_id > MAX_ID else self.store.get(subscriber_id)
+
+    def unsubscribe(self, token: str, now: dt.datetime) -> Subscriber | None:
+        """Unsubscribe the token's holder at once and cancel their pending deliveries; None if no holder."""
+        sub = self.holder(token)
+        if sub is None:
+            return None
+        stamp = now_iso(now)
+        with self.store.transaction() as conn:
+            conn.execute(
+                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ? WHERE id = ? AND status IN ('pending', 'active')",
+                (stamp, sub.id),
+            )
+            # by primary key (slug, subscriber_id), one probe per campaign rather than a scan of the ledger
+            conn.execute(
+                "UPDATE deliveries SET status = 'skipped', last_error = 'unsubscribed', updated_at = ?"
+                " WHERE slug IN (SELECT slug FROM campaigns) AND subscriber_id = ? AND status = 'pending'",
+                (stamp, sub.id),
+            )
+        return self.store.get(sub.id)
+
+
+def mask(address: str) -> str:
+    """An address shown without giving it away: `ada@example.org` -> `a•••@e•••••••.org`."""
+    try:
+        shown = parse_address(address).address
+    except ValueError:
+        return "•••"
+    local, _, domain = shown.rpartition("@")
+    host, dot, tld = domain.rpartition(".")
+    if not host:
+        host, dot, tld = domain, "", ""
+    return f"{local[:1]}•••@{host[:1]}•••{dot}{tld}"
