@@ -316,6 +316,17 @@ def test_every_feed_passes_the_validator_checks(site: Path) -> None:
         assert check_feed(rel, path.read_bytes(), self_url) == [], rel
 
 
+def test_a_lone_archive_is_the_one_documented_validator_warning(tmp_path: Path) -> None:
+    """With N <= posts < 2N the only archive has no prev- or next-archive: RFC 5005 allows it, the
+    validator warns (ArchiveIncomplete). feeds.py documents this; here it is pinned down."""
+    posts = {f"p{i}.md": post_text(title=f"P{i}", date=f"2026-01-0{i}") for i in range(1, 5)}
+    out = build_out(write_site(tmp_path / "s", posts, TOML.format(content="full")))
+    lone = out / "feeds/archive/1/atom.xml"
+    assert [p.code for p in check_atom(lone.read_bytes(), f"{BASE}feeds/archive/1/atom.xml")] == ["ArchiveIncomplete"]
+    assert not (out / "feeds/archive/2").exists()
+    assert check_feed("feed.xml", (out / "feed.xml").read_bytes(), f"{BASE}feed.xml") == []
+
+
 def test_an_empty_site_still_has_valid_feeds(tmp_path: Path) -> None:
     out = build_out(write_site(tmp_path / "s", {}, TOML.format(content="full")))
     atom = parse(out / "atom.xml")

@@ -20,16 +20,17 @@ exactly one archive (N <= posts < 2N), that archive has neither prev- nor next-a
 Tag feeds get no archives: a tag is a view of posts that are all archived in the site feed's chain, and
 65 tags x (posts / N) archives x 3 formats would multiply the documents for no reader that asks for them.
 JSON Feed has no archive marker, so its archives are pages: feed.json's `next_url` is the newest
-archive's feed.json, whose `next_url` is the one before, down to archive 1. Pages never shift.
+archive's feed.json, whose `next_url` is the one before, down to archive 1; they move only as archives do.
 
 Output is deterministic: no clock anywhere. `updated`/lastBuildDate come from the posts (an empty feed
 says EMPTY_UPDATED); entry ids are permalinks; every URL in content is absolute.
 
 feedgen 1.0.0 faults worked around here, each pinned by a test in tests/test_feeds.py:
-1. add_entry() prepends by default -> add_entry(order="append"), entries added newest first.
+1. add_entry() prepends by default (python-feedgen#55, #70) -> add_entry(order="append"), newest first.
 2. Atom entry <link> loses rel and type (lkiesow/python-feedgen#135) -> `_EntryExtras` puts them back.
 3. content(type="CDATA") writes type="CDATA", invalid Atom (python-feedgen#123) -> only type="html".
-4. RSS <channel><link> is the href of the LAST fg.link() call -> the alternate link is added last.
+4. RSS <channel><link> is the href of the LAST fg.link() call (feed.py: `__rss_link = __atom_link[-1]`;
+   seen in python/peps#3976) -> the alternate link is added last.
 5. lastBuildDate and atom:updated default to the clock -> always set from the posts.
 """
 
@@ -123,22 +124,17 @@ class FeedContext:
 def plan_feeds(site: Site, base_key: str) -> list[Artifact]:
     """Every feed document of the site as an `Artifact` whose key covers all its bytes depend on."""
     ctx = FeedContext(site=site, updated=unique_updated(site.posts))
-    return [
-        Artifact(path=doc.path, key=doc_key(ctx, doc, base_key), render=_renderer(ctx, doc), origin=doc.origin) for doc in feed_docs(site)
-    ]
+    return [Artifact(doc.path, doc_key(ctx, doc, base_key), _renderer(ctx, doc), doc.origin) for doc in feed_docs(site)]
 
 
 def feed_docs(site: Site) -> list[FeedDoc]:
     """The subscription feeds, the tag feeds and the archives, three formats each."""
     config, n = site.config, site.config.feed_length
     archives = archive_chunks(site.posts, n)
-    subtitle = config.description or config.title
-    docs = list(_list_docs(site, "", config.title, subtitle, site.posts[:n], len(archives), "feeds"))
+    docs = list(_list_docs(site, "", config.title, config.description or config.title, site.posts[:n], len(archives), "feeds"))
     for tag in site.tags:
-        title = f"{config.title}: {tag.name}"
-        docs += _list_docs(
-            site, tag.path, title, f"Posts tagged {tag.name} on {config.title}", tag.posts[:n], 0, f"feeds of tag {tag.name!r}"
-        )
+        title, subtitle = f"{config.title}: {tag.name}", f"Posts tagged {tag.name} on {config.title}"
+        docs += _list_docs(site, tag.path, title, subtitle, tag.posts[:n], 0, f"feeds of tag {tag.name!r}")
     for number, chunk in enumerate(archives, start=1):
         docs += _archive_docs(site, number, len(archives), chunk)
     return docs
@@ -164,26 +160,15 @@ def _list_docs(site: Site, base: str, title: str, subtitle: str, posts: tuple[Po
 
 def _archive_docs(site: Site, number: int, count: int, posts: tuple[Post, ...]) -> Iterable[FeedDoc]:
     """The three documents of archive `number` of `count`, linked to their neighbours."""
-    config = site.config
+    title, subtitle = f"{site.config.title} (archive {number})", site.config.description or site.config.title
     for kind, name, media in FEEDS:
         history = [FeedLink("current", site_uri(site, name), media)]
         if number > 1:
             history.append(FeedLink("prev-archive", site_uri(site, archive_path(number - 1, kind)), media))
         if number < count:
             history.append(FeedLink("next-archive", site_uri(site, archive_path(number + 1, kind)), media))
-        title = f"{config.title} (archive {number})"
-        subtitle = config.description or config.title
-        yield FeedDoc(
-            kind,
-            archive_path(number, kind),
-            title,
-            subtitle,
-            site_uri(site),
-            posts,
-            tuple(history),
-            archive=True,
-            origin=f"feed archive {number}",
-        )
+        path, origin = archive_path(number, kind), f"feed archive {number}"
+        yield FeedDoc(kind, path, title, subtitle, site_uri(site), posts, tuple(history), archive=True, origin=origin)
 
 
 def doc_key(ctx: FeedContext, doc: FeedDoc, base_key: str) -> str:
