@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -175,6 +175,13 @@ class _Context:
     href: Callable[[str], str]
     css_version: str
     tags_of: dict[str, tuple[TagRef, ...]]
+    _minutes: dict[str, int] = field(default_factory=dict)
+
+    def reading_minutes(self, post: Post) -> int:
+        """`reading_minutes`, counted once per post however many lists show it."""
+        if (minutes := self._minutes.get(post.slug)) is None:
+            minutes = self._minutes[post.slug] = reading_minutes(post)
+        return minutes
 
     def render(self, template: str, meta: PageMeta, **context: Any) -> bytes:
         """One template -> UTF-8 bytes, with the shared context added."""
@@ -184,7 +191,7 @@ class _Context:
             href=self.href,
             css_version=self.css_version,
             tags_of=self.tags_of,
-            reading_minutes=reading_minutes,
+            reading_minutes=self.reading_minutes,
             **context,
         )
         return html.encode("utf-8")
@@ -277,14 +284,28 @@ def _tag_refs(site: Site) -> dict[str, tuple[TagRef, ...]]:
     return {p.slug: tuple(by_name[k] for k in dict.fromkeys(t.casefold() for t in p.tags) if k in by_name) for p in site.posts}
 
 
-def _cards(posts: Iterable[Post], tags_of: dict[str, tuple[TagRef, ...]]) -> tuple[tuple[str, tuple[TagRef, ...]], ...]:
-    """The key part of a list of post cards: each post's digest and its tag links."""
-    return tuple((p.digest, tags_of[p.slug]) for p in posts)
+@dataclass(frozen=True)
+class _KeyParts:
+    """Each post's contribution to keys, computed once per plan (keys are made for every page).
 
+    `card`: what a list shows of a post (its digest covers title, date, summary, tags as
+    written) plus its tags' canonical names and paths; `link`: slug, title and date.
+    """
 
-def _links(posts: Iterable[Post]) -> tuple[tuple[str, str, str], ...]:
-    """The key part of a list of plain post links: slug, title and date."""
-    return tuple((p.slug, p.title, p.date.isoformat()) for p in posts)
+    card: dict[str, str]
+    link: dict[str, str]
+
+    @classmethod
+    def of(cls, site: Site, tags_of: dict[str, tuple[TagRef, ...]]) -> _KeyParts:
+        card = {p.slug: p.digest + "".join(f"\x1f{t.name}\x1e{t.path}" for t in tags_of[p.slug]) for p in site.posts}
+        link = {p.slug: f"{p.slug}\x1f{p.title}\x1f{p.date.isoformat()}" for p in site.posts}
+        return cls(card=card, link=link)
+
+    def cards(self, posts: Iterable[Post]) -> tuple[str, ...]:
+        return tuple(self.card[p.slug] for p in posts)
+
+    def links(self, posts: Iterable[Post | None]) -> tuple[str, ...]:
+        return tuple(self.link[p.slug] if p else "" for p in posts)
 
 
 def css_version(theme: Theme) -> str:
@@ -303,6 +324,7 @@ def _sitemap_entries(site: Site, pages: Iterable[tuple[str, Iterable[Post]]]) ->
 def plan_pages(site: Site, theme: Theme, base_key: str) -> list[Artifact]:
     """Every HTML page, the code stylesheet, sitemap.xml and robots.txt of the site."""
     tags_of = _tag_refs(site)
+    parts = _KeyParts.of(site, tags_of)
     ctx = _Context(theme=theme, site=site, href=href_for(site.config.base_url), css_version=css_version(theme), tags_of=tags_of)
     per_page = site.config.posts_per_page
     arts: list[Artifact] = []
@@ -316,7 +338,7 @@ def plan_pages(site: Site, theme: Theme, base_key: str) -> list[Artifact]:
     for page in paginate(site.posts, per_page, ""):
         add(
             page.path,
-            ("index", page.number, page.count, _cards(page.posts, tags_of)),
+            ("index", page.number, page.count, parts.cards(page.posts)),
             partial(_render_index, ctx, page),
             "the home page",
             page.posts,
@@ -324,24 +346,24 @@ def plan_pages(site: Site, theme: Theme, base_key: str) -> list[Artifact]:
     neighbours = site.neighbours()
     for post in site.posts:
         newer, older = neighbours[post.slug]
-        key = ("post", post.digest, tags_of[post.slug], _links(p for p in (newer, older) if p), newer is None, older is None)
+        key = ("post", parts.card[post.slug], parts.links((newer, older)))
         add(post.path, key, partial(_render_post, ctx, post, newer, older), str(post.source), (post,))
-    add("archive/", ("archive", _links(site.posts)), partial(_render_archive, ctx), "the archive", site.posts)
+    add("archive/", ("archive", parts.links(site.posts)), partial(_render_archive, ctx), "the archive", site.posts)
     for i, year in enumerate(site.years):
         newer = site.years[i - 1] if i else None
         older = site.years[i + 1] if i + 1 < len(site.years) else None
-        key = ("year", year.year, _links(year.posts), newer and newer.year, older and older.year)
+        key = ("year", year.year, parts.links(year.posts), newer and newer.year, older and older.year)
         add(year.path, key, partial(_render_year, ctx, year, newer, older), f"the archive of {year.year}", year.posts)
     add(
         "tags/", ("tags", tuple((t.name, t.slug, len(t.posts)) for t in site.tags)), partial(_render_tags, ctx), "the tag index", site.posts
     )
     for tag in site.tags:
         for page in paginate(tag.posts, per_page, tag.path):
-            key = ("tag", tag.name, tag.slug, len(tag.posts), page.number, page.count, _cards(page.posts, tags_of))
+            key = ("tag", tag.name, tag.slug, len(tag.posts), page.number, page.count, parts.cards(page.posts))
             add(page.path, key, partial(_render_tag, ctx, tag, page), f"tag {tag.name!r}", page.posts)
     add("404.html", ("404",), partial(_render_404, ctx), "the 404 page")
     entries = _sitemap_entries(site, listed)
-    add("sitemap.xml", ("sitemap", entries), partial(sitemap_xml, entries), "the sitemap")
+    add("sitemap.xml", ("sitemap", tuple((e.loc, e.lastmod) for e in entries)), partial(sitemap_xml, entries), "the sitemap")
     add("robots.txt", ("robots",), partial(robots_txt, site), "robots.txt")
     css = highlight_css()
     add(HIGHLIGHT_CSS, ("highlight.css", hashlib.sha256(css.encode()).hexdigest()), css.encode, "code highlighting")
