@@ -21,6 +21,9 @@ from ..theme import Theme
 NOTICE = "web/notice.html"
 SUBSCRIBE = "web/subscribe.html"
 UNSUBSCRIBE = "web/unsubscribe.html"
+CONFIRM_TEXT = "web/confirm_email.txt"
+CONFIRM_HTML = "web/confirm_email.html"
+TEMPLATES = (NOTICE, SUBSCRIBE, UNSUBSCRIBE, CONFIRM_TEXT, CONFIRM_HTML)
 
 
 def css_version(theme: Theme) -> str:
@@ -39,6 +42,7 @@ class Pages:
         self.config = config
         self.theme = theme
         self._css = css_version(theme)
+        self._templates: dict[str, jinja2.Template] = {}
 
     def html(self, template: str, title: str, status: int = 200, headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
         """One page of `templates/web/`, with what `base.html` expects."""
@@ -51,8 +55,16 @@ class Pages:
             og_title=title,
             noindex=True,
         )
-        body = self.theme.render(template, meta=meta, href=self.config.url, css_version=self._css, heading=title, **context)
+        body = self.render(template, meta=meta, href=self.config.url, css_version=self._css, heading=title, **context)
         return HTMLResponse(body, status_code=status, headers=headers)
+
+    def render(self, name: str, **context: Any) -> str:
+        """Render a template compiled once at startup (no file checks per request)."""
+        template = self._templates.get(name) or self._load(name)
+        try:
+            return template.render(**context)
+        except jinja2.TemplateError as exc:
+            raise BuildError(f"template {name}: {exc.message}") from None
 
     def notice(
         self, title: str, *paragraphs: str, status: int = 200, as_json: bool = False, headers: dict[str, str] | None = None
@@ -64,11 +76,16 @@ class Pages:
         return self.html(NOTICE, title, status, headers, paragraphs=paragraphs)
 
     def warm(self) -> None:
-        """Compile every page template now, so a broken theme fails at startup, not on a request."""
-        for name in (NOTICE, SUBSCRIBE, UNSUBSCRIBE, "web/confirm_email.txt", "web/confirm_email.html"):
-            try:
-                self.theme.env.get_template(name)
-            except jinja2.TemplateSyntaxError as exc:
-                raise BuildError(f"template error: {exc.message}", path=exc.filename or name, line=exc.lineno) from None
-            except jinja2.TemplateNotFound:
-                raise BuildError(f"template {name!r} not found", hint="looked in " + ", ".join(map(str, self.theme.dirs))) from None
+        """Compile every template now, so a broken theme fails at startup, not on a request."""
+        for name in TEMPLATES:
+            self._load(name)
+
+    def _load(self, name: str) -> jinja2.Template:
+        try:
+            template = self.theme.env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            raise BuildError(f"template error: {exc.message}", path=exc.filename or name, line=exc.lineno) from None
+        except jinja2.TemplateNotFound:
+            raise BuildError(f"template {name!r} not found", hint="looked in " + ", ".join(map(str, self.theme.dirs))) from None
+        self._templates[name] = template
+        return template

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import DeliveryError
-from ..store import Store, Subscriber, now_iso, parse_address
+from ..store import Store, Subscriber, now_iso
 from ..tokens import verify_token
 from .confirm import BadToken, check_confirm_token, make_confirm_token, read_confirm_token
 from .forms import Signup
@@ -146,7 +146,7 @@ class Subscriptions:
         return None if subscriber_id is None or subscriber_id > MAX_ID else self.store.get(subscriber_id)
 
     def unsubscribe(self, token: str, now: dt.datetime) -> Subscriber | None:
-        """Unsubscribe the token's holder at once and cancel their pending deliveries; None if no holder."""
+        """Unsubscribe the token's holder at once and cancel their pending deliveries; return them as they were, None if no holder."""
         sub = self.holder(token)
         if sub is None:
             return None
@@ -162,16 +162,14 @@ class Subscriptions:
                 " WHERE slug IN (SELECT slug FROM campaigns) AND subscriber_id = ? AND status = 'pending'",
                 (stamp, sub.id),
             )
-        return self.store.get(sub.id)
+        return sub
 
 
 def mask(address: str) -> str:
-    """An address shown without giving it away: `ada@example.org` -> `a•••@e•••••••.org`."""
-    try:
-        shown = parse_address(address).address
-    except ValueError:
+    """An address shown without giving it away: `ada@example.org` -> `a•••@e•••.org`."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
         return "•••"
-    local, _, domain = shown.rpartition("@")
     host, dot, tld = domain.rpartition(".")
     if not host:
         host, dot, tld = domain, "", ""
