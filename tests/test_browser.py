@@ -146,6 +146,23 @@ def test_wide_table_scrolls_inside_its_box_on_a_phone(browser: Any, base_url: st
         page.close()
 
 
+def test_the_subscribe_form_shows_email_and_name_but_hides_the_honeypot(browser: Any, base_url: str) -> None:
+    page, _ = open_page(browser, base_url + POST, 375)
+    try:
+        for name in ("email", "name"):
+            box = page.locator(f"form.subscribe-form input[name={name}]").bounding_box()
+            assert box is not None and box["x"] >= 0 and box["width"] > 200, name
+        trap = page.locator("form.subscribe-form input[name=website]").bounding_box()
+        assert trap is None or trap["x"] + trap["width"] <= 0, "the honeypot must be off screen"
+        focused = []
+        for _ in range(40):  # Tab through the page: the honeypot is never focused
+            page.keyboard.press("Tab")
+            focused.append(page.evaluate("document.activeElement.name || ''"))
+        assert "website" not in focused and "email" in focused
+    finally:
+        page.close()
+
+
 def test_dark_mode_follows_the_system(browser: Any, base_url: str) -> None:
     light, _ = open_page(browser, base_url + POST, 1280, "light")
     dark, _ = open_page(browser, base_url + POST, 1280, "dark")
