@@ -1,0 +1,201 @@
+"""Benchmark `publish`: import N subscribers, send one post to all of them through a local SMTP sink.
+
+usage: python bench/publish.py N [--concurrency C] [--batch B] [--sink postfix|aiosmtpd] [--keep DIR]
+
+Makes N subscribers with ../shared/bench/make_corpus.py, imports them (timed, in a fresh
+process), then publishes the sample post (posts/ of this repository) to a sink in a separate
+process: Postfix's `smtp-sink` (taken from the Debian package with `apt-get download postfix`
+and `dpkg -x`, never installed) or, failing that, an aiosmtpd server that only counts. The
+ledger is the real one: WAL, synchronous=FULL, batches committed as `sending` before they go.
+Prints import time, messages/second, peak RSS of the publish process and the sink's count.
+Targets at N = 100,000: >= 1,500 messages/second, peak RSS < 200 MB, import < 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CORPUS = HERE.parents[1] / "shared" / "bench" / "make_corpus.py"
+POSTFIX_CACHE = Path(tempfile.gettempdir()) / "review-press-bench" / "postfix"
+PRESS_TOML = """\
+title = "Benchmark"
+base_url = "https://bench.example.org/"
+timezone = "Europe/London"
+
+[newsletter]
+since = 2026-01-01
+from = "Bench Press <letters@bench.example.org>"
+reply_to = "editor@bench.example.org"
+list_id = "Bench Press <bench.example.org>"
+
+[web]
+url = "https://bench.example.org/newsletter/"
+
+[smtp]
+host = "127.0.0.1"
+port = {port}
+starttls = false
+concurrency = {concurrency}
+max_attempts = 3
+"""
+
+IMPORT = """
+import json, resource, sys, time
+from pathlib import Path
+t0 = time.perf_counter()
+from review_press.config import load_config
+from review_press.store import Store
+with Store.for_site(load_config(Path(sys.argv[1]))) as store:
+    report = store.import_csv(Path(sys.argv[2]))
+print(json.dumps({"seconds": time.perf_counter() - t0, "added": report.added, "problems": len(report.problems),
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+PUBLISH = """
+import json, resource, sys, time
+from pathlib import Path
+from review_press.publish import PublishOptions, publish
+marks = {}
+def progress(p):
+    marks.setdefault("first", time.perf_counter())
+    marks["last"] = time.perf_counter()
+t0 = time.perf_counter()
+report = publish(Path(sys.argv[1]), PublishOptions(batch_size=int(sys.argv[2])), progress=progress)
+elapsed = time.perf_counter() - t0
+post = report.posts[0]
+print(json.dumps({"seconds": elapsed, "send_seconds": marks["last"] - marks["first"], "sent": post.sent, "failed": post.failed,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+COUNTING_SINK = """
+import signal, sys, threading
+from aiosmtpd.controller import Controller
+class Count:
+    n = 0
+    async def handle_DATA(self, server, session, envelope):
+        Count.n += 1
+        return "250 2.0.0 Ok"
+c = Controller(Count(), hostname="127.0.0.1", port=int(sys.argv[1]))
+c.start()
+print("ready", flush=True)
+done = threading.Event()
+signal.signal(signal.SIGTERM, lambda *a: done.set())
+done.wait()
+c.stop()
+print(f"mesg={Count.n}", flush=True)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def smtp_sink() -> Path | None:
+    """Postfix's smtp-sink, extracted from the Debian package on first use; None if unavailable."""
+    binary = POSTFIX_CACHE / "usr" / "sbin" / "smtp-sink"
+    if binary.exists():
+        return binary
+    if not shutil.which("apt-get") or not shutil.which("dpkg"):
+        return None
+    POSTFIX_CACHE.mkdir(parents=True, exist_ok=True)
+    download = POSTFIX_CACHE.parent
+    got = subprocess.run(["apt-get", "download", "postfix"], cwd=download, capture_output=True)
+    debs = sorted(download.glob("postfix_*.deb"))
+    if got.returncode != 0 and not debs:
+        return None
+    subprocess.run(["dpkg", "-x", str(debs[-1]), str(POSTFIX_CACHE)], check=True)
+    return binary if binary.exists() else None
+
+
+def start_sink(kind: str, port: int, log: Path) -> subprocess.Popen[str]:
+    """A sink in its own process, listening on 127.0.0.1:port; its counters go to `log` (a pipe
+    nobody reads would fill up and stall the sink)."""
+    out = log.open("w")
+    binary = smtp_sink() if kind == "postfix" else None
+    if binary is not None:
+        env = {**os.environ, "LD_LIBRARY_PATH": str(POSTFIX_CACHE / "usr" / "lib" / "postfix")}
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        proc = subprocess.Popen([str(binary), "-c", *user, f"127.0.0.1:{port}", "256"], stdout=out, text=True, env=env)
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return proc
+            time.sleep(0.05)
+        raise SystemExit("smtp-sink did not start")
+    proc = subprocess.Popen([sys.executable, "-c", COUNTING_SINK, str(port)], stdout=out, text=True)
+    for _ in range(200):
+        if "ready" in log.read_text():
+            return proc
+        time.sleep(0.05)
+    raise SystemExit("the aiosmtpd sink did not start")
+
+
+def stop_sink(proc: subprocess.Popen[str], log: Path) -> int:
+    """Stop the sink and return how many messages it accepted."""
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    counts = re.findall(r"mesg=(\d+)", log.read_text(errors="replace"))
+    return int(counts[-1]) if counts else -1
+
+
+def child(code: str, *args: str) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("n", type=int)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--sink", choices=("postfix", "aiosmtpd"), default="postfix")
+    parser.add_argument("--keep", type=Path, help="build the site here and keep it")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="review-press-publish-"))
+    port = free_port()
+    (root / "posts").mkdir(parents=True, exist_ok=True)
+    for post in (REPO / "posts").glob("*.md"):
+        shutil.copy(post, root / "posts" / post.name)
+    (root / "press.toml").write_text(PRESS_TOML.format(port=port, concurrency=args.concurrency), "utf-8")
+    csv_path = root / "subscribers.csv"
+    subprocess.run([sys.executable, str(CORPUS), "subscribers", str(args.n), str(csv_path)], check=True)
+    imported = child(IMPORT, str(root), str(csv_path))
+    log = root / "sink.log"
+    sink = start_sink(args.sink, port, log)
+    try:
+        sent = child(PUBLISH, str(root), str(args.batch))
+    finally:
+        count = stop_sink(sink, log)
+    sink_name = "postfix smtp-sink" if args.sink == "postfix" and smtp_sink() else "aiosmtpd counting sink"
+    print(f"subscribers:        {args.n:,} ({imported['added']:,} imported, {int(imported['problems'])} bad rows)")
+    print(f"import:             {imported['seconds']:.2f} s  (peak RSS {imported['rss_mb']:.0f} MB)")
+    print(
+        f"publish:            {sent['sent']:,} sent, {sent['failed']:,} failed in {sent['seconds']:.2f} s (sending {sent['send_seconds']:.2f} s)"
+    )
+    print(f"messages/second:    {sent['sent'] / sent['send_seconds']:,.0f} while sending, {sent['sent'] / sent['seconds']:,.0f} overall")
+    print(f"peak RSS (publish): {sent['rss_mb']:.0f} MB")
+    print(f"sink ({sink_name}, {args.concurrency} connections, batch {args.batch}, synchronous=FULL): {count:,} messages received")
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The delivery ledger: one row per (post, subscriber), moving pending -> sending -> sent | failed.
+
+The promise it keeps: a row is committed as `sending` before its message is handed to a
+server, and as `sent` only after the server's 250. Rows are claimed and settled in batches
+(one transaction each), so after a kill -9 the only messages that can go out twice are the
+rows left in `sending`, and `publish` never lets more than its in-flight limit be in that
+state at once. `resume` puts those rows back to `pending` at the start of the next run.
+
+Other terminal states: `bounced` (5.1.x, the subscriber is marked bounced too) and `skipped`
+(the subscriber left the list before their turn came). All functions run on the store's thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from ..store import Store, now_iso
+
+LEDGER_STATUSES = ("pending", "sending", "sent", "failed", "bounced", "skipped")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One message to send: who gets it and its Message-ID. Marked `sending` when handed out."""
+
+    subscriber_id: int
+    address: str
+    envelope: str
+    name: str
+    message_id: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """How one claimed message ended. `status` is sent, failed, bounced, or pending (not tried)."""
+
+    subscriber_id: int
+    status: str
+    attempts: int = 0
+    reply: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class PostStatus:
+    """The ledger of one post's campaign, counted by status."""
+
+    slug: str
+    started_at: str
+    pending: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    bounced: int = 0
+    skipped: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.sending + self.sent + self.failed + self.bounced + self.skipped
+
+
+def campaign_started(store: Store, slug: str) -> str | None:
+    """When the post's campaign started (its first publish), or None if never."""
+    row = store.conn.execute("SELECT started_at FROM campaigns WHERE slug = ?", (slug,)).fetchone()
+    return row[0] if row else None
+
+
+def fill(store: Store, slug: str, *, late_joiners: bool, now: dt.datetime | None = None) -> int:
+    """Start the post's campaign if new, and add a `pending` row for every active subscriber due it.
+
+    Due means: active, no row yet, and (unless `late_joiners`) created no later than the
+    campaign's start. Returns how many rows were added.
+    """
+    stamp = now_iso(now)
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO campaigns (slug, started_at) VALUES (?, ?) ON CONFLICT (slug) DO NOTHING", (slug, stamp))
+        started = conn.execute("SELECT started_at FROM campaigns WHERE slug = ?", (slug,)).fetchone()[0]
+        cur = conn.execute(
+            "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at)"
+            " SELECT ?, s.id, 'pending', ?, ? FROM subscribers s"
+            " WHERE s.status = 'active' AND (? OR s.created_at <= ?)"
+            " ON CONFLICT (slug, subscriber_id) DO NOTHING",
+            (slug, stamp, stamp, late_joiners, started),
+        )
+    return cur.rowcount
+
+
+def resume(store: Store, slug: str | None = None) -> int:
+    """Put rows left in `sending` by a killed run back to `pending`; return how many.
+
+    Only call this while holding the publish lock: in a live run those rows are in flight.
+    """
+    with store.transaction() as conn:
+        if slug is None:
+            cur = conn.execute("UPDATE deliveries SET status = 'pending' WHERE status = 'sending'")
+        else:
+            cur = conn.execute("UPDATE deliveries SET status = 'pending' WHERE slug = ? AND status = 'sending'", (slug,))
+    return cur.rowcount
+
+
+def requeue_failed(store: Store, slug: str) -> int:
+    """Give failed (not bounced) rows of a post another go; return how many."""
+    with store.transaction() as conn:
+        cur = conn.execute("UPDATE deliveries SET status = 'pending' WHERE slug = ? AND status = 'failed'", (slug,))
+    return cur.rowcount
+
+
+def claim(store: Store, slug: str, limit: int, message_id: Callable[[int], str], now: dt.datetime | None = None) -> list[Claim]:
+    """Take up to `limit` pending rows and commit them as `sending` (in one transaction).
+
+    Rows whose subscriber is no longer active (unsubscribed, bounced, complained, removed
+    mid-campaign) are marked `skipped` instead and not returned. An empty list means done.
+    """
+    stamp = now_iso(now)
+    with store.transaction() as conn:
+        while True:
+            rows = conn.execute(
+                "SELECT d.subscriber_id, s.address, s.envelope, s.name, s.status FROM deliveries d"
+                " JOIN subscribers s ON s.id = d.subscriber_id"
+                " WHERE d.slug = ? AND d.status = 'pending' ORDER BY d.subscriber_id LIMIT ?",
+                (slug, limit),
+            ).fetchall()
+            if not rows:
+                return []
+            gone = [(stamp, slug, r[0]) for r in rows if r[4] != "active"]
+            if gone:
+                conn.executemany("UPDATE deliveries SET status = 'skipped', updated_at = ? WHERE slug = ? AND subscriber_id = ?", gone)
+            claims = [Claim(r[0], r[1], r[2], r[3], message_id(r[0])) for r in rows if r[4] == "active"]
+            if claims:
+                conn.executemany(
+                    "UPDATE deliveries SET status = 'sending', message_id = ?, updated_at = ? WHERE slug = ? AND subscriber_id = ?",
+                    [(c.message_id, stamp, slug, c.subscriber_id) for c in claims],
+                )
+                return claims
+
+
+def record(store: Store, slug: str, results: Iterable[Result], now: dt.datetime | None = None) -> None:
+    """Settle claimed rows in one transaction; a bounce also marks the subscriber bounced."""
+    stamp = now_iso(now)
+    rows, bounced = [], []
+    for r in results:
+        sent_at = stamp if r.status == "sent" else None
+        rows.append((r.status, r.attempts, r.error or None, r.reply or None, stamp, sent_at, slug, r.subscriber_id))
+        if r.status == "bounced":
+            bounced.append((stamp, r.subscriber_id))
+    if not rows:
+        return
+    with store.transaction() as conn:
+        conn.executemany(
+            "UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = coalesce(?, last_error),"
+            " smtp_reply = coalesce(?, smtp_reply), updated_at = ?, sent_at = coalesce(?, sent_at)"
+            " WHERE slug = ? AND subscriber_id = ?",
+            rows,
+        )
+        if bounced:
+            conn.executemany("UPDATE subscribers SET status = 'bounced', updated_at = ? WHERE id = ? AND status = 'active'", bounced)
+
+
+def counts(store: Store, slug: str) -> dict[str, int]:
+    """How many rows of a post's campaign are in each ledger status."""
+    result = dict.fromkeys(LEDGER_STATUSES, 0)
+    result.update(dict(store.conn.execute("SELECT status, count(*) FROM deliveries WHERE slug = ? GROUP BY status", (slug,)).fetchall()))
+    return result
+
+
+def status(store: Store) -> list[PostStatus]:
+    """Every campaign, oldest first, with its rows counted by status."""
+    found = []
+    for slug, started in store.conn.execute("SELECT slug, started_at FROM campaigns ORDER BY started_at, slug").fetchall():
+        found.append(PostStatus(slug=slug, started_at=started, **counts(store, slug)))
+    return found
+
+
+def sent_since(store: Store, since: dt.datetime) -> int:
+    """Messages sent (all posts) at or after `since`: what an hourly rate limit has used up."""
+    return store.conn.execute("SELECT count(*) FROM deliveries WHERE sent_at >= ?", (now_iso(since),)).fetchone()[0]
+
+
+def would_receive(store: Store, slug: str, *, late_joiners: bool, batch: int = 1000) -> Iterator[tuple[int, str, str]]:
+    """(id, address, name) of everyone a publish would send the post to now, streamed; writes nothing."""
+    started = campaign_started(store, slug)
+    last = 0
+    while True:
+        rows = store.conn.execute(
+            "SELECT s.id, s.address, s.name FROM subscribers s"
+            " LEFT JOIN deliveries d ON d.slug = ? AND d.subscriber_id = s.id"
+            " WHERE s.id > ? AND s.status = 'active'"
+            " AND (d.status IN ('pending', 'sending') OR (d.status IS NULL AND (? OR ? IS NULL OR s.created_at <= ?)))"
+            " ORDER BY s.id LIMIT ?",
+            (slug, last, late_joiners, started, started, batch),
+        ).fetchall()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1][0]

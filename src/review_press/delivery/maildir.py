@@ -1,0 +1,55 @@
+"""The default outbox: with no `[smtp]` table, `publish` delivers into a Maildir at
+`<site>/outbox/` (readable with `mutt -f outbox` or any Maildir tool).
+
+`MaildirConnector` has the same shape as `smtp.SmtpConnector`, so the same pool, ledger and
+resume logic serve both. Each message is written to `tmp/` and renamed into `new/`, so a
+reader never sees half a message.
+"""
+
+from __future__ import annotations
+
+import mailbox
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Config
+from ..errors import DeliveryError
+from .smtp import Envelope
+
+OUTBOX = "outbox"
+
+
+def outbox_path(config: Config) -> Path:
+    """Where a site's Maildir outbox lives: `outbox/` beside press.toml."""
+    return config.root / OUTBOX
+
+
+class MaildirConnection:
+    """A Maildir open for delivery; adds a `Delivered-To` line naming the envelope recipient."""
+
+    def __init__(self, box: mailbox.Maildir) -> None:
+        self.box = box
+
+    def send(self, envelope: Envelope) -> str:
+        data = envelope.data.replace(b"\r\n", b"\n")
+        key = self.box.add(b"Delivered-To: " + envelope.recipient.encode("utf-8") + b"\n" + data)
+        return f"250 stored as {key}"
+
+    def close(self) -> None:
+        self.box.close()
+
+
+@dataclass(frozen=True)
+class MaildirConnector:
+    """Opens the Maildir at `path` (made if missing) for each sending thread."""
+
+    path: Path
+
+    def describe(self) -> str:
+        return f"the Maildir {self.path}"
+
+    def open(self) -> MaildirConnection:
+        try:
+            return MaildirConnection(mailbox.Maildir(self.path, factory=None, create=True))
+        except OSError as exc:
+            raise DeliveryError(f"cannot open the outbox: {exc.strerror}", path=self.path) from None

@@ -1,0 +1,357 @@
+"""Sending: a pool of reused connections in threads, a token-bucket rate limit, retries with
+backoff and jitter, and a circuit breaker that stops a run when the server refuses everything.
+
+The pool knows nothing of SQLite: it takes `Job`s (a claim plus how to render it) and returns
+`ledger.Result`s. A `Connector` opens connections; `SmtpConnector` speaks SMTP through
+smtplib, `maildir.MaildirConnector` drops files into a Maildir. The SMTP password is held in a
+field that is never shown (`repr=False`) and is never put into an error or a log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import random
+import re
+import smtplib
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..errors import DeliveryError
+from .ledger import Claim, Result
+
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One message ready for the wire: envelope sender and recipient, and the MIME bytes."""
+
+    sender: str
+    recipient: str
+    data: bytes
+    smtputf8: bool = False
+
+
+class SendError(Exception):
+    """A message was not accepted. `temporary` ones (4xx, dropped connection) are retried."""
+
+    def __init__(self, reply: str, *, temporary: bool, bounce: bool = False, reconnect: bool = False) -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.temporary = temporary
+        self.bounce = bounce
+        self.reconnect = reconnect
+
+
+def classify(code: int, text: str, *, recipient_stage: bool) -> SendError:
+    """Turn a refusing reply into a `SendError`: 4xx temporary, 5xx permanent, 5.1.x at RCPT/DATA a bounce."""
+    reply = f"{code} {text}".strip()
+    enhanced = _ENHANCED.match(text)
+    bounce = 500 <= code < 600 and recipient_stage and enhanced is not None and enhanced.group(1, 2) == ("5", "1")
+    return SendError(reply, temporary=400 <= code < 500, bounce=bounce, reconnect=code == 421)
+
+
+class Connection(Protocol):
+    """An open connection that delivers one message at a time."""
+
+    def send(self, envelope: Envelope) -> str:
+        """Deliver; return the server's reply (e.g. `250 2.0.0 Ok`) or raise `SendError`."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Connector(Protocol):
+    """Opens connections (one per sending thread); `describe()` names the target for messages."""
+
+    def open(self) -> Connection: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class SmtpConnector:
+    """How to reach an SMTP server. `password` is never shown in repr, errors or logs."""
+
+    host: str
+    port: int = 587
+    username: str = ""
+    password: str = field(default="", repr=False)
+    starttls: bool = True
+    ssl: bool = False
+    timeout: float = 30.0
+    local_hostname: str | None = None
+
+    def describe(self) -> str:
+        return f"smtp://{self.host}:{self.port}"
+
+    def open(self) -> SmtpConnection:
+        """Connect, say EHLO, STARTTLS or SSL as configured, and log in; `DeliveryError` if that fails."""
+        where = self.describe()
+        try:
+            if self.ssl:
+                client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
+            else:
+                client = smtplib.SMTP(self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname)
+            client.ehlo()
+            if self.starttls and not self.ssl:
+                if not client.has_extn("starttls"):
+                    client.close()
+                    raise DeliveryError(
+                        f"{where} does not offer STARTTLS", hint="set starttls = false in [smtp] only for a server on a trusted network"
+                    )
+                client.starttls(context=ssl.create_default_context())
+                client.ehlo()
+            if self.username:
+                client.login(self.username, self.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise DeliveryError(
+                f"{where} refused the login of {self.username!r}: {exc.smtp_code} {_text(exc.smtp_error)}",
+                hint="check [smtp] username and the password in the variable named by password_env",
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"cannot connect to {where}: {_describe(exc)}", hint="check [smtp] host, port, ssl and starttls") from None
+        return SmtpConnection(client)
+
+
+def _text(raw: bytes | str) -> str:
+    return (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw).replace("\r", " ").replace("\n", " ")
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason for an exception that holds no secret (never the exception's args)."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{exc.smtp_code} {_text(exc.smtp_error)}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, smtplib.SMTPServerDisconnected):  # smtplib's own words, e.g. "Connection unexpectedly closed: timed out"
+        return str(exc) or "connection closed"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return exc.__class__.__name__
+
+
+def _data(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """smtplib's `data()` for a CRLF message, with the dot-stuffing done by `bytes.replace`
+    (smtplib's regular expression costs more than the rest of a 40 KB message's send)."""
+    code, text = client.docmd("data")
+    if code != 354:
+        raise smtplib.SMTPDataError(code, text)
+    stuffed = (b"." + data if data.startswith(b".") else data).replace(b"\r\n.", b"\r\n..")
+    client.send(stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"))
+    return client.getreply()
+
+
+class SmtpConnection:
+    """One smtplib session reused for many messages (MAIL, RCPT, DATA; RSET after a refusal)."""
+
+    def __init__(self, client: smtplib.SMTP) -> None:
+        self.client = client
+
+    def send(self, envelope: Envelope) -> str:
+        c = self.client
+        options = []
+        if envelope.smtputf8:
+            if not c.has_extn("smtputf8"):
+                raise SendError("the server does not offer SMTPUTF8, needed for this address", temporary=False)
+            options.append("SMTPUTF8")
+        try:
+            code, text = c.mail(envelope.sender, options)
+            if code != 250:
+                self._reset()
+                raise classify(code, _text(text), recipient_stage=False)
+            code, text = c.rcpt(envelope.recipient)
+            if code not in (250, 251):
+                self._reset()
+                raise classify(code, _text(text), recipient_stage=True)
+            code, text = _data(c, envelope.data)
+        except smtplib.SMTPDataError as exc:  # refused at DATA (before the body)
+            self._reset()
+            raise classify(exc.smtp_code, _text(exc.smtp_error), recipient_stage=True) from None
+        except (smtplib.SMTPException, OSError) as exc:  # dropped, timed out, or a reply smtplib cannot parse
+            raise SendError(f"connection lost: {_describe(exc)}", temporary=True, reconnect=True) from None
+        if code != 250:
+            self._reset()
+            raise classify(code, _text(text), recipient_stage=True)
+        return f"{code} {_text(text)}"
+
+    def _reset(self) -> None:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            self.client.rset()
+
+    def close(self) -> None:
+        try:
+            self.client.quit()
+        except (smtplib.SMTPException, OSError):
+            self.client.close()
+
+
+class RateLimiter:
+    """Token buckets shared by the sending threads: at most `per_second` a second (burst of
+    one second's worth) and `per_hour` in any hour's bucket. 0 means no limit."""
+
+    def __init__(
+        self, per_second: float = 0.0, per_hour: int = 0, used_this_hour: int = 0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        now = clock()
+        self._buckets = []  # [rate per second, capacity, tokens, last refill]
+        if per_second > 0:
+            self._buckets.append([per_second, max(1.0, per_second), max(1.0, per_second), now])
+        if per_hour > 0:
+            self._buckets.append([per_hour / 3600.0, float(per_hour), float(max(0, per_hour - used_this_hour)), now])
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Block until a message may go; False if `stop` was set meanwhile."""
+        while True:
+            with self._lock:
+                now, delay = self._clock(), 0.0
+                for b in self._buckets:
+                    b[2] = min(b[1], b[2] + (now - b[3]) * b[0])
+                    b[3] = now
+                    if b[2] < 1.0:
+                        delay = max(delay, (1.0 - b[2]) / b[0])
+                if delay == 0.0:
+                    for b in self._buckets:
+                        b[2] -= 1.0
+                    return True
+            if stop.wait(min(delay, 1.0)):
+                return False
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Retry and breaker settings. The breaker trips when, of the last `window` attempts
+    (at least `min_samples`), more than `threshold` failed for a reason other than a bounce."""
+
+    max_attempts: int = 5
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    window: int = 50
+    min_samples: int = 20
+    threshold: float = 0.8
+
+
+class Breaker:
+    """Counts recent attempts across threads; `tripped` holds the reason once it trips."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._lock = threading.Lock()
+        self._recent: deque[bool] = deque(maxlen=policy.window)
+        self.tripped: str | None = None
+
+    def record(self, ok: bool, reply: str = "") -> bool:
+        """Note one attempt; True when this one tripped the breaker."""
+        with self._lock:
+            self._recent.append(ok)
+            failed = self._recent.count(False)
+            if self.tripped is None and len(self._recent) >= self.policy.min_samples and failed > self.policy.threshold * len(self._recent):
+                self.tripped = f"{failed} of the last {len(self._recent)} attempts failed (last reply: {reply or 'none'})"
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claim and the function that renders it into an `Envelope` (run in the sending thread)."""
+
+    claim: Claim
+    render: Callable[[Claim], Envelope]
+
+
+class Pool:
+    """N threads, each holding one connection for many messages. Feed `submit`, drain `results`.
+
+    `stop()` (Ctrl-C, breaker) lets each thread finish the message it is sending; jobs not yet
+    started come back as `Result(status="pending")`, as do temporary failures cut short.
+    """
+
+    def __init__(self, connector: Connector, concurrency: int, policy: Policy, limiter: RateLimiter | None = None) -> None:
+        self.connector = connector
+        self.policy = policy
+        self.limiter = limiter or RateLimiter()
+        self.breaker = Breaker(policy)
+        self.stopping = threading.Event()
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.results: queue.Queue[Result] = queue.Queue()
+        first = connector.open()  # fail fast, before anything is claimed
+        self._threads = [threading.Thread(target=self._work, args=(first if i == 0 else None,), daemon=True) for i in range(concurrency)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, job: Job) -> None:
+        self.jobs.put(job)
+
+    def stop(self) -> None:
+        """Ask every thread to finish its current message and give back the rest."""
+        self.stopping.set()
+
+    def close(self) -> None:
+        """End the threads (after the queued jobs, or at once after `stop`) and their connections."""
+        for _ in self._threads:
+            self.jobs.put(None)
+        for t in self._threads:
+            t.join()
+
+    def _work(self, conn: Connection | None) -> None:
+        try:
+            while (job := self.jobs.get()) is not None:
+                if self.stopping.is_set() or self.breaker.tripped:
+                    self.results.put(Result(job.claim.subscriber_id, "pending"))
+                    continue
+                try:
+                    result, conn = self._deliver(job, conn)
+                except Exception as exc:  # a bug must not strand the run: report it against the message
+                    result = Result(job.claim.subscriber_id, "failed", attempts=1, error=f"internal error: {exc.__class__.__name__}")
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                self.results.put(result)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _deliver(self, job: Job, conn: Connection | None) -> tuple[Result, Connection | None]:
+        sid = job.claim.subscriber_id
+        try:
+            envelope = job.render(job.claim)
+        except (DeliveryError, ValueError) as exc:
+            return Result(sid, "failed", error=f"cannot build the message: {exc}"), conn
+        last = ""
+        for attempt in range(1, self.policy.max_attempts + 1):
+            if not self.limiter.wait(self.stopping):
+                return Result(sid, "pending", attempts=attempt - 1, error=last), conn
+            try:
+                if conn is None:
+                    conn = self.connector.open()
+                reply = conn.send(envelope)
+            except DeliveryError as exc:  # could not (re)connect
+                error = SendError(exc.message, temporary=True, reconnect=True)
+            except SendError as exc:
+                error = exc
+            else:
+                self.breaker.record(True)
+                return Result(sid, "sent", attempts=attempt, reply=reply), conn
+            last = error.reply
+            if error.reconnect and conn is not None:
+                conn.close()
+                conn = None
+            self.breaker.record(error.bounce, error.reply)
+            if not error.temporary:
+                return Result(sid, "bounced" if error.bounce else "failed", attempts=attempt, error=error.reply), conn
+            if attempt == self.policy.max_attempts:
+                break
+            delay = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (attempt - 1))
+            if self.stopping.wait(random.uniform(delay / 2, delay)) or self.breaker.tripped:
+                return Result(sid, "pending", attempts=attempt, error=last), conn
+        return Result(
+            sid, "failed", attempts=self.policy.max_attempts, error=f"gave up after {self.policy.max_attempts} attempts: {last}"
+        ), conn

@@ -1,0 +1,88 @@
+"""Unsubscribe tokens: an unforgeable, URL-safe stand-in for a subscriber id.
+
+A token is base64url(id as 8 bytes + the first 16 bytes of HMAC-SHA256(secret, "unsubscribe:" + id)).
+Only the holder of the secret can make one, so no one can unsubscribe someone else by
+guessing ids. The secret comes from `REVIEW_PRESS_SECRET`, else from a random key made on
+first use in `.review-press/secret` (mode 0600, git-ignored with the rest of `.review-press/`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from .config import Config
+from .errors import DeliveryError
+
+SECRET_ENV = "REVIEW_PRESS_SECRET"
+SECRET_FILE = "secret"
+_PURPOSE = b"unsubscribe:"
+_MAC_BYTES = 16
+_ID_BYTES = 8
+
+
+def load_secret(state_dir: Path, environ: dict[str, str] | None = None) -> bytes:
+    """The signing key: from the environment, else read (or created once) beside the database."""
+    env = os.environ if environ is None else environ
+    if value := env.get(SECRET_ENV):
+        return value.encode("utf-8")
+    path = state_dir / SECRET_FILE
+    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+            f.flush()
+            os.fsync(f.fileno())
+    try:
+        key = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DeliveryError(f"cannot read the signing key: {exc.__class__.__name__}", path=path, hint=f"or set {SECRET_ENV}") from None
+    if len(key) < 32:
+        raise DeliveryError("the signing key file is too short", path=path, hint=f"delete it to make a new one, or set {SECRET_ENV}")
+    return key.encode("ascii")
+
+
+def site_secret(config: Config) -> bytes:
+    """The signing key of a site (see `load_secret`)."""
+    return load_secret(config.state_dir)
+
+
+def _mac(secret: bytes, packed_id: bytes) -> bytes:
+    return hmac.new(secret, _PURPOSE + packed_id, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def make_token(secret: bytes, subscriber_id: int) -> str:
+    """The unsubscribe token of one subscriber: 32 URL-safe characters, no padding."""
+    packed = subscriber_id.to_bytes(_ID_BYTES, "big")
+    return base64.urlsafe_b64encode(packed + _mac(secret, packed)).rstrip(b"=").decode("ascii")
+
+
+def verify_token(secret: bytes, token: str) -> int | None:
+    """The subscriber id a token stands for, or None if it is malformed or forged (constant time)."""
+    if not isinstance(token, str) or len(token) > 64 or not token.isascii():
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != _ID_BYTES + _MAC_BYTES:
+        return None
+    packed, mac = raw[:_ID_BYTES], raw[_ID_BYTES:]
+    if not hmac.compare_digest(mac, _mac(secret, packed)):
+        return None
+    return int.from_bytes(packed, "big")
+
+
+def unsubscribe_url(config: Config, token: str) -> str:
+    """The one-click unsubscribe URL for a token: `[web] url` (else the site) + `unsubscribe?token=`."""
+    base = config.web.url or config.url("newsletter/")
+    return f"{base if base.endswith('/') else base + '/'}unsubscribe?token={token}"
