@@ -13,11 +13,13 @@ import multiprocessing as mp
 import os
 import pickle
 import re
+import sys
 import tomllib
 import unicodedata
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +261,15 @@ def post_files(config: Config) -> list[Path]:
     return sorted(p for p in config.posts_dir.rglob("*.md") if p.is_file() and not p.name.startswith("."))
 
 
+@lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """A hash of the code that shapes a `Post`: editing the renderer invalidates the cache by itself."""
+    h = hashlib.sha256()
+    for module in (markup, sys.modules[__name__]):
+        h.update(Path(module.__file__ or "").read_bytes())
+    return h.hexdigest()[:12]
+
+
 def _cache_path(config: Config) -> Path:
     return config.state_dir / "cache" / "posts.pickle"
 
@@ -304,7 +315,7 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
 
     The result is in file order; `site.make_site` sorts and filters it.
     """
-    salt = f"{CACHE_VERSION}|{config.timezone}".encode()
+    salt = f"{CACHE_VERSION}|{_code_digest()}|{config.timezone}".encode()
     cache = _read_cache(config) if use_cache else {}
     fresh: dict[str, Post] = {}
     results: list[Post | PressError | None] = []

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -64,7 +63,6 @@ EMPTY_UPDATED = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # the `updated` of a fee
 FILE_OF = {kind: name for kind, name, _ in FEEDS}
 MEDIA_OF = {kind: media for kind, _, media in FEEDS}
 _PCHAR = "-._~!$&'()*+,;=:@"  # RFC 3986 pchar minus unreserved letters/digits: never percent-encoded
-_PROTOCOL_RELATIVE = re.compile(r"""(\s(?:href|src|poster)\s*=\s*["'])//""", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -215,21 +213,15 @@ def canonical_uri(url: str) -> str:
     return urlunsplit((scheme, netloc, path, parts.query, parts.fragment))
 
 
-def absolute_html(fragment: str, page_url: str) -> str:
-    """HTML with every href/src absolute, including protocol-relative `//host/...` ones."""
-    scheme = urlsplit(page_url).scheme
-    return _PROTOCOL_RELATIVE.sub(rf"\g<1>{scheme}://", markup.absolute_urls(fragment, page_url))
-
-
 def make_entry(site: Site, post: Post, updated: dt.datetime) -> Entry:
     """One post's feed entry: permalink, dates in UTC, and content per `feed_content`."""
     url = site_uri(site, post.path)
-    summary = absolute_html(post.summary_html, url) if post.summary_html.strip() else ""
+    summary = markup.absolute_urls(post.summary_html, url) if post.summary_html.strip() else ""
     if site.config.feed_content == "full":
-        content = absolute_html(post.html, url)
+        content = markup.absolute_urls(post.html, url)
         summary = "" if summary == content else summary
     else:
-        content, summary = "", summary or absolute_html(post.html, url)
+        content, summary = "", summary or markup.absolute_urls(post.html, url)
     published = post.date.astimezone(dt.UTC).replace(microsecond=0)
     return Entry(post=post, url=url, updated=updated, published=published, content=content, summary=summary)
 

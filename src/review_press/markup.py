@@ -24,6 +24,8 @@ from pygments.util import ClassNotFound
 
 MORE = "<!-- more -->"
 _FORMATTER = HtmlFormatter(cssclass="highlight", wrapcode=True)
+_INLINE = HtmlFormatter(nowrap=True)  # markdown-it keeps output that starts with <pre> as it is
+_FOOTNOTE_REF = re.compile(r"\[\^[^\]\s]+\]")
 _URL_ATTR = re.compile(r"""(\s(?:href|src|poster)\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 _SRCSET = re.compile(r"""(\ssrcset\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
@@ -38,7 +40,8 @@ def _highlight(code: str, lang: str, _attrs: str) -> str:
         lexer = get_lexer_by_name(lang)
     except ClassNotFound:
         return ""
-    return highlight(code, lexer, _FORMATTER)
+    body = highlight(code, lexer, _INLINE)
+    return f'<pre class="highlight"><code class="language-{html.escape(lang)}">{body}</code></pre>\n'
 
 
 @lru_cache(maxsize=1)
@@ -85,7 +88,7 @@ def render_with_summary(text: str) -> Rendered:
     else:
         first = next((t for t in tokens if t.type == "paragraph_open" and t.map), None)
         summary = "\n".join(text.splitlines()[first.map[0] : first.map[1]]).strip() if first and first.map else ""
-    return Rendered(html=html, summary_markdown=summary)
+    return Rendered(html=html, summary_markdown=_FOOTNOTE_REF.sub("", summary))
 
 
 def plain_text(fragment: str) -> str:
@@ -101,7 +104,7 @@ def absolute_urls(fragment: str, page_url: str) -> str:
 
     def one(url: str) -> str:
         raw = html.unescape(url.strip())
-        if not raw or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", raw) or raw.startswith("//"):
+        if not raw or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", raw):
             return url
         return html.escape(urljoin(page_url, raw), quote=True)
 
