@@ -73,9 +73,10 @@ def loopback_socket() -> socket.socket:
 
 
 @contextmanager
-def serve(app: ASGIApp, sock: socket.socket, timeout: float = 10.0) -> Iterator[str]:
-    """Run `app` under a real uvicorn server in a thread on `sock`; yield its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
+def serve(app: ASGIApp, sock: socket.socket, timeout: float = 10.0, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """Run `app` under a real uvicorn server in a thread on `sock` (HTTPS with `tls` = (cert, key)); yield its base URL."""
+    ssl = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, **ssl))  # type: ignore[arg-type]
 
     def run() -> None:
         with contextlib.suppress(SystemExit):  # a failed startup exits the server, not the test run
@@ -91,7 +92,7 @@ def serve(app: ASGIApp, sock: socket.socket, timeout: float = 10.0) -> Iterator[
         raise RuntimeError("uvicorn did not start")
     host, port = sock.getsockname()[:2]
     try:
-        yield f"http://{host}:{port}/"
+        yield f"{'https' if tls else 'http'}://{host}:{port}/"
     finally:
         server.should_exit = True
         thread.join(timeout)
