@@ -1,0 +1,148 @@
+"""The email edition: one post -> subject, preheader, email-safe HTML and plain text.
+
+`make_edition` does the expensive work once per post (the email template, premailer's CSS
+inlining, the plain text from the Markdown tokens). The result holds two personalisation
+slots, the recipient's name and the unsubscribe URL, which `Edition.personalize` fills with
+plain string joins: it runs once per recipient and must stay in microseconds.
+
+premailer is configured for email rather than left at its defaults (see `render`):
+`!important` is kept inside `@media` (the default strips it and so disables every mobile and
+dark-mode override), images keep their pixel `width`, every URL is made absolute against the
+post's URL (in-page footnote links become `post-url#fn1`, which works in every client), no
+stylesheet is ever fetched, and cssutils' log noise is silenced.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from dataclasses import dataclass, field
+
+from .. import markup
+from ..config import Config
+from ..content import Post
+from ..theme import Theme
+from .lint import Problem, check, lint_edition
+from .plaintext import render_text
+from .render import NAME_SLOT, UNSUBSCRIBE_SLOT, post_url, render_html
+
+PREHEADER_MIN = 40
+PREHEADER_MAX = 150
+ANONYMOUS = "you"  # what "This email was sent to ..." says when a subscriber gave no name
+_SLOTS = re.compile(f"({re.escape(NAME_SLOT)}|{re.escape(UNSUBSCRIBE_SLOT)})")
+
+
+@dataclass(frozen=True)
+class Slotted:
+    """A text cut at its personalisation slots, so filling them is a join, not a search.
+
+    `parts` alternates literal text and slot markers; `names` and `urls` index the markers.
+    """
+
+    parts: tuple[str, ...]
+    names: tuple[int, ...]
+    urls: tuple[int, ...]
+
+    @classmethod
+    def of(cls, template: str) -> Slotted:
+        parts = tuple(_SLOTS.split(template))
+        slots = range(1, len(parts), 2)
+        return cls(parts, tuple(i for i in slots if parts[i] == NAME_SLOT), tuple(i for i in slots if parts[i] == UNSUBSCRIBE_SLOT))
+
+    def fill(self, name: str, url: str) -> str:
+        """The text with every name slot set to `name` and every URL slot to `url` (both already escaped)."""
+        out = list(self.parts)
+        for i in self.names:
+            out[i] = name
+        for i in self.urls:
+            out[i] = url
+        return "".join(out)
+
+
+@dataclass(frozen=True)
+class Edition:
+    """A post as email: what every recipient gets, before their name and unsubscribe link go in.
+
+    `html` and `text` hold the slots `NAME_SLOT` and `UNSUBSCRIBE_SLOT`; `personalize` fills them.
+    """
+
+    slug: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    url: str
+    html_slots: Slotted = field(init=False, repr=False, compare=False)
+    text_slots: Slotted = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "html_slots", Slotted.of(self.html))
+        object.__setattr__(self, "text_slots", Slotted.of(self.text))
+
+    @staticmethod
+    def slot_values(name: str, unsubscribe_url: str) -> tuple[str, str, str, str]:
+        """(name, URL) escaped for the HTML, then as they go in the text.
+
+        A blank name reads "you"; line breaks in a name become spaces so it cannot add lines.
+        """
+        shown = " ".join(name.split()) or ANONYMOUS
+        return html_lib.escape(shown), html_lib.escape(unsubscribe_url), shown, unsubscribe_url
+
+    def personalize(self, name: str, unsubscribe_url: str) -> tuple[str, str]:
+        """(html, text) for one recipient: the name (escaped for HTML) and their unsubscribe URL filled in."""
+        html_name, html_url, text_name, text_url = self.slot_values(name, unsubscribe_url)
+        return self.html_slots.fill(html_name, html_url), self.text_slots.fill(text_name, text_url)
+
+
+def preheader(post: Post) -> str:
+    """The inbox preview line: the summary, lengthened from the body or shortened at a word, 40-150 characters."""
+    text = " ".join(post.summary_text.split())
+    if len(text) < PREHEADER_MIN:
+        body = " ".join(markup.plain_text(post.html).split())
+        more = body[len(text) :].strip() if body.startswith(text) else body
+        text = f"{text} {more}".strip() if text != more else text
+    if len(text) < PREHEADER_MIN:
+        text = f"{text} · {post.title}".strip(" ·")
+    if len(text) > PREHEADER_MAX:
+        cut = text[: PREHEADER_MAX - 1]
+        if " " in cut[PREHEADER_MIN:]:
+            cut = cut[: cut.rindex(" ")]
+        text = cut.rstrip(" ,;:—–-") + "…"
+    return text.ljust(PREHEADER_MIN, "\u00a0")
+
+
+def make_edition(post: Post, site_config: Config, theme: Theme) -> Edition:
+    """Render `post` as an email edition. Pure: reads only the theme's templates."""
+    pre = preheader(post)
+    return Edition(
+        slug=post.slug,
+        subject=post.subject or post.title,
+        preheader=pre,
+        html=render_html(post, site_config, theme, pre),
+        text=render_text(post, site_config),
+        url=post_url(post, site_config),
+    )
+
+
+def lint(edition: Edition, post: Post | None = None) -> list[Problem]:
+    """Every email-lint problem of `edition`; with `post`, faults in its Markdown carry their line."""
+    return lint_edition(edition.html, edition.text, url=edition.url, preheader=edition.preheader, post=post)
+
+
+def check_edition(edition: Edition, post: Post) -> None:
+    """Raise the edition's lint problems as `BuildError`s naming the post (and line)."""
+    check(edition.html, edition.text, url=edition.url, preheader=edition.preheader, post=post)
+
+
+__all__ = [
+    "ANONYMOUS",
+    "NAME_SLOT",
+    "UNSUBSCRIBE_SLOT",
+    "Edition",
+    "Problem",
+    "Slotted",
+    "check_edition",
+    "lint",
+    "make_edition",
+    "preheader",
+]

@@ -1,0 +1,348 @@
+"""`review-press serve`: out/ on localhost, rebuilt on every change, with live reload.
+
+A `LiveServer` builds the site, serves out/ from a thread (the standard library's HTTP
+server) and watches posts/, templates/, static/ and press.toml (watchfiles). Each finished
+rebuild bumps a build number; HTML responses get a small script, added while serving and
+never written to out/, that long-polls `/__reload` and reloads the page when the number
+changes, or shows the build error over the page when a rebuild fails.
+
+`/email/` lists every post's email edition; `/email/<slug>/` serves the built files when the
+post is a newsletter post, else renders the preview on the fly, so a writer sees the web
+page and the email side by side while writing.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import mimetypes
+import threading
+import time
+import webbrowser
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import watchfiles
+
+from .config import CONFIG_NAME, load_config
+from .errors import PressError
+
+RELOAD_PATH = "/__reload"
+POLL_SECONDS = 25.0
+WATCHED_DIRS = ("posts", "templates", "static")
+RELOAD_SCRIPT = """<script>/* review-press serve: live reload (not in built files) */
+(function () {
+  var build = %d;
+  function banner(text) {
+    var box = document.getElementById("review-press-error") || document.createElement("pre");
+    box.id = "review-press-error";
+    box.textContent = text;
+    box.style.cssText = "position:fixed;left:0;right:0;bottom:0;margin:0;padding:12px;max-height:50vh;overflow:auto;z-index:2147483647;background:#7f2019;color:#fff;font:13px/1.4 monospace;white-space:pre-wrap";
+    document.body.appendChild(box);
+  }
+  function poll() {
+    fetch("%s?build=" + build, {cache: "no-store"}).then(function (r) { return r.json(); }).then(function (data) {
+      if (data.build !== build) {
+        build = data.build;
+        if (data.error) { banner(data.error); } else { location.reload(); return; }
+      }
+      poll();
+    }).catch(function () { setTimeout(poll, 1000); });
+  }
+  poll();
+})();
+</script>
+"""
+
+
+def inject_reload(page: bytes, build: int) -> bytes:
+    """`page` with the live-reload script before `</body>` (or at the end)."""
+    script = (RELOAD_SCRIPT % (build, RELOAD_PATH)).encode()
+    at = page.lower().rfind(b"</body>")
+    return page[:at] + script + page[at:] if at >= 0 else page + script
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a rebuild left: its number, the error that stopped it (if any), and the posts by slug."""
+
+    number: int
+    error: str | None
+    posts: dict[str, Any]
+    context: Any  # (config, theme) of the last good build, for on-the-fly email previews
+
+
+def _default_build(drafts: bool, future: bool) -> Callable[[Path], Any]:
+    def run(root: Path) -> Any:
+        from .build import BuildOptions, build
+
+        plan, _ = build(root, BuildOptions(drafts=drafts, future=future))
+        return plan
+
+    return run
+
+
+def watched(root: Path) -> Callable[[watchfiles.Change, str], bool]:
+    """A watchfiles filter: changes in posts/, templates/, static/ and to press.toml; no editor droppings."""
+    root = root.resolve()
+    dirs = tuple(root / d for d in WATCHED_DIRS)
+    config = root / CONFIG_NAME
+
+    def keep(_change: watchfiles.Change, path: str) -> bool:
+        p = Path(path)
+        if p.name.startswith((".", "#")) or p.name.endswith(("~", ".swp", ".tmp")):
+            return False
+        return p == config or any(p.is_relative_to(d) for d in dirs)
+
+    return keep
+
+
+class LiveServer:
+    """out/ over HTTP on `host:port` with rebuild-on-change and live reload; `start()`, then `stop()`."""
+
+    def __init__(
+        self,
+        root: Path,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        drafts: bool = False,
+        future: bool = False,
+        build: Callable[[Path], Any] | None = None,
+        debounce_ms: int = 150,
+    ) -> None:
+        self.root = root.resolve()
+        self.out_dir = load_config(self.root).out_dir
+        self.host, self.port = host, port
+        self.debounce_ms = debounce_ms
+        self._build = build or _default_build(drafts, future)
+        self._changed = threading.Condition()
+        self._state = BuildResult(number=0, error=None, posts={}, context=None)
+        self._stop = threading.Event()
+        self._watching = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._httpd: ThreadingHTTPServer | None = None
+        self._previews: dict[tuple[int, str], dict[str, bytes]] = {}
+
+    # --- building -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> BuildResult:
+        return self._state
+
+    def rebuild(self) -> BuildResult:
+        """Build once; a `PressError` is kept (and shown in the browser), the last good out/ still served."""
+        previous = self._state
+        try:
+            plan = self._build(self.root)
+            posts = {p.slug: p for p in getattr(getattr(plan, "site", None), "posts", ())}
+            context = (plan.config, plan.theme) if hasattr(plan, "theme") else previous.context
+            state = BuildResult(number=previous.number + 1, error=None, posts=posts or previous.posts, context=context)
+        except PressError as exc:
+            state = BuildResult(number=previous.number + 1, error=str(exc), posts=previous.posts, context=previous.context)
+        with self._changed:
+            self._state = state
+            self._previews.clear()
+            self._changed.notify_all()
+        return state
+
+    def wait_for_build(self, seen: int, timeout: float) -> BuildResult:
+        """The state once its number differs from `seen`, or after `timeout` seconds."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._state.number != seen or self._stop.is_set(), timeout=timeout)
+            return self._state
+
+    def _watch(self) -> None:
+        """Rebuild after each batch of changes. The first (possibly empty) batch means the watch is live."""
+        for changes in watchfiles.watch(
+            self.root,
+            watch_filter=watched(self.root),
+            stop_event=self._stop,
+            debounce=self.debounce_ms,
+            step=50,
+            rust_timeout=200,
+            yield_on_timeout=True,
+            raise_interrupt=False,
+        ):
+            self._watching.set()
+            if changes:
+                self.rebuild()
+
+    # --- email previews -------------------------------------------------------------------
+
+    def email_file(self, slug: str, name: str) -> bytes | None:
+        """A post's email file from out/ (newsletter posts) or rendered now (any other post)."""
+        built = self.out_dir / "email" / slug / name
+        if built.is_file():
+            return built.read_bytes()
+        state = self._state
+        post = state.posts.get(slug)
+        if post is None or state.context is None:
+            return None
+        key = (state.number, slug)
+        if key not in self._previews:
+            from .edition.plan import render_preview
+
+            config, theme = state.context
+            files, _problems = render_preview(post, config, theme)
+            self._previews[key] = files
+        return self._previews[key].get(name)
+
+    def email_index(self) -> bytes:
+        """/email/: every post with links to its email, plain text and .eml."""
+        rows = []
+        for slug, post in self._state.posts.items():
+            s = html.escape(slug)
+            rows.append(
+                f'<li><a href="/email/{s}/">{html.escape(post.title)}</a> '
+                f'<small>{post.date:%Y-%m-%d} · <a href="/email/{s}/email.txt">text</a> · '
+                f'<a href="/email/{s}/email.eml">.eml</a> · <a href="/{html.escape(post.path)}">web page</a></small></li>'
+            )
+        body = "\n".join(rows) or "<li>No posts yet.</li>"
+        return (
+            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
+            "<title>Email editions</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem}"
+            "li{margin:.4rem 0}small{color:#666}</style></head><body><h1>Email editions</h1>"
+            f"<ul>{body}</ul></body></html>"
+        ).encode()
+
+    # --- serving --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Watch, build, then serve; returns once the watch is live, so no later edit is missed."""
+        self._spawn(self._watch)
+        self.rebuild()
+        self._httpd = ThreadingHTTPServer((self.host, self.port), _handler(self))
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._spawn(self._httpd.serve_forever)
+        self._watching.wait(timeout=10)
+
+    def _spawn(self, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, daemon=True, name=f"review-press-serve-{target.__name__}")
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop serving and watching; waiting long-polls return at once."""
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+
+def _handler(server: LiveServer) -> type[SimpleHTTPRequestHandler]:
+    class Handler(SimpleHTTPRequestHandler):
+        """Files from out/; HTML gets the reload script; /__reload long-polls; /email/ previews."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(server.out_dir), **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _send(self, body: bytes, content_type: str, status: HTTPStatus = HTTPStatus.OK) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _page(self, body: bytes) -> None:
+            self._send(inject_reload(body, server.state.number), "text/html; charset=utf-8")
+
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            path = unquote(parts.path)
+            if path == RELOAD_PATH:
+                seen = int((parse_qs(parts.query).get("build") or ["-1"])[0] or -1)
+                state = server.wait_for_build(seen, POLL_SECONDS)
+                self._send(json.dumps({"build": state.number, "error": state.error}).encode(), "application/json")
+                return
+            if path in ("/email", "/email/"):
+                self._page(server.email_index())
+                return
+            bits = path.strip("/").split("/")
+            if len(bits) in (2, 3) and bits[0] == "email" and (len(bits) == 2 or bits[2] in ("index.html", "email.txt", "email.eml")):
+                if not path.endswith("/") and len(bits) == 2:
+                    self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+                    self.send_header("Location", path + "/")
+                    self.end_headers()
+                    return
+                name = bits[2] if len(bits) == 3 else "index.html"
+                data = server.email_file(bits[1], name)
+                if data is None:
+                    self.send_error(HTTPStatus.NOT_FOUND, "no such post")
+                elif name == "index.html":
+                    self._page(data)
+                else:
+                    self._send(data, "text/plain; charset=utf-8")
+                return
+            file = Path(self.translate_path(self.path))
+            if file.is_dir() and path.endswith("/"):
+                file = file / "index.html"
+            if file.suffix == ".html" and file.is_file():
+                self._page(file.read_bytes())
+                return
+            if not file.exists():
+                missing = server.out_dir / "404.html"
+                if missing.is_file():
+                    self._send(inject_reload(missing.read_bytes(), server.state.number), "text/html; charset=utf-8", HTTPStatus.NOT_FOUND)
+                    return
+            super().do_HEAD() if self.command == "HEAD" else super().do_GET()
+
+        def guess_type(self, path: str | Path) -> str:
+            kind = mimetypes.guess_type(str(path))[0] or "application/octet-stream"
+            return kind + "; charset=utf-8" if kind.startswith("text/") or kind.endswith(("json", "xml")) else kind
+
+    return Handler
+
+
+def serve(
+    root: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    drafts: bool = False,
+    future: bool = False,
+    open_browser: bool = False,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Serve the site until Ctrl-C: the body of `review-press serve`."""
+    server = LiveServer(root, host, port, drafts=drafts, future=future)
+    server.start()
+    echo(f"serving {server.out_dir} at {server.url} (emails at {server.url}email/); Ctrl-C to stop")
+    if server.state.error:
+        echo(f"error: {server.state.error}")
+    if open_browser:
+        webbrowser.open(server.url)
+    seen = server.state.number
+    try:
+        while True:
+            state = server.wait_for_build(seen, 1.0)
+            if state.number != seen:
+                seen = state.number
+                echo(f"rebuilt (build {state.number})" if state.error is None else f"error: {state.error}")
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        echo("stopped")
+    finally:
+        server.stop()
