@@ -255,10 +255,12 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
 
 
 def post_files(config: Config) -> list[Path]:
-    """Every `*.md` under posts/, in a stable order."""
-    if not config.posts_dir.is_dir():
-        return []
-    return sorted(p for p in config.posts_dir.rglob("*.md") if p.is_file() and not p.name.startswith("."))
+    """Every `*.md` under posts/ (hidden files and folders skipped), in a stable order."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(config.posts_dir):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found.extend(os.path.join(dirpath, n) for n in filenames if n.endswith(".md") and not n.startswith("."))
+    return [Path(p) for p in sorted(found)]
 
 
 @lru_cache(maxsize=1)

@@ -73,9 +73,9 @@ def _load_manifest(path: Path) -> dict[str, list]:
         return {}
 
 
-def _stat(path: Path) -> tuple[int, int] | None:
+def _stat(path: str) -> tuple[int, int] | None:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
@@ -98,9 +98,10 @@ def render_all(artifacts: list[Artifact], out_dir: Path, manifest: dict[str, lis
     """Render every artifact whose key or file changed since the manifest; return {path: bytes}."""
     rendered: dict[str, bytes] = {}
     errors: list[PressError] = []
+    root = str(out_dir)
     for art in artifacts:
         entry = manifest.get(art.path)
-        if entry and entry[0] == art.key and _stat(out_dir / art.path) == (entry[1], entry[2]):
+        if entry and entry[0] == art.key and _stat(os.path.join(root, art.path)) == (entry[1], entry[2]):
             continue
         try:
             rendered[art.path] = art.render()
@@ -108,6 +109,32 @@ def render_all(artifacts: list[Artifact], out_dir: Path, manifest: dict[str, lis
             errors.extend(getattr(exc, "errors", (exc,)))
     raise_all(errors)
     return rendered
+
+
+def _prune(out_dir: Path, keep: set[str]) -> list[str]:
+    """Delete files under out_dir that are not in `keep`, then empty folders; return what went."""
+    removed: list[str] = []
+
+    def walk(directory: str, prefix: str) -> bool:
+        """Prune one folder; True when it is left empty."""
+        empty = True
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if walk(entry.path, rel + "/"):
+                        os.rmdir(entry.path)
+                    else:
+                        empty = False
+                elif rel in keep:
+                    empty = False
+                else:
+                    os.unlink(entry.path)
+                    removed.append(rel)
+        return empty
+
+    walk(str(out_dir), "")
+    return sorted(removed)
 
 
 def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) -> WriteReport:
@@ -125,24 +152,16 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
         if not same:
             _atomic_write(target, data)
             written.append(path)
-    keep = {a.path for a in artifacts}
-    removed: list[str] = []
-    if out_dir.is_dir():
-        for file in sorted(out_dir.rglob("*"), reverse=True):
-            rel = file.relative_to(out_dir).as_posix()
-            if file.is_dir():
-                if not any(file.iterdir()):
-                    file.rmdir()
-            elif rel not in keep:
-                file.unlink()
-                removed.append(rel)
+    removed = _prune(out_dir, {a.path for a in artifacts}) if out_dir.is_dir() else []
     files = {}
     for art in artifacts:
-        stat = _stat(out_dir / art.path)
+        # what was not rendered was just checked against the manifest: its entry still holds
+        stat = _stat(os.path.join(out_dir, art.path)) if art.path in rendered else tuple(manifest[art.path][1:])
         if stat is not None:
             files[art.path] = [art.key, *stat]
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(manifest_path, json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True).encode())
+    if files != manifest:
+        manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(manifest_path, json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True).encode())
     return WriteReport(rendered=len(rendered), written=tuple(written), unchanged=len(artifacts) - len(written), removed=tuple(removed))
 
 
