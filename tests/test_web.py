@@ -33,7 +33,9 @@ from review_press.delivery import ledger
 from review_press.store import Store, db_path
 from review_press.tokens import make_token, site_secret
 from review_press.web import Rate, SiteApp, WebLimits, create_app
+from review_press.web.app import limit_key
 from review_press.web.confirm import confirm_key, make_confirm_token
+from review_press.web.ratelimit import TokenBuckets, retry_after
 from review_press.web.service import Subscriptions
 from sites import post_text, write_site
 
@@ -73,10 +75,12 @@ def loopback_socket() -> socket.socket:
 
 
 @contextmanager
-def serve(app: ASGIApp, sock: socket.socket, timeout: float = 10.0, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+def serve(
+    app: ASGIApp, sock: socket.socket, timeout: float = 10.0, tls: tuple[Path, Path] | None = None, lifespan: str = "on"
+) -> Iterator[str]:
     """Run `app` under a real uvicorn server in a thread on `sock` (HTTPS with `tls` = (cert, key)); yield its base URL."""
     ssl = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, **ssl))  # type: ignore[arg-type]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan=lifespan, log_level="warning", access_log=False, **ssl))  # type: ignore[arg-type]
 
     def run() -> None:
         with contextlib.suppress(SystemExit):  # a failed startup exits the server, not the test run
@@ -563,6 +567,25 @@ def test_list_bombing_one_address_gets_429(tmp_path: Path) -> None:
         assert len(live.mails_to("bomb@example.org")) == 2
 
 
+def test_token_buckets_refill_and_stay_bounded() -> None:
+    now = [0.0]
+    buckets = TokenBuckets(Rate.per(2, 10), max_keys=4, clock=lambda: now[0])
+    assert [buckets.take("a") for _ in range(3)] == [0.0, 0.0, pytest.approx(5.0)]
+    now[0] = 5.0
+    assert buckets.take("a") == 0.0 and buckets.take("a") == pytest.approx(5.0)
+    for i in range(50):
+        buckets.take(f"k{i}")
+    assert len(buckets) <= 4
+    assert retry_after(0.01) == "1" and retry_after(4.2) == "5"
+
+
+def test_ipv6_clients_are_limited_by_their_64() -> None:
+    assert limit_key("2001:db8:1:2:aaaa::1") == limit_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert limit_key("2001:db8:1:3::1") != limit_key("2001:db8:1:2::1")
+    assert limit_key("::ffff:192.0.2.7") == "192.0.2.7" == limit_key("192.0.2.7")
+    assert limit_key("unknown") == "unknown"
+
+
 # --- errors never leak ------------------------------------------------------------------------
 
 
@@ -600,6 +623,14 @@ def test_module_app_finds_the_site_from_the_environment(tmp_path: Path) -> None:
     root, sock, _ = start_site(tmp_path)
     with serve(SiteApp({"REVIEW_PRESS_SITE": str(root)}), sock) as url:
         assert httpx.get(url + "healthz", timeout=5).json() == {"ok": True}
+
+
+def test_the_app_works_without_lifespan_events(tmp_path: Path) -> None:
+    root, sock, _ = start_site(tmp_path)
+    with serve(SiteApp({"REVIEW_PRESS_SITE": str(root)}), sock, lifespan="off") as url, httpx.Client(base_url=url) as http:
+        assert http.get("healthz").json() == {"ok": True}
+        assert http.post("subscribe", data={"email": "nolife@example.org"}).status_code == 200
+        assert wait_for(lambda: len(outbox(root)) == 1)
 
 
 def test_module_app_refuses_to_start_without_a_site(tmp_path: Path) -> None:

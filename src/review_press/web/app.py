@@ -15,6 +15,7 @@ Every answer to /subscribe that gets past the limits and the form checks is the 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -75,11 +76,6 @@ class Web:
     by_ip: TokenBuckets
     by_address: TokenBuckets
 
-    @property
-    def subs(self) -> Subscriptions:
-        assert self.db.service is not None, "the database is opened at startup"
-        return self.db.service
-
 
 def _web(request: Request) -> Web:
     return request.app.state.web
@@ -92,6 +88,17 @@ def _now() -> dt.datetime:
 def client_ip(request: Request) -> str:
     """The client's address as the ASGI server reports it (behind a proxy: run uvicorn with --forwarded-allow-ips)."""
     return request.client.host if request.client else "unknown"
+
+
+def limit_key(ip: str) -> str:
+    """The per-IP limit's key: the address, or for IPv6 its /64 (one host may own a whole /64)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address.ipv4_mapped or address) if isinstance(address, ipaddress.IPv6Address) else str(address)
 
 
 def wants_json(request: Request) -> bool:
@@ -125,7 +132,7 @@ async def healthz(request: Request) -> Response:
     """Liveness and readiness: 200 while the database answers, else 503."""
     web = _web(request)
     try:
-        ok = await web.db.run(web.subs.ping)
+        ok = await web.db.run(Subscriptions.ping)
     except Exception:
         ok = False
     return JSONResponse({"ok": ok}, status_code=200 if ok else 503)
@@ -139,7 +146,7 @@ async def subscribe_form(request: Request) -> Response:
 async def subscribe(request: Request) -> Response:
     """Store a pending subscriber and mail the confirm link; the same answer for every address."""
     web, ip = _web(request), client_ip(request)
-    if wait := web.by_ip.take(ip):
+    if wait := web.by_ip.take(limit_key(ip)):
         return too_many(request, wait)
     fields: dict[str, str] = {}
     try:
@@ -164,7 +171,7 @@ async def subscribe(request: Request) -> Response:
 
 async def _confirmation_task(web: Web, request: Request, signup: Signup, ip: str) -> BackgroundTask | None:
     """Store the signup; a task that mails the confirm link when there is someone to confirm."""
-    outgoing = await web.db.run(web.subs.subscribe, signup, ip, _now())
+    outgoing = await web.db.run(Subscriptions.subscribe, signup, ip, _now())
     if outgoing is None:
         return None
     link = f"{endpoint_base(web, request)}confirm/{outgoing.token}"
@@ -184,7 +191,7 @@ async def confirm(request: Request) -> Response:
     """Double opt-in: the token's subscriber becomes active; a replay says so again."""
     web, as_json = _web(request), wants_json(request)
     try:
-        outcome = await web.db.run(web.subs.confirm, request.path_params["token"], client_ip(request), _now())
+        outcome = await web.db.run(Subscriptions.confirm, request.path_params["token"], client_ip(request), _now())
     except BadToken:
         return web.pages.notice(*INVALID_LINK, status=400, as_json=as_json)
     if outcome is Confirmed.ALREADY:
@@ -199,7 +206,7 @@ def _unsubscribe_token(request: Request) -> str:
 async def unsubscribe_page(request: Request) -> Response:
     """The masked address and one button (a GET changes nothing: link scanners follow links)."""
     web = _web(request)
-    sub = await web.db.run(web.subs.holder, _unsubscribe_token(request))
+    sub = await web.db.run(Subscriptions.holder, _unsubscribe_token(request))
     if sub is None:
         return web.pages.notice(*INVALID_LINK, status=400, as_json=wants_json(request))
     done = sub.status not in ("pending", "active")
@@ -214,7 +221,7 @@ async def unsubscribe(request: Request) -> Response:
         await read_body(request)  # bounded; `List-Unsubscribe=One-Click` or nothing, either is fine
     except FormError as exc:
         return web.pages.notice("That did not work", exc.message, status=exc.status, as_json=wants_json(request))
-    sub = await web.db.run(web.subs.unsubscribe, _unsubscribe_token(request), _now())
+    sub = await web.db.run(Subscriptions.unsubscribe, _unsubscribe_token(request), _now())
     if sub is None:
         return web.pages.notice(*INVALID_LINK, status=400, as_json=wants_json(request))
     return web.pages.notice(

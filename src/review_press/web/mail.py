@@ -18,6 +18,7 @@ from email.message import EmailMessage
 
 from ..config import CONFIG_NAME, Config
 from ..delivery.dkim import signer_for
+from ..delivery.maildir import MaildirConnector
 from ..delivery.smtp import Connector, Envelope, SendError
 from ..errors import DeliveryError
 from ..publish import connector_for
@@ -37,6 +38,8 @@ class Mailer:
         self.sender = _sender_address(config)
         self.connector = connector or connector_for(config)
         self.sign: Callable[[bytes], bytes] | None = signer_for(config)
+        if isinstance(self.connector, MaildirConnector):
+            self.connector.open().close()  # make the outbox now: two first sends at once would race to create it
 
     def message(self, out: Outgoing, link: str, now: dt.datetime) -> bytes:
         """The confirmation email to `out` as MIME bytes (multipart/alternative, UTF-8)."""

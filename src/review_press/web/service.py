@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from ..errors import DeliveryError
 from ..store import Store, Subscriber, now_iso
@@ -23,7 +23,8 @@ from ..tokens import verify_token
 from .confirm import BadToken, check_confirm_token, make_confirm_token, read_confirm_token
 from .forms import Signup
 
-T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 SOURCE = "web form"
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a forged token may name a bigger one
 REOPENS = ("unsubscribed",)  # who may ask again; bounced and complained addresses stay suppressed
@@ -48,31 +49,37 @@ class Confirmed(Enum):
 
 
 class Database:
-    """One thread that owns the store; `run` calls a function there and awaits its result."""
+    """One thread that owns the store and its `Subscriptions`; `run` calls a method with them there.
 
-    def __init__(self, path: Path, make: Callable[[Store], T]) -> None:
+    The store is opened (and migrated) on that thread at startup, or at the first call when
+    the ASGI server runs without lifespan events.
+    """
+
+    def __init__(self, path: Path, make: Callable[[Store], Subscriptions]) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-press-db")
-        self._store: Store | None = None
         self._path = path
         self._make = make
-        self.service: T | None = None
+        self._store: Store | None = None
+        self._service: Subscriptions | None = None
 
-    def _open(self) -> None:
-        self._store = Store.open(self._path)
-        self.service = self._make(self._store)
+    def _open(self) -> Subscriptions:
+        if self._service is None:
+            self._store = Store.open(self._path)
+            self._service = self._make(self._store)
+        return self._service
 
     def _close(self) -> None:
         if self._store is not None:
             self._store.close()
-            self._store = None
+            self._store = self._service = None
 
     async def start(self) -> None:
         """Open (and migrate) the database on its thread."""
         await asyncio.get_running_loop().run_in_executor(self._pool, self._open)
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Call `fn(*args)` on the database thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+    async def run(self, method: Callable[Concatenate[Subscriptions, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call `method(subscriptions, *args)` on the database thread and await its result."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: method(self._open(), *args, **kwargs))
 
     async def stop(self) -> None:
         """Close the database and let the thread end."""
