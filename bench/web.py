@@ -1,6 +1,6 @@
 """Benchmark the web endpoints: requests/second and latency of one-click unsubscribe and confirm.
 
-    python bench/web.py [--subscribers 10000] [--requests 5000] [--concurrency 32] [--workers 1]
+    python bench/web.py [--subscribers 10000] [--requests 5000] [--concurrency 16] [--workers 1]
 
 Makes a throwaway site whose database holds N subscribers (half active with a campaign's
 ledger rows, half pending), starts `uvicorn review_press.web:app` in a subprocess on
@@ -199,7 +199,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=5_000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     if args.requests > args.subscribers // 2:

@@ -45,4 +45,23 @@ class SiteApp:
 
 app = SiteApp()
 
-__all__ = ["SITE_ENV", "Rate", "SiteApp", "WebLimits", "app", "create_app"]
+
+def run(site_root: Path, host: str = "127.0.0.1", port: int = 8080, *, workers: int = 1, forwarded_allow_ips: str = "127.0.0.1") -> None:
+    """Serve the endpoints of the site at `site_root` with uvicorn until Ctrl-C (what `review-press web` runs).
+
+    The site is checked first, so a bad press.toml is a `PressError` before anything listens.
+    `X-Forwarded-For` is believed only from `forwarded_allow_ips` (your reverse proxy).
+    """
+    import uvicorn
+
+    site_root = site_root.resolve()
+    checked = create_app(site_root)
+    options = {"host": host, "port": port, "proxy_headers": True, "forwarded_allow_ips": forwarded_allow_ips}
+    if workers == 1:
+        uvicorn.run(checked, **options)  # type: ignore[arg-type]
+        return
+    os.environ[SITE_ENV] = str(site_root)  # each worker process imports `review_press.web:app`
+    uvicorn.run("review_press.web:app", workers=workers, **options)  # type: ignore[arg-type]
+
+
+__all__ = ["SITE_ENV", "Rate", "SiteApp", "WebLimits", "app", "create_app", "run"]

@@ -43,6 +43,7 @@ class Pages:
         self.theme = theme
         self._css = css_version(theme)
         self._templates: dict[str, jinja2.Template] = {}
+        self._env = theme.env.overlay(auto_reload=False)  # no file checks per request, `extends` included
 
     def html(self, template: str, title: str, status: int = 200, headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
         """One page of `templates/web/`, with what `base.html` expects."""
@@ -82,7 +83,7 @@ class Pages:
 
     def _load(self, name: str) -> jinja2.Template:
         try:
-            template = self.theme.env.get_template(name)
+            template = self._env.get_template(name)
         except jinja2.TemplateSyntaxError as exc:
             raise BuildError(f"template error: {exc.message}", path=exc.filename or name, line=exc.lineno) from None
         except jinja2.TemplateNotFound:
