@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from review_press.config import load_config
+from review_press.delivery.run import in_flight_limit
 from review_press.store import Store, db_path
 from smtp_servers import free_port
 from test_publish import NEWSLETTER, POSTS, smtp_table
@@ -25,7 +26,7 @@ from test_publish import NEWSLETTER, POSTS, smtp_table
 TESTS = Path(__file__).parent
 BATCH = 10
 CONCURRENCY = 2
-IN_FLIGHT = max(2 * BATCH, CONCURRENCY)  # publish's documented in-flight limit
+IN_FLIGHT = in_flight_limit(BATCH, CONCURRENCY)  # the documented bound: max(2 * batch, concurrency)
 RUNNER = f"""
 import sys
 sys.path.insert(0, {str(TESTS)!r})

@@ -158,6 +158,13 @@ def test_list_count_remove_export_round_trip(store: Store, tmp_path: Path) -> No
         assert [s.name for s in other.iter_subscribers()][:2] == ["Reader 0", "Reader 1"]
 
 
+def test_ids_are_never_reused_so_old_tokens_fit_no_new_reader(store: Store) -> None:
+    store.add("a@example.org")
+    gone = store.add("b@example.org")
+    store.remove("b@example.org")
+    assert store.add("c@example.org").id > gone.id
+
+
 def test_remove_deletes_ledger_rows_too(store: Store) -> None:
     sub = store.add("x@example.org")
     with store.transaction() as conn:

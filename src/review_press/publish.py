@@ -7,8 +7,8 @@ post, oldest first: fills the ledger, claims batches of `batch_size` rows (commi
 in batches (committed as `sent` after the server's 250).
 
 The in-flight bound: a batch is claimed only while claimed-but-unsettled rows stay within
-`in_flight_limit = max(2 * batch_size, concurrency)`, so a kill -9 at any instant can leave at
-most that many rows in `sending`, and only those can be sent twice on the next run.
+`delivery.run.in_flight_limit` = max(2 * batch_size, concurrency), so a kill -9 at any instant
+can leave at most that many rows in `sending`, and only those can be sent twice on the next run.
 Everyone else is either settled or still `pending`: no one is missed.
 """
 
@@ -18,12 +18,11 @@ import datetime as dt
 import fcntl
 import hashlib
 import os
-import queue
 import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,8 @@ from .config import CONFIG_NAME, Config, load_config
 from .content import Post, load_posts
 from .delivery import ledger
 from .delivery.maildir import MaildirConnector, outbox_path
-from .delivery.smtp import Connector, Envelope, Job, Policy, Pool, RateLimiter, SmtpConnector
+from .delivery.run import Progress, send_campaign
+from .delivery.smtp import Connector, Envelope, Policy, Pool, RateLimiter, SmtpConnector
 from .errors import DeliveryError
 from .site import make_site
 from .store import Store, parse_address
@@ -40,29 +40,6 @@ from .tokens import make_token, site_secret, unsubscribe_url
 
 MessageBuilder = Callable[..., bytes]
 EditionMaker = Callable[[Post, Config, Theme], Any]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where one post's sending stands; handed to the progress callback after each settled batch."""
-
-    slug: str
-    subject: str
-    total: int
-    sent: int
-    failed: int
-    bounced: int
-    skipped: int
-    elapsed: float
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.failed + self.bounced + self.skipped
-
-    @property
-    def rate(self) -> float:
-        """Messages settled per second so far."""
-        return self.done / self.elapsed if self.elapsed > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -130,18 +107,40 @@ def newsletter_posts(config: Config, posts: tuple[Post, ...], now: dt.datetime) 
     return sorted(chosen, key=lambda p: (p.date, p.slug))
 
 
-def due_posts(config: Config, posts: tuple[Post, ...], store: Store, now: dt.datetime, slug: str | None = None) -> list[Post]:
-    """Newsletter posts someone still has to receive (optionally only the post `slug`)."""
+def chosen_posts(config: Config, posts: tuple[Post, ...], now: dt.datetime, slug: str | None = None) -> list[Post]:
+    """The newsletter posts a run considers: all of them, or the one named `slug` (else `DeliveryError`)."""
     candidates = newsletter_posts(config, posts, now)
-    if slug is not None:
-        candidates = [p for p in candidates if p.slug == slug]
-        if not candidates:
-            raise DeliveryError(
-                f"no newsletter post with slug {slug!r}",
-                hint=f"a post is mailed when it is not a draft, not in the future and dated on or after {config.newsletter.since}",
-            )
+    if slug is None:
+        return candidates
+    candidates = [p for p in candidates if p.slug == slug]
+    if not candidates:
+        raise DeliveryError(
+            f"no newsletter post with slug {slug!r}",
+            hint=f"a post is mailed when it is not a draft, not in the future and dated on or after {config.newsletter.since}",
+        )
+    return candidates
+
+
+def due_posts(config: Config, posts: tuple[Post, ...], store: Store, now: dt.datetime, slug: str | None = None) -> list[Post]:
+    """Newsletter posts someone would receive if publish ran now (optionally only `slug`); writes nothing."""
     late = config.newsletter.late_joiners
+    candidates = chosen_posts(config, posts, now, slug)
     return [p for p in candidates if next(ledger.would_receive(store, p.slug, late_joiners=late, batch=1), None) is not None]
+
+
+def start_campaigns(config: Config, posts: tuple[Post, ...], store: Store, now: dt.datetime, slug: str | None = None) -> list[Post]:
+    """Start the campaign of every chosen post not yet started (even one nobody is due: a
+    reader who joins later is a late joiner), fill the ledger, and return the posts with
+    pending rows, oldest first."""
+    late = config.newsletter.late_joiners
+    due = []
+    for post in chosen_posts(config, posts, now, slug):
+        fresh = ledger.campaign_started(store, post.slug) is None
+        if fresh or next(ledger.would_receive(store, post.slug, late_joiners=late, batch=1), None) is not None:
+            ledger.fill(store, post.slug, late_joiners=late, now=now)
+        if ledger.counts(store, post.slug)["pending"]:
+            due.append(post)
+    return due
 
 
 def message_id(slug: str, subscriber_id: int, domain: str) -> str:
@@ -196,7 +195,7 @@ def renderer(
         data = build(
             edition,
             to_name=claim.name,
-            to_address=claim.address,
+            to_address=claim.envelope,  # ASCII (punycode domain) unless the local part needs SMTPUTF8
             from_name=news.from_name,
             from_address=news.from_address,
             reply_to=news.reply_to,
@@ -257,9 +256,9 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
     with publish_lock(config), Store.for_site(config) as store:
         resumed = ledger.resume(store)
         if options.retry_failed:
-            for post in newsletter_posts(config, posts, now):
+            for post in chosen_posts(config, posts, now, options.slug):
                 ledger.requeue_failed(store, post.slug)
-        due = due_posts(config, posts, store, now, options.slug)
+        due = start_campaigns(config, posts, store, now, options.slug)
         if not due:
             return PublishReport(posts=(), target=connector.describe())
         secret, (_, domain) = site_secret(config), _sender(config)
@@ -271,21 +270,20 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
         )
         for post in due:
             edition = make(post, config, theme)
-            ledger.fill(store, post.slug, late_joiners=config.newsletter.late_joiners, now=now)
             subject = getattr(edition, "subject", post.title)
             pool = Pool(connector, concurrency, policy, limiter)
-            report = _send_post(
+            done = send_campaign(
                 store,
                 post.slug,
                 subject,
                 pool,
                 renderer(config, edition, secret, build, sign),
-                domain,
+                partial(message_id, post.slug, domain=domain),
                 options.batch_size,
-                concurrency,
                 progress,
             )
-            reports.append(PostReport(**{**report.__dict__, "resumed": resumed}))
+            report = PostReport(done.slug, done.subject, done.sent, done.failed, done.bounced, done.skipped, resumed, done.seconds)
+            reports.append(report)
             resumed = 0
             if pool.breaker.tripped:
                 raise DeliveryError(
@@ -295,79 +293,6 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
             if pool.stopping.is_set():
                 return PublishReport(posts=tuple(reports), target=connector.describe(), interrupted=True)
     return PublishReport(posts=tuple(reports), target=connector.describe())
-
-
-def _send_post(
-    store: Store,
-    slug: str,
-    subject: str,
-    pool: Pool,
-    render: Callable[[ledger.Claim], Envelope],
-    domain: str,
-    batch: int,
-    concurrency: int,
-    progress: Callable[[Progress], None] | None,
-) -> PostReport:
-    """Claim, send and settle one post's pending rows, keeping at most the in-flight limit claimed."""
-    limit = max(2 * batch, concurrency)
-    total = ledger.counts(store, slug)["pending"]
-    tally = {"sent": 0, "failed": 0, "bounced": 0, "skipped": 0}
-    started = time.monotonic()
-    outstanding, exhausted, buffer, flushed_at = 0, False, [], started
-
-    def ids(sid: int) -> str:
-        return message_id(slug, sid, domain)
-
-    def settle() -> None:
-        nonlocal outstanding, buffer, flushed_at
-        ledger.record(store, slug, buffer)
-        for r in buffer:
-            if r.status in tally:
-                tally[r.status] += 1
-        outstanding -= len(buffer)
-        buffer, flushed_at = [], time.monotonic()
-        tally["skipped"] = ledger.counts(store, slug)["skipped"]
-        if progress:
-            progress(Progress(slug, subject, total, **tally, elapsed=time.monotonic() - started))
-
-    if progress:
-        progress(Progress(slug, subject, total, 0, 0, 0, 0, 0.0))
-    try:
-        while True:
-            try:
-                while not exhausted and not pool.stopping.is_set() and not pool.breaker.tripped and outstanding + batch <= limit:
-                    claims = ledger.claim(store, slug, batch, ids)
-                    exhausted = not claims
-                    for c in claims:
-                        pool.submit(Job(c, render))
-                        outstanding += 1
-                if outstanding == 0 and (exhausted or pool.stopping.is_set() or pool.breaker.tripped):
-                    break
-                try:
-                    buffer.append(pool.results.get(timeout=0.2))
-                    while True:
-                        buffer.append(pool.results.get_nowait())
-                except queue.Empty:
-                    pass
-                if pool.breaker.tripped:
-                    pool.stop()
-                if buffer and (len(buffer) >= batch or len(buffer) == outstanding or time.monotonic() - flushed_at > 0.5):
-                    settle()
-            except KeyboardInterrupt:
-                pool.stop()
-    finally:
-        if outstanding:
-            pool.stop()
-        pool.close()
-        while True:
-            try:
-                buffer.append(pool.results.get_nowait())
-            except queue.Empty:
-                break
-        if buffer:
-            settle()
-        ledger.resume(store, slug)  # claimed but never handed to a thread (an interrupt mid-claim)
-    return PostReport(slug, subject, tally["sent"], tally["failed"], tally["bounced"], tally["skipped"], 0, time.monotonic() - started)
 
 
 def dry_run(root: Path, slug: str | None = None, now: dt.datetime | None = None) -> Iterator[Planned]:

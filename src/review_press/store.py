@@ -37,7 +37,7 @@ EXPORT_COLUMNS = ("email", "name", "status", "consent_source", "consent_at", "co
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE subscribers (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: an old unsubscribe token must not fit a new reader
         address TEXT NOT NULL,              -- normalized, as shown (Unicode domain)
         envelope TEXT NOT NULL,             -- the SMTP envelope form (ASCII domain where possible)
         address_key TEXT NOT NULL UNIQUE,   -- case-folded: duplicates are found by this

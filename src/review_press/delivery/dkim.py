@@ -39,7 +39,7 @@ def make_signer(key: bytes, selector: str, domain: str) -> Callable[[bytes], byt
     def sign(message: bytes) -> bytes:
         try:
             header = dkim.sign(message, sel, dom, key, include_headers=list(SIGNED_HEADERS))
-        except dkim.DKIMException as exc:
+        except (dkim.DKIMException, ValueError, IndexError) as exc:  # dkimpy lets a malformed key raise ValueError or IndexError
             raise DeliveryError(f"DKIM signing failed: {exc.__class__.__name__}") from None
         return header + message
 

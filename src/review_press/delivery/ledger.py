@@ -70,8 +70,10 @@ def campaign_started(store: Store, slug: str) -> str | None:
 def fill(store: Store, slug: str, *, late_joiners: bool, now: dt.datetime | None = None) -> int:
     """Start the post's campaign if new, and add a `pending` row for every active subscriber due it.
 
-    Due means: active, no row yet, and (unless `late_joiners`) created no later than the
-    campaign's start. Returns how many rows were added.
+    Due means: active, no row yet, and (unless `late_joiners`) joined no later than the
+    campaign's start. Joined is `consent_at`, the consent that made them active (the confirm
+    click, the import, the `add`), so a reader who left and came back is a late joiner for
+    the posts that went out while they were away. Returns how many rows were added.
     """
     stamp = now_iso(now)
     with store.transaction() as conn:
@@ -80,7 +82,7 @@ def fill(store: Store, slug: str, *, late_joiners: bool, now: dt.datetime | None
         cur = conn.execute(
             "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at)"
             " SELECT ?, s.id, 'pending', ?, ? FROM subscribers s"
-            " WHERE s.status = 'active' AND (? OR s.created_at <= ?)"
+            " WHERE s.status = 'active' AND (? OR coalesce(s.consent_at, s.created_at) <= ?)"
             " ON CONFLICT (slug, subscriber_id) DO NOTHING",
             (slug, stamp, stamp, late_joiners, started),
         )
@@ -187,7 +189,7 @@ def would_receive(store: Store, slug: str, *, late_joiners: bool, batch: int = 1
             "SELECT s.id, s.address, s.name FROM subscribers s"
             " LEFT JOIN deliveries d ON d.slug = ? AND d.subscriber_id = s.id"
             " WHERE s.id > ? AND s.status = 'active'"
-            " AND (d.status IN ('pending', 'sending') OR (d.status IS NULL AND (? OR ? IS NULL OR s.created_at <= ?)))"
+            " AND (d.status IN ('pending', 'sending') OR (d.status IS NULL AND (? OR ? IS NULL OR coalesce(s.consent_at, s.created_at) <= ?)))"
             " ORDER BY s.id LIMIT ?",
             (slug, last, late_joiners, started, started, batch),
         ).fetchall()

@@ -283,8 +283,8 @@ class Pool:
         self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.results: queue.Queue[Result] = queue.Queue()
         first = connector.open()  # fail fast, before anything is claimed
-        self._threads = [threading.Thread(target=self._work, args=(first if i == 0 else None,), daemon=True) for i in range(concurrency)]
-        for t in self._threads:
+        self.threads = [threading.Thread(target=self._work, args=(first if i == 0 else None,), daemon=True) for i in range(concurrency)]
+        for t in self.threads:
             t.start()
 
     def submit(self, job: Job) -> None:
@@ -296,9 +296,9 @@ class Pool:
 
     def close(self) -> None:
         """End the threads (after the queued jobs, or at once after `stop`) and their connections."""
-        for _ in self._threads:
+        for _ in self.threads:
             self.jobs.put(None)
-        for t in self._threads:
+        for t in self.threads:
             t.join()
 
     def _work(self, conn: Connection | None) -> None:
