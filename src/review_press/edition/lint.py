@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import unquote
@@ -82,7 +82,7 @@ def _forbidden_css(css: str) -> Iterator[str]:
         yield next(g for g in match.groups() if g).lower()
 
 
-def _element_problems(root: etree._Element, line_of: callable, in_post: bool) -> Iterator[Problem]:  # type: ignore[valid-type]
+def _element_problems(root: etree._Element, line_of: Callable[[etree._Element], int | None], in_post: bool) -> Iterator[Problem]:
     """Rules 2, 3, 4 (alt), 5 (layout tables), 6 (<style> placement) and 7 (forbidden CSS) for every element."""
     for el in root.iter():
         tag = el.tag
