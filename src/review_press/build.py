@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__, feeds, pages
 from .config import CONFIG_NAME, Config, load_config
 from .content import load_posts
+from .edition.plan import plan_editions
 from .errors import raise_all
 from .output import Artifact, WriteReport, check_paths, file_artifact, render_all, write_output
 from .site import Site, make_site
@@ -67,6 +68,7 @@ def plan(root: Path, options: BuildOptions = BuildOptions()) -> Plan:
     artifacts = [
         *pages.plan_pages(site, theme, key),
         *feeds.plan_feeds(site, key),
+        *plan_editions(site, theme, key),
         *static_artifacts(config, theme),
     ]
     return Plan(config=config, site=site, theme=theme, artifacts=tuple(artifacts))

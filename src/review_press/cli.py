@@ -120,6 +120,43 @@ def init(
 # --- commands of the email edition, publishing and the web endpoints go below ---------
 
 
+@app.command()
+@reports_errors
+def preview(
+    slug: Annotated[str, typer.Argument(help="The post's slug (any post: newsletter post, draft or future post).")],
+    site: SiteOption = Path("."),
+    open_: Annotated[bool, typer.Option("--open", help="Open the email's HTML in the browser.")] = False,
+) -> None:
+    """Render a post's email edition into out/email/<slug>/ and print where the files are."""
+    import webbrowser
+
+    from .edition.plan import preview as render_preview
+
+    result = render_preview(site, slug)
+    for path in result.paths:
+        typer.echo(str(path))
+    for problem in result.problems:
+        typer.echo(f"warning: {problem}", err=True)
+    if open_:
+        webbrowser.open(result.html.resolve().as_uri())
+
+
+@app.command()
+@reports_errors
+def serve(
+    site: SiteOption = Path("."),
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="The port to listen on.")] = 8000,
+    drafts: DraftsOption = False,
+    future: FutureOption = False,
+    open_: Annotated[bool, typer.Option("--open", help="Open the site in the browser.")] = False,
+) -> None:
+    """Serve out/ on localhost with live reload: rebuilt on changes in posts/, templates/ and press.toml."""
+    from .serve import serve as run_serve
+
+    run_serve(site, host=host, port=port, drafts=drafts, future=future, open_browser=open_, echo=typer.echo)
+
+
 def main() -> None:
     """The console script's entry point."""
     app(prog_name="review-press")
