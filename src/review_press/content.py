@@ -340,8 +340,9 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
         except OSError as exc:
             results.append(ContentError(f"cannot read: {exc.strerror}", path=path))
             continue
-        key = hashlib.sha256(salt + str(path).encode() + b"\0" + raw).hexdigest()
-        if (cached := cache.get(key)) is not None:
+        # the same file in another checkout gets the same key: the digest feeds output keys and Message-IDs
+        key = hashlib.sha256(salt + path.relative_to(config.posts_dir).as_posix().encode() + b"\0" + raw).hexdigest()
+        if (cached := cache.get(key)) is not None and cached.source == path:
             fresh[key] = cached
             results.append(cached)
         else:
