@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -43,8 +42,6 @@ from .mail import Mailer
 from .ratelimit import Rate, TokenBuckets, retry_after
 from .render import SUBSCRIBE, UNSUBSCRIBE, Pages
 from .service import Confirmed, Database, Subscriptions, mask
-
-log = logging.getLogger("review_press.web")
 
 SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
@@ -306,7 +303,7 @@ def create_app(site_root: Path, limits: WebLimits | None = None) -> Starlette:
     web = Web(
         config=config,
         pages=pages,
-        mailer=Mailer(config, theme),
+        mailer=Mailer(config, pages.render),
         db=database,
         by_ip=TokenBuckets(limits.per_ip, limits.max_keys),
         by_address=TokenBuckets(limits.per_address, limits.max_keys),

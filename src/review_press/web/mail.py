@@ -23,7 +23,7 @@ from ..delivery.smtp import Connector, Envelope, SendError
 from ..errors import DeliveryError
 from ..publish import connector_for
 from ..store import parse_address
-from ..theme import Theme
+from .render import CONFIRM_HTML, CONFIRM_TEXT
 from .service import Outgoing, mask
 
 log = logging.getLogger("review_press.web")
@@ -32,9 +32,9 @@ log = logging.getLogger("review_press.web")
 class Mailer:
     """Builds and sends confirmation emails for one site."""
 
-    def __init__(self, config: Config, theme: Theme, connector: Connector | None = None) -> None:
+    def __init__(self, config: Config, render: Callable[..., str], connector: Connector | None = None) -> None:
         self.config = config
-        self.theme = theme
+        self.render = render
         self.sender = _sender_address(config)
         self.connector = connector or connector_for(config)
         self.sign: Callable[[bytes], bytes] | None = signer_for(config)
@@ -55,8 +55,8 @@ class Mailer:
         msg["Date"] = email.utils.format_datetime(now)
         msg["Message-ID"] = email.utils.make_msgid("confirm", domain=self.sender.rpartition("@")[2])
         msg["Auto-Submitted"] = "auto-generated"
-        msg.set_content(self.theme.render("web/confirm_email.txt", **context), cte="quoted-printable")
-        msg.add_alternative(self.theme.render("web/confirm_email.html", **context), subtype="html", cte="quoted-printable")
+        msg.set_content(self.render(CONFIRM_TEXT, **context), cte="quoted-printable")
+        msg.add_alternative(self.render(CONFIRM_HTML, **context), subtype="html", cte="quoted-printable")
         data = msg.as_bytes()
         return self.sign(data) if self.sign else data
 
