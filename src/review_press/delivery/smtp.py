@@ -125,13 +125,13 @@ def _text(raw: bytes | str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    """A short reason for an exception that holds no secret (never the exception's args)."""
+    """A short reason for an exception that holds no secret: smtplib's own words or the OS error, never a repr."""
     if isinstance(exc, smtplib.SMTPResponseException):
         return f"{exc.smtp_code} {_text(exc.smtp_error)}"
     if isinstance(exc, TimeoutError):
         return "timed out"
-    if isinstance(exc, smtplib.SMTPServerDisconnected):  # smtplib's own words, e.g. "Connection unexpectedly closed: timed out"
-        return str(exc) or "connection closed"
+    if isinstance(exc, smtplib.SMTPException):  # smtplib's own fixed words, e.g. "SMTP AUTH extension not supported by server."
+        return str(exc) or exc.__class__.__name__
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return exc.__class__.__name__
