@@ -1,6 +1,6 @@
 """Benchmark the web endpoints: requests/second and latency of one-click unsubscribe and confirm.
 
-    python bench/web.py [--subscribers 10000] [--requests 5000] [--concurrency 16] [--workers 1]
+    python bench/web.py [--subscribers 10000] [--requests 5000] [--concurrency 16] [--workers 1] [--plain]
 
 Makes a throwaway site whose database holds N subscribers (half active with a campaign's
 ledger rows, half pending), starts `uvicorn review_press.web:app` in a subprocess on
@@ -119,11 +119,13 @@ def make_site(root: Path, port: int, subscribers: int, secret: bytes) -> tuple[l
     return unsub, conf
 
 
-def start_server(root: Path, port: int, secret: bytes, workers: int) -> subprocess.Popen[bytes]:
+def start_server(root: Path, port: int, secret: bytes, workers: int, plain: bool) -> subprocess.Popen[bytes]:
     """uvicorn on the site, in a subprocess; returns once /healthz answers (bounded wait)."""
     env = {**os.environ, "REVIEW_PRESS_SITE": str(root), "REVIEW_PRESS_SECRET": secret.decode()}
     cmd = [sys.executable, "-m", "uvicorn", "review_press.web:app", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--no-access-log", "--log-level", "warning", "--workers", str(workers)]
+    if plain:
+        cmd += ["--http", "h11", "--loop", "asyncio"]
     proc = subprocess.Popen(cmd, env=env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -201,6 +203,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--plain", action="store_true", help="make uvicorn use h11 and asyncio even if httptools and uvloop are installed")
     args = parser.parse_args()
     if args.requests > args.subscribers // 2:
         raise SystemExit("--requests must be at most half of --subscribers (each request touches a distinct subscriber)")
@@ -210,11 +213,11 @@ def main() -> None:
         t0 = time.perf_counter()
         unsub, conf = make_site(root, port, args.subscribers, secret)
         print(f"site with {args.subscribers} subscribers and 2 campaigns made in {time.perf_counter() - t0:.1f} s")
-        proc = start_server(root, port, secret, args.workers)
+        proc = start_server(root, port, secret, args.workers, args.plain)
         try:
             base = f"http://127.0.0.1:{port}/"
             print(
-                f"uvicorn {uvicorn.__version__} ({http_impl()}), {args.workers} worker(s), {os.cpu_count()} CPUs, "
+                f"uvicorn {uvicorn.__version__} ({'h11 + asyncio loop' if args.plain else http_impl()}), {args.workers} worker(s), {os.cpu_count()} CPUs, "
                 f"load average {os.getloadavg()[0]:.2f}; {args.concurrency} concurrent httpx clients"
             )
             pid, c = proc.pid, args.concurrency
