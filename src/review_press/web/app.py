@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -155,7 +156,8 @@ async def subscribe(request: Request) -> Response:
     if not signup.is_bot:
         if wait := web.by_address.take(signup.key):
             return too_many(request, wait)
-        task = await _confirmation_task(web, request, signup, ip)
+        # all of it after the reply, so not even its timing tells a new address from a known one
+        task = BackgroundTask(_store_and_mail, web, signup, ip, endpoint_base(web, request))
     response = web.pages.notice(
         "Check your inbox",
         "If that address can subscribe, we have sent it a link to confirm. Open it to start getting new posts.",
@@ -166,13 +168,11 @@ async def subscribe(request: Request) -> Response:
     return response
 
 
-async def _confirmation_task(web: Web, request: Request, signup: Signup, ip: str) -> BackgroundTask | None:
-    """Store the signup; a task that mails the confirm link when there is someone to confirm."""
+async def _store_and_mail(web: Web, signup: Signup, ip: str, base: str) -> None:
+    """Store the signup and mail the confirm link if there is someone to confirm (after the reply)."""
     outgoing = await web.db.run(Subscriptions.subscribe, signup, ip, _now())
-    if outgoing is None:
-        return None
-    link = f"{endpoint_base(web, request)}confirm/{outgoing.token}"
-    return BackgroundTask(web.mailer.send, outgoing, link)
+    if outgoing is not None:
+        await run_in_threadpool(web.mailer.send, outgoing, f"{base}confirm/{outgoing.token}")
 
 
 def _form_problem(request: Request, exc: FormError, fields: dict[str, str]) -> Response:
