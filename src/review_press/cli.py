@@ -157,6 +157,23 @@ def serve(
     run_serve(site, host=host, port=port, drafts=drafts, future=future, open_browser=open_, echo=typer.echo)
 
 
+@app.command()
+@reports_errors
+def web(
+    site: SiteOption = Path("."),
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="The port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    forwarded_allow_ips: Annotated[
+        str, typer.Option("--forwarded-allow-ips", help="Reverse proxies whose X-Forwarded-For is believed (comma-separated).")
+    ] = "127.0.0.1",
+) -> None:
+    """Run the subscribe, confirm and one-click unsubscribe endpoints (uvicorn) until Ctrl-C."""
+    from .web import run
+
+    run(site, host, port, workers=workers, forwarded_allow_ips=forwarded_allow_ips)
+
+
 def main() -> None:
     """The console script's entry point."""
     app(prog_name="review-press")
