@@ -101,6 +101,14 @@ def test_idn_domains_go_out_as_punycode_and_unicode_local_parts_with_smtputf8(si
     assert "josé@example.org" in str(to["josé@example.org"])
 
 
+def test_a_site_without_a_from_address_is_refused_before_any_campaign_starts(make_site: Callable[..., Path]) -> None:
+    root = make_site(POSTS, NEWSLETTER.replace('from = "The Press <letters@example.org>"\n', ""))
+    subscribe(root, 1)
+    with pytest.raises(DeliveryError, match=r"\[newsletter\] from is not set"):
+        publish(root, options())
+    assert publish_status(root) == []
+
+
 def test_a_site_without_since_is_refused(make_site: Callable[..., Path]) -> None:
     root = make_site(POSTS, NEWSLETTER.replace("since = 2026-01-01\n", ""))
     subscribe(root, 1)

@@ -252,6 +252,8 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
     concurrency = config.smtp.concurrency if config.smtp else 1
     policy = options.policy or Policy(max_attempts=config.smtp.max_attempts if config.smtp else 3)
     sign = signer_for(config)
+    _, domain = _sender(config)  # every check that can fail does so before a campaign starts
+    newsletter_posts(config, posts, now)
     reports: list[PostReport] = []
     with publish_lock(config), Store.for_site(config) as store:
         resumed = ledger.resume(store)
@@ -261,7 +263,7 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
         due = start_campaigns(config, posts, store, now, options.slug)
         if not due:
             return PublishReport(posts=(), target=connector.describe())
-        secret, (_, domain) = site_secret(config), _sender(config)
+        secret = site_secret(config)
         smtp = config.smtp
         limiter = RateLimiter(
             smtp.rate_per_second if smtp else 0.0,
