@@ -109,3 +109,34 @@ def test_kill_9_at_random_points_then_resume_misses_no_one(make_site: Callable[.
     print(
         f"{'review-press publish' if '-m' in command else 'runner'}: kills={kills} duplicates={len(duplicated)} in-doubt={len(doubtful)} bound/kill={in_flight}"
     )
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_real_publish_process_stops_cleanly_and_duplicates_nothing(make_site: Callable[..., Path], tmp_path: Path) -> None:
+    port, record = free_port(), tmp_path / "received.tsv"
+    server = subprocess.Popen([sys.executable, str(TESTS / "smtp_servers.py"), str(port), str(record)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        root = make_site(POSTS, NEWSLETTER + smtp_table(port) + "rate_per_second = 300\n")
+        with Store.for_site(load_config(root)) as store:
+            ids = [store.add(f"reader{i}@example.org").id for i in range(300)]
+        env = {**os.environ, "PYTHONPATH": str(Path(review_press.__file__).parents[1])}
+        command, _ = publish_command(root)
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while sum(received(record).values()) < 50 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        assert proc.returncode in (0, 130)  # the runner returns; the CLI exits 130
+        assert in_doubt(root) == set()  # every claimed row settled or handed back
+        partial = sum(received(record).values())
+        assert 50 <= partial < 600
+        final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert final.returncode == 0, final.stderr
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+    got = received(record)
+    assert set(got) == {message_id(slug, i, "example.org") for slug in ("first", "second") for i in ids}
+    assert max(got.values()) == 1
