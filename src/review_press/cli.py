@@ -174,6 +174,166 @@ def web(
     run(site, host, port, workers=workers, forwarded_allow_ips=forwarded_allow_ips)
 
 
+# --- subscribers, publish, status (issue 4) -----------------------------------------------
+
+subscribers_app = typer.Typer(help="Manage the subscriber list (kept in .review-press/press.db).", no_args_is_help=True)
+app.add_typer(subscribers_app, name="subscribers")
+StatusOption = Annotated[list[str] | None, typer.Option("--status", help="Only subscribers with this status (repeatable).")]
+
+
+def _store(site: Path) -> Any:
+    from .config import load_config
+    from .store import Store
+
+    return Store.for_site(load_config(site))
+
+
+@subscribers_app.command("import")
+@reports_errors
+def subscribers_import(
+    csv_file: Annotated[
+        Path, typer.Argument(help="CSV with a header row naming an 'email' column (and optionally 'name').", dir_okay=False)
+    ],
+    site: SiteOption = Path("."),
+    strict: Annotated[bool, typer.Option("--strict", help="Import nothing if any row is bad.")] = False,
+) -> None:
+    """Import subscribers in one transaction: bad rows are reported by line, duplicates skipped."""
+    with _store(site) as store:
+        report = store.import_csv(csv_file, strict=strict)
+    for problem in report.problems:
+        typer.echo(f"{csv_file}:{problem.line}: {problem.reason}", err=True)
+    typer.echo(f"imported {report.added}; skipped {report.duplicates} duplicates and {len(report.problems)} bad rows")
+
+
+@subscribers_app.command("add")
+@reports_errors
+def subscribers_add(
+    address: Annotated[str, typer.Argument(help="The email address.")],
+    name: Annotated[str, typer.Option("--name", help="The subscriber's name.")] = "",
+    site: SiteOption = Path("."),
+) -> None:
+    """Add one subscriber, active (you vouch for their consent)."""
+    with _store(site) as store:
+        sub = store.add(address, name)
+    typer.echo(f"added {sub.address}")
+
+
+@subscribers_app.command("list")
+@reports_errors
+def subscribers_list(site: SiteOption = Path("."), status: StatusOption = None) -> None:
+    """Print one subscriber a line: address, name, status (tab-separated)."""
+    with _store(site) as store:
+        for s in store.iter_subscribers(status or ()):
+            typer.echo(f"{s.address}\t{s.name}\t{s.status}")
+
+
+@subscribers_app.command("count")
+@reports_errors
+def subscribers_count(site: SiteOption = Path(".")) -> None:
+    """How many subscribers have each status."""
+    with _store(site) as store:
+        counts = store.count()
+    typer.echo("  ".join(f"{k} {v}" for k, v in counts.items()) + f"  total {sum(counts.values())}")
+
+
+@subscribers_app.command("remove")
+@reports_errors
+def subscribers_remove(address: Annotated[str, typer.Argument(help="The address to erase.")], site: SiteOption = Path(".")) -> None:
+    """Erase a subscriber and their delivery records."""
+    with _store(site) as store:
+        removed = store.remove(address)
+    if not removed:
+        fail(f"error: {address} is not on the list")
+    typer.echo(f"removed {address}")
+
+
+@subscribers_app.command("export")
+@reports_errors
+def subscribers_export(
+    output: Annotated[Path | None, typer.Argument(help="The CSV file to write; standard output if left out.", dir_okay=False)] = None,
+    site: SiteOption = Path("."),
+) -> None:
+    """Write every subscriber as CSV (email, name, status, consent, dates)."""
+    with _store(site) as store:
+        if output is None:
+            count = store.export_csv(sys.stdout)
+        else:
+            with output.open("w", newline="", encoding="utf-8") as f:
+                count = store.export_csv(f)
+    typer.echo(f"exported {count} subscribers", err=True)
+
+
+@app.command()
+@reports_errors
+def publish(
+    slug: Annotated[str | None, typer.Argument(help="Send only this post.")] = None,
+    site: SiteOption = Path("."),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List who would get what; send and record nothing.")] = False,
+    test_to: Annotated[str | None, typer.Option("--test-to", help="Send the post to this one address; the ledger is untouched.")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Give failed (not bounced) messages another go.")] = False,
+) -> None:
+    """Build, then email every newsletter post to everyone due it, exactly once (resumes after a crash)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .build import build as run_build
+    from .publish import PublishOptions, send_test
+    from .publish import dry_run as plan_sends
+    from .publish import publish as run_publish
+
+    options = PublishOptions(slug=slug, retry_failed=retry_failed)
+    if dry_run:
+        count = 0
+        for planned in plan_sends(site, slug):
+            typer.echo(f"{planned.slug}\t{planned.address}\t{planned.name}")
+            count += 1
+        typer.echo(f"{count} messages would be sent", err=True)
+        return
+    if test_to:
+        typer.echo(f"sent a test to {test_to}: {send_test(site, test_to, options)}")
+        return
+    run_build(site)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed  {task.fields[rate]:.0f}/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:  # results go to stdout, the bar to stderr
+        tasks: dict[str, Any] = {}
+
+        def show(p: Any) -> None:
+            if p.slug not in tasks:
+                tasks[p.slug] = bar.add_task(p.slug, total=p.total, failed=0, rate=0.0)
+            bar.update(tasks[p.slug], completed=p.done, failed=p.failed + p.bounced, rate=p.rate)
+
+        report = run_publish(site, options, progress=show)
+    for p in report.posts:
+        resumed = f" ({p.resumed} resumed from an interrupted run)" if p.resumed else ""
+        typer.echo(f"{p.slug}: {p.sent} sent, {p.failed} failed, {p.bounced} bounced, {p.skipped} skipped in {p.seconds:.1f} s{resumed}")
+    if not report.posts:
+        typer.echo("nothing to send: every newsletter post has gone to everyone due it")
+    if report.interrupted:
+        typer.echo("stopped by Ctrl-C after the messages in flight; run publish again to send the rest", err=True)
+        raise typer.Exit(130)
+
+
+@app.command()
+@reports_errors
+def status(site: SiteOption = Path(".")) -> None:
+    """Per post: sent / pending / failed / bounced / skipped."""
+    from .publish import publish_status
+
+    rows = publish_status(site)
+    if not rows:
+        typer.echo("nothing published yet")
+    for s in rows:
+        typer.echo(
+            f"{s.slug}: {s.sent} sent, {s.pending + s.sending} pending, {s.failed} failed, {s.bounced} bounced, {s.skipped} skipped (started {s.started_at})"
+        )
+
+
 def main() -> None:
     """The console script's entry point."""
     app(prog_name="review-press")

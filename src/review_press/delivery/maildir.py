@@ -50,6 +50,9 @@ class MaildirConnector:
 
     def open(self) -> MaildirConnection:
         try:
-            return MaildirConnection(mailbox.Maildir(self.path, factory=None, create=True))
+            # mkdir(exist_ok) rather than Maildir(create=True): two threads opening a new outbox must not race
+            for sub in ("", "tmp", "new", "cur"):
+                (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+            return MaildirConnection(mailbox.Maildir(self.path, factory=None, create=False))
         except OSError as exc:
             raise DeliveryError(f"cannot open the outbox: {exc.strerror}", path=self.path) from None
