@@ -225,3 +225,19 @@ def test_secret_file_is_private_reused_and_overridden_by_the_environment(tmp_pat
     mode = stat.S_IMODE(os.stat(state / "secret").st_mode)
     assert mode == 0o600
     assert load_secret(state, environ={SECRET_ENV: "from-env"}) == b"from-env"
+
+
+def test_a_token_does_not_show_its_subscriber_id() -> None:
+    import base64
+
+    secret = b"k" * 40
+    heads = []
+    for sid in (1, 2, 3, 1000):
+        token = make_token(secret, sid)
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        assert raw[:8] != sid.to_bytes(8, "big")  # not the id in clear
+        assert verify_token(secret, token) == sid
+        heads.append(raw[:8])
+    # neighbouring ids give unrelated masked ids: most bytes differ
+    assert sum(a != b for a, b in zip(heads[0], heads[1], strict=True)) >= 5
+    assert verify_token(b"other" * 8, make_token(secret, 1)) is None

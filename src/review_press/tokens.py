@@ -1,8 +1,10 @@
 """Unsubscribe tokens: an unforgeable, URL-safe stand-in for a subscriber id.
 
-A token is base64url(id as 8 bytes + the first 16 bytes of HMAC-SHA256(secret, "unsubscribe:" + id)).
-Only the holder of the secret can make one, so no one can unsubscribe someone else by
-guessing ids. The secret comes from `REVIEW_PRESS_SECRET`, else from a random key made on
+A token is base64url(masked id + the first 16 bytes of HMAC-SHA256(secret, "unsubscribe:" + id)),
+where the masked id is the id's 8 bytes through a keyed permutation (a 4-round Feistel
+network over HMAC). Only the holder of the secret can make one, so no one can unsubscribe
+someone else by guessing ids, and a token does not show its id (or how many subscribers
+there are). The secret comes from `REVIEW_PRESS_SECRET`, else from a random key made on
 first use in `.review-press/secret` (mode 0600, git-ignored with the rest of `.review-press/`).
 """
 
@@ -60,10 +62,24 @@ def _mac(secret: bytes, packed_id: bytes) -> bytes:
     return hmac.new(secret, _PURPOSE + packed_id, hashlib.sha256).digest()[:_MAC_BYTES]
 
 
+def _permute(secret: bytes, block: bytes, inverse: bool = False) -> bytes:
+    """A keyed permutation of 8 bytes (Feistel, 4 rounds of HMAC-SHA256): hides the id, reversibly."""
+    left, right = block[:4], block[4:]
+    rounds = range(3, -1, -1) if inverse else range(4)
+    for r in rounds:
+        if inverse:
+            left, right = right, left
+        mask = hmac.new(secret, b"id-mask:" + bytes([r]) + right, hashlib.sha256).digest()[:4]
+        left = bytes(a ^ b for a, b in zip(left, mask, strict=True))
+        if not inverse:
+            left, right = right, left
+    return left + right
+
+
 def make_token(secret: bytes, subscriber_id: int) -> str:
     """The unsubscribe token of one subscriber: 32 URL-safe characters, no padding."""
     packed = subscriber_id.to_bytes(_ID_BYTES, "big")
-    return base64.urlsafe_b64encode(packed + _mac(secret, packed)).rstrip(b"=").decode("ascii")
+    return base64.urlsafe_b64encode(_permute(secret, packed) + _mac(secret, packed)).rstrip(b"=").decode("ascii")
 
 
 def verify_token(secret: bytes, token: str) -> int | None:
@@ -76,7 +92,7 @@ def verify_token(secret: bytes, token: str) -> int | None:
         return None
     if len(raw) != _ID_BYTES + _MAC_BYTES:
         return None
-    packed, mac = raw[:_ID_BYTES], raw[_ID_BYTES:]
+    packed, mac = _permute(secret, raw[:_ID_BYTES], inverse=True), raw[_ID_BYTES:]
     if not hmac.compare_digest(mac, _mac(secret, packed)):
         return None
     return int.from_bytes(packed, "big")
