@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from chromium import CHROMIUM, CHROMIUM_ARGS
 from email_sites import REPO, edition_of, sample
 from review_press.edition import lint, make_edition
 
@@ -21,16 +22,6 @@ pytestmark = pytest.mark.browser
 PIL = pytest.importorskip("PIL.Image")
 sync_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = REPO / "docs" / "screenshots"
 VIEWS = {"600": (600, "light"), "375": (375, "light"), "dark": (600, "dark")}
 

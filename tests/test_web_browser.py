@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chromium import CHROMIUM, CHROMIUM_ARGS
 from review_press.build import BuildOptions, build
 from review_press.config import load_config
 from review_press.delivery import ledger
@@ -36,16 +37,6 @@ from test_web import LOOSE, loopback_socket, serve, wait_for
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 REPO = Path(__file__).resolve().parents[1]
 READER = "reader@example.net"
 OTHER = "other@example.net"

@@ -81,7 +81,8 @@ def _stat(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all: a temporary file beside it, then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="~")
     try:
@@ -150,7 +151,7 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
         except OSError:
             same = False
         if not same:
-            _atomic_write(target, data)
+            atomic_write(target, data)
             written.append(path)
     removed = _prune(out_dir, {a.path for a in artifacts}) if out_dir.is_dir() else []
     files = {}
@@ -161,7 +162,7 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
             files[art.path] = [art.key, *stat]
     if files != manifest:
         manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(manifest_path, json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True).encode())
+        atomic_write(manifest_path, json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True).encode())
     return WriteReport(rendered=len(rendered), written=tuple(written), unchanged=len(artifacts) - len(written), removed=tuple(removed))
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ from ..config import Config
 from ..content import Post
 from ..delivery.message import build_message
 from ..errors import PressError, PressErrors
-from ..output import Artifact, make_key
+from ..output import Artifact, atomic_write, make_key
 from ..site import Site
 from ..theme import Theme
 from ..tokens import unsubscribe_url
@@ -135,19 +133,6 @@ class Preview:
         return self.paths[0]
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="~")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render_preview(post: Post, config: Config, theme: Theme) -> tuple[dict[str, bytes], tuple[PressError, ...]]:
     """One post's preview files and its lint problems, in memory."""
     edition = make_edition(post, config, theme)
@@ -171,6 +156,6 @@ def preview(root: Path, slug: str, *, now: dt.datetime | None = None) -> Preview
     folder = built.config.out_dir / EMAIL_DIR / post.slug
     paths = []
     for name in FILES:
-        _write(folder / name, files[name])
+        atomic_write(folder / name, files[name])
         paths.append(folder / name)
     return Preview(slug=post.slug, paths=tuple(paths), problems=problems)
