@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 BASE_TOML = """\
@@ -37,3 +42,24 @@ def write_site(root: Path, posts: dict[str, str | bytes], toml: str = BASE_TOML)
         else:
             path.write_text(text, "utf-8")
     return root
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files without printing a line per request."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_directory(directory: Path) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 for `directory` (which may be made later); yields its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

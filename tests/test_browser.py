@@ -9,11 +9,8 @@ The post's screenshots are also kept in docs/screenshots/ for the README.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import http.server
 import io
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ import pytest
 
 from chromium import CHROMIUM, CHROMIUM_ARGS
 from review_press.build import BuildOptions, build
+from sites import serve_directory
 
 pytestmark = pytest.mark.browser
 
@@ -30,13 +28,6 @@ SCREENSHOTS = REPO / "docs" / "screenshots"
 POST = "posts/run-away-season-1-review/"
 PAGES = {"home": "", "post": POST, "tag": "tags/crime/", "archive": "archive/"}
 WIDTHS = (375, 1280)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves out/ without printing a line per request."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +40,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shutil.copytree(REPO / "posts", root / "posts")
     shutil.copytree(REPO / "templates", root / "templates")
     build(root, BuildOptions(now=dt.datetime(2026, 6, 1, tzinfo=dt.UTC)))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root / "out")))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_directory(root / "out") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import email.message
-import functools
-import http.server
 import re
 import shutil
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ from review_press.delivery import ledger
 from review_press.publish import PublishOptions, publish
 from review_press.store import Store, db_path
 from review_press.web import create_app
+from sites import serve_directory
 from smtp_servers import Handler, smtp_server
 from test_web import LOOSE, loopback_socket, serve, wait_for
 
@@ -51,26 +49,11 @@ A newer post that the unsubscribed reader must never get.
 """
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    """Serves out/ without a log line per request."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def static_server(tmp_path: Path) -> Iterator[str]:
     """An HTTP server on 127.0.0.1 for `tmp_path/site/out` (the site is built after it starts)."""
-    out = str(tmp_path / "site" / "out")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=out))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_directory(tmp_path / "site" / "out") as url:
+        yield url
 
 
 def sample_site(root: Path, site_url: str, web_url: str, smtp_port: int) -> Path:
