@@ -73,7 +73,8 @@ def test_every_due_post_goes_to_everyone_once_and_a_second_run_sends_nothing(sit
         ids = subscribe(root, 12)
         report = publish(root, options())
         assert [(p.slug, p.sent) for p in report.posts] == [("first", 12), ("second", 12)]
-        assert publish(root, options()).posts == ()
+        again = publish(root, options())
+        assert again.posts == () and again.resumed == 0
     assert server.recipients() == {f"r{i}@example.org": 2 for i in range(12)}
     subjects = sorted({r.message["Subject"] for r in server.received})
     assert subjects == ["First", "Second"]  # not the old post, the draft or the future one
@@ -274,3 +275,22 @@ def test_two_publishes_at_once_are_refused(site: Callable[..., Path]) -> None:
 def test_options_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         options().slug = "x"  # type: ignore[misc]
+
+
+def test_messages_left_in_flight_are_counted_once_and_sent_again(site: Callable[..., Path]) -> None:
+    import sqlite3
+
+    from review_press.store import db_path
+
+    with smtp_server() as (server, port):
+        root = site(port)
+        subscribe(root, 5)
+        publish(root, options(slug="first"))
+        conn = sqlite3.connect(db_path(load_config(root)))
+        with conn:  # as a kill -9 between "sending" and "sent" leaves two rows
+            conn.execute("UPDATE deliveries SET status = 'sending' WHERE subscriber_id IN (SELECT subscriber_id FROM deliveries ORDER BY subscriber_id LIMIT 2)")
+        conn.close()
+        report = publish(root, options(slug="first"))
+        assert report.resumed == 2
+        assert [(p.slug, p.sent) for p in report.posts] == [("first", 2)]
+    assert sum(server.recipients().values()) == 7  # 5, then the 2 in doubt once more

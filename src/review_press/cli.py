@@ -309,9 +309,10 @@ def publish(
             bar.update(tasks[p.slug], completed=p.done, failed=p.failed + p.bounced, rate=p.rate)
 
         report = run_publish(site, options, progress=show)
+    if report.resumed:
+        typer.echo(f"resumed {report.resumed} messages left in flight by an interrupted run")
     for p in report.posts:
-        resumed = f" ({p.resumed} resumed from an interrupted run)" if p.resumed else ""
-        typer.echo(f"{p.slug}: {p.sent} sent, {p.failed} failed, {p.bounced} bounced, {p.skipped} skipped in {p.seconds:.1f} s{resumed}")
+        typer.echo(f"{p.slug}: {p.sent} sent, {p.failed} failed, {p.bounced} bounced, {p.skipped} skipped in {p.seconds:.1f} s")
     if not report.posts:
         typer.echo("nothing to send: every newsletter post has gone to everyone due it")
     if report.interrupted:

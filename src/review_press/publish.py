@@ -30,7 +30,7 @@ from .config import CONFIG_NAME, Config, load_config
 from .content import Post, load_posts
 from .delivery import ledger
 from .delivery.maildir import MaildirConnector, outbox_path
-from .delivery.run import Progress, send_campaign
+from .delivery.run import CampaignRun, Progress, send_campaign
 from .delivery.smtp import Connector, Envelope, Policy, Pool, RateLimiter, SmtpConnector
 from .errors import DeliveryError
 from .site import make_site
@@ -43,25 +43,13 @@ EditionMaker = Callable[[Post, Config, Theme], Any]
 
 
 @dataclass(frozen=True)
-class PostReport:
-    """What one run did for one post."""
-
-    slug: str
-    subject: str
-    sent: int
-    failed: int
-    bounced: int
-    skipped: int
-    resumed: int
-    seconds: float
-
-
-@dataclass(frozen=True)
 class PublishReport:
-    """What one run did: the posts it sent, where to, and whether Ctrl-C cut it short."""
+    """What one run did: the posts it sent, where to, how many messages an interrupted run had
+    left in flight (re-sent now), and whether Ctrl-C cut it short."""
 
-    posts: tuple[PostReport, ...]
+    posts: tuple[CampaignRun, ...]
     target: str
+    resumed: int = 0
     interrupted: bool = False
 
 
@@ -254,7 +242,7 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
     sign = signer_for(config)
     _, domain = _sender(config)  # every check that can fail does so before a campaign starts
     newsletter_posts(config, posts, now)
-    reports: list[PostReport] = []
+    reports: list[CampaignRun] = []
     with publish_lock(config), Store.for_site(config) as store:
         resumed = ledger.resume(store)
         if options.retry_failed:
@@ -262,7 +250,7 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
                 ledger.requeue_failed(store, post.slug)
         due = start_campaigns(config, posts, store, now, options.slug)
         if not due:
-            return PublishReport(posts=(), target=connector.describe())
+            return PublishReport(posts=(), target=connector.describe(), resumed=resumed)
         secret = site_secret(config)
         smtp = config.smtp
         limiter = RateLimiter(
@@ -284,17 +272,15 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
                 options.batch_size,
                 progress,
             )
-            report = PostReport(done.slug, done.subject, done.sent, done.failed, done.bounced, done.skipped, resumed, done.seconds)
-            reports.append(report)
-            resumed = 0
+            reports.append(done)
             if pool.breaker.tripped:
                 raise DeliveryError(
-                    f"stopped sending {post.slug!r}: {pool.breaker.tripped}; {report.sent} sent in this run, the rest stay pending",
+                    f"stopped sending {post.slug!r}: {pool.breaker.tripped}; {done.sent} sent in this run, the rest stay pending",
                     hint=f"check {connector.describe()}, then run publish again to continue",
                 )
             if pool.stopping.is_set():
-                return PublishReport(posts=tuple(reports), target=connector.describe(), interrupted=True)
-    return PublishReport(posts=tuple(reports), target=connector.describe())
+                return PublishReport(posts=tuple(reports), target=connector.describe(), resumed=resumed, interrupted=True)
+    return PublishReport(posts=tuple(reports), target=connector.describe(), resumed=resumed)
 
 
 def dry_run(root: Path, slug: str | None = None, now: dt.datetime | None = None) -> Iterator[Planned]:
