@@ -288,7 +288,9 @@ def test_messages_left_in_flight_are_counted_once_and_sent_again(site: Callable[
         publish(root, options(slug="first"))
         conn = sqlite3.connect(db_path(load_config(root)))
         with conn:  # as a kill -9 between "sending" and "sent" leaves two rows
-            conn.execute("UPDATE deliveries SET status = 'sending' WHERE subscriber_id IN (SELECT subscriber_id FROM deliveries ORDER BY subscriber_id LIMIT 2)")
+            conn.execute(
+                "UPDATE deliveries SET status = 'sending' WHERE subscriber_id IN (SELECT subscriber_id FROM deliveries ORDER BY subscriber_id LIMIT 2)"
+            )
         conn.close()
         report = publish(root, options(slug="first"))
         assert report.resumed == 2
