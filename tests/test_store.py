@@ -168,7 +168,7 @@ def test_ids_are_never_reused_so_old_tokens_fit_no_new_reader(store: Store) -> N
 def test_remove_deletes_ledger_rows_too(store: Store) -> None:
     sub = store.add("x@example.org")
     with store.transaction() as conn:
-        conn.execute("INSERT INTO campaigns VALUES ('p', '2026-01-01T00:00:00.000000Z')")
+        conn.execute("INSERT INTO campaigns (slug, started_at) VALUES ('p', '2026-01-01T00:00:00.000000Z')")
         conn.execute(
             "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at) VALUES ('p', ?, 'sent', '', '')", (sub.id,)
         )

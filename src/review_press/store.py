@@ -69,6 +69,47 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_by_status ON deliveries (slug, status, subscriber_id);
     CREATE INDEX deliveries_by_sent_at ON deliveries (sent_at);
     """,
+    # 2: post identity (a campaign belongs to a post, not to its file or slug), a `deferred`
+    # ledger state for transient failures (retried by the next run), and the keyed hashes of
+    # erased addresses.
+    """
+    CREATE TABLE deliveries_v2 (
+        slug TEXT NOT NULL REFERENCES campaigns(slug),  -- the campaign's key: the post's slug when it first went out
+        subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'bounced', 'skipped', 'deferred')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        smtp_reply TEXT,
+        message_id TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        sent_at TEXT,
+        PRIMARY KEY (slug, subscriber_id)
+    ) WITHOUT ROWID;
+    INSERT INTO deliveries_v2 SELECT slug, subscriber_id, status, attempts, last_error, smtp_reply, message_id,
+        created_at, updated_at, sent_at FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_v2 RENAME TO deliveries;
+    CREATE INDEX deliveries_by_status ON deliveries (slug, status, subscriber_id);
+    CREATE INDEX deliveries_by_sent_at ON deliveries (sent_at);
+    ALTER TABLE campaigns ADD COLUMN post_id TEXT;        -- the post's front matter `id`, when it has one
+    ALTER TABLE campaigns ADD COLUMN source TEXT;         -- the post's file (relative to posts/) at its latest publish
+    ALTER TABLE campaigns ADD COLUMN current_slug TEXT;   -- the post's slug at its latest publish
+    ALTER TABLE campaigns ADD COLUMN post_date TEXT;      -- the post's date (UTC, now_iso form)
+    ALTER TABLE campaigns ADD COLUMN title TEXT;
+    ALTER TABLE campaigns ADD COLUMN content_hash TEXT;   -- of title, subject and body when it first went out
+    CREATE UNIQUE INDEX campaigns_by_post_id ON campaigns (post_id) WHERE post_id IS NOT NULL;
+    CREATE TABLE campaign_slugs (                         -- every slug a sent post has had: its old URLs redirect
+        campaign TEXT NOT NULL REFERENCES campaigns(slug),
+        slug TEXT NOT NULL,
+        PRIMARY KEY (campaign, slug)
+    ) WITHOUT ROWID;
+    INSERT INTO campaign_slugs (campaign, slug) SELECT slug, slug FROM campaigns;
+    CREATE TABLE forgotten (                              -- erased readers: only a keyed hash of the address
+        address_hash TEXT PRIMARY KEY,
+        forgotten_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 

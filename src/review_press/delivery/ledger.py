@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..store import Store, now_iso
 
-LEDGER_STATUSES = ("pending", "sending", "sent", "failed", "bounced", "skipped")
+LEDGER_STATUSES = ("pending", "sending", "sent", "failed", "bounced", "skipped", "deferred")
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,11 @@ class PostStatus:
     failed: int = 0
     bounced: int = 0
     skipped: int = 0
+    deferred: int = 0
 
     @property
     def total(self) -> int:
-        return self.pending + self.sending + self.sent + self.failed + self.bounced + self.skipped
+        return self.pending + self.sending + self.sent + self.failed + self.bounced + self.skipped + self.deferred
 
 
 def campaign_started(store: Store, slug: str) -> str | None:
