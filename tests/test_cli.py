@@ -59,7 +59,12 @@ def test_init_new_build(tmp_path: Path) -> None:
     new = site / "posts" / f"{today}-run-away-a-second-look.md"
     assert new.is_file() and 'title: "Run Away: a second look"' in new.read_text()
     assert cli("new", "Run Away: a second look", cwd=site).returncode == 1  # never overwrites
+    assert "\ndraft: true\n" in new.read_text() and "\nid: " in new.read_text()  # new posts are drafts with an id
     result = cli("build", "--site", str(site))
+    assert result.returncode == 0, result.stderr
+    assert "built 0 posts" in result.stdout  # the example post and the new one are drafts
+    assert "base_url = 'https://example.org/' is a placeholder" in result.stderr
+    result = cli("build", "--site", str(site), "--drafts")
     assert result.returncode == 0, result.stderr
     assert "built 2 posts" in result.stdout
     assert (site / "out/posts/run-away-a-second-look/index.html").is_file()

@@ -83,7 +83,7 @@ def test_every_due_post_goes_to_everyone_once_and_a_second_run_sends_nothing(sit
     assert "Reader 3" in first["To"]
     token = first["List-Unsubscribe"].split("token=")[1].rstrip(">")
     assert verify_token(site_secret(load_config(root)), token) == ids[3]
-    assert {s.slug: (s.sent, s.pending, s.failed, s.bounced) for s in publish_status(root)} == {
+    assert {s.ledger.slug: (s.ledger.sent, s.ledger.pending, s.ledger.failed, s.ledger.bounced) for s in publish_status(root).sent} == {
         "first": (12, 0, 0, 0),
         "second": (12, 0, 0, 0),
     }
@@ -107,7 +107,7 @@ def test_a_site_without_a_from_address_is_refused_before_any_campaign_starts(mak
     subscribe(root, 1)
     with pytest.raises(DeliveryError, match=r"\[newsletter\] from is not set"):
         publish(root, options())
-    assert publish_status(root) == []
+    assert publish_status(root).sent == ()
 
 
 def test_a_site_without_since_is_refused(make_site: Callable[..., Path]) -> None:
@@ -136,7 +136,7 @@ def test_dry_run_lists_who_gets_what_and_changes_nothing(site: Callable[..., Pat
     planned = list(dry_run(root))
     assert [(p.slug, p.address) for p in planned] == [(s, f"r{i}@example.org") for s in ("first", "second") for i in range(3)]
     assert planned[0].subject == "First" and planned[0].name == "Reader 0"
-    assert ledger_rows(root) == {} and publish_status(root) == []
+    assert ledger_rows(root) == {} and publish_status(root).sent == ()
     assert not (root / "outbox").exists()
 
 
@@ -148,7 +148,7 @@ def test_test_to_sends_one_message_and_leaves_the_ledger_alone(site: Callable[..
     assert reply.startswith("250")
     assert server.recipients() == {"me@example.org": 1}
     assert server.received[0].message["Subject"] == "Second"
-    assert ledger_rows(root) == {} and publish_status(root) == []
+    assert ledger_rows(root) == {} and publish_status(root).sent == ()
 
 
 def test_bounces_and_failures_are_counted_and_suppressed(site: Callable[..., Path]) -> None:
@@ -157,7 +157,7 @@ def test_bounces_and_failures_are_counted_and_suppressed(site: Callable[..., Pat
         root = site(port)
         ids = subscribe(root, 5)
         publish(root, options(slug="first"))
-        status = {s.slug: s for s in publish_status(root)}["first"]
+        status = {s.ledger.slug: s.ledger for s in publish_status(root).sent}["first"]
         assert (status.sent, status.bounced, status.failed, status.pending) == (3, 1, 1, 0)
         with Store.for_site(load_config(root)) as store:
             assert store.get(ids[1]).status == "bounced"  # type: ignore[union-attr]

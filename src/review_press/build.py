@@ -13,11 +13,16 @@ from pathlib import Path
 
 from . import __version__, feeds, pages
 from .config import CONFIG_NAME, Config, load_config
-from .content import load_posts
+from .content import Post, load_posts
+from .delivery import ledger
 from .edition.plan import plan_editions
 from .errors import raise_all
+from .identity import CampaignRecord
 from .output import Artifact, WriteReport, check_paths, file_artifact, render_all, write_output
+from .redirects import find_redirects, plan_redirects
 from .site import Site, make_site
+from .site import scheduled as site_scheduled
+from .store import Store, db_path
 from .theme import ASSETS, Theme
 
 
@@ -38,6 +43,7 @@ class Plan:
     site: Site
     theme: Theme
     artifacts: tuple[Artifact, ...]
+    scheduled: tuple[Post, ...] = ()  # not drafts, dated after the build's `now`: they appear when their date comes
 
 
 def static_artifacts(config: Config, theme: Theme) -> list[Artifact]:
@@ -57,6 +63,15 @@ def base_key(config: Config, theme: Theme) -> str:
     return hashlib.sha256(f"{__version__}|{theme.digest}|".encode() + raw).hexdigest()[:16]
 
 
+def sent_campaigns(config: Config) -> list[CampaignRecord]:
+    """What the store remembers of the posts that went out by email (their old slugs become
+    redirects); nothing when the site has no store yet."""
+    if not db_path(config).exists():
+        return []
+    with Store.for_site(config) as store:
+        return ledger.campaigns(store)
+
+
 def plan(root: Path, options: BuildOptions = BuildOptions()) -> Plan:
     """Load, check and plan a build: raises every problem found; writes nothing but caches."""
     config = load_config(root)
@@ -71,7 +86,11 @@ def plan(root: Path, options: BuildOptions = BuildOptions()) -> Plan:
         *plan_editions(site, theme, key),
         *static_artifacts(config, theme),
     ]
-    return Plan(config=config, site=site, theme=theme, artifacts=tuple(artifacts))
+    redirects = find_redirects(site, sent_campaigns(config), posts)
+    moved, errors = plan_redirects(site, theme, redirects, {a.path.casefold() for a in artifacts}, key)
+    raise_all(errors)
+    scheduled = () if options.future else site_scheduled(posts, now)
+    return Plan(config=config, site=site, theme=theme, artifacts=(*artifacts, *moved), scheduled=scheduled)
 
 
 def manifest_path(config: Config) -> Path:

@@ -77,6 +77,17 @@ def build(site: SiteOption = Path("."), drafts: DraftsOption = False, future: Fu
         f"built {len(plan.site.posts)} posts into {plan.config.out_dir}: "
         f"{len(report.written)} written, {report.unchanged} unchanged, {len(report.removed)} removed"
     )
+    _notes(plan)
+
+
+def _notes(plan: Any) -> None:
+    """After build and check: posts held back by date, and what in press.toml is still a placeholder."""
+    from .config import placeholder_warnings
+
+    for line in scheduled_lines(plan.scheduled):
+        typer.echo(line)
+    for warning in placeholder_warnings(plan.config):
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()
@@ -88,6 +99,7 @@ def check(site: SiteOption = Path("."), drafts: DraftsOption = False, future: Fu
 
     plan = run_check(site, BuildOptions(drafts=drafts, future=future))
     typer.echo(f"ok: {len(plan.site.posts)} posts, {len(plan.artifacts)} files would be written")
+    _notes(plan)
 
 
 @app.command()
@@ -95,13 +107,15 @@ def check(site: SiteOption = Path("."), drafts: DraftsOption = False, future: Fu
 def new(
     title: Annotated[str, typer.Argument(help="The post's title.")],
     site: SiteOption = Path("."),
-    draft: Annotated[bool, typer.Option("--draft", help="Mark the post as a draft.")] = False,
+    draft: Annotated[
+        bool, typer.Option("--draft/--ready", help="Mark the post as a draft (the default: publish skips it until you remove the line).")
+    ] = True,
 ) -> None:
-    """Make posts/<date>-<slug>.md with front matter, ready to write in."""
+    """Make posts/<date>-<slug>.md with front matter (a draft with a stable id), ready to write in."""
     from .scaffold import new_post
 
     path = new_post(site, title, now=dt.datetime.now(dt.UTC), draft=draft)
-    typer.echo(f"created {path}")
+    typer.echo(f"created {path}" + (" (a draft: remove the line  draft: true  when it is ready)" if draft else ""))
 
 
 @app.command()
@@ -188,21 +202,76 @@ def _store(site: Path) -> Any:
     return Store.for_site(load_config(site))
 
 
+def _store_and_secret(site: Path) -> tuple[Any, bytes]:
+    """The site's store and its secret (which keys the hashes of erased addresses)."""
+    from .config import load_config
+    from .store import Store
+    from .tokens import site_secret
+
+    config = load_config(site)
+    secret = site_secret(config)
+    return Store.for_site(config), secret
+
+
 @subscribers_app.command("import")
 @reports_errors
 def subscribers_import(
     csv_file: Annotated[
-        Path, typer.Argument(help="CSV with a header row naming an 'email' column (and optionally 'name').", dir_okay=False)
+        Path,
+        typer.Argument(
+            help="An export of Substack, Mailchimp, Ghost, listmonk, Buttondown or review-press (found from its header row),"
+            " or any CSV with an 'email' column.",
+            dir_okay=False,
+        ),
     ],
     site: SiteOption = Path("."),
     strict: Annotated[bool, typer.Option("--strict", help="Import nothing if any row is bad.")] = False,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="Read the file as this format: review-press, substack, mailchimp, ghost, listmonk, buttondown, csv."),
+    ] = None,
+    email_column: Annotated[str | None, typer.Option("--email-column", help="The column holding the address (a plain CSV).")] = None,
+    name_column: Annotated[str | None, typer.Option("--name-column", help="The column holding the name (a plain CSV).")] = None,
+    status_column: Annotated[
+        str | None, typer.Option("--status-column", help="The column holding a status word, read by the README's table (a plain CSV).")
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="Give every row this status, e.g. unsubscribed for a file of readers who left; never one more mailable than the file says.",
+        ),
+    ] = None,
 ) -> None:
-    """Import subscribers in one transaction: bad rows are reported by line, duplicates skipped."""
-    with _store(site) as store:
-        report = store.import_csv(csv_file, strict=strict)
+    """Import readers in one transaction, each with the status the file gives them.
+
+    Readers who left, bounced or complained come in suppressed and are never mailed; unconfirmed
+    ones come in pending. A reader already on the list keeps their status unless the file says
+    they left (suppression wins). Addresses erased by `forget` are not re-added. Bad rows are
+    reported by line and skipped (the command then exits 1); with --strict nothing is imported.
+    """
+    from .importers import ImportOptions, import_file
+
+    options = ImportOptions(fmt, email_column, name_column, status_column, status, strict=strict)
+    store, secret = _store_and_secret(site)
+    with store:
+        report = import_file(store, csv_file, options, secret=secret)
     for problem in report.problems:
         typer.echo(f"{csv_file}:{problem.line}: {problem.reason}", err=True)
-    typer.echo(f"imported {report.added}; skipped {report.duplicates} duplicates and {len(report.problems)} bad rows")
+    if report.bad_rows > len(report.problems):
+        typer.echo(f"{csv_file}: ... and {report.bad_rows - len(report.problems)} more bad rows", err=True)
+    for refused in report.refused:
+        typer.echo(f"{csv_file}:{refused.line}: {refused.address} was erased at the reader's request: forgotten, not re-added", err=True)
+    statuses = (("active", report.active), ("pending", report.pending), ("unsubscribed", report.unsubscribed))
+    statuses += (("bounced", report.bounced), ("complained", report.complained))
+    typer.echo(f"{csv_file}: {report.format}")
+    typer.echo(f"new readers: {report.added}" + "".join(f", {n} {s}" for s, n in statuses if n))
+    typer.echo(f"readers already on the list, now suppressed: {report.suppressed}")
+    typer.echo(f"already on the list, unchanged: {report.already}")
+    typer.echo(f"forgotten, not re-added: {report.forgotten}")
+    typer.echo(f"bad rows: {report.bad_rows}")
+    if report.bad_rows:
+        fail(f"error: {report.bad_rows} bad rows skipped; the other rows are imported (fix those rows and import the file again)")
 
 
 @subscribers_app.command("add")
@@ -210,11 +279,15 @@ def subscribers_import(
 def subscribers_add(
     address: Annotated[str, typer.Argument(help="The email address.")],
     name: Annotated[str, typer.Option("--name", help="The subscriber's name.")] = "",
+    force: Annotated[
+        bool, typer.Option("--force", help="Add an address erased by forget: only with the reader's new consent (clears the record).")
+    ] = False,
     site: SiteOption = Path("."),
 ) -> None:
-    """Add one subscriber, active (you vouch for their consent)."""
-    with _store(site) as store:
-        sub = store.add(address, name)
+    """Add one subscriber, active (you vouch for their consent); an address erased by forget is refused."""
+    store, secret = _store_and_secret(site)
+    with store:
+        sub = store.add(address, name, secret=secret, forgotten="clear" if force else "refuse")
     typer.echo(f"added {sub.address}")
 
 
@@ -236,15 +309,73 @@ def subscribers_count(site: SiteOption = Path(".")) -> None:
     typer.echo("  ".join(f"{k} {v}" for k, v in counts.items()) + f"  total {sum(counts.values())}")
 
 
-@subscribers_app.command("remove")
+@subscribers_app.command("unsubscribe")
 @reports_errors
-def subscribers_remove(address: Annotated[str, typer.Argument(help="The address to erase.")], site: SiteOption = Path(".")) -> None:
-    """Erase a subscriber and their delivery records."""
+def subscribers_unsubscribe(
+    addresses: Annotated[list[str], typer.Argument(help="The addresses to unsubscribe.")], site: SiteOption = Path(".")
+) -> None:
+    """Mark readers unsubscribed: kept on the list, never mailed again, never re-activated by an
+    import; their messages not sent yet are skipped. An address not on the list is reported (exit 1)."""
+    from .store import parse_address
+
+    missing = 0
     with _store(site) as store:
-        removed = store.remove(address)
-    if not removed:
-        fail(f"error: {address} is not on the list")
-    typer.echo(f"removed {address}")
+        for address in addresses:
+            try:
+                parse_address(address)
+            except ValueError as exc:
+                typer.echo(f"error: {address!r}: {exc}", err=True)
+                missing += 1
+                continue
+            sub = store.find(address)
+            if sub is None:
+                typer.echo(f"error: {address} is not on the list", err=True)
+                missing += 1
+            elif store.unsubscribe(sub.id):
+                typer.echo(f"unsubscribed {sub.address}")
+            else:
+                typer.echo(f"{sub.address} was already {sub.status}")
+    if missing:
+        raise typer.Exit(1)
+
+
+@subscribers_app.command("forget")
+@reports_errors
+def subscribers_forget(
+    addresses: Annotated[list[str], typer.Argument(help="The addresses to erase.")], site: SiteOption = Path(".")
+) -> None:
+    """Erase readers at their request (GDPR): their data and delivery records are deleted, and only
+    a keyed hash of each address is kept, so that an import or add of it later is refused and
+    reported. An address not on the list is reported (exit 1)."""
+    from .errors import DeliveryError
+    from .store import Forget
+
+    missing = 0
+    store, secret = _store_and_secret(site)
+    with store:
+        for address in addresses:
+            try:
+                outcome = store.forget(address, secret)
+            except DeliveryError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                missing += 1
+                continue
+            if outcome is Forget.ERASED:
+                typer.echo(f"forgot {address.strip()}: erased, and kept from coming back")
+            elif outcome is Forget.ALREADY:
+                typer.echo(f"{address.strip()} was already forgotten")
+            else:
+                typer.echo(f"error: {address} is not on the list", err=True)
+                missing += 1
+    if missing:
+        raise typer.Exit(1)
+
+
+subscribers_app.command(
+    "remove",
+    help="Alias of forget: erase readers at their request, keeping only a keyed hash of each address"
+    " so that it is not re-added. An address not on the list is reported (exit 1).",
+)(subscribers_forget)
 
 
 @subscribers_app.command("export")
@@ -272,67 +403,143 @@ def publish(
     test_to: Annotated[str | None, typer.Option("--test-to", help="Send the post to this one address; the ledger is untouched.")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Give failed (not bounced) messages another go.")] = False,
 ) -> None:
-    """Build, then email every newsletter post to everyone due it, exactly once (resumes after a crash)."""
+    """Build, then email every newsletter post to everyone due it, exactly once (resumes after a crash).
+
+    Exits 0 when done (deferred messages are retried by the next run), 1 when a message failed
+    permanently or the server refused everything, 130 after Ctrl-C and 143 after SIGTERM (both
+    stop after the messages in flight; run it again to send the rest).
+    """
+    import signal
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .build import build as run_build
-    from .publish import PublishOptions, send_test
+    from .identity import Refusal
+    from .publish import PublishOptions, SendingStopped, send_test
     from .publish import dry_run as plan_sends
     from .publish import publish as run_publish
 
     options = PublishOptions(slug=slug, retry_failed=retry_failed)
     if dry_run:
-        count = 0
+        count, refused = 0, []
         for planned in plan_sends(site, slug):
+            if isinstance(planned, Refusal):
+                refused.append(planned)
+                continue
             typer.echo(f"{planned.slug}\t{planned.address}\t{planned.name}")
             count += 1
         typer.echo(f"{count} messages would be sent", err=True)
+        _refusals(refused)
         return
     if test_to:
         typer.echo(f"sent a test to {test_to}: {send_test(site, test_to, options)}")
         return
-    run_build(site)
+    plan, _ = run_build(site)
+    _notes(plan)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[failed]} failed  {task.fields[rate]:.0f}/s"),
+        TextColumn("{task.fields[failed]} failed  {task.fields[deferred]} deferred  {task.fields[rate]:.0f}/s"),
         TimeRemainingColumn(),
     )
+    stopped: SendingStopped | None = None
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:  # results go to stdout, the bar to stderr
         tasks: dict[str, Any] = {}
 
         def show(p: Any) -> None:
             if p.slug not in tasks:
-                tasks[p.slug] = bar.add_task(p.slug, total=p.total, failed=0, rate=0.0)
-            bar.update(tasks[p.slug], completed=p.done, failed=p.failed + p.bounced, rate=p.rate)
+                tasks[p.slug] = bar.add_task(p.slug, total=p.total, failed=0, deferred=0, rate=0.0)
+            bar.update(tasks[p.slug], completed=p.done, failed=p.failed + p.bounced, deferred=p.deferred, rate=p.rate)
 
-        report = run_publish(site, options, progress=show)
+        try:
+            report = run_publish(site, options, progress=show)
+        except SendingStopped as exc:  # the breaker: say what was done, then the error (exit 1)
+            if exc.report is None:
+                raise
+            stopped, report = exc, exc.report
     if report.resumed:
         typer.echo(f"resumed {report.resumed} messages left in flight by an interrupted run")
+    if report.retried:
+        typer.echo(f"retried {report.retried} messages deferred by an earlier run")
     for p in report.posts:
-        typer.echo(f"{p.slug}: {p.sent} sent, {p.failed} failed, {p.bounced} bounced, {p.skipped} skipped in {p.seconds:.1f} s")
-    if not report.posts:
+        typer.echo(
+            f"{p.slug}: {p.sent} sent, {p.failed} failed, {p.bounced} bounced, {p.deferred} deferred, {p.skipped} skipped in {p.seconds:.1f} s"
+        )
+    if not report.posts and stopped is None and not report.interrupted:
         typer.echo("nothing to send: every newsletter post has gone to everyone due it")
+    if report.failed:
+        example = next(p.failure for p in report.posts if p.failed)
+        typer.echo(
+            f"{report.failed} failed permanently ({example[:80]}): see `review-press status`;"
+            " `review-press publish --retry-failed` tries them again",
+            err=True,
+        )
+    if report.deferred:
+        typer.echo(f"{report.deferred} deferred (temporary failures): run `review-press publish` again to retry them", err=True)
+    _refusals(report.refused, exit_now=False)
+    if stopped is not None:
+        raise stopped
     if report.interrupted:
-        typer.echo("stopped by Ctrl-C after the messages in flight; run publish again to send the rest", err=True)
-        raise typer.Exit(130)
+        signum = report.signum or signal.SIGINT
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        typer.echo(f"stopped by {name} after the messages in flight; run `review-press publish` again to send the rest", err=True)
+        raise typer.Exit(128 + signum)
+    if report.failed or report.refused:
+        raise typer.Exit(1)
+
+
+def _refusals(refused: Any, exit_now: bool = True) -> None:
+    """Print the posts publish will not send because their identity is in doubt (exit 1 if `exit_now`)."""
+    for r in refused:
+        typer.echo(f"error: {r.post.source}:{r.post.line_of('id')}: not sent: {r.message} ({r.hint})", err=True)
+    if refused and exit_now:
+        raise typer.Exit(1)
+
+
+def _when(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def scheduled_lines(posts: Any) -> list[str]:
+    """`N scheduled:` and one line per post dated in the future, for build, check and status."""
+    if not posts:
+        return []
+    return [f"{len(posts)} scheduled:"] + [f"  {p.slug} at {_when(p.date)} ({p.source})" for p in posts]
 
 
 @app.command()
 @reports_errors
 def status(site: SiteOption = Path(".")) -> None:
-    """Per post: sent / pending / failed / bounced / skipped."""
+    """Per post: sent / pending / failed / bounced / skipped; posts not sent yet, scheduled ones, refused ones."""
     from .publish import publish_status
 
-    rows = publish_status(site)
-    if not rows:
+    report = publish_status(site)
+    if not report.sent:
         typer.echo("nothing published yet")
-    for s in rows:
+    for s in report.sent:
+        c = s.ledger
+        name = s.post.slug if s.post else c.slug
+        notes = [f"started {c.started_at}"]
+        if s.post is None:
+            notes.append("its post is gone")
+        if s.old_slugs:
+            notes.append("was " + ", ".join(s.old_slugs))
+        if s.edited:
+            notes.append("edited after sending")
         typer.echo(
-            f"{s.slug}: {s.sent} sent, {s.pending + s.sending} pending, {s.failed} failed, {s.bounced} bounced, {s.skipped} skipped (started {s.started_at})"
+            f"{name}: {c.sent} sent, {c.pending + c.sending} pending, {c.deferred} deferred, {c.failed} failed,"
+            f" {c.bounced} bounced, {c.skipped} skipped ({'; '.join(notes)})"
         )
+    if report.unsent:
+        typer.echo(f"{len(report.unsent)} not sent yet (run review-press publish):")
+        for p in report.unsent:
+            typer.echo(f"  {p.slug} ({p.source}, dated {_when(p.date)})")
+    for line in scheduled_lines(report.scheduled):
+        typer.echo(line)
+    for r in report.refused:
+        typer.echo(f"refused: {r.message} ({r.hint})")
 
 
 def main() -> None:

@@ -124,6 +124,29 @@ class Config:
         return self.base_url + path.lstrip("/")
 
 
+# Domains reserved for examples (RFC 2606, RFC 6761): mail "from" them is never delivered.
+_EXAMPLE_DOMAIN = re.compile(r"(^|[.@/])(example\.(org|com|net)|[^./@]+\.(example|test|invalid))(\W|$)", re.IGNORECASE)
+_SAMPLE_POSTAL = ("your postal address", "example street")
+
+
+def placeholder_warnings(config: Config) -> list[str]:
+    """Settings still holding a sample value (example.org, the sample postal address), each
+    naming press.toml and the key: `check`, `build` and `publish` print them; none is fatal."""
+    where, news, found = config.root / CONFIG_NAME, config.newsletter, []
+    for key, value in (("base_url", config.base_url), ("[newsletter] from", news.from_address), ("[web] url", config.web.url)):
+        if value and _EXAMPLE_DOMAIN.search(value):
+            found.append(f"{where}: {key} = {value!r} is a placeholder (an example domain): set your own")
+    if news.since is not None:
+        postal = news.postal_address.strip()
+        if not postal:
+            found.append(
+                f"{where}: [newsletter] postal_address is not set: the law of many countries (CAN-SPAM) requires one in every email"
+            )
+        elif any(sample in postal.casefold() for sample in _SAMPLE_POSTAL):
+            found.append(f"{where}: [newsletter] postal_address = {postal!r} is the sample: set your real postal address")
+    return found
+
+
 # --- validation ------------------------------------------------------------------------
 
 

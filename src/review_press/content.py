@@ -29,9 +29,9 @@ from . import markup
 from .config import Config
 from .errors import ContentError, PressError, raise_all
 
-CACHE_VERSION = "posts-1"
+CACHE_VERSION = "posts-2"
 PARALLEL_FROM = 200  # below this many uncached posts, a process pool costs more than it saves
-KNOWN_KEYS = frozenset({"title", "date", "updated", "tags", "summary", "slug", "draft", "author", "image", "subject"})
+KNOWN_KEYS = frozenset({"title", "date", "updated", "tags", "summary", "slug", "draft", "author", "image", "subject", "id", "aliases"})
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 _SLUG_OK = re.compile(r"^[\w][\w.-]*$", re.UNICODE)
 _FENCES = {"---": "yaml", "+++": "toml"}
@@ -67,7 +67,20 @@ class Post:
     author: str | None = None
     image: str | None = None
     subject: str | None = None
+    id: str | None = None  # a stable identity that survives renames (`new` writes one); campaigns follow it
+    aliases: tuple[str, ...] = ()  # old site paths that redirect here, normalized by `alias_path`
     meta: Mapping[str, Any] = field(default_factory=dict)  # unknown front matter keys, for templates
+    lines: Mapping[str, int] = field(default_factory=dict)  # the line of each front matter key, for errors
+
+    @property
+    def content_hash(self) -> str:
+        """What a reader receives, hashed: title, subject and body. A change means "edited after sending"."""
+        text = "\0".join((self.title, self.subject or "", self.body_markdown.strip()))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def line_of(self, key: str) -> int:
+        """The line of a front matter key (1 when absent): where an error about it points."""
+        return self.lines.get(key, 1)
 
     @property
     def path(self) -> str:
@@ -169,6 +182,32 @@ def _check_slug(slug: Any) -> str | None:
     return None
 
 
+def alias_path(value: str) -> str | None:
+    """An `aliases:` entry as the site path of its redirect page, or None if it is not a safe path.
+
+    `/old/path/` and `old/path/` -> `old/path/`; `/2019/old.html` -> `2019/old.html`; a bare
+    name without `/` is an old slug: `old-name` -> `posts/old-name/`.
+    """
+    text = value.strip()
+    if not text or any(c in text for c in "\\?#%\"'<>\x00") or "://" in text or any(c.isspace() for c in text):
+        return None
+    if "/" not in text:
+        return None if _check_slug(text) else f"posts/{text}/"
+    parts = text.strip("/").split("/")
+    if not parts or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+        return None
+    path = "/".join(parts)
+    return path if path.endswith((".html", ".htm")) else path + "/"
+
+
+def _check_id(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip() or len(value) > 200 or any(c in value for c in "\r\n\0"):
+        return None
+    return value.strip()
+
+
 def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post:
     """One file's bytes -> `Post`; raise `PressErrors` naming every problem in it."""
     if not raw.strip():
@@ -228,6 +267,18 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
     if problem := _check_slug(slug):
         err("slug", problem, "use letters, digits and '-', e.g. run-away-review")
     summary, author, image, subject = (text_value(k) for k in ("summary", "author", "image", "subject"))
+    post_id = None
+    if "id" in data and (post_id := _check_id(data["id"])) is None:
+        err("id", f"'id' must be one line of text, not {data['id']!r}", "review-press new writes one; any unique text will do")
+    aliases: list[str] = []
+    raw_aliases = data.get("aliases")
+    if raw_aliases is not None:
+        for value in [raw_aliases] if isinstance(raw_aliases, str) else raw_aliases if isinstance(raw_aliases, list) else [None]:
+            target = alias_path(value) if isinstance(value, str) else None
+            if target is None:
+                err("aliases", f"alias {value!r} is not a site path", "write old URLs as  aliases: [/posts/old-name/, old-slug]")
+            elif target not in aliases:
+                aliases.append(target)
     raise_all(errors)
     assert title is not None and date is not None
     body = fm.body
@@ -250,7 +301,10 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
         author=author,
         image=image,
         subject=subject,
+        id=post_id,
+        aliases=tuple(aliases),
         meta={k: v for k, v in data.items() if k not in KNOWN_KEYS},
+        lines=fm.lines,
     )
 
 
@@ -356,7 +410,17 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
     posts = [r for r in results if isinstance(r, Post)]
     errors: list[PressError] = [e for r in results if isinstance(r, PressError) for e in getattr(r, "errors", (r,))]
     by_slug: dict[str, Post] = {}
+    by_id: dict[str, Post] = {}
     for post in posts:
+        if post.id is not None and (twin := by_id.setdefault(post.id, post)) is not post:
+            errors.append(
+                ContentError(
+                    f"id {post.id!r} is also used by {twin.source}",
+                    path=post.source,
+                    line=post.line_of("id"),
+                    hint="each post needs its own id (a copied file keeps the old one): remove this line or change it",
+                )
+            )
         if (other := by_slug.get(post.slug)) is not None:
             errors.append(
                 ContentError(

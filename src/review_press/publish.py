@@ -14,6 +14,7 @@ Everyone else is either settled or still `pending`: no one is missed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
@@ -26,14 +27,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from . import identity
 from .config import CONFIG_NAME, Config, load_config
 from .content import Post, load_posts
 from .delivery import ledger
 from .delivery.maildir import MaildirConnector, outbox_path
-from .delivery.run import CampaignRun, Progress, send_campaign
+from .delivery.run import CampaignRun, Progress, StopRequest, send_campaign, stop_on_signals
 from .delivery.smtp import Connector, Envelope, Policy, Pool, RateLimiter, SmtpConnector
 from .errors import DeliveryError
-from .site import make_site
+from .identity import Refusal
+from .site import make_site, scheduled
 from .store import Store, parse_address
 from .theme import Theme
 from .tokens import make_token, site_secret, unsubscribe_url
@@ -45,12 +48,36 @@ EditionMaker = Callable[[Post, Config, Theme], Any]
 @dataclass(frozen=True)
 class PublishReport:
     """What one run did: the posts it sent, where to, how many messages an interrupted run had
-    left in flight (re-sent now), and whether Ctrl-C cut it short."""
+    left in flight (`resumed`, re-sent now), how many an earlier run had deferred (`retried`:
+    temporary failures, tried again now), and whether a signal cut it short (`interrupted`;
+    `signum` is SIGINT for Ctrl-C, SIGTERM from systemd, docker stop or timeout)."""
 
     posts: tuple[CampaignRun, ...]
     target: str
     resumed: int = 0
     interrupted: bool = False
+    refused: tuple[Refusal, ...] = ()  # posts not sent because their identity is in doubt
+    retried: int = 0
+    signum: int | None = None
+
+    @property
+    def failed(self) -> int:
+        """Messages refused permanently in this run (not bounces): `--retry-failed` tries them again."""
+        return sum(p.failed for p in self.posts)
+
+    @property
+    def deferred(self) -> int:
+        """Messages this run deferred (temporary failures): the next plain run retries them."""
+        return sum(p.deferred for p in self.posts)
+
+
+class SendingStopped(DeliveryError):
+    """The circuit breaker stopped a run: the server refused nearly everything. `report` holds
+    what the run did until then (the CLI prints it before the error)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, report: PublishReport | None = None, **kw: Any) -> None:
+        super().__init__(message, hint=hint, **kw)
+        self.report = report
 
 
 @dataclass(frozen=True)
@@ -109,25 +136,59 @@ def chosen_posts(config: Config, posts: tuple[Post, ...], now: dt.datetime, slug
     return candidates
 
 
-def due_posts(config: Config, posts: tuple[Post, ...], store: Store, now: dt.datetime, slug: str | None = None) -> list[Post]:
-    """Newsletter posts someone would receive if publish ran now (optionally only `slug`); writes nothing."""
-    late = config.newsletter.late_joiners
-    candidates = chosen_posts(config, posts, now, slug)
-    return [p for p in candidates if next(ledger.would_receive(store, p.slug, late_joiners=late, batch=1), None) is not None]
+@dataclass(frozen=True)
+class Campaign:
+    """A newsletter post and the key of its campaign in the ledger (None: never started)."""
+
+    post: Post
+    key: str | None
 
 
-def start_campaigns(config: Config, posts: tuple[Post, ...], store: Store, now: dt.datetime, slug: str | None = None) -> list[Post]:
+@dataclass(frozen=True)
+class Campaigns:
+    """The newsletter posts a run considers, each with its campaign, and those refused because
+    their identity is in doubt (see `identity`): a refused post is not sent, the others are."""
+
+    chosen: tuple[Campaign, ...]
+    refused: tuple[Refusal, ...]
+
+
+def identify(config: Config, posts: tuple[Post, ...], store: Store, now: dt.datetime, slug: str | None = None) -> Campaigns:
+    """Match the chosen newsletter posts (all of them, or `slug`) to their campaigns by post identity.
+
+    `posts` must be every post of the site (drafts and future ones too), so that a copy of a
+    sent post is noticed wherever it is. Writes nothing.
+    """
+    matching = identity.match(posts, ledger.campaigns(store), config.posts_dir)
+    chosen, refused = [], []
+    for post in chosen_posts(config, posts, now, slug):
+        if (refusal := matching.refused.get(post.slug)) is not None:
+            refused.append(refusal)
+        else:
+            record = matching.campaign_of(post)
+            chosen.append(Campaign(post, record.key if record else None))
+    return Campaigns(tuple(chosen), tuple(refused))
+
+
+def start_campaigns(config: Config, campaigns: Campaigns, store: Store, now: dt.datetime) -> list[Campaign]:
     """Start the campaign of every chosen post not yet started (even one nobody is due: a
-    reader who joins later is a late joiner), fill the ledger, and return the posts with
+    reader who joins later is a late joiner), record where each post lives now (so a renamed
+    post keeps its campaign and its old URL), fill the ledger, and return the campaigns with
     pending rows, oldest first."""
     late = config.newsletter.late_joiners
     due = []
-    for post in chosen_posts(config, posts, now, slug):
-        fresh = ledger.campaign_started(store, post.slug) is None
-        if fresh or next(ledger.would_receive(store, post.slug, late_joiners=late, batch=1), None) is not None:
-            ledger.fill(store, post.slug, late_joiners=late, now=now)
-        if ledger.counts(store, post.slug)["pending"]:
-            due.append(post)
+    for campaign in campaigns.chosen:
+        post, facts = campaign.post, identity.facts(campaign.post, config.posts_dir)
+        if campaign.key is None:
+            key = ledger.start_campaign(store, facts, post.content_hash, now=now)
+            ledger.fill(store, key, late_joiners=late, now=now)
+        else:
+            key = campaign.key
+            ledger.adopt(store, key, facts)
+            if next(ledger.would_receive(store, key, late_joiners=late, batch=1), None) is not None:
+                ledger.fill(store, key, late_joiners=late, now=now)
+        if ledger.counts(store, key)["pending"]:
+            due.append(Campaign(post, key))
     return due
 
 
@@ -172,6 +233,18 @@ def _sender(config: Config) -> tuple[str, str]:
     return envelope, envelope.rsplit("@", 1)[1]
 
 
+def require_web_url(config: Config) -> str:
+    """`[web] url`, where the unsubscribe links in every email lead; `DeliveryError` without one
+    (the site alone is static: a link there would 404, and a reader could not leave)."""
+    if not config.web.url:
+        raise DeliveryError(
+            "[web] url is not set, so the unsubscribe link in every email would lead nowhere",
+            path=config.root / CONFIG_NAME,
+            hint='run `review-press web` (see README, "Subscriptions on the web") and add  [web] url = "https://your-site/newsletter/"',
+        )
+    return config.web.url
+
+
 def renderer(
     config: Config, edition: Any, secret: bytes, build: MessageBuilder, sign: Callable[[bytes], bytes] | None
 ) -> Callable[[ledger.Claim], Envelope]:
@@ -211,9 +284,11 @@ def publish_lock(config: Config) -> Iterator[None]:
 
 
 def _site(root: Path, now: dt.datetime) -> tuple[Config, tuple[Post, ...], Theme]:
+    """The site's config, every post (drafts and future ones too: identity needs them all) and theme."""
     config = load_config(root)
-    site = make_site(config, load_posts(config), now=now)
-    return config, site.posts, Theme.for_site(config.templates_dir, site=site, config=config)
+    posts = load_posts(config)
+    site = make_site(config, posts, now=now)
+    return config, posts, Theme.for_site(config.templates_dir, site=site, config=config)
 
 
 def _tools(options: PublishOptions) -> tuple[EditionMaker, MessageBuilder]:
@@ -228,8 +303,11 @@ def _tools(options: PublishOptions) -> tuple[EditionMaker, MessageBuilder]:
 def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Callable[[Progress], None] | None = None) -> PublishReport:
     """Send every due post (or `options.slug`) to everyone still due it; see the module doc.
 
-    Ctrl-C stops after the messages in flight and returns with `interrupted=True`. A run
-    that the circuit breaker stops raises `DeliveryError` saying why; unsent rows stay pending.
+    Rows an earlier run deferred go back to `pending` first and are retried (`retried`).
+    SIGINT (Ctrl-C) or SIGTERM stops it after the messages in flight (handlers installed for the
+    run's duration when it runs on the main thread): it returns with `interrupted=True` and the
+    signal in `signum`. A run that the circuit breaker stops raises `SendingStopped` (a
+    `DeliveryError`) saying why; this run's failures become deferred, unsent rows stay pending.
     """
     from .delivery.dkim import signer_for
 
@@ -241,16 +319,33 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
     policy = options.policy or Policy(max_attempts=config.smtp.max_attempts if config.smtp else 3)
     sign = signer_for(config)
     _, domain = _sender(config)  # every check that can fail does so before a campaign starts
+    require_web_url(config)
     newsletter_posts(config, posts, now)
     reports: list[CampaignRun] = []
-    with publish_lock(config), Store.for_site(config) as store:
+    stop = StopRequest()
+    with publish_lock(config), Store.for_site(config) as store, stop_on_signals(stop):
         resumed = ledger.resume(store)
+        campaigns = identify(config, posts, store, now, options.slug)
         if options.retry_failed:
-            for post in chosen_posts(config, posts, now, options.slug):
-                ledger.requeue_failed(store, post.slug)
-        due = start_campaigns(config, posts, store, now, options.slug)
+            for campaign in campaigns.chosen:
+                if campaign.key is not None:
+                    ledger.requeue_failed(store, campaign.key)
+        retried = sum(ledger.requeue_deferred(store, c.key) for c in campaigns.chosen if c.key is not None)
+
+        def report() -> PublishReport:
+            return PublishReport(
+                posts=tuple(reports),
+                target=connector.describe(),
+                resumed=resumed,
+                interrupted=stop.is_set(),
+                refused=campaigns.refused,
+                retried=retried,
+                signum=stop.signum,
+            )
+
+        due = start_campaigns(config, campaigns, store, now)
         if not due:
-            return PublishReport(posts=(), target=connector.describe(), resumed=resumed)
+            return report()
         secret = site_secret(config)
         smtp = config.smtp
         limiter = RateLimiter(
@@ -258,40 +353,50 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
             smtp.rate_per_hour if smtp else 0,
             used_this_hour=ledger.sent_since(store, now - dt.timedelta(hours=1)) if smtp and smtp.rate_per_hour else 0,
         )
-        for post in due:
+        for campaign in due:
+            if stop.is_set():
+                break
+            post, key = campaign.post, campaign.key
+            assert key is not None
             edition = make(post, config, theme)
             subject = getattr(edition, "subject", post.title)
             pool = Pool(connector, concurrency, policy, limiter)
             done = send_campaign(
                 store,
-                post.slug,
+                key,
                 subject,
                 pool,
                 renderer(config, edition, secret, build, sign),
-                partial(message_id, post.slug, domain=domain),
+                partial(message_id, key, domain=domain),
                 options.batch_size,
                 progress,
+                stop,
             )
-            reports.append(done)
-            if pool.breaker.tripped:
-                raise DeliveryError(
-                    f"stopped sending {post.slug!r}: {pool.breaker.tripped}; {done.sent} sent in this run, the rest stay pending",
-                    hint=f"check {connector.describe()}, then run publish again to continue",
+            reports.append(dataclasses.replace(done, slug=post.slug))  # the post's slug now, not the campaign's key
+            if done.stopped:
+                where, left = connector.describe(), ledger.counts(store, key)["pending"]
+                raise SendingStopped(
+                    f"stopped sending {post.slug!r}: {done.stopped}; {where} refuses nearly everything."
+                    f" In this run: {done.sent} sent, {done.deferred} deferred (to retry), {left} not tried yet",
+                    hint=f"check {where}; once it accepts mail, run publish again: it retries the deferred and sends the rest",
+                    report=report(),
                 )
-            if pool.stopping.is_set():
-                return PublishReport(posts=tuple(reports), target=connector.describe(), resumed=resumed, interrupted=True)
-    return PublishReport(posts=tuple(reports), target=connector.describe(), resumed=resumed)
+            if stop.is_set():
+                break
+        return report()
 
 
-def dry_run(root: Path, slug: str | None = None, now: dt.datetime | None = None) -> Iterator[Planned]:
-    """Everyone a publish would send each due post to, streamed; sends and records nothing."""
+def dry_run(root: Path, slug: str | None = None, now: dt.datetime | None = None) -> Iterator[Planned | Refusal]:
+    """Everyone a publish would send each post to, streamed, then the posts it would refuse; sends and records nothing."""
     now = now or dt.datetime.now(dt.UTC)
     config, posts, _ = _site(root, now)
     with Store.for_site(config) as store:
-        for post in due_posts(config, posts, store, now, slug):
-            subject = post.subject or post.title
-            for _, address, name in ledger.would_receive(store, post.slug, late_joiners=config.newsletter.late_joiners):
-                yield Planned(post.slug, subject, address, name)
+        campaigns = identify(config, posts, store, now, slug)
+        for campaign in campaigns.chosen:
+            post = campaign.post
+            for _, address, name in ledger.would_receive(store, campaign.key, late_joiners=config.newsletter.late_joiners):
+                yield Planned(post.slug, post.subject or post.title, address, name)
+        yield from campaigns.refused
 
 
 def send_test(root: Path, to: str, options: PublishOptions = PublishOptions()) -> str:
@@ -312,6 +417,7 @@ def send_test(root: Path, to: str, options: PublishOptions = PublishOptions()) -
         address = parse_address(to)
     except ValueError as exc:
         raise DeliveryError(f"{to!r}: {exc}") from None
+    require_web_url(config)
     make, build = _tools(options)
     post = candidates[-1]
     _, domain = _sender(config)
@@ -327,8 +433,48 @@ def send_test(root: Path, to: str, options: PublishOptions = PublishOptions()) -
         connection.close()
 
 
-def publish_status(root: Path) -> list[ledger.PostStatus]:
-    """Every campaign with its sent / pending / failed / bounced counts."""
+@dataclass(frozen=True)
+class SentPost:
+    """One campaign in `status`: its ledger counts and the post it is now (None: the file is gone)."""
+
+    ledger: ledger.PostStatus
+    post: Post | None
+    edited: bool  # title, subject or body changed since it first went out
+    old_slugs: tuple[str, ...]  # slugs it went out under before its current one (their URLs redirect)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """What `status` shows: sent campaigns, newsletter posts not sent yet, scheduled posts, refused ones."""
+
+    sent: tuple[SentPost, ...]
+    unsent: tuple[Post, ...]
+    scheduled: tuple[Post, ...]
+    refused: tuple[Refusal, ...]
+
+
+def publish_status(root: Path, now: dt.datetime | None = None) -> StatusReport:
+    """Every campaign with its counts, matched to the post it is now; newsletter posts not yet
+    sent; posts scheduled for later; posts a publish would refuse. Writes nothing."""
+    now = now or dt.datetime.now(dt.UTC)
     config = load_config(root)
+    posts = load_posts(config)
     with Store.for_site(config) as store:
-        return ledger.status(store)
+        records = ledger.campaigns(store)
+        counts = {s.slug: s for s in ledger.status(store)}
+        matching = identity.match(posts, records, config.posts_dir)
+        campaigns = identify(config, posts, store, now) if config.newsletter.since else Campaigns((), ())
+    post_of = {record.key: post for post in posts if (record := matching.campaign_of(post)) is not None}
+    sent = []
+    for record in sorted(records, key=lambda r: (r.started_at, r.key)):
+        post = post_of.get(record.key)
+        sent.append(
+            SentPost(
+                ledger=counts[record.key],
+                post=post,
+                edited=post is not None and record.content_hash is not None and post.content_hash != record.content_hash,
+                old_slugs=tuple(s for s in record.slugs if post is None or s != post.slug),
+            )
+        )
+    unsent = tuple(c.post for c in campaigns.chosen if c.key is None)
+    return StatusReport(tuple(sent), unsent, scheduled(posts, now), campaigns.refused)

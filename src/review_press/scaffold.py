@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import uuid
 from pathlib import Path
 
 from .config import CONFIG_NAME, load_config
@@ -40,7 +41,9 @@ _FIRST_POST = """\
 ---
 title: "Hello, world"
 date: {today}
+id: {id}
 tags: [news]
+draft: true   # drafts are never published or mailed; delete this line when the post is ready
 ---
 
 This is your first post. Write in [Markdown](https://commonmark.org/help/); everything
@@ -50,6 +53,11 @@ above the `<!-- more -->` line below is the summary shown on the index and in fe
 
 Run `review-press build` and open `out/index.html`.
 """
+
+
+def new_id() -> str:
+    """A fresh post id: random, so two posts never share one; it stays with the post through renames."""
+    return str(uuid.uuid4())
 
 
 def _yaml_string(text: str) -> str:
@@ -63,15 +71,18 @@ def init_site(directory: Path, today: dt.date, with_templates: bool = False) -> 
     (directory / "posts").mkdir(parents=True, exist_ok=True)
     title = directory.resolve().name.replace("-", " ").replace("_", " ").title() or "My Site"
     (directory / CONFIG_NAME).write_text(_PRESS_TOML.format(title=title.replace('"', ""), today=today.isoformat()), "utf-8")
-    (directory / "posts" / f"{today.isoformat()}-hello-world.md").write_text(_FIRST_POST.format(today=today.isoformat()), "utf-8")
+    (directory / "posts" / f"{today.isoformat()}-hello-world.md").write_text(
+        _FIRST_POST.format(today=today.isoformat(), id=new_id()), "utf-8"
+    )
     (directory / ".gitignore").write_text("/out/\n/outbox/\n/.review-press/\n", "utf-8")
     if with_templates:
         shutil.copytree(default_theme_dir(), directory / "templates", ignore=shutil.ignore_patterns("__pycache__"))
     return directory
 
 
-def new_post(root: Path, title: str, now: dt.datetime, draft: bool = False) -> Path:
-    """Write posts/<date>-<slug>.md with front matter; refuse to overwrite an existing file."""
+def new_post(root: Path, title: str, now: dt.datetime, draft: bool = True) -> Path:
+    """Write posts/<date>-<slug>.md with front matter (a draft unless `draft=False`, and a
+    fresh `id` so that renaming the file or its slug later never sends it twice)."""
     if not title.strip() or "\n" in title or "\r" in title:
         raise PressError("the title must be one non-empty line")
     config = load_config(root)
@@ -80,7 +91,7 @@ def new_post(root: Path, title: str, now: dt.datetime, draft: bool = False) -> P
     if path.exists():
         raise PressError("a post with this name already exists", path=path, hint="choose another title")
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["---", f"title: {_yaml_string(title.strip())}", f"date: {local.isoformat()}", "tags: []"]
+    lines = ["---", f"title: {_yaml_string(title.strip())}", f"date: {local.isoformat()}", f"id: {new_id()}", "tags: []"]
     if draft:
         lines.append("draft: true")
     path.write_text("\n".join([*lines, "---", "", "Write here.", ""]), "utf-8")

@@ -145,6 +145,11 @@ def visible(post: Post, now: dt.datetime, drafts: bool, future: bool) -> bool:
     return (drafts or not post.draft) and (future or post.date <= now)
 
 
+def scheduled(posts: tuple[Post, ...], now: dt.datetime) -> tuple[Post, ...]:
+    """Posts that are not drafts but dated after `now`, soonest first: they appear (and go out) when their date comes."""
+    return tuple(sorted((p for p in posts if not p.draft and p.date > now), key=lambda p: (p.date, p.slug)))
+
+
 def make_site(config: Config, posts: tuple[Post, ...], now: dt.datetime, drafts: bool = False, future: bool = False) -> Site:
     """Sort, filter and group the posts. `now` decides what counts as the future."""
     shown = sorted((p for p in posts if visible(p, now, drafts, future)), key=lambda p: (p.date, p.slug), reverse=True)

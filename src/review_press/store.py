@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
+import hashlib
+import hmac
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -160,6 +162,16 @@ def check_name(name: str) -> str:
     return name.strip()
 
 
+_FORGOTTEN_LABEL = b"forgotten-address"
+
+
+def forgotten_hash(secret: bytes, address_key: str) -> str:
+    """The keyed hash kept of an erased address: HMAC-SHA256 over its `Address.key`, under a key
+    derived from the site secret for this one purpose (so the table alone gives no address away)."""
+    key = hmac.new(secret, _FORGOTTEN_LABEL, hashlib.sha256).digest()
+    return hmac.new(key, address_key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class Subscriber:
     """One row of the subscribers table."""
@@ -191,12 +203,72 @@ class RowProblem:
 
 
 @dataclass(frozen=True)
-class ImportReport:
-    """What an import did: rows added, duplicates skipped (in the file or the store), bad rows."""
+class ImportRow:
+    """One reader as an import brings them in (made by `importers` from a CSV row): what to store
+    if the address is new, and the status that decides what happens to a reader already stored."""
 
-    added: int
-    duplicates: int
-    problems: tuple[RowProblem, ...]
+    line: int
+    address: Address
+    name: str
+    status: str
+    consent_source: str
+    consent_at: str | None
+    consent_ip: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A row not imported because its address was erased at the reader's request (`forget`)."""
+
+    line: int
+    address: str
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did, counted by row: new readers by status, stored readers it suppressed,
+    rows of readers already on the list (unchanged), rows refused as forgotten, and bad rows.
+
+    `refused` and `problems` list the first `MAX_LISTED` of `forgotten` and `bad_rows`.
+    """
+
+    format: str = "CSV"
+    active: int = 0
+    pending: int = 0
+    unsubscribed: int = 0
+    bounced: int = 0
+    complained: int = 0
+    suppressed: int = 0
+    already: int = 0
+    forgotten: int = 0
+    refused: tuple[Refused, ...] = ()
+    bad_rows: int = 0
+    problems: tuple[RowProblem, ...] = ()
+
+    @property
+    def added(self) -> int:
+        """New readers, whatever their status."""
+        return self.active + self.pending + self.unsubscribed + self.bounced + self.complained
+
+    @property
+    def duplicates(self) -> int:
+        """Rows whose address was already on the list (stored, or earlier in the file)."""
+        return self.already + self.suppressed
+
+
+class Forget(Enum):
+    """How a `forget` ended: erased now, erased before (only the hash is left), or unknown."""
+
+    ERASED = "erased"
+    ALREADY = "already"
+    UNKNOWN = "unknown"
+
+
+MAX_LISTED = 1000  # rows an import report lists by line (all of them are counted)
+ForgottenPolicy = Literal["refuse", "keep", "clear"]
+_SUPPRESSED_SQL = "(" + ", ".join(f"'{s}'" for s in SUPPRESSED) + ")"
 
 
 def db_path(config: Config) -> Path:
@@ -265,8 +337,15 @@ class Store:
         source: str = "cli",
         ip: str | None = None,
         now: dt.datetime | None = None,
+        secret: bytes | None = None,
+        forgotten: ForgottenPolicy = "refuse",
     ) -> Subscriber:
-        """Add one subscriber; an address already present is a `DeliveryError` (nothing changes)."""
+        """Add one subscriber; an address already present is a `DeliveryError` (nothing changes).
+
+        An address erased by `forget` is refused (`forgotten="refuse"`, checked with the site
+        `secret`), added with its hash kept (`"keep"`: a web signup, pending until confirmed), or
+        added with its hash cleared (`"clear"`: new consent, e.g. `subscribers add --force`).
+        """
         if status not in STATUSES:
             raise DeliveryError(f"unknown status {status!r}", hint="one of " + ", ".join(STATUSES))
         try:
@@ -278,6 +357,14 @@ class Store:
             existing = self.find(addr.address)
             if existing is not None:
                 raise DeliveryError(f"{addr.address} is already on the list ({existing.status})")
+            if forgotten != "keep" and (digest := self._forgotten_digest(addr.key, secret)) is not None:
+                row = conn.execute("SELECT forgotten_at FROM forgotten WHERE address_hash = ?", (digest,)).fetchone()
+                if row is not None and forgotten == "refuse":
+                    raise DeliveryError(
+                        f"{addr.address} was erased at the reader's request ({row[0][:10]}); not added",
+                        hint="add it again only with their new consent: subscribers add --force",
+                    )
+                conn.execute("DELETE FROM forgotten WHERE address_hash = ?", (digest,))
             cur = conn.execute(
                 "INSERT INTO subscribers (address, envelope, address_key, name, status, consent_source, consent_at, consent_ip,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -287,80 +374,106 @@ class Store:
         assert sub is not None
         return sub
 
-    def import_csv(self, path: Path, *, source: str | None = None, strict: bool = False, now: dt.datetime | None = None) -> ImportReport:
-        """Import a CSV with an `email` column (and optionally `name`) in one transaction.
+    def import_csv(
+        self,
+        path: Path,
+        *,
+        source: str | None = None,
+        strict: bool = False,
+        now: dt.datetime | None = None,
+        secret: bytes | None = None,
+    ) -> ImportReport:
+        """Import a CSV file in one transaction, its format found from its header row: the
+        defaults of `importers.import_file` (which the CLI calls with all its options)."""
+        from .importers import ImportOptions, import_file  # importers builds on this module
 
-        Bad rows are reported by line number and skipped (with `strict`, any bad row aborts
-        the import). Duplicates, within the file or of stored addresses, are skipped whatever
-        their case; a stored address is never changed, so an unsubscribed or bounced reader is
-        never re-activated. A file that cannot be read as CSV raises `DeliveryError` and
-        changes nothing.
+        return import_file(self, path, ImportOptions(source=source, strict=strict), now=now, secret=secret)
+
+    def import_rows(self, rows: Iterable[ImportRow], *, secret: bytes | None = None, now: dt.datetime | None = None) -> ImportReport:
+        """Store an import's rows in one transaction, streamed (the rows go through a temporary
+        table, never a Python list), and count what happened to each.
+
+        A new address is added with its row's status (the first row of an address wins). A stored
+        reader, or one added earlier in the file, keeps their status unless the row is suppressed
+        and they are not: then they become suppressed and their unsent deliveries are skipped.
+        An address erased by `forget` and not on the list is refused (checked with `secret`,
+        the site secret). An exception from `rows` (a strict import, a broken file) rolls back all.
         """
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise DeliveryError(f"cannot read: {exc.strerror}", path=path) from None
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise DeliveryError(
-                f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", path=path, line=line, hint="save the file as UTF-8"
-            ) from None
-        del raw
-        if not text.strip():
-            raise DeliveryError("the file is empty", path=path, line=1, hint="the first row must be a header with an 'email' column")
-        reader = csv.reader(io.StringIO(text, newline=""))
-        try:
-            header = [h.strip().lower() for h in next(reader)]
-        except csv.Error as exc:
-            raise DeliveryError(f"not a CSV file: {exc}", path=path, line=1) from None
-        if "email" not in header:
-            raise DeliveryError(
-                f"no 'email' column in the header row ({', '.join(header) or 'empty'})",
-                path=path,
-                line=1,
-                hint="the first row must name the columns, e.g. email,name",
-            )
-        email_at, name_at = header.index("email"), header.index("name") if "name" in header else None
-        stamp, problems, valid = now_iso(now), [], 0
-        source = source or f"import:{path.name}"
-
-        def rows() -> Iterator[tuple[str, ...]]:
-            nonlocal valid
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:
-                    raise DeliveryError(f"not valid CSV: {exc}", path=path, line=reader.line_num) from None
-                if not row or not any(cell.strip() for cell in row):
-                    continue
-                try:
-                    if len(row) <= email_at:
-                        raise ValueError("no address (the row has too few columns)")
-                    addr = parse_address(row[email_at])
-                    name = check_name(row[name_at]) if name_at is not None and name_at < len(row) else ""
-                except ValueError as exc:
-                    problems.append(RowProblem(reader.line_num, f"{row[email_at] if len(row) > email_at else ''!r}: {exc}"))
-                    if strict:
-                        raise DeliveryError(
-                            f"bad row: {exc}", path=path, line=reader.line_num, hint="fix the row, or import without --strict"
-                        ) from None
-                    continue
-                valid += 1
-                yield (addr.address, addr.envelope, addr.key, name, source, stamp, stamp, stamp)
-
+        stamp = now_iso(now)
         with self.transaction() as conn:
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT INTO subscribers (address, envelope, address_key, name, status, consent_source, consent_at, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?) ON CONFLICT (address_key) DO NOTHING",
-                rows(),
+            hashing = self._has_forgotten()
+            if hashing and secret is None:
+                raise DeliveryError("the list holds erased addresses, and checking them needs the site secret", hint="import with the CLI")
+            digest = (lambda key: forgotten_hash(secret, key)) if hashing and secret is not None else (lambda key: None)
+            conn.execute("DROP TABLE IF EXISTS temp.import_rows")
+            conn.execute(
+                "CREATE TEMP TABLE import_rows (line INTEGER PRIMARY KEY, address TEXT, envelope TEXT, address_key TEXT, name TEXT,"
+                " status TEXT, consent_source TEXT, consent_at TEXT, consent_ip TEXT, created_at TEXT, updated_at TEXT,"
+                " address_hash TEXT, outcome TEXT)"
             )
-            added = conn.total_changes - before
-        return ImportReport(added=added, duplicates=valid - added, problems=tuple(problems))
+            conn.executemany(
+                "INSERT INTO temp.import_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                (_import_values(r, digest(r.address.key)) for r in rows),
+            )
+            conn.execute("CREATE INDEX temp.import_rows_by_key ON import_rows (address_key, line)")
+            absent = "NOT EXISTS (SELECT 1 FROM main.subscribers s WHERE s.address_key = import_rows.address_key)"
+            if hashing:
+                conn.execute(
+                    f"UPDATE temp.import_rows SET outcome = 'forgotten' WHERE {absent}"
+                    " AND address_hash IN (SELECT address_hash FROM main.forgotten)"
+                )
+            conn.execute(
+                f"UPDATE temp.import_rows SET outcome = 'new' WHERE outcome IS NULL AND {absent}"
+                " AND line = (SELECT min(r.line) FROM temp.import_rows r WHERE r.address_key = import_rows.address_key)"
+            )
+            conn.execute(
+                "INSERT INTO main.subscribers (address, envelope, address_key, name, status, consent_source, consent_at, consent_ip,"
+                " created_at, updated_at) SELECT address, envelope, address_key, name, status, consent_source, consent_at, consent_ip,"
+                " created_at, updated_at FROM temp.import_rows WHERE outcome = 'new' ORDER BY line"
+            )
+            # the first suppressed row of each reader on the list who is not suppressed yet
+            conn.execute(
+                f"UPDATE temp.import_rows SET outcome = 'suppressed' WHERE outcome IS NULL AND status IN {_SUPPRESSED_SQL}"
+                " AND line = (SELECT min(r.line) FROM temp.import_rows r WHERE r.address_key = import_rows.address_key"
+                f" AND (r.outcome IS NULL OR r.outcome = 'suppressed') AND r.status IN {_SUPPRESSED_SQL})"
+                " AND EXISTS (SELECT 1 FROM main.subscribers s WHERE s.address_key = import_rows.address_key"
+                f" AND s.status NOT IN {_SUPPRESSED_SQL})"
+            )
+            conn.execute(
+                "UPDATE main.subscribers SET status = r.status, updated_at = ? FROM temp.import_rows r"
+                " WHERE r.outcome = 'suppressed' AND r.address_key = subscribers.address_key",
+                (stamp,),
+            )
+            conn.execute(
+                "UPDATE main.deliveries SET status = 'skipped', last_error = r.status, updated_at = ?"
+                " FROM main.subscribers s JOIN temp.import_rows r ON r.address_key = s.address_key"
+                " WHERE r.outcome = 'suppressed' AND deliveries.subscriber_id = s.id AND deliveries.status IN ('pending', 'deferred')"
+                " AND deliveries.slug IN (SELECT slug FROM main.campaigns)",
+                (stamp,),
+            )
+            counts = {"already": 0, "suppressed": 0, "forgotten": 0, **dict.fromkeys(STATUSES, 0)}
+            for outcome, status, n in conn.execute("SELECT outcome, status, count(*) FROM temp.import_rows GROUP BY outcome, status"):
+                counts[status if outcome == "new" else outcome or "already"] += n
+            refused = tuple(
+                Refused(line, address)
+                for line, address in conn.execute(
+                    "SELECT line, address FROM temp.import_rows WHERE outcome = 'forgotten' ORDER BY line LIMIT ?", (MAX_LISTED,)
+                )
+            )
+            conn.execute("DROP TABLE temp.import_rows")
+        return ImportReport(refused=refused, **counts)
+
+    def _has_forgotten(self) -> bool:
+        """True when any erased address is on record (then adds and imports must check hashes)."""
+        return self.conn.execute("SELECT EXISTS (SELECT 1 FROM forgotten)").fetchone()[0] == 1
+
+    def _forgotten_digest(self, address_key: str, secret: bytes | None) -> str | None:
+        """The hash to look up for an address, or None when no address was ever erased."""
+        if not self._has_forgotten():
+            return None
+        if secret is None:
+            raise DeliveryError("the list holds erased addresses, and checking them needs the site secret", hint="use the CLI")
+        return forgotten_hash(secret, address_key)
 
     def get(self, subscriber_id: int) -> Subscriber | None:
         row = self.conn.execute(f"SELECT {_SUB_COLUMNS} FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
@@ -404,13 +517,102 @@ class Store:
         return cur.rowcount > 0
 
     def remove(self, address: str) -> bool:
-        """Delete a subscriber and their ledger rows (erasure on request); False if absent."""
+        """Delete a subscriber and their ledger rows, keeping no trace; False if absent.
+
+        An erasure the reader asked for is `forget`, which also keeps the address from coming back.
+        """
         sub = self.find(address)
         if sub is None:
             return False
         with self.transaction() as conn:
             conn.execute("DELETE FROM subscribers WHERE id = ?", (sub.id,))
         return True
+
+    def forget(self, address: str, secret: bytes, now: dt.datetime | None = None) -> Forget:
+        """Erase a reader at their request (GDPR): delete their row and, by cascade, their ledger
+        rows, and keep only the keyed hash of the address (see `forgotten_hash`), so that an import
+        or `add` of it later is refused and reported. A bad address is a `DeliveryError`."""
+        try:
+            key = parse_address(address).key
+        except ValueError as exc:
+            raise DeliveryError(f"{address!r}: {exc}") from None
+        digest = forgotten_hash(secret, key)
+        self.conn.execute("PRAGMA secure_delete = ON")  # the erased rows' bytes are overwritten, not left in free pages
+        try:
+            with self.transaction() as conn:
+                deleted = conn.execute("DELETE FROM subscribers WHERE address_key = ?", (key,)).rowcount
+                known = conn.execute("SELECT 1 FROM forgotten WHERE address_hash = ?", (digest,)).fetchone() is not None
+                if deleted:
+                    conn.execute(
+                        "INSERT INTO forgotten (address_hash, forgotten_at) VALUES (?, ?) ON CONFLICT (address_hash) DO NOTHING",
+                        (digest, now_iso(now)),
+                    )
+        finally:
+            self.conn.execute("PRAGMA secure_delete = OFF")
+        if deleted:
+            # copy the WAL into the database and empty it, so its older frames no longer hold the rows
+            # (best effort: a reader holding an old snapshot makes this a partial checkpoint)
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return Forget.ERASED
+        return Forget.ALREADY if known else Forget.UNKNOWN
+
+    def forgotten_at(self, address: str, secret: bytes) -> str | None:
+        """When this address was erased by `forget` (None if never, or not an address)."""
+        try:
+            key = parse_address(address).key
+        except ValueError:
+            return None
+        row = self.conn.execute("SELECT forgotten_at FROM forgotten WHERE address_hash = ?", (forgotten_hash(secret, key),)).fetchone()
+        return row[0] if row else None
+
+    def unsubscribe(self, subscriber_id: int, now: dt.datetime | None = None) -> bool:
+        """Unsubscribe a pending or active reader and skip their unsent deliveries (pending or
+        deferred: `last_error` 'unsubscribed'), in one transaction. True if their status changed;
+        a reader already suppressed keeps their status (their unsent rows are skipped all the same).
+        """
+        stamp = now_iso(now)
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ? WHERE id = ? AND status IN ('pending', 'active')",
+                (stamp, subscriber_id),
+            )
+            # by primary key (slug, subscriber_id), one probe per campaign rather than a scan of the ledger
+            conn.execute(
+                "UPDATE deliveries SET status = 'skipped', last_error = 'unsubscribed', updated_at = ?"
+                " WHERE slug IN (SELECT slug FROM campaigns) AND subscriber_id = ? AND status IN ('pending', 'deferred')",
+                (stamp, subscriber_id),
+            )
+        return cur.rowcount > 0
+
+    def reopen(self, subscriber_id: int, was: str, *, name: str, source: str, ip: str | None, now: dt.datetime | None = None) -> bool:
+        """Put a reader whose status is still `was` back to pending (they asked again and must
+        confirm again); a non-empty `name` replaces theirs. True if they were changed."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE subscribers SET status = 'pending', name = CASE WHEN ? = '' THEN name ELSE ? END,"
+                " consent_source = ?, consent_ip = ?, updated_at = ? WHERE id = ? AND status = ?",
+                (name, name, source, ip, now_iso(now), subscriber_id, was),
+            )
+        return cur.rowcount > 0
+
+    def confirm(self, subscriber_id: int, *, source: str, ip: str | None, secret: bytes, now: dt.datetime | None = None) -> bool:
+        """Make a pending reader active and record their consent (source, time, IP); an erased
+        address they had is no longer on record, since they gave new consent. True if they were pending."""
+        stamp = now_iso(now)
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE subscribers SET status = 'active', consent_source = ?, consent_at = ?, consent_ip = ?, updated_at = ?"
+                " WHERE id = ? AND status = 'pending'",
+                (source, stamp, ip, stamp, subscriber_id),
+            )
+            row = conn.execute("SELECT address_key FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+            if cur.rowcount and row and self._has_forgotten():
+                conn.execute("DELETE FROM forgotten WHERE address_hash = ?", (forgotten_hash(secret, row[0]),))
+        return cur.rowcount > 0
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        return self.conn.execute("SELECT 1").fetchone() == (1,)
 
     def export_csv(self, out: TextIO) -> int:
         """Write every subscriber as CSV (header `EXPORT_COLUMNS`), streamed; return the row count."""
@@ -423,6 +625,25 @@ class Store:
             )
             n += 1
         return n
+
+
+def _import_values(row: ImportRow, digest: str | None) -> tuple[object, ...]:
+    """One row of the import's temporary table (its `outcome` is decided later, in SQL)."""
+    a = row.address
+    return (
+        row.line,
+        a.address,
+        a.envelope,
+        a.key,
+        row.name,
+        row.status,
+        row.consent_source,
+        row.consent_at,
+        row.consent_ip,
+        row.created_at,
+        row.updated_at,
+        digest,
+    )
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:

@@ -6,8 +6,14 @@ server, and as `sent` only after the server's 250. Rows are claimed and settled 
 rows left in `sending`, and `publish` never lets more than its in-flight limit be in that
 state at once. `resume` puts those rows back to `pending` at the start of the next run.
 
-Other terminal states: `bounced` (5.1.x, the subscriber is marked bounced too) and `skipped`
-(the subscriber left the list before their turn came). All functions run on the store's thread.
+Other states: `bounced` (5.1.x, the subscriber is marked bounced too), `skipped` (the
+subscriber left the list before their turn came) and `deferred` (a temporary failure, or a
+refusal while the server refused everything: not claimed again in the same run, put back to
+`pending` by the next run). All functions run on the store's thread.
+
+Campaigns are keyed by the post's slug when it first went out; `identity` decides which
+post each campaign is today, and `campaigns`, `start_campaign` and `adopt` keep the facts it
+compares (id, file, slugs, date, title).
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from ..identity import CampaignRecord, PostFacts
 from ..store import Store, now_iso
 
+# When a subscriber joined, for the late-joiner rule: their latest consent, never before they were stored.
+JOINED = "max(coalesce(s.consent_at, s.created_at), s.created_at)"
 LEDGER_STATUSES = ("pending", "sending", "sent", "failed", "bounced", "skipped", "deferred")
 
 
@@ -34,7 +43,7 @@ class Claim:
 
 @dataclass(frozen=True)
 class Result:
-    """How one claimed message ended. `status` is sent, failed, bounced, or pending (not tried)."""
+    """How one claimed message ended. `status` is sent, failed, bounced, deferred, or pending (not tried)."""
 
     subscriber_id: int
     status: str
@@ -62,6 +71,46 @@ class PostStatus:
         return self.pending + self.sending + self.sent + self.failed + self.bounced + self.skipped + self.deferred
 
 
+def campaigns(store: Store) -> list[CampaignRecord]:
+    """Every campaign with what the store remembers of its post (for `identity.match`), by key."""
+    slugs: dict[str, list[str]] = {}
+    for key, slug in store.conn.execute("SELECT campaign, slug FROM campaign_slugs ORDER BY campaign, slug"):
+        slugs.setdefault(key, []).append(slug)
+    rows = store.conn.execute(
+        "SELECT slug, started_at, post_id, source, current_slug, post_date, title, content_hash FROM campaigns ORDER BY slug"
+    ).fetchall()
+    return [CampaignRecord(*row[:4], row[4] or row[0], *row[5:], slugs=tuple(slugs.get(row[0], (row[0],)))) for row in rows]
+
+
+def start_campaign(store: Store, post: PostFacts, content_hash: str, now: dt.datetime | None = None) -> str:
+    """Start a new campaign for a post no campaign is; return its key (the slug, made unique if an
+    old campaign of a different post already has it)."""
+    stamp = now_iso(now)
+    with store.transaction() as conn:
+        key, n = post.slug, 1
+        while conn.execute("SELECT 1 FROM campaigns WHERE slug = ?", (key,)).fetchone():
+            n += 1
+            key = f"{post.slug}~{n}"
+        conn.execute(
+            "INSERT INTO campaigns (slug, started_at, post_id, source, current_slug, post_date, title, content_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, stamp, post.post_id, post.source, post.slug, post.date, post.title, content_hash),
+        )
+        conn.execute("INSERT INTO campaign_slugs (campaign, slug) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, post.slug))
+    return key
+
+
+def adopt(store: Store, key: str, post: PostFacts) -> None:
+    """Record that the campaign `key` is now this post (renamed, moved, re-slugged or given an id);
+    its old slugs stay on record, so their URLs keep redirecting."""
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE campaigns SET post_id = coalesce(?, post_id), source = ?, current_slug = ?, post_date = ?, title = ? WHERE slug = ?",
+            (post.post_id, post.source, post.slug, post.date, post.title, key),
+        )
+        conn.execute("INSERT INTO campaign_slugs (campaign, slug) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, post.slug))
+
+
 def campaign_started(store: Store, slug: str) -> str | None:
     """When the post's campaign started (its first publish), or None if never."""
     row = store.conn.execute("SELECT started_at FROM campaigns WHERE slug = ?", (slug,)).fetchone()
@@ -72,18 +121,21 @@ def fill(store: Store, slug: str, *, late_joiners: bool, now: dt.datetime | None
     """Start the post's campaign if new, and add a `pending` row for every active subscriber due it.
 
     Due means: active, no row yet, and (unless `late_joiners`) joined no later than the
-    campaign's start. Joined is `consent_at`, the consent that made them active (the confirm
-    click, the import, the `add`), so a reader who left and came back is a late joiner for
-    the posts that went out while they were away. Returns how many rows were added.
+    campaign's start. Joined is `JOINED`: the consent that made them active (the confirm
+    click, the `add`), so a reader who left and came back is a late joiner for the posts that
+    went out while they were away, but never earlier than their arrival in this store (an
+    import keeps a consent from years ago as proof, yet is not owed the posts sent before it).
+    Returns how many rows were added.
     """
     stamp = now_iso(now)
     with store.transaction() as conn:
         conn.execute("INSERT INTO campaigns (slug, started_at) VALUES (?, ?) ON CONFLICT (slug) DO NOTHING", (slug, stamp))
+        conn.execute("INSERT INTO campaign_slugs (campaign, slug) VALUES (?, ?) ON CONFLICT DO NOTHING", (slug, slug))
         started = conn.execute("SELECT started_at FROM campaigns WHERE slug = ?", (slug,)).fetchone()[0]
         cur = conn.execute(
             "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at)"
             " SELECT ?, s.id, 'pending', ?, ? FROM subscribers s"
-            " WHERE s.status = 'active' AND (? OR coalesce(s.consent_at, s.created_at) <= ?)"
+            f" WHERE s.status = 'active' AND (? OR {JOINED} <= ?)"
             " ON CONFLICT (slug, subscriber_id) DO NOTHING",
             (slug, stamp, stamp, late_joiners, started),
         )
@@ -107,6 +159,17 @@ def requeue_failed(store: Store, slug: str) -> int:
     """Give failed (not bounced) rows of a post another go; return how many."""
     with store.transaction() as conn:
         cur = conn.execute("UPDATE deliveries SET status = 'pending' WHERE slug = ? AND status = 'failed'", (slug,))
+    return cur.rowcount
+
+
+def requeue_deferred(store: Store, slug: str) -> int:
+    """Put a post's `deferred` rows (temporary failures of an earlier run) back to `pending`; return how many.
+
+    `publish` calls this at its start, so every plain run retries them; a run never re-claims
+    the rows it defers itself, so it always ends.
+    """
+    with store.transaction() as conn:
+        cur = conn.execute("UPDATE deliveries SET status = 'pending' WHERE slug = ? AND status = 'deferred'", (slug,))
     return cur.rowcount
 
 
@@ -140,7 +203,8 @@ def claim(store: Store, slug: str, limit: int, message_id: Callable[[int], str],
 
 
 def record(store: Store, slug: str, results: Iterable[Result], now: dt.datetime | None = None) -> None:
-    """Settle claimed rows in one transaction; a bounce also marks the subscriber bounced."""
+    """Settle claimed rows in one transaction (sent, failed, bounced, deferred, or pending: not
+    tried); a bounce also marks the subscriber bounced."""
     stamp = now_iso(now)
     rows, bounced = [], []
     for r in results:
@@ -181,8 +245,9 @@ def sent_since(store: Store, since: dt.datetime) -> int:
     return store.conn.execute("SELECT count(*) FROM deliveries WHERE sent_at >= ?", (now_iso(since),)).fetchone()[0]
 
 
-def would_receive(store: Store, slug: str, *, late_joiners: bool, batch: int = 1000) -> Iterator[tuple[int, str, str]]:
-    """(id, address, name) of everyone a publish would send the post to now, streamed; writes nothing."""
+def would_receive(store: Store, slug: str | None, *, late_joiners: bool, batch: int = 1000) -> Iterator[tuple[int, str, str]]:
+    """(id, address, name) of everyone a publish would send the campaign `slug` to now (None: a campaign
+    not started yet), streamed; writes nothing."""
     started = campaign_started(store, slug)
     last = 0
     while True:
@@ -190,7 +255,7 @@ def would_receive(store: Store, slug: str, *, late_joiners: bool, batch: int = 1
             "SELECT s.id, s.address, s.name FROM subscribers s"
             " LEFT JOIN deliveries d ON d.slug = ? AND d.subscriber_id = s.id"
             " WHERE s.id > ? AND s.status = 'active'"
-            " AND (d.status IN ('pending', 'sending') OR (d.status IS NULL AND (? OR ? IS NULL OR coalesce(s.consent_at, s.created_at) <= ?)))"
+            f" AND (d.status IN ('pending', 'sending', 'deferred') OR (d.status IS NULL AND (? OR ? IS NULL OR {JOINED} <= ?)))"
             " ORDER BY s.id LIMIT ?",
             (slug, last, late_joiners, started, started, batch),
         ).fetchall()

@@ -4,18 +4,26 @@ All database work happens on the calling thread. Rows are claimed (committed as 
 batch at a time, and only while claimed-but-unsettled rows stay within
 `in_flight_limit(batch, concurrency) = max(2 * batch, concurrency)`: that is the most a kill -9
 can leave in `sending`, so the most a resumed run can send twice. Results are settled
-(committed as sent / failed / bounced) a batch at a time, or every half second.
+(committed as sent / failed / bounced / deferred) a batch at a time, or every half second.
 
-Ctrl-C (KeyboardInterrupt) stops claiming, lets each thread finish the message it is sending,
-settles what came back, and puts the rest back to `pending`.
+A stop request (`StopRequest`: SIGINT or SIGTERM through `stop_on_signals`, or a
+KeyboardInterrupt) stops claiming, lets each thread finish the message it is sending, settles
+what came back, and puts the rest back to `pending`. A tripped breaker stops the same way, and
+the rows this run marked `failed` become `deferred`: refusals from a server that refuses
+everything say nothing about the readers, so a plain re-run tries them again.
 """
 
 from __future__ import annotations
 
 import queue
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from ..store import Store
 from . import ledger
@@ -35,11 +43,13 @@ class Progress:
     failed: int
     bounced: int
     skipped: int
+    deferred: int
     elapsed: float
 
     @property
     def done(self) -> int:
-        return self.sent + self.failed + self.bounced + self.skipped
+        """Rows settled so far (sent, failed, bounced, skipped or deferred) out of `total`."""
+        return self.sent + self.failed + self.bounced + self.skipped + self.deferred
 
     @property
     def rate(self) -> float:
@@ -49,7 +59,12 @@ class Progress:
 
 @dataclass(frozen=True)
 class CampaignRun:
-    """What one run did for one post; `interrupted` when Ctrl-C or the breaker cut it short."""
+    """What one run did for one post; `interrupted` when a stop request or the breaker cut it short.
+
+    `failed` counts permanent refusals of readers (`failure`: the most common reply among them),
+    `deferred` temporary failures a later plain run retries; `stopped` is the breaker's reason
+    when it tripped (then this run's failures were deferred instead).
+    """
 
     slug: str
     subject: str
@@ -59,6 +74,61 @@ class CampaignRun:
     skipped: int
     seconds: float
     interrupted: bool
+    deferred: int = 0
+    failure: str = ""
+    stopped: str | None = None
+
+
+class StopRequest:
+    """A request to stop sending after the messages in flight, checked by the send loop.
+
+    Set by the handler `stop_on_signals` installs (`signum` says which signal: SIGINT for Ctrl-C,
+    SIGTERM from systemd, docker stop or timeout) or by a KeyboardInterrupt the loop catches.
+    A plain flag, not a lock or an Event: a signal handler may run in the middle of any code on
+    the main thread, and setting it must never wait.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._set = False
+
+    def set(self, signum: int = signal.SIGINT) -> None:
+        """Ask to stop; the first signal is the one reported."""
+        if self.signum is None:
+            self.signum = signum
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+@contextmanager
+def stop_on_signals(stop: StopRequest, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[bool]:
+    """While the block runs, `signals` set `stop` instead of killing the process or raising
+    KeyboardInterrupt at a random point; the previous handlers come back afterwards.
+
+    Yields whether the handlers are installed: only the main thread can install them, so on any
+    other thread this does nothing and the signals keep their usual effect. A signal the process
+    ignores (SIG_IGN, as a shell sets SIGINT for a background job) stays ignored.
+    """
+    previous: dict[int, Any] = {}
+
+    def handle(signum: int, frame: object) -> None:
+        stop.set(signum)
+
+    try:
+        if threading.current_thread() is threading.main_thread():
+            for sig in signals:
+                if signal.getsignal(sig) == signal.SIG_IGN:
+                    continue
+                try:
+                    previous[sig] = signal.signal(sig, handle)
+                except ValueError:  # not the main interpreter
+                    break
+        yield bool(previous)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def in_flight_limit(batch: int, concurrency: int) -> int:
@@ -75,13 +145,26 @@ def send_campaign(
     message_id: Callable[[int], str],
     batch: int,
     progress: Callable[[Progress], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> CampaignRun:
-    """Send one post's pending rows through `pool` (which this closes), keeping within the in-flight limit."""
+    """Send one post's pending rows through `pool` (which this closes), keeping within the in-flight limit.
+
+    Stops after the messages in flight when `stop` is set (or a KeyboardInterrupt arrives, which
+    then sets it) or the breaker trips. Rows deferred in this run are not claimed again in it,
+    so a run always ends.
+    """
     limit = in_flight_limit(batch, len(pool.threads))
-    total = ledger.counts(store, slug)["pending"]
-    tally = {"sent": 0, "failed": 0, "bounced": 0, "skipped": 0}
+    before = ledger.counts(store, slug)
+    total = before["pending"]
+    tally = {"sent": 0, "failed": 0, "bounced": 0, "skipped": 0, "deferred": 0}
+    failed: list[int] = []  # rows this run marked failed: deferred instead if the breaker trips
+    failures: Counter[str] = Counter()
     started = time.monotonic()
     outstanding, exhausted, buffer, settled_at = 0, False, [], started
+
+    def report() -> None:
+        if progress:
+            progress(Progress(slug, subject, total, **tally, elapsed=time.monotonic() - started))
 
     def settle() -> None:
         nonlocal outstanding, buffer, settled_at
@@ -89,20 +172,23 @@ def send_campaign(
         for r in buffer:
             if r.status in tally:
                 tally[r.status] += 1
+            if r.status == "failed":
+                failed.append(r.subscriber_id)
+                failures[r.error] += 1
         outstanding -= len(buffer)
         buffer, settled_at = [], time.monotonic()
-        tally["skipped"] = ledger.counts(store, slug)["skipped"]
-        if progress:
-            progress(Progress(slug, subject, total, **tally, elapsed=time.monotonic() - started))
+        tally["skipped"] = ledger.counts(store, slug)["skipped"] - before["skipped"]
+        report()
 
     def halted() -> bool:
         return pool.stopping.is_set() or pool.breaker.tripped is not None
 
-    if progress:
-        progress(Progress(slug, subject, total, 0, 0, 0, 0, 0.0))
+    report()
     try:
         while True:
             try:
+                if stop is not None and stop.is_set():
+                    pool.stop()
                 while not exhausted and not halted() and outstanding + batch <= limit:
                     claims = ledger.claim(store, slug, batch, message_id)
                     exhausted = not claims
@@ -122,6 +208,8 @@ def send_campaign(
                 if buffer and (len(buffer) >= batch or len(buffer) == outstanding or time.monotonic() - settled_at > SETTLE_EVERY):
                     settle()
             except KeyboardInterrupt:
+                if stop is not None:
+                    stop.set(signal.SIGINT)
                 pool.stop()
     finally:
         if outstanding:
@@ -134,6 +222,25 @@ def send_campaign(
                 break
         if buffer:
             settle()
+        if pool.breaker.tripped and failed:  # the server refused everything: that says nothing about these readers
+            ledger.record(store, slug, [ledger.Result(sid, "deferred") for sid in failed])
+            tally["failed"] -= len(failed)
+            tally["deferred"] += len(failed)
+            failures.clear()
+            report()
         ledger.resume(store, slug)  # rows claimed but never handed to a thread (an interrupt mid-claim)
     seconds = time.monotonic() - started
-    return CampaignRun(slug, subject, tally["sent"], tally["failed"], tally["bounced"], tally["skipped"], seconds, halted())
+    failure = failures.most_common(1)[0][0] if failures else ""
+    return CampaignRun(
+        slug,
+        subject,
+        tally["sent"],
+        tally["failed"],
+        tally["bounced"],
+        tally["skipped"],
+        seconds,
+        halted(),
+        deferred=tally["deferred"],
+        failure=failure,
+        stopped=pool.breaker.tripped,
+    )

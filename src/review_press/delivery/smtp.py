@@ -39,22 +39,28 @@ class Envelope:
 
 
 class SendError(Exception):
-    """A message was not accepted. `temporary` ones (4xx, dropped connection) are retried."""
+    """A message was not accepted. `temporary` ones (4xx, dropped connection) are retried.
 
-    def __init__(self, reply: str, *, temporary: bool, bounce: bool = False, reconnect: bool = False) -> None:
+    `sender` marks a refusal at MAIL FROM: the server refused the sender before it knew the
+    recipient, so it says nothing about the reader and never makes their message `failed`.
+    """
+
+    def __init__(self, reply: str, *, temporary: bool, bounce: bool = False, reconnect: bool = False, sender: bool = False) -> None:
         super().__init__(reply)
         self.reply = reply
         self.temporary = temporary
         self.bounce = bounce
         self.reconnect = reconnect
+        self.sender = sender
 
 
 def classify(code: int, text: str, *, recipient_stage: bool) -> SendError:
-    """Turn a refusing reply into a `SendError`: 4xx temporary, 5xx permanent, 5.1.x at RCPT/DATA a bounce."""
+    """Turn a refusing reply into a `SendError`: 4xx temporary, 5xx permanent, 5.1.x at RCPT/DATA a bounce;
+    before the recipient stage (MAIL FROM) a refusal of the sender, never of the reader."""
     reply = f"{code} {text}".strip()
     enhanced = _ENHANCED.match(text)
     bounce = 500 <= code < 600 and recipient_stage and enhanced is not None and enhanced.group(1, 2) == ("5", "1")
-    return SendError(reply, temporary=400 <= code < 500, bounce=bounce, reconnect=code == 421)
+    return SendError(reply, temporary=400 <= code < 500, bounce=bounce, reconnect=code == 421, sender=not recipient_stage)
 
 
 class Connection(Protocol):
@@ -270,8 +276,12 @@ class Job:
 class Pool:
     """N threads, each holding one connection for many messages. Feed `submit`, drain `results`.
 
-    `stop()` (Ctrl-C, breaker) lets each thread finish the message it is sending; jobs not yet
-    started come back as `Result(status="pending")`, as do temporary failures cut short.
+    Each job comes back as one `Result`: `sent`; `bounced` (5.1.x); `failed` (any other
+    permanent refusal of the reader: 5xx at RCPT or DATA); `deferred` (temporary failures to
+    the last attempt, a refusal of the sender at MAIL FROM, or a temporary failure cut short by
+    the breaker): a later run retries it. `stop()` (Ctrl-C, SIGTERM, breaker) lets each thread
+    finish the message it is sending; jobs not yet started come back as `pending`, as do
+    temporary failures cut short by `stop()` alone.
     """
 
     def __init__(self, connector: Connector, concurrency: int, policy: Policy, limiter: RateLimiter | None = None) -> None:
@@ -328,7 +338,7 @@ class Pool:
         last = ""
         for attempt in range(1, self.policy.max_attempts + 1):
             if not self.limiter.wait(self.stopping):
-                return Result(sid, "pending", attempts=attempt - 1, error=last), conn
+                return self._cut_short(sid, attempt - 1, last), conn
             try:
                 if conn is None:
                     conn = self.connector.open()
@@ -346,12 +356,19 @@ class Pool:
                 conn = None
             self.breaker.record(error.bounce, error.reply)
             if not error.temporary:
+                if error.sender:  # the server refused the sender, not this reader: a later run retries
+                    return Result(sid, "deferred", attempts=attempt, error=f"the sender was refused: {error.reply}"), conn
                 return Result(sid, "bounced" if error.bounce else "failed", attempts=attempt, error=error.reply), conn
             if attempt == self.policy.max_attempts:
                 break
             delay = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (attempt - 1))
             if self.stopping.wait(random.uniform(delay / 2, delay)) or self.breaker.tripped:
-                return Result(sid, "pending", attempts=attempt, error=last), conn
+                return self._cut_short(sid, attempt, last), conn
         return Result(
-            sid, "failed", attempts=self.policy.max_attempts, error=f"gave up after {self.policy.max_attempts} attempts: {last}"
+            sid, "deferred", attempts=self.policy.max_attempts, error=f"gave up after {self.policy.max_attempts} attempts: {last}"
         ), conn
+
+    def _cut_short(self, sid: int, attempts: int, error: str) -> Result:
+        """A message whose retries were cut short: `deferred` when the breaker tripped after it had
+        failed (the server refuses everything; a later run retries it), else back to `pending`."""
+        return Result(sid, "deferred" if attempts and self.breaker.tripped else "pending", attempts=attempts, error=error)

@@ -2,8 +2,9 @@
 
 `Subscriptions` owns one `Store` and must be used from the thread that made it (sqlite3's
 rule); `Database` gives the async app exactly one such thread, so every write is serialized
-and the event loop never waits on SQLite. Each change is one transaction, and each is
-conditional on the subscriber's current status, which makes every endpoint idempotent.
+and the event loop never waits on SQLite. Each change is one `Store` method (one transaction,
+no SQL here), and each is conditional on the subscriber's current status, which makes every
+endpoint idempotent.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from ..errors import DeliveryError
-from ..store import Store, Subscriber, now_iso
+from ..store import Store, Subscriber
 from ..tokens import verify_token
 from .confirm import BadToken, check_confirm_token, make_confirm_token, read_confirm_token
 from .forms import Signup
@@ -98,14 +99,18 @@ class Subscriptions:
 
     def ping(self) -> bool:
         """True when the database answers (for /healthz)."""
-        return self.store.conn.execute("SELECT 1").fetchone() == (1,)
+        return self.store.ping()
 
     def subscribe(self, signup: Signup, ip: str, now: dt.datetime) -> Outgoing | None:
-        """Store `signup` as pending (new, or unsubscribed before) and say whom to email; None to email no one."""
+        """Store `signup` as pending (new, or unsubscribed before) and say whom to email; None to email no one.
+
+        An address erased at the reader's request (`forget`) may sign up again like any new one:
+        the hash of it stays on record until they confirm, which is their new consent.
+        """
         sub = self.store.find(signup.email)
         if sub is None:
             try:
-                sub = self.store.add(signup.email, signup.name, status="pending", source=SOURCE, ip=ip, now=now)
+                sub = self.store.add(signup.email, signup.name, status="pending", source=SOURCE, ip=ip, now=now, forgotten="keep")
             except DeliveryError:  # refused by the store's own checks, or added meanwhile by another process
                 return None
         elif sub.status in REOPENS:
@@ -120,12 +125,7 @@ class Subscriptions:
 
     def _reopen(self, sub: Subscriber, signup: Signup, ip: str, now: dt.datetime) -> Subscriber | None:
         """Put an unsubscribed reader who asks again back to pending (they must confirm again)."""
-        with self.store.transaction() as conn:
-            conn.execute(
-                "UPDATE subscribers SET status = 'pending', name = CASE WHEN ? = '' THEN name ELSE ? END,"
-                " consent_source = ?, consent_ip = ?, updated_at = ? WHERE id = ? AND status = ?",
-                (signup.name, signup.name, SOURCE, ip, now_iso(now), sub.id, sub.status),
-            )
+        self.store.reopen(sub.id, sub.status, name=signup.name, source=SOURCE, ip=ip, now=now)
         return self.store.get(sub.id)
 
     def confirm(self, token: str, ip: str, now: dt.datetime) -> Confirmed:
@@ -139,12 +139,7 @@ class Subscriptions:
             return Confirmed.ALREADY
         if sub.status != "pending":
             raise BadToken("no longer pending")  # left, bounced or complained since: an old link must not bring them back
-        with self.store.transaction() as conn:
-            conn.execute(
-                "UPDATE subscribers SET status = 'active', consent_source = ?, consent_at = ?, consent_ip = ?, updated_at = ?"
-                " WHERE id = ? AND status = 'pending'",
-                (SOURCE, now_iso(now), ip, now_iso(now), sub.id),
-            )
+        self.store.confirm(sub.id, source=SOURCE, ip=ip, secret=self._secret, now=now)
         return Confirmed.NOW
 
     def holder(self, token: str) -> Subscriber | None:
@@ -157,18 +152,7 @@ class Subscriptions:
         sub = self.holder(token)
         if sub is None:
             return None
-        stamp = now_iso(now)
-        with self.store.transaction() as conn:
-            conn.execute(
-                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ? WHERE id = ? AND status IN ('pending', 'active')",
-                (stamp, sub.id),
-            )
-            # by primary key (slug, subscriber_id), one probe per campaign rather than a scan of the ledger
-            conn.execute(
-                "UPDATE deliveries SET status = 'skipped', last_error = 'unsubscribed', updated_at = ?"
-                " WHERE slug IN (SELECT slug FROM campaigns) AND subscriber_id = ? AND status = 'pending'",
-                (stamp, sub.id),
-            )
+        self.store.unsubscribe(sub.id, now)
         return sub
 
 

@@ -1,0 +1,502 @@
+"""Subscriber exports of other services, read as they are: which service wrote a CSV (from its
+header row), and what each row says about a reader (address, name, status, proof of consent).
+
+`detect_format` (header -> format), `layout_for` (header and options -> `Layout`) and `map_row`
+(row -> `ImportRow`, or a `ValueError` saying what is wrong with it) are pure functions;
+`ExportReader` streams one file through them, and `import_file` hands the rows to the store,
+which stores them in one transaction. Nothing here holds more than one row at a time.
+
+The formats (`FORMATS`), and how each says that a reader left:
+
+- `review-press`: our own export (`email,name,status,consent_source,consent_at,consent_ip,
+  created_at,updated_at`), read back as it was written.
+- `substack`: the signups and subscribers files (`email, ..., email_disabled, ...`);
+  `email_disabled` true -> unsubscribed; consent time `created_at`.
+- `mailchimp`: the subscribed, unsubscribed (`UNSUB_TIME` ...) and cleaned (`CLEAN_TIME` ...)
+  files; the whole file is active, unsubscribed or bounced; consent `CONFIRM_TIME`/`CONFIRM_IP`,
+  else `OPTIN_TIME`/`OPTIN_IP`.
+- `ghost`: the members export; `deleted_at` set or `subscribed_to_emails` false -> unsubscribed
+  (`email_disabled` true, when the column is there -> bounced); consent time `created_at`.
+- `listmonk`: the import file (`email,name,attributes`: active) and the export (`status`:
+  enabled -> active, blocklisted or disabled -> unsubscribed); consent time `created_at`.
+- `buttondown`: `email` (or `email_address`) with `subscriber_type` (or `type`), see
+  `BUTTONDOWN_TYPES`; consent `creation_date` and `ip_address`.
+- `csv`: any other CSV with an `email` column (or the columns that `--email-column`,
+  `--name-column`, `--status-column` name); a `status` column is read with `STATUS_WORDS`.
+
+A status this module cannot read is a bad row, never an active reader; a time without an offset
+is UTC.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import ipaddress
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+
+from .errors import DeliveryError
+from .store import MAX_LISTED, STATUSES, SUPPRESSED, ImportReport, ImportRow, RowProblem, Store, check_name, now_iso, parse_address
+
+FORMATS: dict[str, str] = {  # name -> what the report calls it
+    "review-press": "review-press export",
+    "substack": "Substack export",
+    "mailchimp": "Mailchimp export",
+    "ghost": "Ghost members export",
+    "listmonk": "listmonk CSV",
+    "buttondown": "Buttondown export",
+    "csv": "CSV",
+}
+
+# Status words of any CSV (a `status` column, `--status-column`, `--status`), after `_word`.
+STATUS_WORDS: dict[str, str] = {
+    **dict.fromkeys(("active", "subscribed", "confirmed", "enabled", "opted in", "opt in"), "active"),
+    **dict.fromkeys(("pending", "unconfirmed", "unactivated", "not confirmed", "unverified"), "pending"),
+    **dict.fromkeys(
+        ("unsubscribed", "opted out", "opt out", "optout", "blocklisted", "blacklisted", "removed", "disabled"), "unsubscribed"
+    ),
+    **dict.fromkeys(("bounced", "cleaned", "hard bounce", "hard bounced", "undeliverable", "invalid"), "bounced"),
+    **dict.fromkeys(("complained", "complaint", "spam", "spam complaint", "marked as spam", "abuse"), "complained"),
+}
+
+# Buttondown's subscriber types (its API documentation); paid or free, a reader who gets email is active.
+BUTTONDOWN_TYPES: dict[str, str] = {
+    **dict.fromkeys(("regular", "premium", "trialed", "unpaid", "gifted", "churning", "paused", "past due"), "active"),
+    **dict.fromkeys(("unactivated", "gated"), "pending"),
+    **dict.fromkeys(("unsubscribed", "removed", "disabled"), "unsubscribed"),
+    **dict.fromkeys(("undeliverable", "spammy", "malformed", "disposable", "blocked"), "bounced"),
+    "complained": "complained",
+}
+
+LISTMONK_STATUSES: dict[str, str] = {"enabled": "active", "blocklisted": "unsubscribed", "disabled": "unsubscribed"}
+
+_TRUE = ("true", "t", "yes", "y", "1")
+_FALSE = ("false", "f", "no", "n", "0")
+_RANK = {"active": 0, "pending": 1, **dict.fromkeys(SUPPRESSED, 2)}  # how far from being mailed
+_GO_TIME = re.compile(r"(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?) ([+-]\d\d:?\d\d)(?: [A-Za-z][A-Za-z0-9+-]*)?(?: m=[+-][\d.]+)?")
+_ZONE_WORD = re.compile(r"(?<=\d)\s*(?:Z|UTC|GMT)$", re.IGNORECASE)
+_LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to read a file: `format` forces one (else it is detected), the `*_column`s map a plain
+    CSV, `status` gives every row a status (never a more mailable one than the row's own),
+    `source` is the consent source recorded (default `import:<file name>`), and `strict` makes
+    any bad row abort the import."""
+
+    format: str | None = None
+    email_column: str | None = None
+    name_column: str | None = None
+    status_column: str | None = None
+    status: str | None = None
+    source: str | None = None
+    strict: bool = False
+
+
+class HeaderError(ValueError):
+    """The header row does not fit the format asked for (or any format): message and hint."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One file's format and where its facts are: column names (normalized by `_word`) to read,
+    with `columns` mapping each name of the header row to its first position."""
+
+    format: str
+    label: str
+    header: tuple[str, ...]  # as written, for messages
+    columns: Mapping[str, int]
+    email: str
+    name: tuple[str, ...]
+    status: str | None  # a column of status words (csv, review-press, listmonk, buttondown)
+    file_status: str | None  # what the whole file says (Mailchimp's three files)
+    forced: str | None  # --status
+    source: str
+    stamp: str  # the import's time: consent, created and updated, where the file has none
+    now: dt.datetime
+
+
+def _word(text: str) -> str:
+    """A header name or status word as compared: case-folded, `_` and `-` as spaces, spaces collapsed."""
+    return " ".join(text.replace("_", " ").replace("-", " ").casefold().split())
+
+
+def status_word(text: str) -> str | None:
+    """Our status for a status word of another service (`STATUS_WORDS`), or None if unknown."""
+    return STATUS_WORDS.get(_word(text))
+
+
+def detect_format(header: Sequence[str]) -> str | None:
+    """The format whose export has this header row, or None when there is no address column."""
+    names = {_word(h) for h in header}
+    if {"email", "status", "consent source", "consent at"} <= names:
+        return "review-press"
+    if "email" in names and "subscribed to emails" in names:
+        return "ghost"
+    if "email" in names and "email disabled" in names:
+        return "substack"
+    if "email address" in names and names & {"optin time", "confirm time", "member rating", "leid", "euid", "unsub time", "clean time"}:
+        return "mailchimp"
+    if ("subscriber type" in names and names & {"email", "email address"}) or {"email address", "type", "creation date"} <= names:
+        return "buttondown"
+    if "email" in names and "attributes" in names:
+        return "listmonk"
+    if "email" in names:
+        return "csv"
+    return None
+
+
+def layout_for(header: Sequence[str], options: ImportOptions, *, source: str, now: dt.datetime) -> Layout:
+    """Read a header row with the options: the `Layout` to map rows with, or a `HeaderError`."""
+    columns: dict[str, int] = {}
+    for i, h in enumerate(header):
+        columns.setdefault(_word(h), i)
+    listed = ", ".join(h.strip() for h in header) or "empty"
+    custom = (options.email_column, options.name_column, options.status_column)
+    fmt = options.format or ("csv" if any(custom) else detect_format(header))
+    if fmt is None:
+        semicolons = any(";" in h for h in header)
+        raise HeaderError(
+            f"no 'email' column in the header row ({listed})",
+            "the file uses ';' between columns: save it as CSV with commas"
+            if semicolons
+            else "the first row must name the columns, e.g. email,name; --email-column names another",
+        )
+    if fmt not in FORMATS:
+        raise HeaderError(f"unknown format {fmt!r}", "one of " + ", ".join(FORMATS))
+    if any(custom) and fmt != "csv":
+        raise HeaderError("--email-column, --name-column and --status-column map a plain CSV", "leave out --format, or use --format csv")
+    forced = None
+    if options.status is not None and (forced := status_word(options.status)) is None:
+        raise HeaderError(f"unknown status {options.status!r} for --status", "one of " + ", ".join(STATUSES))
+    label = FORMATS[fmt]
+
+    def need(*names: str) -> str:  # names as the service writes them
+        for name in names:
+            if _word(name) in columns:
+                return _word(name)
+        hint = "name the address column with --email-column" if fmt == "csv" else f"is this a {label}?"
+        raise HeaderError(f"no {' or '.join(repr(n) for n in names)} column in the header row ({listed})", hint)
+
+    def given(option: str | None, flag: str) -> str | None:
+        if option is None:
+            return None
+        if _word(option) not in columns:
+            raise HeaderError(f"no column {option!r} ({flag}) in the header row ({listed})")
+        return _word(option)
+
+    def optional(name: str) -> tuple[str, ...]:
+        return (name,) if name in columns else ()
+
+    file_status, status, name = None, None, optional("name")
+    if fmt == "review-press":
+        email, status = need("email"), need("status")
+    elif fmt == "ghost":
+        email, _ = need("email"), need("subscribed_to_emails")
+    elif fmt == "substack":
+        email, _ = need("email"), need("email_disabled")
+    elif fmt == "mailchimp":
+        email, name = need("Email Address"), optional("first name") + optional("last name")
+        file_status = "unsubscribed" if "unsub time" in columns else "bounced" if "clean time" in columns else "active"
+        label += {"active": " (subscribed)", "unsubscribed": " (unsubscribed)", "bounced": " (cleaned)"}[file_status]
+    elif fmt == "buttondown":
+        email, status = need("email", "email_address"), need("subscriber_type", "type")
+    elif fmt == "listmonk":
+        email, status = need("email"), "status" if "status" in columns else None
+    else:
+        email = given(options.email_column, "--email-column") or need("email")
+        named = given(options.name_column, "--name-column")
+        name = (named,) if named else name
+        status = given(options.status_column, "--status-column") or ("status" if "status" in columns else None)
+    return Layout(
+        fmt, label, tuple(h.strip() for h in header), columns, email, name, status, file_status, forced, source, now_iso(now), now
+    )
+
+
+def check_options(options: ImportOptions) -> None:
+    """Refuse options that fit no file (an unknown format or status, columns with another format)."""
+    if options.format is not None and options.format not in FORMATS:
+        raise DeliveryError(f"unknown format {options.format!r} for --format", hint="one of " + ", ".join(FORMATS))
+    if options.status is not None and status_word(options.status) is None:
+        raise DeliveryError(f"unknown status {options.status!r} for --status", hint="one of " + ", ".join(STATUSES))
+    if options.format not in (None, "csv") and (options.email_column or options.name_column or options.status_column):
+        raise DeliveryError(
+            "--email-column, --name-column and --status-column map a plain CSV", hint="leave out --format, or use --format csv"
+        )
+
+
+class _Cells:
+    """One row's cells by column name: "" for a column the header lacks, and a `ValueError`
+    for one the header has but the row is too short to hold."""
+
+    def __init__(self, layout: Layout, row: Sequence[str]) -> None:
+        self.columns, self.header, self.row = layout.columns, layout.header, row
+
+    def label(self, name: str) -> str:
+        """The column's name as the header row writes it."""
+        at = self.columns.get(name)
+        return self.header[at] if at is not None else name
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.columns
+
+    def __call__(self, name: str) -> str:
+        at = self.columns.get(name)
+        if at is None:
+            return ""
+        if at >= len(self.row):
+            raise ValueError(f"the row has too few columns ({len(self.row)}; the header has {len(self.header)})")
+        return self.row[at]
+
+
+def parse_time(text: str, column: str, now: dt.datetime) -> str:
+    """A time as another service writes it (ISO 8601 in its variants, Go's `time.String()` as
+    listmonk writes it), in the store's UTC form; without an offset it is UTC. A time that
+    cannot be read, is before 1970 or is after `now` (plus a day of clock skew) is a `ValueError`."""
+    t = text.strip()
+    if len(t) > 64:
+        raise ValueError(f"cannot read the time in {column} ({t[:20]!r}...)")
+    if m := _GO_TIME.fullmatch(t):
+        t = m[1] + m[2]
+    elif m := _ZONE_WORD.search(t):
+        t = t[: m.start()] + "+00:00"
+    try:
+        moment = dt.datetime.fromisoformat(_LONG_FRACTION.sub(r"\1", t))
+    except ValueError:
+        raise ValueError(f"cannot read the time {text.strip()!r} in {column}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    if moment.year < 1970 or moment > now + dt.timedelta(days=1):
+        raise ValueError(f"the time {text.strip()!r} in {column} is not a plausible time of consent")
+    return now_iso(moment)
+
+
+def _time(cells: _Cells, column: str, layout: Layout) -> str | None:
+    """The time in this column in the store's form, None when blank."""
+    value = cells(column)
+    return parse_time(value, cells.label(column), layout.now) if value.strip() else None
+
+
+def _ip(cells: _Cells, column: str) -> str | None:
+    """An IP address as written (checked), None when blank."""
+    value = cells(column).strip()
+    if not value:
+        return None
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value[:60]!r} in {cells.label(column)} is not an IP address") from None
+    return value
+
+
+def _bool(cells: _Cells, column: str) -> bool:
+    value = cells(column)
+    word = value.strip().casefold()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"{cells.label(column)} is {value[:40]!r}, not true or false")
+
+
+def _from_table(cells: _Cells, column: str, table: Mapping[str, str]) -> str:
+    value = cells(column)
+    if not value.strip():
+        raise ValueError(f"no status in {cells.label(column)}")
+    status = table.get(_word(value))
+    if status is None:
+        raise ValueError(f"unknown status {value[:40]!r} in {cells.label(column)} (see the README's status table)")
+    return status
+
+
+def _source(cells: _Cells, column: str) -> str:
+    value = cells(column)
+    if "\r" in value or "\n" in value or len(value) > 200:
+        raise ValueError(f"{cells.label(column)} has a line break or is longer than 200 characters")
+    return value.strip()
+
+
+# Each format's reading of a row: (status, consent source, consent time, consent IP, created, updated).
+_Facts = tuple[str, str, str | None, str | None, str, str]
+
+
+def _review_press(layout: Layout, cells: _Cells) -> _Facts:
+    status = cells("status").strip().lower()
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {cells('status')[:40]!r} (one of {', '.join(STATUSES)})")
+    source = _source(cells, "consent source") if "consent source" in cells else layout.source
+    consent = _time(cells, "consent at", layout) if "consent at" in cells else layout.stamp
+    created = _time(cells, "created at", layout) or layout.stamp
+    return status, source, consent, _ip(cells, "consent ip"), created, _time(cells, "updated at", layout) or created
+
+
+def _ghost(layout: Layout, cells: _Cells) -> _Facts:
+    subscribed = _bool(cells, "subscribed to emails")
+    disabled = "email disabled" in cells and _bool(cells, "email disabled")
+    deleted = bool(cells("deleted at").strip())
+    status = "unsubscribed" if deleted else "bounced" if disabled else "active" if subscribed else "unsubscribed"
+    return status, layout.source, _time(cells, "created at", layout) or layout.stamp, None, layout.stamp, layout.stamp
+
+
+def _substack(layout: Layout, cells: _Cells) -> _Facts:
+    status = "unsubscribed" if _bool(cells, "email disabled") else "active"
+    return status, layout.source, _time(cells, "created at", layout) or layout.stamp, None, layout.stamp, layout.stamp
+
+
+def _mailchimp(layout: Layout, cells: _Cells) -> _Facts:
+    consent, ip = _time(cells, "confirm time", layout), _ip(cells, "confirm ip")
+    if consent is None:
+        consent, ip = _time(cells, "optin time", layout), _ip(cells, "optin ip")
+    assert layout.file_status is not None
+    return layout.file_status, layout.source, consent or layout.stamp, ip, layout.stamp, layout.stamp
+
+
+def _buttondown(layout: Layout, cells: _Cells) -> _Facts:
+    assert layout.status is not None
+    status = _from_table(cells, layout.status, BUTTONDOWN_TYPES)
+    consent = _time(cells, "creation date", layout) or layout.stamp
+    return status, layout.source, consent, _ip(cells, "ip address"), layout.stamp, layout.stamp
+
+
+def _listmonk(layout: Layout, cells: _Cells) -> _Facts:
+    status = _from_table(cells, layout.status, LISTMONK_STATUSES) if layout.status else "active"
+    return status, layout.source, _time(cells, "created at", layout) or layout.stamp, None, layout.stamp, layout.stamp
+
+
+def _csv(layout: Layout, cells: _Cells) -> _Facts:
+    status = _from_table(cells, layout.status, STATUS_WORDS) if layout.status else "active"
+    return status, layout.source, layout.stamp, None, layout.stamp, layout.stamp
+
+
+_READERS: dict[str, Callable[[Layout, _Cells], _Facts]] = {
+    "review-press": _review_press,
+    "substack": _substack,
+    "mailchimp": _mailchimp,
+    "ghost": _ghost,
+    "listmonk": _listmonk,
+    "buttondown": _buttondown,
+    "csv": _csv,
+}
+
+
+def map_row(layout: Layout, row: Sequence[str], line: int) -> ImportRow:
+    """One CSV row as the reader it stands for; a `ValueError` says what is wrong with it."""
+    cells = _Cells(layout, row)
+    raw = cells(layout.email)
+    if not raw.strip():
+        raise ValueError("no address")
+    address = parse_address(raw)
+    name = check_name(" ".join(part for part in (cells(c).strip() for c in layout.name) if part))
+    status, source, consent_at, consent_ip, created, updated = _READERS[layout.format](layout, cells)
+    if layout.forced is not None and _RANK[layout.forced] >= _RANK[status]:
+        status = layout.forced
+    return ImportRow(line, address, name, status, source, consent_at, consent_ip, created, updated)
+
+
+def _bad_utf8(path: Path) -> tuple[int, int]:
+    """The line and value of the first byte that is not UTF-8 (a character never spans a line)."""
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return number, raw[exc.start]
+    return 1, 0
+
+
+class ExportReader:
+    """One export file, read once: its `layout` from the header row (read at once, so a file
+    that fits no format fails before anything is stored), then `rows()`, which streams the good
+    rows and collects the bad ones (`bad_rows`, and the first `MAX_LISTED` in `problems`)."""
+
+    def __init__(self, path: Path, options: ImportOptions, *, now: dt.datetime) -> None:
+        check_options(options)
+        self.path, self.options = path, options
+        self.problems: list[RowProblem] = []
+        self.bad_rows = 0
+        try:
+            self._file = path.open(encoding="utf-8-sig", newline="")
+        except OSError as exc:
+            raise DeliveryError(f"cannot read: {exc.strerror or exc}", path=path) from None
+        try:
+            self._reader = csv.reader(self._file)
+            header = self._next()
+            while header is not None and not any(cell.strip() for cell in header):
+                header = self._next()
+            if header is None:
+                raise DeliveryError("the file is empty", path=path, line=1, hint="the first row must be a header with an 'email' column")
+            try:
+                self.layout = layout_for(header, options, source=options.source or f"import:{path.name}", now=now)
+            except HeaderError as exc:
+                raise DeliveryError(exc.message, path=path, line=self._reader.line_num, hint=exc.hint) from None
+        except BaseException:
+            self._file.close()
+            raise
+
+    def __enter__(self) -> ExportReader:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._file.close()
+
+    def _next(self) -> list[str] | None:
+        """The next row, None at the end; a broken file is a `DeliveryError` naming the line."""
+        try:
+            return next(self._reader)
+        except StopIteration:
+            return None
+        except UnicodeDecodeError:
+            line, byte = _bad_utf8(self.path)
+            raise DeliveryError(f"not UTF-8 text (byte 0x{byte:02x})", path=self.path, line=line, hint="save the file as UTF-8") from None
+        except csv.Error as exc:
+            raise DeliveryError(f"not valid CSV: {exc}", path=self.path, line=max(self._reader.line_num, 1)) from None
+
+    def rows(self) -> Iterator[ImportRow]:
+        """The file's readers, one row at a time (blank rows skipped, bad rows collected)."""
+        layout, email_at = self.layout, self.layout.columns[self.layout.email]
+        while True:
+            line = self._reader.line_num + 1  # where the row starts (a quoted field may span lines)
+            row = self._next()
+            if row is None:
+                return
+            if not any(cell.strip() for cell in row):
+                continue
+            try:
+                record = map_row(layout, row, line)
+            except ValueError as exc:
+                self._bad(line, row[email_at] if email_at < len(row) else "", exc)
+                continue
+            yield record
+
+    def _bad(self, line: int, cell: str, exc: ValueError) -> None:
+        self.bad_rows += 1
+        if self.options.strict:
+            raise DeliveryError(f"bad row: {exc}", path=self.path, line=line, hint="fix the row, or import without --strict")
+        if len(self.problems) < MAX_LISTED:
+            self.problems.append(RowProblem(line, f"{cell[:100]!r}: {exc}"))
+
+
+def import_file(
+    store: Store,
+    path: Path,
+    options: ImportOptions | None = None,
+    *,
+    secret: bytes | None = None,
+    now: dt.datetime | None = None,
+) -> ImportReport:
+    """Import one export file into the store in one transaction and report what happened, with
+    the format's name; `secret` (the site secret) lets erased addresses be recognised."""
+    moment = now or dt.datetime.now(dt.UTC)
+    with ExportReader(path, options or ImportOptions(), now=moment) as reader:
+        report = store.import_rows(reader.rows(), secret=secret, now=moment)
+        return replace(report, format=reader.layout.label, bad_rows=reader.bad_rows, problems=tuple(reader.problems))

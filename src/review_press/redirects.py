@@ -1,0 +1,75 @@
+"""Old URLs that keep working: a small redirect page (meta refresh, canonical link, a plain
+link) at each path a post used to live at.
+
+Two sources: the `aliases:` a post lists (as in Hugo), and, for a post that went out by email
+under another slug, every slug its campaign was sent under (from the store, matched by
+`identity`), since every sent email links to the old URL. Redirect pages are in no feed and
+no sitemap. An alias that would overwrite a page of the site is an error naming the post's
+file and line; an old slug now used by another page simply belongs to that page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from .content import Post
+from .errors import ContentError, PressError
+from .identity import CampaignRecord, match
+from .output import Artifact, make_key
+from .pages import out_path
+from .site import Site
+from .theme import Theme
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """One old site path and the post it now leads to; `line` is the `aliases:` line (0: from the store)."""
+
+    path: str
+    post: Post
+    line: int = 0
+
+
+def find_redirects(site: Site, sent: Sequence[CampaignRecord], all_posts: Sequence[Post]) -> list[Redirect]:
+    """Every redirect of the site's posts: their aliases first, then the old slugs of sent posts."""
+    found: dict[str, Redirect] = {}
+    for post in site.posts:
+        for path in post.aliases:
+            found.setdefault(path, Redirect(path, post, post.line_of("aliases")))
+    if sent:
+        matching = match(all_posts, sent, site.config.posts_dir)
+        for post in site.posts:
+            if (record := matching.campaign_of(post)) is not None:
+                for slug in record.slugs:
+                    if slug != post.slug:
+                        found.setdefault(f"posts/{slug}/", Redirect(f"posts/{slug}/", post))
+    return sorted(found.values(), key=lambda r: r.path)
+
+
+def _render(theme: Theme, site: Site, redirect: Redirect) -> bytes:
+    return theme.render("redirect.html", post=redirect.post, url=site.url(redirect.post.path)).encode("utf-8")
+
+
+def plan_redirects(
+    site: Site, theme: Theme, redirects: Iterable[Redirect], taken: set[str], base_key: str
+) -> tuple[list[Artifact], list[PressError]]:
+    """Redirect pages for `redirects` that no other artifact (`taken`: out/ paths) occupies."""
+    arts, errors = [], []
+    for r in redirects:
+        path = out_path(r.path)
+        if path.casefold() in taken:
+            if r.line:
+                errors.append(
+                    ContentError(
+                        f"alias /{r.path} is a page of the site already",
+                        path=r.post.source,
+                        line=r.line,
+                        hint="an alias names an old URL that no page uses now; remove it or change it",
+                    )
+                )
+            continue
+        key = make_key(base_key, "redirect", path, r.post.path, r.post.title)
+        arts.append(Artifact(path=path, key=key, render=partial(_render, theme, site, r), origin=f"a redirect to {r.post.source}"))
+    return arts, errors
