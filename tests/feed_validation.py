@@ -28,7 +28,13 @@ HTML content (RSS description and content:encoded, Atom type="html"): relative U
 in <a href> and <img src> (ContainsRelRef), unsafe elements and attributes (SecurityRisk,
 SecurityRiskAttr, DangerousStyleAttr, with the validator's element/attribute/CSS allow-lists cut
 down to what Markdown, Pygments and footnotes produce plus the common rest), control characters
-(BadCharacters).
+(BadCharacters). The security-risk cases are all flagged, some more strictly than the service:
+<script>, <iframe>, <embed>, <object>, <meta> (named "meta refresh" when it is one) and the other
+unsafe elements (SecurityRisk); on* event handlers (SecurityRiskAttr, as the service does);
+javascript:, vbscript: and non-image data: URLs in any URL attribute, and forms (<form>, <input>,
+<button>, <select>, <textarea>), which the service's allow-list lets through (SecurityRisk here).
+Tags the strict tokenizer misses (`<script/src=...>`, `<img/onerror=...>`) are caught by a
+looser scan.
 JSON Feed 1.1 (not checked by the W3C service at all; these follow jsonfeed.org/version/1.1):
 version URL, title, items, unique non-empty item ids, content_html or content_text, RFC 3339
 dates, `authors` (not the 1.0 `author`), absolute URLs, relative references in content_html.
@@ -44,6 +50,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import html as html_lib
 import json
 import re
 from dataclasses import dataclass
@@ -85,6 +92,10 @@ HTML_ATTRS_OK = {"abbr", "align", "alt", "border", "cellpadding", "cellspacing",
 HTML_ATTRS_OK |= {"dir", "height", "href", "hreflang", "id", "lang", "loading", "name", "poster", "rel", "reversed", "role"}
 HTML_ATTRS_OK |= {"rowspan", "scope", "sizes", "span", "src", "srcset", "start", "summary", "target", "title", "type", "valign"}
 HTML_ATTRS_OK |= {"value", "width", "xml:lang", "xmlns", "headers", "decoding", "referrerpolicy", "crossorigin", "nowrap"}
+HTML_ATTRS_OK |= {"open", "preload", "loop", "muted", "playsinline"}  # on the service's list too (details, video, audio)
+FORM_TAGS = {"form", "input", "button", "select", "textarea"}
+URL_ATTRS = {"href", "src", "action", "formaction", "data", "poster", "background", "cite", "xlink:href", "srcset", "ping"}
+SAFE_DATA_URL = re.compile(r"^data:image/(png|gif|jpeg|webp)[;,]")
 CSS_OK = {"background-color", "border", "clear", "color", "display", "float", "font-size", "font-style", "font-weight", "height"}
 CSS_OK |= {"margin", "padding", "text-align", "text-decoration", "vertical-align", "white-space", "width"}
 _RFC2822 = re.compile(
@@ -100,6 +111,8 @@ _ABSOLUTE = re.compile(r"\w+:")
 _END_TAG = re.compile(r"</(\w+)>")
 _TAG = re.compile(r"<([a-zA-Z][\w-]*)((?:\s+[^\s=>/]+(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>]+))?)*)\s*/?>")
 _ATTR = re.compile(r"""([^\s=>/]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?""")
+_LOOSE_UNSAFE_TAG = re.compile(r"<\s*(script|iframe|embed|object|applet|form|meta|base|link|style|frame|frameset)(?=[\s/>])", re.IGNORECASE)
+_LOOSE_HANDLER = re.compile(r"<[a-zA-Z][^>]*?[\s/\"']on[a-zA-Z]+\s*=", re.IGNORECASE)
 _EMAIL_NAME = re.compile(r"^[\w.+'-]+@[\w-]+(\.[\w-]+)+ \([^()]+\)$")
 _PCHAR = "-._~!$&'()*+,;=:@"
 
@@ -175,18 +188,34 @@ def check_html(report: _Report, html: str, where: str) -> None:
         ref = next(g for g in match.groups() if g is not None)
         if not _ABSOLUTE.match(ref.strip()):
             report.warn("ContainsRelRef", where, ref)
+    tokenized: set[int] = set()
     for tag in _TAG.finditer(html):
+        tokenized.add(tag.start())
         name = tag.group(1).lower()
-        if name in HTML_TAGS_UNSAFE:
+        attrs = [(a.group(1).lower(), next((g for g in a.groups()[1:] if g is not None), "")) for a in _ATTR.finditer(tag.group(2))]
+        if name == "meta" and any(k == "http-equiv" and v.strip().lower() == "refresh" for k, v in attrs):
+            report.warn("SecurityRisk", where, "<meta http-equiv=refresh> (meta refresh)")
+        elif name in HTML_TAGS_UNSAFE:
             report.warn("SecurityRisk", where, f"<{name}>")
-        for attr in _ATTR.finditer(tag.group(2)):
-            key, value = attr.group(1).lower(), next((g for g in attr.groups()[1:] if g is not None), "")
-            if key == "style":
+        elif name in FORM_TAGS:
+            report.warn("SecurityRisk", where, f"<{name}> (a form)")
+        for key, value in attrs:
+            if key.startswith("on"):
+                report.warn("SecurityRiskAttr", where, f"{name} {key} (an event handler)")
+            elif key == "style":
                 props = re.findall(r"([-\w]+)\s*:", value.lower())
                 if any(p not in CSS_OK for p in props) or not re.match(r"^[\s\w:;#%.,!()-]*$", value):
                     report.warn("DangerousStyleAttr", where, value)
             elif key not in HTML_ATTRS_OK and not key.startswith("data-"):
                 report.warn("SecurityRiskAttr", where, f"{name} {key}")
+            if key in URL_ATTRS and _script_url(value):
+                report.warn("SecurityRisk", where, f"{name} {key}={value!r} (a script URL)")
+    for match in _LOOSE_UNSAFE_TAG.finditer(html):
+        if match.start() not in tokenized:
+            report.warn("SecurityRisk", where, f"<{match.group(1).lower()}> (malformed tag)")
+    for match in _LOOSE_HANDLER.finditer(html):
+        if match.start() not in tokenized:
+            report.warn("SecurityRiskAttr", where, f"{match.group(0)!r} (an event handler in a malformed tag)")
     if re.search("[\x80-\x9f\ufffd]", html):
         report.warn("BadCharacters", where)
     if HTML5LIB:
@@ -194,6 +223,15 @@ def check_html(report: _Report, html: str, where: str) -> None:
             html5lib.HTMLParser(strict=True).parseFragment(html)
         except Exception as exc:  # html5lib raises ParseError for any parse error in strict mode
             report.warn("NotHtml", where, str(exc))
+
+
+def _script_url(value: str) -> bool:
+    """A URL a browser would run or render as a document: javascript:, vbscript:, data: other than a
+    plain image (entities decoded, and the whitespace and control characters browsers skip ignored)."""
+    url = re.sub(r"[\x00-\x20\x7f]", "", html_lib.unescape(value)).lower()
+    if url.startswith("data:"):
+        return not SAFE_DATA_URL.match(url)
+    return url.startswith(("javascript:", "vbscript:", "livescript:"))
 
 
 def _check_link_rel(report: _Report, rel: str, where: str) -> None:

@@ -109,3 +109,22 @@ def test_missing_file_and_not_utf8(tmp_path: Path) -> None:
 def test_several_errors_type(tmp_path: Path) -> None:
     with pytest.raises(PressErrors):
         parse_config("x = 1\ny = 2\n", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "placeholder"),
+    [
+        ("https://example.org/", True),
+        ("https://reviews.example.com:8443/x", True),
+        ("https://press.test/", True),
+        ("https://www.test-kitchen.com/", False),
+        ("https://example.organic.com/", False),
+        ("https://myexample.org/", False),
+    ],
+)
+def test_placeholder_domains_are_named_and_real_ones_are_not(tmp_path: Path, value: str, placeholder: bool) -> None:
+    from review_press.config import placeholder_warnings
+
+    (tmp_path / "press.toml").write_text(f'title = "T"\nbase_url = "{value}"\n', "utf-8")
+    warnings = placeholder_warnings(load_config(tmp_path))
+    assert any("base_url" in w and "placeholder" in w for w in warnings) is placeholder, warnings

@@ -396,7 +396,11 @@ def test_edition_files_are_deterministic_and_keys_follow_the_post(tmp_path: Path
 def test_a_lint_failure_fails_the_build_naming_the_post_and_line(tmp_path: Path) -> None:
     root = write_site(
         tmp_path / "site",
-        {"2026-01-05-bad.md": post_text(title="Bad", date="2026-01-05", body="Fine.\n\n<script>alert(1)</script>\n")},
+        {
+            "2026-01-05-bad.md": post_text(
+                title="Bad", date="2026-01-05", body='Fine.\n\n<img src="http://insecure.example/a.png" alt="a">\n'
+            )
+        },
         NEWSLETTER_TOML,
     )
     config = load_config(root)
@@ -406,7 +410,7 @@ def test_a_lint_failure_fails_the_build_naming_the_post_and_line(tmp_path: Path)
         arts[0].render()
     error = caught.value
     assert error.path == root / "posts" / "2026-01-05-bad.md" and error.line == 8
-    assert "email edition of 'bad'" in str(error) and "<script>" in str(error)
+    assert "email edition of 'bad'" in str(error) and "http://insecure.example/a.png" in str(error)
     with pytest.raises(PressError) as again:  # the other files of the post report nothing twice
         arts[1].render()
     assert getattr(again.value, "errors", None) == ()

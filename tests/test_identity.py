@@ -8,6 +8,7 @@ aiosmtpd server, real builds into out/.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_explicit_aliases_make_redirect_pages_and_one_over_a_real_page_is_an_err
     [
         ("id: [1, 2]", "2026-01-05-first.md:3: 'id' must be one line of text"),
         ("id: ''", "2026-01-05-first.md:3: 'id' must be one line of text"),
-        ("aliases: 5", "2026-01-05-first.md:3: alias None is not a site path"),
+        ("aliases: 5", "2026-01-05-first.md:3: 'aliases' must be a list of old URLs, not int"),
         ("aliases: [../../etc/passwd]", "2026-01-05-first.md:3: alias '../../etc/passwd' is not a site path"),
         ("aliases: ['https://evil.example/x']", "is not a site path"),
         ("aliases: ['/a b/']", "is not a site path"),
@@ -125,7 +126,7 @@ def test_two_posts_with_one_id_are_an_error(make_site: Callable[..., Path]) -> N
     root = make_site(
         {"a.md": FIRST.replace("---\n\n", "id: same\n---\n\n"), "b.md": SECOND.replace("---\n\n", "id: same\n---\n\n")}, NEWSLETTER
     )
-    with pytest.raises(PressError, match=r"b\.md:4: id 'same' is also used by .*a\.md"):
+    with pytest.raises(PressError, match=r"b\.md:4: id 'same' is also the id of .*a\.md: two posts cannot share one"):
         load_posts(load_config(root))
 
 
@@ -155,8 +156,8 @@ def test_a_new_post_that_reuses_a_sent_slug_is_refused_and_the_others_still_go(m
         report = publish(root, options())
         assert [p.slug for p in report.posts] == ["second"]
         [refusal] = report.refused
-        assert "2026-03-01-something-else.md has the slug of the post sent as 'first' (2026-01-05-first.md)" in refusal.message
-        assert "id: first" in refusal.hint and "an id of its own" in refusal.hint
+        assert "posts/2026-03-01-something-else.md has the slug of the post sent as 'first' (posts/2026-01-05-first.md)" in refusal.message
+        assert 'id: "first"' in refusal.hint and "an id of its own" in refusal.hint
         assert any(isinstance(item, type(refusal)) for item in dry_run(root))
     assert sorted(r.message["Subject"] for r in server.received) == ["First", "First", "Second", "Second"]
     # the writer says it is a new post by giving it an id: it goes out, under a campaign of its own
@@ -183,7 +184,10 @@ def test_two_posts_that_both_look_like_one_sent_post_are_both_refused(make_site:
         (root / "posts/again.md").write_text(FIRST.replace("title: First\n", "title: First\nslug: first-again\n"), "utf-8")
         report = publish(root, options())
     assert report.posts == () and len(report.refused) == 2
-    assert all("both look like the post sent as 'first'" in r.message for r in report.refused)
+    assert all(
+        "looks like the post sent as 'first' (posts/2026-01-05-first.md) (text the same), and so does posts/" in r.message
+        for r in report.refused
+    )
     assert len(server.received) == 2
 
 
@@ -229,7 +233,7 @@ def test_a_store_from_before_post_identity_is_migrated_and_keeps_its_campaigns(m
         move(root, "2026-01-05-first.md", "moved/first.md")  # a rename the old schema could not have followed
         assert publish(root, options()).posts == ()
         with Store.open(path) as store:
-            assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+            assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
             assert store.conn.execute("SELECT source, current_slug FROM campaigns").fetchall() == [("moved/first.md", "first")]
     assert server.received == []
 
@@ -249,7 +253,7 @@ def test_the_cli_names_a_refused_post_exits_1_and_sends_the_others(make_site: Ca
     assert dry.returncode == 1 and "2 messages would be sent" in dry.stderr and "new.md:1: not sent:" in dry.stderr
     result = cli("publish", "--site", str(root))
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "new.md:1: not sent: " in result.stderr and "the post sent as 'first' (2026-01-05-first.md)" in result.stderr
+    assert "new.md:1: not sent: " in result.stderr and "the post sent as 'first' (posts/2026-01-05-first.md)" in result.stderr
     assert "second: 2 sent" in result.stdout
     subjects = sorted(m["Subject"] for m in mailbox.Maildir(root / "outbox", create=False))
     assert subjects == ["First", "First", "Second", "Second"]
@@ -285,3 +289,96 @@ def test_a_post_renamed_between_a_kill_9_and_the_resume_finishes_its_campaign_on
     got = received(log)
     assert set(got) == {message_id("first", i, "example.org") for i in ids}  # everyone once, under the campaign's own key
     assert {mid for mid, n in got.items() if n > 1} <= doubtful
+
+
+_SITES = itertools.count()
+
+
+def _site_posts(make_site: Callable[..., Path], posts: dict[str, str]) -> tuple[Path, dict[str, object]]:
+    root = make_site(posts, NEWSLETTER, name=f"site-{next(_SITES)}")
+    config = load_config(root)
+    return config.posts_dir, {p.slug: p for p in load_posts(config)}
+
+
+def sent(post: object, posts_dir: Path, key: str | None = None, **changes: object) -> CampaignRecord:
+    """The record the store keeps of `post` once it went out (optionally under another key, or with other facts)."""
+    from review_press.identity import facts
+
+    f = facts(post, posts_dir)  # type: ignore[arg-type]
+    fields: dict[str, object] = {
+        "key": key or f.slug,
+        "started_at": "2026-06-01T00:00:00.000000Z",
+        "post_id": f.post_id,
+        "source": f.source,
+        "slug": f.slug,
+        "post_date": f.date,
+        "title": f.title,
+        "content_hash": f.content_hash,
+        "slugs": (key or f.slug,),
+    }
+    fields.update(changes)
+    return CampaignRecord(**fields)  # type: ignore[arg-type]
+
+
+def verdict(posts: dict[str, object], campaigns: list[CampaignRecord], posts_dir: Path) -> tuple[dict[str, str], set[str]]:
+    m = match(list(posts.values()), campaigns, posts_dir)  # type: ignore[arg-type]
+    return {slug: c.key for slug, c in m.campaigns.items()}, set(m.refused)
+
+
+ALPHA = "---\ntitle: Alpha\ndate: 2026-02-01T09:00:00\nid: aaaa-1111\n---\n\nThe alpha letter.\n"
+
+
+def test_a_copy_of_a_sent_post_is_refused_whichever_file_keeps_the_id(make_site: Callable[..., Path]) -> None:
+    posts_dir, before = _site_posts(make_site, {"2026-02-01-alpha.md": ALPHA})
+    record = sent(before["alpha"], posts_dir)
+    no_id = ALPHA.replace("id: aaaa-1111\n", "")
+    # the writer removed the id from the original: the copy holds the campaign by id, the original is a lookalike
+    posts_dir, posts = _site_posts(make_site, {"2026-02-01-alpha.md": no_id, "2026-02-01-alpha-copy.md": ALPHA})
+    assert verdict(posts, [record], posts_dir) == ({"alpha-copy": "alpha"}, {"alpha"})
+    # ... or from the copy: the original keeps it, the copy is refused
+    posts_dir, posts = _site_posts(make_site, {"2026-02-01-alpha.md": ALPHA, "2026-02-01-alpha-copy.md": no_id})
+    assert verdict(posts, [record], posts_dir) == ({"alpha": "alpha"}, {"alpha-copy"})
+
+
+def test_a_sent_post_whose_id_was_changed_is_refused_not_resent(make_site: Callable[..., Path]) -> None:
+    posts_dir, posts = _site_posts(make_site, {"2026-02-01-alpha.md": ALPHA})
+    record = sent(posts["alpha"], posts_dir, post_id="the-old-id")
+    mapping, refused = verdict(posts, [record], posts_dir)
+    assert mapping == {} and refused == {"alpha"}
+    message = match(list(posts.values()), [record], posts_dir).refused["alpha"]  # type: ignore[arg-type]
+    assert "another id ('aaaa-1111', not 'the-old-id')" in message.message and 'id: "the-old-id"' in message.hint
+
+
+def test_a_post_renamed_and_redated_with_its_text_unchanged_keeps_its_campaign(make_site: Callable[..., Path]) -> None:
+    text = ALPHA.replace("id: aaaa-1111\n", "")
+    posts_dir, posts = _site_posts(make_site, {"2026-02-01-alpha.md": text})
+    record = sent(
+        posts["alpha"], posts_dir, post_date="2026-02-01T08:00:00.000000Z", source="old-name.md", slugs=("old-name",), key="old-name"
+    )
+    assert verdict(posts, [record], posts_dir) == ({"alpha": "old-name"}, set())
+
+
+def test_a_campaign_from_before_identity_refuses_an_unknown_older_post_and_matches_its_slug(make_site: Callable[..., Path]) -> None:
+    text = ALPHA.replace("id: aaaa-1111\n", "")
+    posts_dir, posts = _site_posts(make_site, {"2026-02-01-renamed.md": text})
+    legacy = CampaignRecord(key="alpha", started_at="2026-02-01T10:00:00.000000Z", slugs=("alpha",))
+    assert verdict(posts, [legacy], posts_dir) == ({}, {"renamed"})  # renamed before any publish recorded its facts
+    posts_dir, posts = _site_posts(make_site, {"2026-02-01-alpha.md": text})
+    assert verdict(posts, [legacy], posts_dir) == ({"alpha": "alpha"}, set())
+    later = CampaignRecord(key="zeta", started_at="2026-01-01T10:00:00.000000Z", slugs=("zeta",))  # older than the post
+    assert verdict(posts, [legacy, later], posts_dir)[1] == set()
+
+
+def test_an_id_that_names_an_old_slug_never_takes_another_posts_campaign(make_site: Callable[..., Path]) -> None:
+    beta = "---\ntitle: Beta\ndate: 2026-02-02\nid: alpha\n---\n\nBeta.\n"
+    alpha = "---\ntitle: Alpha\ndate: 2026-02-03\n---\n\nAlpha.\n"
+    posts_dir, posts = _site_posts(make_site, {"beta.md": beta, "alpha.md": alpha})
+    campaigns = [sent(posts["beta"], posts_dir), sent(posts["alpha"], posts_dir)]  # beta's campaign has post_id "alpha"
+    assert verdict(posts, campaigns, posts_dir) == ({"alpha": "alpha", "beta": "beta"}, set())
+
+
+def test_two_sent_posts_with_one_title_and_date_keep_their_own_campaigns(make_site: Callable[..., Path]) -> None:
+    one = "---\ntitle: Links\ndate: 2026-02-01\n---\n\nOne.\n"
+    posts_dir, posts = _site_posts(make_site, {"links-one.md": one, "links-two.md": one.replace("One.", "Two.")})
+    campaigns = [sent(posts["links-one"], posts_dir), sent(posts["links-two"], posts_dir)]
+    assert verdict(posts, campaigns, posts_dir) == ({"links-one": "links-one", "links-two": "links-two"}, set())

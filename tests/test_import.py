@@ -4,6 +4,7 @@ round-tripping, and garbage of every kind (files, rows, options) reported by fil
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import os
@@ -19,15 +20,17 @@ from review_press.errors import DeliveryError
 from review_press.importers import (
     BUTTONDOWN_TYPES,
     STATUS_WORDS,
+    HeaderError,
     ImportOptions,
     detect_format,
+    header_of,
     import_file,
     layout_for,
     map_row,
     parse_time,
     status_word,
 )
-from review_press.store import MAX_LISTED, ImportReport, Store, now_iso
+from review_press.store import MAX_LISTED, ImportReport, Store, check_name, now_iso
 from sites import write_site
 
 SECRET = b"import-test-secret-0123456789abcdef0123456789"
@@ -200,6 +203,18 @@ def test_the_status_tables_cover_the_documented_words_and_nothing_else() -> None
 )
 def test_times_of_every_service_become_utc(text: str, expected: str) -> None:
     assert parse_time(text, "created_at", NOW) == expected
+
+
+def test_a_consent_time_after_the_import_is_the_import_time_and_more_than_a_day_ahead_is_refused(store: Store, tmp_path: Path) -> None:
+    assert parse_time(now_iso(NOW + dt.timedelta(hours=12)), "created_at", NOW) == STAMP
+    assert parse_time(now_iso(NOW + dt.timedelta(hours=24)), "created_at", NOW) == STAMP
+    with pytest.raises(ValueError, match="not a plausible time"):
+        parse_time(now_iso(NOW + dt.timedelta(hours=25)), "created_at", NOW)
+    soon, late = now_iso(NOW + dt.timedelta(hours=12)), now_iso(NOW + dt.timedelta(days=2))
+    text = f"email,active_subscription,expiry,email_disabled,created_at\nsoon@example.org,false,,false,{soon}\nlate@example.org,false,,false,{late}\n"
+    report = load(store, tmp_path, text)
+    assert (report.active, report.bad_rows, report.problems[0].line) == (1, 1, 3)
+    assert state(store) == {"soon@example.org": ("active", "", STAMP, None)}  # joined now: due every post from now on
 
 
 @pytest.mark.parametrize(
@@ -402,7 +417,7 @@ def test_a_pending_reader_stays_pending_whatever_the_file_says(store: Store, tmp
 @pytest.mark.parametrize(
     ("text", "final", "counts"),
     [
-        ("email,status\ndup@example.org,active\nDUP@example.org,unsubscribed\n", "unsubscribed", (1, 1, 0)),
+        ("email,status\ndup@example.org,active\nDUP@example.org,unsubscribed\n", "unsubscribed", (1, 0, 1)),
         ("email,status\ndup@example.org,unsubscribed\ndup@example.org,active\n", "unsubscribed", (1, 0, 1)),
         ("email,status\ndup@example.org,active\ndup@example.org,active\n", "active", (1, 0, 1)),
         ("email,status\ndup@example.org,complained\ndup@example.org,bounced\n", "complained", (1, 0, 1)),
@@ -414,6 +429,18 @@ def test_duplicates_within_a_file_suppression_wins_whatever_the_order(
     report = load(store, tmp_path, text)
     assert (report.added, report.suppressed, report.already) == counts
     assert statuses(store) == {"dup@example.org": final}
+    assert getattr(report, final) == 1 and report.active == (final == "active")  # the new reader counted as stored
+
+
+def test_a_new_reader_who_leaves_later_in_the_file_is_reported_as_one_new_suppressed_reader(site: Path) -> None:
+    (site / "q.csv").write_text("email,status\nq@y.org,active\nQ@Y.ORG,unsubscribed\nr@y.org,pending\nr@y.org,bounced\n", "utf-8")
+    result = runner.invoke(app, ["subscribers", "import", str(site / "q.csv"), "--site", str(site)])
+    assert result.exit_code == 0, result.output
+    assert "new readers: 2, 1 unsubscribed, 1 bounced\n" in result.stdout
+    assert "readers already on the list, now suppressed: 0\n" in result.stdout
+    assert "already on the list, unchanged: 2\n" in result.stdout
+    listed = runner.invoke(app, ["subscribers", "list", "--site", str(site)])
+    assert listed.stdout == "q@y.org\t\tunsubscribed\nr@y.org\t\tbounced\n"
 
 
 @pytest.mark.parametrize(
@@ -445,12 +472,25 @@ def test_our_export_round_trips_losslessly(store: Store, tmp_path: Path) -> None
     first = io.StringIO()
     assert store.export_csv(first) == 8
     exported = write(tmp_path, first.getvalue(), "export.csv")
+    later = NOW + dt.timedelta(days=30)
     with Store.open(tmp_path / "fresh.db") as fresh:
-        report = import_file(fresh, exported, secret=SECRET, now=NOW + dt.timedelta(days=30))
+        report = import_file(fresh, exported, secret=SECRET, now=later)
         assert (report.format, report.added, report.bad_rows) == ("review-press export", 8, 0)
         second = io.StringIO()
         fresh.export_csv(second)
-    assert second.getvalue() == first.getvalue()
+    before, after = (list(csv.reader(io.StringIO(text))) for text in (first.getvalue(), second.getvalue()))
+    assert [row[:6] for row in after] == [row[:6] for row in before]  # address, name, status and the proof of consent
+    assert {tuple(row[6:]) for row in after[1:]} == {(now_iso(later), now_iso(later))}  # created and updated: this store's own
+
+
+def test_a_reader_from_our_export_arrives_in_this_store_when_imported(store: Store, tmp_path: Path) -> None:
+    header = "email,name,status,consent_source,consent_at,consent_ip,created_at,updated_at\n"
+    row = "old@example.org,Old,active,web form,2020-01-02T03:04:05.000000Z,192.0.2.4,2020-01-01T00:00:00.000000Z,2021-01-01T00:00:00.000000Z\n"
+    assert load(store, tmp_path, header + row).active == 1
+    sub = store.find("old@example.org")
+    assert sub is not None
+    assert (sub.consent_source, sub.consent_at, sub.consent_ip) == ("web form", "2020-01-02T03:04:05.000000Z", "192.0.2.4")  # proof kept
+    assert (sub.created_at, sub.updated_at) == (STAMP, STAMP)  # not 2020: they joined this list now
 
 
 def test_our_export_with_unknown_statuses_or_broken_fields_is_refused_by_line(store: Store, tmp_path: Path) -> None:
@@ -470,6 +510,104 @@ def test_our_export_with_unknown_statuses_or_broken_fields_is_refused_by_line(st
     assert "line break" in reasons
     assert state(store)["f@example.org"] == ("active", "F", None, None)  # an empty consent_at stays empty
     assert store.find("f@example.org").created_at == STAMP  # type: ignore[union-attr]
+
+
+# --- a status column, wherever it is --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("email,status,email_disabled\nleft2@x.org,unsubscribed,false\n", "unsubscribed"),  # Substack
+        ("Email Address,First Name,Status,OPTIN_TIME\nleft2@x.org,L,unsubscribed,\n", "unsubscribed"),  # Mailchimp (subscribed file)
+        ("email,subscribed_to_emails,status\nleft2@x.org,true,unsubscribed\n", "unsubscribed"),  # Ghost
+        ("email,subscribed_to_emails,status\nleft2@x.org,true,paid\n", "active"),  # Ghost's member status: says nothing of email
+        ("email,subscribed_to_emails,status\nleft2@x.org,false,active\n", "unsubscribed"),  # never more mailable than the format says
+        ("email,email_disabled,status\nleft2@x.org,true,complained\n", "complained"),  # the most suppressed wins
+        ("email,email_disabled,status\nleft2@x.org,false,pending\n", "pending"),
+        ("email,email_disabled,status\nleft2@x.org,false,\n", "active"),  # blank: the format's own signal
+        ("id,email,type,creation_date,status\n1,left2@x.org,regular,,spam\n", "complained"),  # Buttondown
+        ("Mail,State,status\nleft2@x.org,active,bounced\n", "bounced"),  # a CSV with --status-column and a status column
+    ],
+)
+def test_a_status_column_is_read_in_every_format_and_the_most_suppressed_status_wins(
+    store: Store, tmp_path: Path, text: str, expected: str
+) -> None:
+    options = {"email_column": "Mail", "status_column": "State"} if text.startswith("Mail,") else {}
+    report = load(store, tmp_path, text, **options)
+    assert (report.added, report.bad_rows) == (1, 0)
+    assert statuses(store) == {"left2@x.org": expected}
+
+
+def test_an_unknown_word_in_a_status_column_is_a_bad_row_in_any_format(store: Store, tmp_path: Path) -> None:
+    for text in ("email,status,email_disabled\nw@x.org,gone fishing,false\n", "Email Address,Status,OPTIN_TIME\nw@x.org,archived,\n"):
+        report = load(store, tmp_path, text)
+        assert (report.added, report.bad_rows) == (0, 1) and "unknown status" in report.problems[0].reason
+    assert statuses(store) == {}
+
+
+# --- one file, one header ------------------------------------------------------------------------
+
+MAILCHIMP_ALL = MAILCHIMP_SUBSCRIBED + MAILCHIMP_UNSUBSCRIBED.replace("jan@", "unsub@")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "what"),
+    [
+        (MAILCHIMP_ALL, 5, "the header row of a Mailchimp export (unsubscribed) again"),  # cat subscribed.csv unsubscribed.csv
+        ("\ufeff" + MAILCHIMP_SUBSCRIBED + "\ufeff" + MAILCHIMP_CLEANED, 5, "Mailchimp export (cleaned)"),  # each with its BOM
+        ("email,name\na@example.org,A\nemail,name\nb@example.org,B\n", 3, "this file's header row again"),
+        ("Mail,Who\na@example.org,A\n\nMAIL, who \nb@example.org,B\n", 4, "this file's header row again"),
+        (SUBSTACK_SIGNUPS + GHOST, 5, "Ghost members export"),
+        (GHOST + "email,status\nx@example.org,unsubscribed\n", 5, "a header row again"),
+    ],
+)
+def test_concatenated_exports_are_refused_whole_naming_the_second_header(
+    store: Store, tmp_path: Path, text: str, line: int, what: str
+) -> None:
+    store.add("keep@example.org")
+    options = {"email_column": "Mail"} if text.startswith("Mail,") else {}
+    with pytest.raises(DeliveryError, match="concatenated") as info:
+        load(store, tmp_path, text, **options)
+    assert info.value.line == line and what in info.value.message and info.value.hint == "import each file on its own; nothing was imported"
+    assert statuses(store) == {"keep@example.org": "active"}
+
+
+def test_the_command_refuses_concatenated_mailchimp_files_and_stores_nothing(site: Path) -> None:
+    (site / "all.csv").write_text(MAILCHIMP_ALL, "utf-8")
+    result = runner.invoke(app, ["subscribers", "import", str(site / "all.csv"), "--site", str(site)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "all.csv:5: the header row of a Mailchimp export (unsubscribed) again" in result.stderr
+    assert "concatenated" in result.stderr and "import each file on its own" in result.stderr
+    assert runner.invoke(app, ["subscribers", "count", "--site", str(site)]).stdout.endswith("total 0\n")
+
+
+def test_a_row_of_data_is_never_taken_for_a_header() -> None:
+    assert header_of(["a@example.org", "Email"], ["email", "name"], now=NOW) is None  # a reader named Email
+    assert header_of(["email@example.org", "status"], ["email", "status"], now=NOW) is None
+    assert header_of(["x", "email"], ["email", "name"], now=NOW) == "a header row"
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+UNMAILABLE = ["\x00", "\t", "\x1b", "\x7f", "\x85", "\x9f", "\u2028", "\u2029", "\u202a", "\u202e", "\u2066", "\u2069"]
+
+
+@pytest.mark.parametrize("char", UNMAILABLE)
+def test_a_name_with_a_control_character_is_a_bad_row_naming_its_line(store: Store, tmp_path: Path, char: str) -> None:
+    report = load(store, tmp_path, f"email,name\nok@example.org,Ok\nbad@example.org,Ann{char}Lee\n")
+    assert (report.added, report.bad_rows, report.problems[0].line) == (1, 1, 3)
+    assert f"control character (U+{ord(char):04X})" in report.problems[0].reason
+    with pytest.raises(DeliveryError, match="control character"):
+        store.add("bad@example.org", f"Ann{char}Lee")
+    assert statuses(store) == {"ok@example.org": "active"}
+    assert check_name("  Ann Lee\u200d  ") == "Ann Lee\u200d"  # other format characters (a ZWJ in an emoji) are fine
+
+
+def test_add_refuses_a_name_with_a_nul_without_a_traceback(site: Path) -> None:
+    result = runner.invoke(app, ["subscribers", "add", "nul@example.org", "--name", "A\x00B", "--site", str(site)])
+    assert result.exit_code == 1 and "control character (U+0000)" in result.stderr and "Traceback" not in result.output
+    assert runner.invoke(app, ["subscribers", "count", "--site", str(site)]).stdout.endswith("total 0\n")
 
 
 # --- garbage -----------------------------------------------------------------------------------
@@ -574,6 +712,22 @@ def test_options_that_fit_no_file_are_refused(store: Store, tmp_path: Path, opti
     assert sum(store.count().values()) == 0
 
 
+def test_options_are_checked_in_one_place_with_one_wording(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "email\na@example.org\n")
+    for options, message in [
+        (ImportOptions(format="gost"), "unknown format 'gost' for --format"),
+        (ImportOptions(status="vip"), "unknown status 'vip' for --status"),
+        (ImportOptions(format="ghost", name_column="n"), "--email-column, --name-column and --status-column map a plain CSV"),
+    ]:
+        with pytest.raises(HeaderError) as pure:
+            layout_for(["email"], options, source="s", now=NOW)
+        with pytest.raises(DeliveryError) as read:
+            import_file(store, path, options, secret=SECRET, now=NOW)
+        with pytest.raises(DeliveryError) as missing:  # options are refused before the file is read
+            import_file(store, tmp_path / "nope.csv", options, secret=SECRET, now=NOW)
+        assert pure.value.message == read.value.message == missing.value.message == message
+
+
 def test_a_missing_file_or_a_folder_is_an_error(store: Store, tmp_path: Path) -> None:
     for path in (tmp_path / "nope.csv", tmp_path):
         with pytest.raises(DeliveryError, match="cannot read") as info:
@@ -635,6 +789,14 @@ def test_the_command_refuses_bad_options_without_a_traceback(site: Path, args: l
     assert runner.invoke(app, ["subscribers", "count", "--site", str(site)]).stdout.endswith("total 0\n")
 
 
+def test_list_refuses_an_unknown_status_naming_the_valid_ones(site: Path) -> None:
+    runner.invoke(app, ["subscribers", "add", "a@example.org", "--site", str(site)])
+    result = runner.invoke(app, ["subscribers", "list", "--status", "active", "--status", "bogus", "--site", str(site)])
+    assert result.exit_code == 1 and "Traceback" not in result.output and result.stdout == ""
+    assert "unknown status 'bogus' (one of pending, active, unsubscribed, bounced, complained)" in result.stderr
+    assert runner.invoke(app, ["subscribers", "list", "--status", "active", "--site", str(site)]).stdout == "a@example.org\t\tactive\n"
+
+
 def test_the_same_file_gives_the_same_result_under_any_hash_seed(tmp_path: Path) -> None:
     own = "email,name,status,consent_source,consent_at,consent_ip,created_at,updated_at\n" + "".join(
         f"r{i}@example.org,R {i},{['active', 'pending', 'unsubscribed'][i % 3]},cli,2025-01-0{1 + i % 9}T00:00:00.000000Z,"
@@ -656,10 +818,11 @@ def test_the_same_file_gives_the_same_result_under_any_hash_seed(tmp_path: Path)
             assert done.returncode == 0, done.stderr
             return done.stdout
 
-        outputs.append((run("subscribers", "import", "own.csv"), run("subscribers", "export"), run("subscribers", "import", "mixed.csv")))
-        outputs[-1] += (run("subscribers", "list"),)
+        imported = run("subscribers", "import", "own.csv")
+        exported = [row[:-2] for row in csv.reader(io.StringIO(run("subscribers", "export")))]  # created_at, updated_at: when it ran
+        outputs.append((imported, exported, run("subscribers", "import", "mixed.csv"), run("subscribers", "list")))
     assert outputs[0] == outputs[1]
-    assert "own.csv: review-press export" in outputs[0][0] and outputs[0][1].count("\n") == 61
+    assert "own.csv: review-press export" in outputs[0][0] and len(outputs[0][1]) == 61
 
 
 def test_an_imported_reader_with_an_old_consent_is_not_sent_posts_that_went_out_before_the_import(tmp_path: Path) -> None:
@@ -677,3 +840,24 @@ def test_an_imported_reader_with_an_old_consent_is_not_sent_posts_that_went_out_
         assert report.active == 2  # their consent from 2021 and 2022 is kept as proof
     (root / "posts/2026-02-01-new.md").write_text("---\ntitle: New\ndate: 2026-02-01\n---\n\nAfter it.\n", "utf-8")
     assert [(p.slug, p.sent) for p in publish(root, PublishOptions()).posts] == [("new", 3)]  # not "old" to the imported two
+
+
+def test_a_reader_imported_from_our_export_is_not_sent_posts_that_went_out_before_the_import(tmp_path: Path) -> None:
+    from review_press.config import load_config
+    from review_press.publish import PublishOptions, publish
+
+    newsletter = '[newsletter]\nsince = 2026-01-01\nfrom = "P <p@press.net>"\n\n[web]\nurl = "https://press.net/newsletter/"\n'
+    posts = {"2026-01-05-old.md": "---\ntitle: Old\ndate: 2026-01-05\n---\n\nSent before the import.\n"}
+    root = write_site(tmp_path / "site", posts, 'title = "T"\nbase_url = "https://press.net/"\ntimezone = "UTC"\n' + newsletter)
+    with Store.for_site(load_config(root)) as s:
+        s.add("early@example.org")
+    assert [p.sent for p in publish(root, PublishOptions()).posts] == [1]
+    export = (
+        "email,name,status,consent_source,consent_at,consent_ip,created_at,updated_at\n"
+        "moved@example.org,M,active,web form,2020-01-02T00:00:00.000000Z,,2020-01-01T00:00:00.000000Z,2020-01-01T00:00:00.000000Z\n"
+    )
+    with Store.for_site(load_config(root)) as s:
+        assert import_file(s, write(tmp_path, export, "export.csv"), ImportOptions(), secret=SECRET).active == 1  # imported now
+    assert publish(root, PublishOptions()).posts == ()  # "old" went out before they arrived: nothing is due to them
+    (root / "posts/2026-02-01-new.md").write_text("---\ntitle: New\ndate: 2026-02-01\n---\n\nAfter it.\n", "utf-8")
+    assert [(p.slug, p.sent) for p in publish(root, PublishOptions()).posts] == [("new", 2)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from review_press.errors import DeliveryError
-from review_press.store import MIGRATIONS, Store, parse_address
+from review_press.store import MIGRATIONS, Forget, Store, parse_address
 from review_press.tokens import SECRET_ENV, load_secret, make_token, verify_token
 
 
@@ -138,18 +138,20 @@ def test_import_of_a_header_only_file_and_a_bom(store: Store, tmp_path: Path) ->
     assert (report.added, report.problems) == (1, ())
 
 
-# --- list, count, remove, export -----------------------------------------------------------------
+# --- list, count, forget, export -----------------------------------------------------------------
+
+SECRET = b"store-test-secret-0123456789abcdef0123456789"
 
 
-def test_list_count_remove_export_round_trip(store: Store, tmp_path: Path) -> None:
+def test_list_count_forget_export_round_trip(store: Store, tmp_path: Path) -> None:
     for i in range(25):
         store.add(f"r{i}@example.org", f"Reader {i}")
     store.set_status(store.find("r3@example.org").id, "unsubscribed")  # type: ignore[union-attr]
     assert len(list(store.iter_subscribers(batch=7))) == 25  # streamed in batches, none lost
     assert len(list(store.iter_subscribers(["active"], batch=4))) == 24
     assert store.count() == {"pending": 0, "active": 24, "unsubscribed": 1, "bounced": 0, "complained": 0}
-    assert store.remove("R5@example.org") is True
-    assert store.remove("r5@example.org") is False
+    assert store.forget("R5@example.org", SECRET) is Forget.ERASED
+    assert store.forget("r5@example.org", SECRET) is Forget.ALREADY
     out = io.StringIO()
     assert store.export_csv(out) == 24
     exported = write_csv(tmp_path, out.getvalue(), "export.csv")
@@ -161,18 +163,22 @@ def test_list_count_remove_export_round_trip(store: Store, tmp_path: Path) -> No
 def test_ids_are_never_reused_so_old_tokens_fit_no_new_reader(store: Store) -> None:
     store.add("a@example.org")
     gone = store.add("b@example.org")
-    store.remove("b@example.org")
-    assert store.add("c@example.org").id > gone.id
+    store.forget("b@example.org", SECRET)
+    assert store.add("c@example.org", secret=SECRET).id > gone.id
 
 
-def test_remove_deletes_ledger_rows_too(store: Store) -> None:
+def test_store_remove_is_gone_forget_is_the_one_erasure() -> None:
+    assert not hasattr(Store, "remove")  # it deleted a reader without keeping them from coming back
+
+
+def test_forget_deletes_ledger_rows_too(store: Store) -> None:
     sub = store.add("x@example.org")
     with store.transaction() as conn:
         conn.execute("INSERT INTO campaigns (slug, started_at) VALUES ('p', '2026-01-01T00:00:00.000000Z')")
         conn.execute(
             "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at) VALUES ('p', ?, 'sent', '', '')", (sub.id,)
         )
-    store.remove("x@example.org")
+    store.forget("x@example.org", SECRET)
     assert store.conn.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0
 
 

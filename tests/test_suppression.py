@@ -17,7 +17,17 @@ from typer.testing import CliRunner
 from review_press.cli import app
 from review_press.config import load_config
 from review_press.errors import DeliveryError
-from review_press.store import Forget, Store, db_path, forgotten_hash, now_iso
+from review_press.store import (
+    KEY_CHECK,
+    SECRET_DIFFERS,
+    Forget,
+    SecretMismatch,
+    Store,
+    db_path,
+    forget_key_check,
+    forgotten_hash,
+    now_iso,
+)
 from review_press.tokens import make_token
 from review_press.web.confirm import BadToken, confirm_key
 from review_press.web.forms import Signup
@@ -291,3 +301,65 @@ def test_an_unsubscribed_readers_old_confirm_link_stays_dead(site: Path) -> None
         with pytest.raises(BadToken):
             web.confirm(outgoing.token, "192.0.2.1", NOW)
         assert store.get(sub.id).status == "unsubscribed"  # type: ignore[union-attr]
+
+
+# --- the secret the hashes were made with --------------------------------------------------------
+
+OTHER = "another-secret-entirely-0123456789abcdef0123"
+
+
+def test_forget_keeps_a_check_value_of_its_key_and_no_address(site: Path) -> None:
+    cli(site, "add", "a@example.org")
+    cli(site, "add", "b@example.org")
+    assert cli(site, "forget", "a@example.org").exit_code == 0
+    with open_store(site) as store:
+        rows = store.conn.execute("SELECT name, value FROM settings").fetchall()
+    assert rows == [(KEY_CHECK, forget_key_check(SECRET.encode()))]
+    assert forget_key_check(SECRET.encode()) != forget_key_check(OTHER.encode())
+    assert forget_key_check(SECRET.encode()) not in forgotten_rows(site)
+
+
+@pytest.mark.parametrize("how", ["another", "unset"])
+def test_forgotten_readers_never_come_back_under_another_secret(site: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    cli(site, "add", "A@x.org")
+    cli(site, "add", "stays@x.org")
+    assert cli(site, "forget", "A@x.org").exit_code == 0
+    (site / "subs.csv").write_text("email\na@x.org\nnew@x.org\n", "utf-8")
+    if how == "another":
+        monkeypatch.setenv("REVIEW_PRESS_SECRET", OTHER)
+    else:
+        monkeypatch.delenv("REVIEW_PRESS_SECRET")  # the CLI falls back to .review-press/secret, a new random key
+    before = forgotten_rows(site)
+    for args in (("import", str(site / "subs.csv")), ("add", "a@x.org"), ("add", "new@x.org"), ("forget", "stays@x.org")):
+        result = cli(site, *args)
+        assert result.exit_code == 1, args
+        assert f"error: {SECRET_DIFFERS}" in result.stderr, args
+    assert statuses(site) == {"stays@x.org": "active"} and forgotten_rows(site) == before  # nothing changed
+    monkeypatch.setenv("REVIEW_PRESS_SECRET", SECRET)  # as before: the import goes in, the forgotten reader stays out
+    result = cli(site, "import", str(site / "subs.csv"))
+    assert result.exit_code == 0 and "forgotten, not re-added: 1" in result.stdout
+    assert statuses(site) == {"stays@x.org": "active", "new@x.org": "active"}
+
+
+def test_a_web_signup_under_another_secret_never_re_adds_a_forgotten_reader(site: Path) -> None:
+    cli(site, "add", "again@example.org")
+    cli(site, "forget", "again@example.org")
+    with open_store(site) as store:
+        other = OTHER.encode()
+        web = Subscriptions(store, other, confirm_key(other), 7)
+        for address in ("again@example.org", "someone.new@example.org"):
+            with pytest.raises(SecretMismatch):  # a server error, logged: never a silent re-add
+                web.subscribe(Signup(address, "", False), "192.0.2.9", NOW)
+        assert sum(store.count().values()) == 0
+        assert service(store).subscribe(Signup("someone.new@example.org", "", False), "192.0.2.9", NOW) is not None
+
+
+def test_the_check_value_follows_the_secret_once_no_hash_is_left(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "press.db") as store:
+        store.add("f@example.org")
+        store.forget("f@example.org", SECRET.encode())
+        store.add("f@example.org", secret=SECRET.encode(), forgotten="clear")  # their new consent: no hash left
+        store.forget("f@example.org", OTHER.encode())  # a new secret since, and nothing hashed under the old one
+        assert store.conn.execute("SELECT value FROM settings").fetchall() == [(forget_key_check(OTHER.encode()),)]
+        with pytest.raises(SecretMismatch):
+            store.add("f@example.org", secret=SECRET.encode(), forgotten="clear")

@@ -11,12 +11,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, feeds, pages
+from . import __version__, feeds, pages, sitefiles
 from .config import CONFIG_NAME, Config, load_config
 from .content import Post, load_posts
 from .delivery import ledger
 from .edition.plan import plan_editions
-from .errors import raise_all
+from .errors import BuildError, raise_all
 from .identity import CampaignRecord
 from .output import Artifact, WriteReport, check_paths, file_artifact, render_all, write_output
 from .redirects import find_redirects, plan_redirects
@@ -47,13 +47,18 @@ class Plan:
 
 
 def static_artifacts(config: Config, theme: Theme) -> list[Artifact]:
-    """The theme's assets (to out/assets/) and the site's static/ folder (to out/ as it is)."""
+    """The theme's assets (to out/assets/) and the site's static/ folder (to out/ as it is).
+
+    Symlinks in static/ are followed only inside the site: one that leads out (to
+    /etc/passwd, /proc/self/environ...) is an error, raised before anything is written.
+    """
     arts = [file_artifact(rel, path, f"theme file {rel}") for rel, path in sorted(theme.assets().items())]
-    if config.static_dir.is_dir():
-        for path in sorted(config.static_dir.rglob("*")):
-            if path.is_file():
-                rel = path.relative_to(config.static_dir).as_posix()
-                arts.append(file_artifact(rel, path, f"static/{rel}"))
+    listing = sitefiles.walk(config.static_dir, site=config.root, error=BuildError)
+    raise_all(list(listing.errors))
+    for path in listing.files:
+        if path.is_file():  # a broken link has nothing to copy
+            rel = path.relative_to(config.static_dir).as_posix()
+            arts.append(file_artifact(rel, path, f"static/{rel}"))
     return arts
 
 
@@ -86,9 +91,9 @@ def plan(root: Path, options: BuildOptions = BuildOptions()) -> Plan:
         *plan_editions(site, theme, key),
         *static_artifacts(config, theme),
     ]
-    redirects = find_redirects(site, sent_campaigns(config), posts)
-    moved, errors = plan_redirects(site, theme, redirects, {a.path.casefold() for a in artifacts}, key)
-    raise_all(errors)
+    redirects, errors = find_redirects(site, sent_campaigns(config), posts)
+    moved, clashes = plan_redirects(site, theme, redirects, {a.path.casefold() for a in artifacts}, key)
+    raise_all(errors + clashes)
     scheduled = () if options.future else site_scheduled(posts, now)
     return Plan(config=config, site=site, theme=theme, artifacts=(*artifacts, *moved), scheduled=scheduled)
 

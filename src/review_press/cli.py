@@ -48,6 +48,9 @@ def reports_errors(fn: F) -> F:
         except PressError as exc:
             errors = getattr(exc, "errors", (exc,))
             fail("\n".join(f"error: {e}" for e in errors) + (f"\n{len(errors)} problems found" if len(errors) > 1 else ""))
+        except OSError as exc:  # a safety net: readers and writers raise PressErrors themselves
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"error: {where}{(exc.strerror or exc.__class__.__name__).lower()}")
 
     return wrapper  # type: ignore[return-value]
 
@@ -249,6 +252,7 @@ def subscribers_import(
     ones come in pending. A reader already on the list keeps their status unless the file says
     they left (suppression wins). Addresses erased by `forget` are not re-added. Bad rows are
     reported by line and skipped (the command then exits 1); with --strict nothing is imported.
+    A second header row (files concatenated) imports nothing: import each file on its own.
     """
     from .importers import ImportOptions, import_file
 
@@ -467,7 +471,7 @@ def publish(
         typer.echo(
             f"{p.slug}: {p.sent} sent, {p.failed} failed, {p.bounced} bounced, {p.deferred} deferred, {p.skipped} skipped in {p.seconds:.1f} s"
         )
-    if not report.posts and stopped is None and not report.interrupted:
+    if not report.posts and stopped is None and not report.interrupted and not report.refused:
         typer.echo("nothing to send: every newsletter post has gone to everyone due it")
     if report.failed:
         example = next(p.failure for p in report.posts if p.failed)

@@ -75,6 +75,13 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class ContentConfig:
+    """The `[content]` table: how the author's own HTML is treated on the site's pages."""
+
+    sanitize_pages: bool = False  # True: pages get the allowlist that feeds and email always get (`markup.sanitize`)
+
+
+@dataclass(frozen=True)
 class Config:
     """A site's settings, validated. `root` is the folder that holds press.toml."""
 
@@ -92,6 +99,7 @@ class Config:
     newsletter: NewsletterConfig = field(default_factory=NewsletterConfig)
     smtp: SmtpConfig | None = None
     web: WebConfig = field(default_factory=WebConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -125,7 +133,7 @@ class Config:
 
 
 # Domains reserved for examples (RFC 2606, RFC 6761): mail "from" them is never delivered.
-_EXAMPLE_DOMAIN = re.compile(r"(^|[.@/])(example\.(org|com|net)|[^./@]+\.(example|test|invalid))(\W|$)", re.IGNORECASE)
+_EXAMPLE_DOMAIN = re.compile(r"(^|[.@/])(example\.(org|com|net)|[^./@:]+\.(example|test|invalid))\.?(?=[/:>\s\"']|$)", re.IGNORECASE)
 _SAMPLE_POSTAL = ("your postal address", "example street")
 
 
@@ -249,7 +257,8 @@ _WEB = (
     _Field("allowed_origins", list),
     _Field("confirm_days", int, check=_positive),
 )
-_TABLES = {"author": _AUTHOR, "newsletter": _NEWSLETTER, "smtp": _SMTP, "web": _WEB}
+_CONTENT = (_Field("sanitize_pages", bool),)
+_TABLES = {"author": _AUTHOR, "newsletter": _NEWSLETTER, "smtp": _SMTP, "web": _WEB, "content": _CONTENT}
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dt.date: "a date (YYYY-MM-DD)"}
 
 
@@ -376,6 +385,7 @@ def parse_config(text: str, root: Path, path: Path | None = None) -> Config:
         newsletter=NewsletterConfig(**news),
         smtp=SmtpConfig(**smtp) if smtp is not None else None,
         web=WebConfig(**web),
+        content=ContentConfig(**tables.get("content", {})),
         **top,
     )
 

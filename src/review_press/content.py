@@ -25,9 +25,10 @@ from typing import Any
 
 import yaml
 
-from . import markup
+from . import markup, sitefiles
 from .config import Config
-from .errors import ContentError, PressError, raise_all
+from .errors import ContentError, PressError, raise_all, write_error
+from .statedir import private_dir
 
 CACHE_VERSION = "posts-2"
 PARALLEL_FROM = 200  # below this many uncached posts, a process pool costs more than it saves
@@ -37,8 +38,33 @@ _SLUG_OK = re.compile(r"^[\w][\w.-]*$", re.UNICODE)
 _FENCES = {"---": "yaml", "+++": "toml"}
 
 
+class _DuplicateKey(Exception):
+    """A key given twice in one YAML mapping: the key, and the 0-based lines of both."""
+
+    def __init__(self, key: Any, first: int, second: int) -> None:
+        super().__init__(key, first, second)
+        self.key, self.first, self.second = key, first, second
+
+
 class _Loader(yaml.CSafeLoader):
-    """YAML without implicit timestamps: dates stay text so a bad one is our clear error, not a crash."""
+    """YAML without implicit timestamps (dates stay text so a bad one is our clear error, not a
+    crash), and without silently dropping a key given twice (plain YAML keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A mapping; raises `_DuplicateKey` when one key is written twice in it (merged `<<` keys may be overridden)."""
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            except TypeError:  # an unhashable key: the constructor below names it
+                continue
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -123,7 +149,9 @@ def _split(text: str, path: Path) -> _FrontMatter:
         if _FENCES[fence] == "yaml":
             data = yaml.load(source, Loader=_Loader) if source.strip() else {}
         else:
-            data = tomllib.loads(source)
+            data = tomllib.loads(source + "\n")  # a last line without its newline is reported "at end of document"
+    except _DuplicateKey as exc:
+        raise ContentError(f"{exc.key!r} is given twice", path=path, line=exc.second + 2, hint=f"first on line {exc.first + 2}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 2
@@ -133,7 +161,10 @@ def _split(text: str, path: Path) -> _FrontMatter:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"at line (\d+)", str(exc))
-        line = int(match.group(1)) + 1 if match else 2
+        line = int(match.group(1)) + 1 if match else end if "end of document" in str(exc) else 2
+        if str(exc).startswith("Cannot overwrite a value") and (twice := _toml_twice(lines[1:end], line - 2)):
+            key, first = twice
+            raise ContentError(f"{key!r} is given twice", path=path, line=line, hint=f"first on line {first + 2}") from None
         raise ContentError(f"front matter is not valid TOML: {str(exc).split(' (at')[0]}", path=path, line=line) from None
     if not isinstance(data, dict):
         raise ContentError("front matter must be a set of key: value lines", path=path, line=2, hint="for example  title: My post")
@@ -142,6 +173,52 @@ def _split(text: str, path: Path) -> _FrontMatter:
         if match := re.match(r"^([A-Za-z_][\w-]*)\s*[:=]", line):
             key_lines.setdefault(match.group(1), number)
     return _FrontMatter(data=data, lines=key_lines, body="\n".join(lines[end + 1 :]), body_line=end + 2)
+
+
+_TOML_KEY = re.compile(r"""^\s*(?:"([^"\\]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*=""")
+
+
+def _toml_twice(source: list[str], index: int) -> tuple[str, int] | None:
+    """For TOML's "Cannot overwrite a value" on front matter line `index` (0-based): the key and
+    the line of its first use, when a plain key is given twice in one table; else None."""
+
+    def key_at(i: int) -> str | None:
+        match = _TOML_KEY.match(source[i]) if 0 <= i < len(source) else None
+        return next((g for g in match.groups() if g is not None), None) if match else None
+
+    if (key := key_at(index)) is None:
+        return None
+    for i in range(index - 1, -1, -1):
+        if source[i].lstrip().startswith("["):  # the table's header: no earlier use in this table
+            return None
+        if key_at(i) == key:
+            return key, i
+    return None
+
+
+# Every date must convert to UTC and to any timezone (offsets stay under a day) without
+# overflowing, wherever feeds, emails and archives convert it: so a day's margin each side.
+EARLIEST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+LATEST = dt.datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=dt.UTC)
+DATE_RANGE_HINT = f"write a date from {EARLIEST.date().isoformat()} to {LATEST.date().isoformat()}"
+
+
+def _out_of_range(moment: dt.datetime) -> str | None:
+    """Why an aware date cannot be used (`0001-01-01T00:00+14:00` is before the year 1 in UTC), or None."""
+    try:
+        utc = moment.astimezone(dt.UTC)
+    except OverflowError:
+        return "in UTC it is before the year 1" if moment.year < 5000 else "in UTC it is after the year 9999"
+    if utc < EARLIEST:
+        return f"in UTC it is before {EARLIEST.date().isoformat()}"
+    if utc > LATEST:
+        return f"in UTC it is after {LATEST.date().isoformat()}"
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A front matter date as the writer wrote it, for an error."""
+    return value if isinstance(value, str) else value.isoformat() if isinstance(value, (dt.date, dt.time)) else str(value)
 
 
 def _datetime(value: Any, tz: dt.tzinfo) -> dt.datetime | None:
@@ -246,9 +323,13 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
         err("date", "missing 'date'", "add a line  date: 2026-01-01  (or 2026-01-01T09:00:00+01:00)")
     elif (date := _datetime(data["date"], config.tz)) is None:
         err("date", f"cannot read date {data['date']!r}", "write it as YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM]")
+    elif problem := _out_of_range(date):
+        err("date", f"date {_shown(data['date'])!r} is out of range: {problem}", DATE_RANGE_HINT)
     updated = None
     if data.get("updated") is not None and (updated := _datetime(data["updated"], config.tz)) is None:
         err("updated", f"cannot read updated date {data['updated']!r}", "write it as YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM]")
+    elif updated is not None and (problem := _out_of_range(updated)):
+        err("updated", f"updated date {_shown(data['updated'])!r} is out of range: {problem}", DATE_RANGE_HINT)
     tags: tuple[str, ...] = ()
     raw_tags = data.get("tags")
     if raw_tags is not None:
@@ -267,13 +348,17 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
     if problem := _check_slug(slug):
         err("slug", problem, "use letters, digits and '-', e.g. run-away-review")
     summary, author, image, subject = (text_value(k) for k in ("summary", "author", "image", "subject"))
+    if image and (problem := markup.image_url_problem(image)):
+        err("image", problem, "write a path such as /images/cover.jpg, or an https:// URL")
     post_id = None
     if "id" in data and (post_id := _check_id(data["id"])) is None:
         err("id", f"'id' must be one line of text, not {data['id']!r}", "review-press new writes one; any unique text will do")
     aliases: list[str] = []
     raw_aliases = data.get("aliases")
-    if raw_aliases is not None:
-        for value in [raw_aliases] if isinstance(raw_aliases, str) else raw_aliases if isinstance(raw_aliases, list) else [None]:
+    if raw_aliases is not None and not isinstance(raw_aliases, (str, list)):
+        err("aliases", f"'aliases' must be a list of old URLs, not {type(raw_aliases).__name__}", "write  aliases: [/posts/old-name/]")
+    elif raw_aliases is not None:
+        for value in [raw_aliases] if isinstance(raw_aliases, str) else raw_aliases:
             target = alias_path(value) if isinstance(value, str) else None
             if target is None:
                 err("aliases", f"alias {value!r} is not a site path", "write old URLs as  aliases: [/posts/old-name/, old-slug]")
@@ -283,7 +368,8 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
     assert title is not None and date is not None
     body = fm.body
     rendered = markup.render_with_summary(body)
-    summary_html = markup.render(summary) if summary else markup.render(rendered.summary_markdown)
+    # front matter is never raw HTML: a `summary:` is inline Markdown, sanitised (the body's own summary is the author's HTML)
+    summary_html = markup.render_summary(summary) if summary else markup.render(rendered.summary_markdown)
     return Post(
         source=path,
         slug=slug,
@@ -295,7 +381,7 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
         body_line=fm.body_line,
         html=rendered.html,
         summary_html=summary_html,
-        summary_text=summary or markup.plain_text(summary_html),
+        summary_text=markup.plain_text(markup.sanitize(summary_html)),  # no script text in descriptions, feeds or preheaders
         digest=digest,
         draft=draft,
         author=author,
@@ -308,13 +394,17 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
     )
 
 
+def post_listing(config: Config) -> sitefiles.Listing:
+    """Every `*.md` under posts/ (hidden files and folders skipped), in a stable order, and an
+    error for every symlink that leads out of the site (or round in a loop): see `sitefiles`."""
+    return sitefiles.walk(config.posts_dir, site=config.root, error=ContentError, hidden=False, keep=lambda name: name.endswith(".md"))
+
+
 def post_files(config: Config) -> list[Path]:
-    """Every `*.md` under posts/ (hidden files and folders skipped), in a stable order."""
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(config.posts_dir):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(os.path.join(dirpath, n) for n in filenames if n.endswith(".md") and not n.startswith("."))
-    return [Path(p) for p in sorted(found)]
+    """Every `*.md` under posts/, as `post_listing`; raises its errors."""
+    listing = post_listing(config)
+    raise_all(list(listing.errors))
+    return list(listing.files)
 
 
 @lru_cache(maxsize=1)
@@ -341,11 +431,16 @@ def _read_cache(config: Config) -> dict[str, Post]:
 
 def _write_cache(config: Config, cache: dict[str, Post]) -> None:
     path = _cache_path(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as f:
-        pickle.dump(cache, f, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(path)
+    try:
+        private_dir(config.state_dir)
+        path.parent.mkdir(exist_ok=True)
+        with tmp.open("wb") as f:
+            pickle.dump(cache, f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, exc) from None
 
 
 def _parse_job(job: tuple[Path, bytes, Config, str]) -> Post | PressError:
@@ -377,7 +472,8 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
     results: list[Post | PressError | None] = []
     jobs: list[tuple[Path, bytes, Config, str]] = []
     slots: list[int] = []
-    for path in post_files(config):
+    listing = post_listing(config)
+    for path in listing.files:
         try:
             size = path.stat().st_size
             if size > config.max_post_bytes:
@@ -408,17 +504,17 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
         if isinstance(result, Post):
             fresh[job[3]] = result
     posts = [r for r in results if isinstance(r, Post)]
-    errors: list[PressError] = [e for r in results if isinstance(r, PressError) for e in getattr(r, "errors", (r,))]
+    errors: list[PressError] = [*listing.errors, *(e for r in results if isinstance(r, PressError) for e in getattr(r, "errors", (r,)))]
     by_slug: dict[str, Post] = {}
     by_id: dict[str, Post] = {}
     for post in posts:
         if post.id is not None and (twin := by_id.setdefault(post.id, post)) is not post:
             errors.append(
                 ContentError(
-                    f"id {post.id!r} is also used by {twin.source}",
+                    f"id {post.id!r} is also the id of {twin.source}: two posts cannot share one",
                     path=post.source,
                     line=post.line_of("id"),
-                    hint="each post needs its own id (a copied file keeps the old one): remove this line or change it",
+                    hint="a copied file keeps the id of its original: give the copy (not the post already sent) a new id",
                 )
             )
         if (other := by_slug.get(post.slug)) is not None:

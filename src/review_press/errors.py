@@ -60,6 +60,16 @@ class DeliveryError(PressError):
     """Mail cannot be delivered as asked: no `since`, a bad address, an unsafe header."""
 
 
+class StorageError(PressError):
+    """A file or the database cannot be written (disk full, read-only, busy): nothing half-done is kept."""
+
+
+def write_error(path: Path | str, exc: OSError) -> StorageError:
+    """`cannot write PATH: no space left on device`: an OSError from a write, as a user reads it."""
+    reason = (exc.strerror or exc.__class__.__name__).lower()
+    return StorageError(f"cannot write {_display(Path(path))}: {reason}", hint="free some space, or check the folder's permissions")
+
+
 class PressErrors(PressError):
     """Several problems found in one pass; each is reported on its own line."""
 
@@ -83,9 +93,14 @@ def raise_all(errors: list[PressError]) -> None:
 
 
 def _display(path: Path) -> str:
-    """A path as a user wants to read it: relative to the working folder when inside it."""
+    """A path as a user wants to read it: relative to the working folder when inside it.
+
+    Only its folder is resolved: a symlink is named as the link (`static/env.txt`), not as
+    what it points at.
+    """
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        resolved = path.resolve() if path.name in ("", ".", "..") else path.parent.resolve() / path.name
+        return str(resolved.relative_to(Path.cwd().resolve()))
     except (ValueError, OSError):
         return str(path)
 

@@ -23,7 +23,9 @@ JSON Feed has no archive marker, so its archives are pages: feed.json's `next_ur
 archive's feed.json, whose `next_url` is the one before, down to archive 1; they move only as archives do.
 
 Output is deterministic: no clock anywhere. `updated`/lastBuildDate come from the posts (an empty feed
-says EMPTY_UPDATED); entry ids are permalinks; every URL in content is absolute.
+says EMPTY_UPDATED); entry ids are permalinks; every URL in content is absolute. Content and summaries
+are sanitised by the site's one allowlist (`markup.sanitize`, see `feed_html`): feed readers are not
+the author's site, and the W3C validator warns about scripts, handlers, iframes and the like.
 
 feedgen 1.0.0 faults worked around here, each pinned by a test in tests/test_feeds.py:
 1. add_entry() prepends by default (python-feedgen#55, #70) -> add_entry(order="append"), newest first.
@@ -52,7 +54,7 @@ from .content import Post
 from .output import Artifact, make_key
 from .site import FEEDS, Site
 
-FEED_FORMAT = "feeds-1"  # part of every key: bump when this module renders the same input differently
+FEED_FORMAT = "feeds-2"  # part of every key: bump when this module renders the same input differently
 ATOM_NS = "http://www.w3.org/2005/Atom"
 FH_NS = "http://purl.org/syndication/history/1.0"
 DC_NS = "http://purl.org/dc/elements/1.1/"
@@ -213,15 +215,21 @@ def canonical_uri(url: str) -> str:
     return urlunsplit((scheme, netloc, path, parts.query, parts.fragment))
 
 
+def feed_html(fragment: str, url: str) -> str:
+    """A post's HTML as a feed carries it: sanitised by the one allowlist (`markup.sanitize`:
+    no scripts, handlers, `javascript:` URLs, forms or iframes), then every URL absolute."""
+    return markup.absolute_urls(markup.sanitize(fragment), url)
+
+
 def make_entry(site: Site, post: Post, updated: dt.datetime) -> Entry:
-    """One post's feed entry: permalink, dates in UTC, and content per `feed_content`."""
+    """One post's feed entry: permalink, dates in UTC, and content per `feed_content`, all sanitised."""
     url = site_uri(site, post.path)
-    summary = markup.absolute_urls(post.summary_html, url) if post.summary_html.strip() else ""
+    summary = feed_html(post.summary_html, url) if post.summary_html.strip() else ""
     if site.config.feed_content == "full":
-        content = markup.absolute_urls(post.html, url)
+        content = feed_html(post.html, url)
         summary = "" if summary == content else summary
     else:
-        content, summary = "", summary or markup.absolute_urls(post.html, url)
+        content, summary = "", summary or feed_html(post.html, url)
     published = post.date.astimezone(dt.UTC).replace(microsecond=0)
     return Entry(post=post, url=url, updated=updated, published=published, content=content, summary=summary)
 

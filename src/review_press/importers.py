@@ -9,7 +9,9 @@ which stores them in one transaction. Nothing here holds more than one row at a 
 The formats (`FORMATS`), and how each says that a reader left:
 
 - `review-press`: our own export (`email,name,status,consent_source,consent_at,consent_ip,
-  created_at,updated_at`), read back as it was written.
+  created_at,updated_at`), read back as it was written (but for `created_at` and `updated_at`,
+  which are each store's own): a cell the export prefixed with `'` (so that no spreadsheet runs
+  it as a formula) loses that prefix (`spreadsheet.restore_cell`).
 - `substack`: the signups and subscribers files (`email, ..., email_disabled, ...`);
   `email_disabled` true -> unsubscribed; consent time `created_at`.
 - `mailchimp`: the subscribed, unsubscribed (`UNSUB_TIME` ...) and cleaned (`CLEAN_TIME` ...)
@@ -24,8 +26,16 @@ The formats (`FORMATS`), and how each says that a reader left:
 - `csv`: any other CSV with an `email` column (or the columns that `--email-column`,
   `--name-column`, `--status-column` name); a `status` column is read with `STATUS_WORDS`.
 
-A status this module cannot read is a bad row, never an active reader; a time without an offset
-is UTC.
+A `status` column is read in every format, with `STATUS_WORDS` (Ghost's member statuses free,
+paid and comped add nothing), and combined with the format's own signals: the most suppressed
+status wins (`most_suppressed`). A status this module cannot read is a bad row, never an active
+reader. A time without an offset is UTC; a consent time after the import's time is taken as
+that time (up to a day of clock skew; later is a bad row). A reader's `created_at` is when the
+import stored them, never a time from the file: the late-joiner rule counts from it.
+
+A file is one export: a second header row (this file's own, or that of any known format), as
+`cat subscribed.csv unsubscribed.csv` makes, stops the import with nothing stored (`header_of`):
+each header says what its rows mean, so a file's rows are read only under its own.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .errors import DeliveryError
+from .spreadsheet import restore_cell
 from .store import MAX_LISTED, STATUSES, SUPPRESSED, ImportReport, ImportRow, RowProblem, Store, check_name, now_iso, parse_address
 
 FORMATS: dict[str, str] = {  # name -> what the report calls it
@@ -74,9 +85,14 @@ BUTTONDOWN_TYPES: dict[str, str] = {
 
 LISTMONK_STATUSES: dict[str, str] = {"enabled": "active", "blocklisted": "unsubscribed", "disabled": "unsubscribed"}
 
+# A `status` column of a Ghost file may hold its member statuses (free, paid, comped): they say
+# nothing about email, and combined with `subscribed_to_emails` they never make anyone mailable.
+GHOST_STATUSES: dict[str, str] = {**STATUS_WORDS, **dict.fromkeys(("free", "paid", "comped"), "active")}
+
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
 _RANK = {"active": 0, "pending": 1, **dict.fromkeys(SUPPRESSED, 2)}  # how far from being mailed
+_SEVERITY = {"active": 0, "pending": 1, "unsubscribed": 2, "bounced": 3, "complained": 4}  # and among the suppressed
 _GO_TIME = re.compile(r"(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?) ([+-]\d\d:?\d\d)(?: [A-Za-z][A-Za-z0-9+-]*)?(?: m=[+-][\d.]+)?")
 _ZONE_WORD = re.compile(r"(?<=\d)\s*(?:Z|UTC|GMT)$", re.IGNORECASE)
 _LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
@@ -119,6 +135,7 @@ class Layout:
     email: str
     name: tuple[str, ...]
     status: str | None  # a column of status words (csv, review-press, listmonk, buttondown)
+    also: str | None  # a `status` column besides the format's own signals, read with `STATUS_WORDS`
     file_status: str | None  # what the whole file says (Mailchimp's three files)
     forced: str | None  # --status
     source: str
@@ -127,8 +144,14 @@ class Layout:
 
 
 def _word(text: str) -> str:
-    """A header name or status word as compared: case-folded, `_` and `-` as spaces, spaces collapsed."""
-    return " ".join(text.replace("_", " ").replace("-", " ").casefold().split())
+    """A header name or status word as compared: case-folded, `_` and `-` as spaces, spaces
+    collapsed, a byte order mark (of a file concatenated after another) dropped."""
+    return " ".join(text.replace("\ufeff", "").replace("_", " ").replace("-", " ").casefold().split())
+
+
+def most_suppressed(a: str, b: str) -> str:
+    """Of two statuses, the one further from being mailed (complained, bounced, unsubscribed, pending, active)."""
+    return a if _SEVERITY[a] >= _SEVERITY[b] else b
 
 
 def status_word(text: str) -> str | None:
@@ -156,8 +179,23 @@ def detect_format(header: Sequence[str]) -> str | None:
     return None
 
 
+def check_options(options: ImportOptions) -> str | None:
+    """Refuse options that fit no file (`HeaderError`: an unknown format or status, column
+    options with another format than csv); return the status `--status` gives, if any."""
+    if options.format is not None and options.format not in FORMATS:
+        raise HeaderError(f"unknown format {options.format!r} for --format", "one of " + ", ".join(FORMATS))
+    if options.format not in (None, "csv") and (options.email_column or options.name_column or options.status_column):
+        raise HeaderError("--email-column, --name-column and --status-column map a plain CSV", "leave out --format, or use --format csv")
+    if options.status is None:
+        return None
+    if (forced := status_word(options.status)) is None:
+        raise HeaderError(f"unknown status {options.status!r} for --status", "one of " + ", ".join(STATUSES))
+    return forced
+
+
 def layout_for(header: Sequence[str], options: ImportOptions, *, source: str, now: dt.datetime) -> Layout:
     """Read a header row with the options: the `Layout` to map rows with, or a `HeaderError`."""
+    forced = check_options(options)
     columns: dict[str, int] = {}
     for i, h in enumerate(header):
         columns.setdefault(_word(h), i)
@@ -172,13 +210,6 @@ def layout_for(header: Sequence[str], options: ImportOptions, *, source: str, no
             if semicolons
             else "the first row must name the columns, e.g. email,name; --email-column names another",
         )
-    if fmt not in FORMATS:
-        raise HeaderError(f"unknown format {fmt!r}", "one of " + ", ".join(FORMATS))
-    if any(custom) and fmt != "csv":
-        raise HeaderError("--email-column, --name-column and --status-column map a plain CSV", "leave out --format, or use --format csv")
-    forced = None
-    if options.status is not None and (forced := status_word(options.status)) is None:
-        raise HeaderError(f"unknown status {options.status!r} for --status", "one of " + ", ".join(STATUSES))
     label = FORMATS[fmt]
 
     def need(*names: str) -> str:  # names as the service writes them
@@ -218,21 +249,10 @@ def layout_for(header: Sequence[str], options: ImportOptions, *, source: str, no
         named = given(options.name_column, "--name-column")
         name = (named,) if named else name
         status = given(options.status_column, "--status-column") or ("status" if "status" in columns else None)
+    also = "status" if "status" in columns and status != "status" else None
     return Layout(
-        fmt, label, tuple(h.strip() for h in header), columns, email, name, status, file_status, forced, source, now_iso(now), now
+        fmt, label, tuple(h.strip() for h in header), columns, email, name, status, also, file_status, forced, source, now_iso(now), now
     )
-
-
-def check_options(options: ImportOptions) -> None:
-    """Refuse options that fit no file (an unknown format or status, columns with another format)."""
-    if options.format is not None and options.format not in FORMATS:
-        raise DeliveryError(f"unknown format {options.format!r} for --format", hint="one of " + ", ".join(FORMATS))
-    if options.status is not None and status_word(options.status) is None:
-        raise DeliveryError(f"unknown status {options.status!r} for --status", hint="one of " + ", ".join(STATUSES))
-    if options.format not in (None, "csv") and (options.email_column or options.name_column or options.status_column):
-        raise DeliveryError(
-            "--email-column, --name-column and --status-column map a plain CSV", hint="leave out --format, or use --format csv"
-        )
 
 
 class _Cells:
@@ -260,9 +280,11 @@ class _Cells:
 
 
 def parse_time(text: str, column: str, now: dt.datetime) -> str:
-    """A time as another service writes it (ISO 8601 in its variants, Go's `time.String()` as
-    listmonk writes it), in the store's UTC form; without an offset it is UTC. A time that
-    cannot be read, is before 1970 or is after `now` (plus a day of clock skew) is a `ValueError`."""
+    """A time of consent as another service writes it (ISO 8601 in its variants, Go's
+    `time.String()` as listmonk writes it), in the store's UTC form; without an offset it is UTC.
+    A time after `now` by up to a day (clock skew) is taken as `now`, so no reader counts as
+    joining later than the import (and missing the posts sent meanwhile). A time that cannot be
+    read, is before 1970 or is more than a day after `now` is a `ValueError`."""
     t = text.strip()
     if len(t) > 64:
         raise ValueError(f"cannot read the time in {column} ({t[:20]!r}...)")
@@ -278,7 +300,7 @@ def parse_time(text: str, column: str, now: dt.datetime) -> str:
         moment = moment.replace(tzinfo=dt.UTC)
     if moment.year < 1970 or moment > now + dt.timedelta(days=1):
         raise ValueError(f"the time {text.strip()!r} in {column} is not a plausible time of consent")
-    return now_iso(moment)
+    return now_iso(min(moment, now))
 
 
 def _time(cells: _Cells, column: str, layout: Layout) -> str | None:
@@ -326,8 +348,8 @@ def _source(cells: _Cells, column: str) -> str:
     return value.strip()
 
 
-# Each format's reading of a row: (status, consent source, consent time, consent IP, created, updated).
-_Facts = tuple[str, str, str | None, str | None, str, str]
+# Each format's reading of a row: (status, consent source, consent time, consent IP).
+_Facts = tuple[str, str, str | None, str | None]
 
 
 def _review_press(layout: Layout, cells: _Cells) -> _Facts:
@@ -336,8 +358,7 @@ def _review_press(layout: Layout, cells: _Cells) -> _Facts:
         raise ValueError(f"unknown status {cells('status')[:40]!r} (one of {', '.join(STATUSES)})")
     source = _source(cells, "consent source") if "consent source" in cells else layout.source
     consent = _time(cells, "consent at", layout) if "consent at" in cells else layout.stamp
-    created = _time(cells, "created at", layout) or layout.stamp
-    return status, source, consent, _ip(cells, "consent ip"), created, _time(cells, "updated at", layout) or created
+    return status, source, consent, _ip(cells, "consent ip")  # created_at, updated_at: this store's own
 
 
 def _ghost(layout: Layout, cells: _Cells) -> _Facts:
@@ -345,12 +366,12 @@ def _ghost(layout: Layout, cells: _Cells) -> _Facts:
     disabled = "email disabled" in cells and _bool(cells, "email disabled")
     deleted = bool(cells("deleted at").strip())
     status = "unsubscribed" if deleted else "bounced" if disabled else "active" if subscribed else "unsubscribed"
-    return status, layout.source, _time(cells, "created at", layout) or layout.stamp, None, layout.stamp, layout.stamp
+    return status, layout.source, _time(cells, "created at", layout) or layout.stamp, None
 
 
 def _substack(layout: Layout, cells: _Cells) -> _Facts:
     status = "unsubscribed" if _bool(cells, "email disabled") else "active"
-    return status, layout.source, _time(cells, "created at", layout) or layout.stamp, None, layout.stamp, layout.stamp
+    return status, layout.source, _time(cells, "created at", layout) or layout.stamp, None
 
 
 def _mailchimp(layout: Layout, cells: _Cells) -> _Facts:
@@ -358,24 +379,24 @@ def _mailchimp(layout: Layout, cells: _Cells) -> _Facts:
     if consent is None:
         consent, ip = _time(cells, "optin time", layout), _ip(cells, "optin ip")
     assert layout.file_status is not None
-    return layout.file_status, layout.source, consent or layout.stamp, ip, layout.stamp, layout.stamp
+    return layout.file_status, layout.source, consent or layout.stamp, ip
 
 
 def _buttondown(layout: Layout, cells: _Cells) -> _Facts:
     assert layout.status is not None
     status = _from_table(cells, layout.status, BUTTONDOWN_TYPES)
     consent = _time(cells, "creation date", layout) or layout.stamp
-    return status, layout.source, consent, _ip(cells, "ip address"), layout.stamp, layout.stamp
+    return status, layout.source, consent, _ip(cells, "ip address")
 
 
 def _listmonk(layout: Layout, cells: _Cells) -> _Facts:
     status = _from_table(cells, layout.status, LISTMONK_STATUSES) if layout.status else "active"
-    return status, layout.source, _time(cells, "created at", layout) or layout.stamp, None, layout.stamp, layout.stamp
+    return status, layout.source, _time(cells, "created at", layout) or layout.stamp, None
 
 
 def _csv(layout: Layout, cells: _Cells) -> _Facts:
     status = _from_table(cells, layout.status, STATUS_WORDS) if layout.status else "active"
-    return status, layout.source, layout.stamp, None, layout.stamp, layout.stamp
+    return status, layout.source, layout.stamp, None
 
 
 _READERS: dict[str, Callable[[Layout, _Cells], _Facts]] = {
@@ -391,16 +412,41 @@ _READERS: dict[str, Callable[[Layout, _Cells], _Facts]] = {
 
 def map_row(layout: Layout, row: Sequence[str], line: int) -> ImportRow:
     """One CSV row as the reader it stands for; a `ValueError` says what is wrong with it."""
+    if layout.format == "review-press":
+        row = [restore_cell(cell) for cell in row]  # our export neutralised formula-like cells
     cells = _Cells(layout, row)
     raw = cells(layout.email)
     if not raw.strip():
         raise ValueError("no address")
     address = parse_address(raw)
     name = check_name(" ".join(part for part in (cells(c).strip() for c in layout.name) if part))
-    status, source, consent_at, consent_ip, created, updated = _READERS[layout.format](layout, cells)
+    status, source, consent_at, consent_ip = _READERS[layout.format](layout, cells)
+    if layout.also is not None and cells(layout.also).strip():  # a blank one leaves the format's signals
+        status = most_suppressed(status, _from_table(cells, layout.also, GHOST_STATUSES if layout.format == "ghost" else STATUS_WORDS))
     if layout.forced is not None and _RANK[layout.forced] >= _RANK[status]:
         status = layout.forced
-    return ImportRow(line, address, name, status, source, consent_at, consent_ip, created, updated)
+    return ImportRow(line, address, name, status, source, consent_at, consent_ip)
+
+
+def _trimmed(row: Sequence[str]) -> list[str]:
+    words = [_word(cell) for cell in row]
+    while words and not words[-1]:
+        words.pop()
+    return words
+
+
+def header_of(row: Sequence[str], header: Sequence[str], *, now: dt.datetime) -> str | None:
+    """What a row after the header row is the header of, if it is one: this file's header again,
+    or any row a format is detected from that holds no address (no `@`); None for a row of data."""
+    if _trimmed(row) == _trimmed(header):
+        return "this file's header row"
+    if (fmt := detect_format(row)) is None or any("@" in cell for cell in row):
+        return None
+    try:
+        label = layout_for(row, ImportOptions(), source="", now=now).label
+    except HeaderError:
+        label = FORMATS[fmt]
+    return f"the header row of a {label}" if fmt != "csv" else "a header row"
 
 
 def _bad_utf8(path: Path) -> tuple[int, int]:
@@ -420,8 +466,11 @@ class ExportReader:
     rows and collects the bad ones (`bad_rows`, and the first `MAX_LISTED` in `problems`)."""
 
     def __init__(self, path: Path, options: ImportOptions, *, now: dt.datetime) -> None:
-        check_options(options)
-        self.path, self.options = path, options
+        try:
+            check_options(options)  # before the file is opened: the options are wrong for any file
+        except HeaderError as exc:
+            raise DeliveryError(exc.message, hint=exc.hint) from None
+        self.path, self.options, self.now = path, options, now
         self.problems: list[RowProblem] = []
         self.bad_rows = 0
         try:
@@ -435,6 +484,7 @@ class ExportReader:
                 header = self._next()
             if header is None:
                 raise DeliveryError("the file is empty", path=path, line=1, hint="the first row must be a header with an 'email' column")
+            self._header = header
             try:
                 self.layout = layout_for(header, options, source=options.source or f"import:{path.name}", now=now)
             except HeaderError as exc:
@@ -462,7 +512,8 @@ class ExportReader:
             raise DeliveryError(f"not valid CSV: {exc}", path=self.path, line=max(self._reader.line_num, 1)) from None
 
     def rows(self) -> Iterator[ImportRow]:
-        """The file's readers, one row at a time (blank rows skipped, bad rows collected)."""
+        """The file's readers, one row at a time (blank rows skipped, bad rows collected); a second
+        header row (files concatenated) is a `DeliveryError` naming its line, so nothing is stored."""
         layout, email_at = self.layout, self.layout.columns[self.layout.email]
         while True:
             line = self._reader.line_num + 1  # where the row starts (a quoted field may span lines)
@@ -471,10 +522,18 @@ class ExportReader:
                 return
             if not any(cell.strip() for cell in row):
                 continue
+            at_email = row[email_at] if email_at < len(row) else ""
+            if "@" not in at_email and (heads := header_of(row, self._header, now=self.now)) is not None:  # no header holds an @
+                raise DeliveryError(
+                    f"{heads} again: the file looks like several files concatenated, and each header says what its rows mean",
+                    path=self.path,
+                    line=line,
+                    hint="import each file on its own; nothing was imported",
+                )
             try:
                 record = map_row(layout, row, line)
             except ValueError as exc:
-                self._bad(line, row[email_at] if email_at < len(row) else "", exc)
+                self._bad(line, at_email, exc)
                 continue
             yield record
 

@@ -3,16 +3,27 @@
 Also the small text jobs every edition needs: the summary (before `<!-- more -->`, else the
 first paragraph), plain text of an HTML fragment, and making URLs absolute for feeds and
 email, where relative links break.
+
+And sanitising: `sanitize` is the one allowlist (nh3, a binding of Ammonia) for HTML that
+leaves the author's site: feeds and email editions always, pages when `[content]
+sanitize_pages` is set, and the front matter `summary` everywhere. Players (`<iframe>`,
+`<embed>`, `<object>`) become links first (`players_to_links`, YouTube with its thumbnail),
+the same code the email edition uses for `<video>` and `<audio>`.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import urljoin
+from types import MappingProxyType
+from urllib.parse import parse_qs, urljoin, urlsplit
 
+import lxml.html
+import nh3
+from lxml import etree
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from mdit_py_plugins.anchors import anchors_plugin
@@ -120,3 +131,224 @@ def absolute_urls(fragment: str, page_url: str) -> str:
         return f"{match.group(1)}{match.group(2)}{', '.join(parts)}{match.group(2)}"
 
     return _SRCSET.sub(srcset, _URL_ATTR.sub(attr, fragment))
+
+
+def render_summary(text: str) -> str:
+    """A front matter `summary` as HTML: inline Markdown (so *emphasis* and links work) in one
+    `<p>`, sanitised like a feed (it is front matter, never trusted as raw HTML)."""
+    return sanitize(f"<p>{markdown().renderInline(text.strip())}</p>")
+
+
+# --- sanitising: the one allowlist ------------------------------------------------------
+
+# What posts legitimately use: headings with ids, tables, footnotes (ids and backrefs),
+# Pygments' classes, images with width/height/alt, figure, details, quotes, del/s, sup/sub.
+SAFE_TAGS = frozenset(
+    {"a", "abbr", "b", "bdi", "blockquote", "br", "caption", "cite", "code", "col", "colgroup", "dd", "del", "details", "dfn"}
+    | {"div", "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd"}
+    | {"li", "mark", "ol", "p", "pre", "q", "rp", "rt", "ruby", "s", "samp", "section", "small", "span", "strong", "sub"}
+    | {"summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "time", "tr", "u", "ul", "var", "wbr"}
+    | {"audio", "video", "source"}
+)
+SAFE_ATTRIBUTES: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "*": frozenset({"id", "class", "title", "lang", "dir"}),
+        "a": frozenset({"href", "hreflang", "rel"}),
+        "img": frozenset({"src", "alt", "width", "height", "loading", "decoding"}),
+        "ol": frozenset({"start", "reversed", "type"}),
+        "li": frozenset({"value"}),
+        "td": frozenset({"colspan", "rowspan", "headers"}),
+        "th": frozenset({"colspan", "rowspan", "headers", "scope"}),
+        "col": frozenset({"span"}),
+        "colgroup": frozenset({"span"}),
+        "del": frozenset({"datetime"}),
+        "ins": frozenset({"datetime"}),
+        "time": frozenset({"datetime"}),
+        "details": frozenset({"open"}),
+        "video": frozenset({"src", "poster", "controls", "width", "height", "preload", "loop", "muted", "playsinline"}),
+        "audio": frozenset({"src", "controls", "preload", "loop", "muted"}),
+        "source": frozenset({"src", "type"}),
+    }
+)
+# Attributes allowed with these exact values only: Markdown's column alignment, and the
+# role that tells email clients a table is for layout. No other inline CSS passes.
+_ALIGN = frozenset({"text-align:left", "text-align:center", "text-align:right"})
+SAFE_ATTRIBUTE_VALUES: Mapping[str, Mapping[str, frozenset[str]]] = MappingProxyType(
+    {"td": {"style": _ALIGN}, "th": {"style": _ALIGN}, "table": {"role": frozenset({"presentation"})}}
+)
+SAFE_URL_SCHEMES = frozenset({"http", "https", "mailto"})  # and relative URLs; javascript:, data: and the rest are dropped
+IMAGE_URL_SCHEMES = frozenset({"http", "https"})  # front matter `image:` (and relative paths)
+# Dropped with everything inside them: active content, forms, and what only makes sense with them.
+DROPPED_WITH_CONTENT = frozenset(
+    {"script", "style", "noscript", "template", "form", "textarea", "select", "button", "iframe", "object", "applet"}
+    | {"frameset", "noframes", "title", "xmp", "svg", "math"}
+)
+PLAYERS = ("iframe", "embed", "object")  # become links before sanitising; the email adds video and audio
+MEDIA = (*PLAYERS, "video", "audio")
+YOUTUBE_THUMBNAIL = (480, 360)  # hqdefault.jpg
+_YOUTUBE = re.compile(r"^(?:www\.|m\.)?(?:youtube(?:-nocookie)?\.com|youtu\.be)$", re.IGNORECASE)
+_YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_-]{6,20}$")
+_INLINE_PARENTS = frozenset({"p", "a", "span", "em", "strong", "b", "i", "li", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6"})
+_PLAYER_ATTRIBUTES = {"iframe": {"src", "title"}, "embed": {"src", "title"}, "object": {"data", "title"}}
+_PLAYER_TAG = re.compile(r"<(?:iframe|embed|object)[\s/>]", re.IGNORECASE)
+_EMBED_TAG = re.compile(r"<embed(?:\s+[^\s=>]+(?:=\"[^\"]*\")?)*>")  # as nh3 writes it: values always in "..."
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
+_IGNORED_IN_URLS = re.compile(r"[\x00-\x20\x7f]")  # browsers skip these, so `java\tscript:` is javascript:
+
+
+@lru_cache(maxsize=2)
+def _cleaner(players: bool = False) -> nh3.Cleaner:
+    """The allowlist as an nh3 cleaner (built once; it is immutable and reusable).
+
+    With `players`, the same allowlist plus the players and their URL and title: the first
+    pass of `sanitize` for HTML that holds some, before they become links.
+    """
+    attributes = {tag: set(names) for tag, names in SAFE_ATTRIBUTES.items()}
+    return nh3.Cleaner(
+        tags=set(SAFE_TAGS | set(PLAYERS)) if players else set(SAFE_TAGS),
+        clean_content_tags=set(DROPPED_WITH_CONTENT - set(PLAYERS)) if players else set(DROPPED_WITH_CONTENT),
+        attributes=attributes | _PLAYER_ATTRIBUTES if players else attributes,
+        tag_attribute_values={tag: {name: set(values) for name, values in attrs.items()} for tag, attrs in SAFE_ATTRIBUTE_VALUES.items()},
+        url_schemes=set(SAFE_URL_SCHEMES),
+        link_rel=None,  # links stay as written (rel is allowed); feeds and email add nothing to them
+        strip_comments=True,
+    )
+
+
+def sanitize(fragment: str) -> str:
+    """`fragment` with only the allowlist left: players made links, then scripts, `on*=`
+    handlers, `javascript:`/`data:` URLs, forms, styles and unknown tags and attributes dropped.
+
+    Pure and deterministic: the same input gives the same bytes (nh3 keeps attribute order).
+    """
+    if _PLAYER_TAG.search(fragment):
+        # players to links in a tree: first the allowlist (plus the players) puts the HTML in
+        # nh3's canonical form, where <embed> gets the end tag libxml2 needs (it does not know
+        # <embed> is void, and would swallow everything after one)
+        fragment = _EMBED_TAG.sub(r"\g<0></embed>", _cleaner(players=True).clean(fragment))
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+        players_to_links(root)
+        fragment = lxml.html.tostring(root, encoding="unicode", method="html")[len("<div>") : -len("</div>")]
+    return _cleaner().clean(fragment)
+
+
+def url_scheme(url: str) -> str | None:
+    """The scheme of `url` as a browser reads it (lower case; whitespace and control characters
+    ignored, entities already decoded by the caller), or None for a relative URL."""
+    match = _SCHEME.match(_IGNORED_IN_URLS.sub("", url))
+    return match.group(1).lower() if match else None
+
+
+def is_safe_url(url: str) -> bool:
+    """Whether the allowlist keeps `url` in an href or src: relative, or http(s) or mailto."""
+    scheme = url_scheme(url)
+    return scheme is None or scheme in SAFE_URL_SCHEMES
+
+
+def image_url_problem(url: str) -> str | None:
+    """What is wrong with a front matter `image:` value, or None: it must be a relative path or an http(s) URL."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return "'image' must not contain control characters"
+    scheme = url_scheme(url)
+    if scheme is not None and scheme not in IMAGE_URL_SCHEMES:
+        return f"'image' must be a relative path or an http(s) URL, not a {scheme}: URL"
+    if scheme is not None and not urlsplit(url.strip()).netloc:
+        return f"'image' URL {url!r} has no host"
+    return None
+
+
+# --- players as links ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Embed:
+    """What a feed or an email shows instead of an embedded player: a link, and a thumbnail when one is known."""
+
+    url: str
+    label: str
+    thumbnail: str | None = None
+    thumbnail_size: tuple[int, int] | None = None  # (width, height) when known
+
+
+def embed_for(src: str, title: str = "") -> Embed:
+    """The link (and thumbnail) that replaces an `<iframe>`; YouTube gets its poster frame.
+
+    Shared by the HTML (feeds, email, sanitised pages) and the email's plain text, so all carry the same URL.
+    """
+    parts = urlsplit(src if not src.startswith("//") else "https:" + src)
+    host = parts.hostname or ""
+    if _YOUTUBE.match(host):
+        video_id = ""
+        path = parts.path.strip("/").split("/")
+        if host.lower().endswith("youtu.be") and path and path[0]:
+            video_id = path[0]
+        elif len(path) >= 2 and path[0] in ("embed", "v", "shorts", "live"):
+            video_id = path[1]
+        elif path == ["watch"]:
+            video_id = parse_qs(parts.query).get("v", [""])[0]
+        if _YOUTUBE_ID.match(video_id):
+            return Embed(
+                url=f"https://www.youtube.com/watch?v={video_id}",
+                label=f"Watch on YouTube: {title}" if title else "Watch the video on YouTube",
+                thumbnail=f"https://img.youtube.com/vi/{video_id}/hqdefault.jpg",
+                thumbnail_size=YOUTUBE_THUMBNAIL,
+            )
+    url = parts.geturl()
+    return Embed(url=url, label=f"Open: {title}" if title else f"Open the embedded content ({host or url})")
+
+
+def media_src(el: etree._Element) -> str:
+    """The URL a player element plays: its src (or an object's data), else its first `<source src>`."""
+    src = el.get("src") or el.get("data") or ""
+    if not src:
+        for source in el.iter("source"):
+            if source.get("src"):
+                return source.get("src", "")
+    return src
+
+
+def embed_element(embed: Embed, inline: bool) -> etree._Element:
+    """A link (with a linked thumbnail when known) in place of a player; a bare `<a>` inside a paragraph."""
+    link = etree.Element("a", href=embed.url)
+    if embed.thumbnail:
+        size = {"width": str(embed.thumbnail_size[0]), "height": str(embed.thumbnail_size[1])} if embed.thumbnail_size else {}
+        etree.SubElement(link, "img", src=embed.thumbnail, alt=embed.label, **size)
+        if inline:
+            return link
+        box = etree.Element("div", {"class": "media"})
+        box.append(link)
+        caption = etree.SubElement(box, "p")
+        caption_link = etree.SubElement(caption, "a", href=embed.url)
+        caption_link.text = "▶ " + embed.label
+        return box
+    link.text = "▶ " + embed.label
+    if inline:
+        return link
+    box = etree.Element("p", {"class": "media"})
+    box.append(link)
+    return box
+
+
+def players_to_links(root: etree._Element, resolve: Callable[[str], str] = lambda url: url, tags: tuple[str, ...] = PLAYERS) -> None:
+    """Replace each player (`tags`) under `root` with `embed_element`; `resolve` makes its URL absolute.
+
+    A player without a URL, or with one the allowlist refuses (`javascript:`), is left alone
+    for the sanitiser to drop with its content.
+    """
+    for el in list(root.iter(*tags)):
+        src = media_src(el)
+        if not src or not is_safe_url(src):
+            continue
+        title = (el.get("title") or el.get("aria-label") or "").strip()
+        if el.tag in PLAYERS:
+            embed = embed_for(resolve(src), title)
+        else:
+            kind = "Listen" if el.tag == "audio" else "Watch the video"
+            poster = el.get("poster")
+            embed = Embed(url=resolve(src), label=f"{kind}: {title}" if title else kind, thumbnail=resolve(poster) if poster else None)
+        parent = el.getparent()
+        if parent is None:
+            continue
+        new = embed_element(embed, inline=parent.tag in _INLINE_PARENTS)
+        new.tail = el.tail
+        parent.replace(el, new)

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BuildError, PressError, raise_all
+from .errors import BuildError, PressError, raise_all, write_error
+from .statedir import private_dir
 
 MANIFEST_VERSION = 1
 
@@ -81,17 +82,24 @@ def _stat(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all: a temporary file beside it, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="~")
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write a file whole or not at all: a temporary file beside it, then a rename.
+
+    A full disk or a read-only folder raises `StorageError` naming the file; no temporary is left.
+    """
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="~")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
 
 
@@ -161,8 +169,8 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
         if stat is not None:
             files[art.path] = [art.key, *stat]
     if files != manifest:
-        manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(manifest_path, json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True).encode())
+        private_dir(manifest_path.parent)
+        atomic_write(manifest_path, json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True).encode(), mode=0o600)
     return WriteReport(rendered=len(rendered), written=tuple(written), unchanged=len(artifacts) - len(written), removed=tuple(removed))
 
 

@@ -122,6 +122,12 @@ def wrap_tables(html: str) -> str:
     return _TABLE_CLOSE.sub("</table></div>", html)
 
 
+def page_html(site: Site, fragment: str) -> str:
+    """The author's HTML as pages show it: as written (the author is trusted, as in Pelican), or
+    through the one allowlist feeds and email use (`markup.sanitize`) with `[content] sanitize_pages`."""
+    return markup.sanitize(fragment) if site.config.content.sanitize_pages else fragment
+
+
 def feed_links(site: Site, base: str = "", label: str = "") -> tuple[FeedLink, ...]:
     """The feeds of a list at site path `base` (the site's when ``), as autodiscovery links."""
     name = f"{site.config.title} — {label}" if label else site.config.title
@@ -176,12 +182,19 @@ class _Context:
     css_version: str
     tags_of: dict[str, tuple[TagRef, ...]]
     _minutes: dict[str, int] = field(default_factory=dict)
+    _summaries: dict[str, str] = field(default_factory=dict)
 
     def reading_minutes(self, post: Post) -> int:
         """`reading_minutes`, counted once per post however many lists show it."""
         if (minutes := self._minutes.get(post.slug)) is None:
             minutes = self._minutes[post.slug] = reading_minutes(post)
         return minutes
+
+    def summary_html(self, post: Post) -> str:
+        """A post's summary as its cards show it (`page_html`), made once however many lists show it."""
+        if (found := self._summaries.get(post.slug)) is None:
+            found = self._summaries[post.slug] = page_html(self.site, post.summary_html)
+        return found
 
     def render(self, template: str, meta: PageMeta, **context: Any) -> bytes:
         """One template -> UTF-8 bytes, with the shared context added."""
@@ -192,6 +205,7 @@ class _Context:
             css_version=self.css_version,
             tags_of=self.tags_of,
             reading_minutes=self.reading_minutes,
+            summary_html=self.summary_html,
             **context,
         )
         return html.encode("utf-8")
@@ -237,7 +251,7 @@ def _render_post(ctx: _Context, post: Post, newer: Post | None, older: Post | No
         "post.html",
         meta,
         post=post,
-        body=wrap_tables(post.html),
+        body=wrap_tables(page_html(site, post.html)),
         author=post.author or site.config.author.name,
         newer=PostRef(newer.title, newer.path) if newer else None,
         older=PostRef(older.title, older.path) if older else None,

@@ -31,12 +31,13 @@ from . import identity
 from .config import CONFIG_NAME, Config, load_config
 from .content import Post, load_posts
 from .delivery import ledger
-from .delivery.maildir import MaildirConnector, outbox_path
+from .delivery.maildir import MaildirConnector, clean_tmp, outbox_path
 from .delivery.run import CampaignRun, Progress, StopRequest, send_campaign, stop_on_signals
 from .delivery.smtp import Connector, Envelope, Policy, Pool, RateLimiter, SmtpConnector
-from .errors import DeliveryError
+from .errors import DeliveryError, write_error
 from .identity import Refusal
 from .site import make_site, scheduled
+from .statedir import private_dir
 from .store import Store, parse_address
 from .theme import Theme
 from .tokens import make_token, site_secret, unsubscribe_url
@@ -153,13 +154,20 @@ class Campaigns:
     refused: tuple[Refusal, ...]
 
 
-def identify(config: Config, posts: tuple[Post, ...], store: Store, now: dt.datetime, slug: str | None = None) -> Campaigns:
+def identify(
+    config: Config,
+    posts: tuple[Post, ...],
+    store: Store,
+    now: dt.datetime,
+    slug: str | None = None,
+    matching: identity.Matching | None = None,
+) -> Campaigns:
     """Match the chosen newsletter posts (all of them, or `slug`) to their campaigns by post identity.
 
     `posts` must be every post of the site (drafts and future ones too), so that a copy of a
     sent post is noticed wherever it is. Writes nothing.
     """
-    matching = identity.match(posts, ledger.campaigns(store), config.posts_dir)
+    matching = matching or identity.match(posts, ledger.campaigns(store), config.posts_dir)
     chosen, refused = [], []
     for post in chosen_posts(config, posts, now, slug):
         if (refusal := matching.refused.get(post.slug)) is not None:
@@ -274,8 +282,12 @@ def renderer(
 @contextmanager
 def publish_lock(config: Config) -> Iterator[None]:
     """Hold the site's publish lock; a second `publish` at the same time is refused."""
-    config.state_dir.mkdir(parents=True, exist_ok=True)
-    with open(config.state_dir / "publish.lock", "w") as f:
+    path = private_dir(config.state_dir) / "publish.lock"
+    try:
+        f = open(path, "w")  # noqa: SIM115 - closed below, after the lock is released
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -325,6 +337,8 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
     stop = StopRequest()
     with publish_lock(config), Store.for_site(config) as store, stop_on_signals(stop):
         resumed = ledger.resume(store)
+        if options.connector is None and config.smtp is None:
+            clean_tmp(outbox_path(config))  # what a killed run left half-written in outbox/tmp/
         campaigns = identify(config, posts, store, now, options.slug)
         if options.retry_failed:
             for campaign in campaigns.chosen:
@@ -463,7 +477,7 @@ def publish_status(root: Path, now: dt.datetime | None = None) -> StatusReport:
         records = ledger.campaigns(store)
         counts = {s.slug: s for s in ledger.status(store)}
         matching = identity.match(posts, records, config.posts_dir)
-        campaigns = identify(config, posts, store, now) if config.newsletter.since else Campaigns((), ())
+        campaigns = identify(config, posts, store, now, matching=matching) if config.newsletter.since else Campaigns((), ())
     post_of = {record.key: post for post in posts if (record := matching.campaign_of(post)) is not None}
     sent = []
     for record in sorted(records, key=lambda r: (r.started_at, r.key)):

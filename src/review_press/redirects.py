@@ -32,12 +32,12 @@ class Redirect:
     line: int = 0
 
 
-def find_redirects(site: Site, sent: Sequence[CampaignRecord], all_posts: Sequence[Post]) -> list[Redirect]:
-    """Every redirect of the site's posts: their aliases first, then the old slugs of sent posts."""
+def find_redirects(site: Site, sent: Sequence[CampaignRecord], all_posts: Sequence[Post]) -> tuple[list[Redirect], list[PressError]]:
+    """Every redirect of the site's posts: the old slugs of sent posts (their emails link there),
+    then the posts' aliases. An alias another post claims, or that is a sent post's old URL, is
+    an error naming the alias's line."""
     found: dict[str, Redirect] = {}
-    for post in site.posts:
-        for path in post.aliases:
-            found.setdefault(path, Redirect(path, post, post.line_of("aliases")))
+    errors: list[PressError] = []
     if sent:
         matching = match(all_posts, sent, site.config.posts_dir)
         for post in site.posts:
@@ -45,7 +45,22 @@ def find_redirects(site: Site, sent: Sequence[CampaignRecord], all_posts: Sequen
                 for slug in record.slugs:
                     if slug != post.slug:
                         found.setdefault(f"posts/{slug}/", Redirect(f"posts/{slug}/", post))
-    return sorted(found.values(), key=lambda r: r.path)
+    for post in site.posts:
+        for path in post.aliases:
+            other = found.get(path)
+            if other is None:
+                found[path] = Redirect(path, post, post.line_of("aliases"))
+            elif other.post is not post:
+                whose = f"an alias of {other.post.source}" if other.line else f"the old URL of {other.post.source}, sent by email"
+                errors.append(
+                    ContentError(
+                        f"alias /{path} is already {whose}",
+                        path=post.source,
+                        line=post.line_of("aliases"),
+                        hint="one old URL can lead to one post only: remove the alias from one of them",
+                    )
+                )
+    return sorted(found.values(), key=lambda r: r.path), errors
 
 
 def _render(theme: Theme, site: Site, redirect: Redirect) -> bytes:
@@ -57,9 +72,12 @@ def plan_redirects(
 ) -> tuple[list[Artifact], list[PressError]]:
     """Redirect pages for `redirects` that no other artifact (`taken`: out/ paths) occupies."""
     arts, errors = [], []
+    folders = {"/".join(parts[:i]) for parts in (p.split("/") for p in taken) for i in range(1, len(parts))}
     for r in redirects:
         path = out_path(r.path)
-        if path.casefold() in taken:
+        folded = path.casefold()
+        parents = ("/".join(folded.split("/")[:i]) for i in range(1, folded.count("/") + 1))
+        if folded in taken or folded in folders or any(parent in taken for parent in parents):
             if r.line:
                 errors.append(
                     ContentError(

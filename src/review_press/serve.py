@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import mimetypes
+import sys
 import threading
 import time
 import webbrowser
@@ -31,6 +32,7 @@ import watchfiles
 
 from .config import CONFIG_NAME, load_config
 from .errors import PressError
+from .sitefiles import is_inside
 
 RELOAD_PATH = "/__reload"
 POLL_SECONDS = 25.0
@@ -177,7 +179,11 @@ class LiveServer:
 
     def email_file(self, slug: str, name: str) -> bytes | None:
         """A post's email file from out/ (newsletter posts) or rendered now (any other post)."""
+        if slug in ("", ".", ".."):
+            return None
         built = self.out_dir / "email" / slug / name
+        if not is_inside(built, self.out_dir):
+            return None  # a symlink in out/ that leads out of it: never served
         if built.is_file():
             return built.read_bytes()
         state = self._state
@@ -217,8 +223,7 @@ class LiveServer:
         """Watch, build, then serve; returns once the watch is live, so no later edit is missed."""
         self._spawn(self._watch)
         self.rebuild()
-        self._httpd = ThreadingHTTPServer((self.host, self.port), _handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = QuietServer((self.host, self.port), _handler(self))
         self.port = self._httpd.server_address[1]
         self._spawn(self._httpd.serve_forever)
         self._watching.wait(timeout=10)
@@ -242,6 +247,18 @@ class LiveServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/"
+
+
+class QuietServer(ThreadingHTTPServer):
+    """The HTTP server of `serve`: a browser tab that goes away mid-answer (a closed tab, a
+    reload during a long poll) is normal here, so a broken pipe or a reset prints nothing."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler(server: LiveServer) -> type[SimpleHTTPRequestHandler]:
@@ -296,17 +313,20 @@ def _handler(server: LiveServer) -> type[SimpleHTTPRequestHandler]:
                 else:
                     self._send(data, "text/plain; charset=utf-8")
                 return
-            file = Path(self.translate_path(self.path))
+            file = Path(self.translate_path(self.path))  # `..` dropped: a path below out/
             if file.is_dir() and path.endswith("/"):
                 file = file / "index.html"
-            if file.suffix == ".html" and file.is_file():
+            inside = is_inside(file, server.out_dir)  # a symlink that leads out of out/ is never followed
+            if inside and file.suffix == ".html" and file.is_file():
                 self._page(file.read_bytes())
                 return
-            if not file.exists():
+            if not inside or not file.exists():
                 missing = server.out_dir / "404.html"
-                if missing.is_file():
+                if missing.is_file() and is_inside(missing, server.out_dir):
                     self._send(inject_reload(missing.read_bytes(), server.state.number), "text/html; charset=utf-8", HTTPStatus.NOT_FOUND)
-                    return
+                else:
+                    self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+                return
             super().do_HEAD() if self.command == "HEAD" else super().do_GET()
 
         def guess_type(self, path: str | Path) -> str:

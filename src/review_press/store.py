@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import errno
 import hashlib
 import hmac
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -28,9 +30,12 @@ from typing import Literal, TextIO
 from email_validator import EmailNotValidError, validate_email
 
 from .config import Config
-from .errors import DeliveryError
+from .errors import ConfigError, DeliveryError, PressError, StorageError, write_error
+from .spreadsheet import neutralize_cell
+from .statedir import private_dir, private_file
 
 DB_NAME = "press.db"
+BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction before "busy"
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 SUPPRESSED = ("unsubscribed", "bounced", "complained")  # an import or `add` never revives these
 EXPORT_COLUMNS = ("email", "name", "status", "consent_source", "consent_at", "consent_ip", "created_at", "updated_at")
@@ -112,7 +117,37 @@ MIGRATIONS: tuple[str, ...] = (
         forgotten_at TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 3: the store's settings: the check value of the key the erased addresses are hashed under.
+    """
+    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    """,
 )
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the file system holding `path` has no block left (SQLite may report that as an I/O error)."""
+    try:
+        return os.statvfs(path.parent).f_bavail == 0
+    except OSError:
+        return False
+
+
+def storage_error(exc: sqlite3.Error, path: Path) -> PressError:
+    """An SQLite failure as a user reads it: busy (another process), disk full, read-only, I/O."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc):
+        return StorageError(
+            f"{path.name} is busy (another review-press running?)",
+            path=path,
+            hint=f"it waited {BUSY_TIMEOUT:g} s; let the other one finish (or stop it), then run this again",
+        )
+    if name.startswith("SQLITE_FULL") or (name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")) and _disk_full(path)):
+        return write_error(path, OSError(errno.ENOSPC, "no space left on device"))
+    if name.startswith("SQLITE_READONLY"):
+        return write_error(path, OSError(errno.EROFS, "read-only (file system or permissions)"))
+    if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")):
+        return write_error(path, OSError(errno.EIO, "disk I/O error, or the folder cannot be written"))
+    return DeliveryError(f"the database failed: {exc}", path=path)
 
 
 def now_iso(now: dt.datetime | None = None) -> str:
@@ -153,23 +188,51 @@ def parse_address(text: str) -> Address:
     return Address(address=info.normalized, envelope=envelope, key=f"{info.local_part.casefold()}@{info.ascii_domain.lower()}")
 
 
+def _unmailable(c: str) -> bool:
+    """A character no name may hold: a C0 or C1 control (tab and NUL included), a line or
+    paragraph separator (U+2028, U+2029), or a bidi embedding, override or isolate."""
+    o = ord(c)
+    return o < 0x20 or 0x7F <= o <= 0x9F or o in (0x2028, 0x2029) or 0x202A <= o <= 0x202E or 0x2066 <= o <= 0x2069
+
+
 def check_name(name: str) -> str:
-    """A display name, stripped; a line break (header injection) raises `ValueError`."""
+    """A display name, stripped; a line break (header injection), any other control character,
+    U+2028/U+2029 or a bidi control (a name no message could carry) raises `ValueError`."""
     if "\r" in name or "\n" in name:
         raise ValueError("the name contains a line break")
     if len(name) > 200:
         raise ValueError("the name is longer than 200 characters")
+    if bad := next((c for c in name if _unmailable(c)), None):
+        raise ValueError(f"the name contains a control character (U+{ord(bad):04X})")
     return name.strip()
 
 
 _FORGOTTEN_LABEL = b"forgotten-address"
+_KEY_CHECK_LABEL = b"key check"  # no "@": never an address key, so never one of the hashes
+KEY_CHECK = "forget_key_check"  # its name in the settings table
+SECRET_DIFFERS = "the site secret differs from the one used when readers were forgotten: set REVIEW_PRESS_SECRET as before"
+
+
+class SecretMismatch(ConfigError):
+    """The site secret is not the one the erased addresses were hashed with: checking them with
+    it would let every one of them back, so nothing that adds a reader may run."""
+
+
+def _forget_key(secret: bytes) -> bytes:
+    """The key derived from the site secret for hashing erased addresses, and nothing else."""
+    return hmac.new(secret, _FORGOTTEN_LABEL, hashlib.sha256).digest()
 
 
 def forgotten_hash(secret: bytes, address_key: str) -> str:
     """The keyed hash kept of an erased address: HMAC-SHA256 over its `Address.key`, under a key
     derived from the site secret for this one purpose (so the table alone gives no address away)."""
-    key = hmac.new(secret, _FORGOTTEN_LABEL, hashlib.sha256).digest()
-    return hmac.new(key, address_key.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.new(_forget_key(secret), address_key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def forget_key_check(secret: bytes) -> str:
+    """The check value kept beside the hashes (settings `KEY_CHECK`): the same keyed hash over a
+    fixed label, so a different secret is told apart without keeping the secret or any address."""
+    return hmac.new(_forget_key(secret), _KEY_CHECK_LABEL, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -205,7 +268,8 @@ class RowProblem:
 @dataclass(frozen=True)
 class ImportRow:
     """One reader as an import brings them in (made by `importers` from a CSV row): what to store
-    if the address is new, and the status that decides what happens to a reader already stored."""
+    if the address is new, and the status that decides what happens to a reader already stored.
+    There is no created_at: that is when the reader arrived in this store, the import's own time."""
 
     line: int
     address: Address
@@ -214,8 +278,6 @@ class ImportRow:
     consent_source: str
     consent_at: str | None
     consent_ip: str | None
-    created_at: str
-    updated_at: str
 
 
 @dataclass(frozen=True)
@@ -288,16 +350,25 @@ class Store:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path) -> Store:
-        """Open (creating if needed) and migrate the database at `path`."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def open(cls, path: Path, busy_timeout: float = BUSY_TIMEOUT) -> Store:
+        """Open (creating if needed, readable by its owner only) and migrate the database at `path`.
+
+        A write waits up to `busy_timeout` seconds for another process's transaction to end.
+        """
+        private_file(private_dir(path.parent) / path.name)
+        conn = None
         try:
-            conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             _migrate(conn, path)
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            error = storage_error(exc, path)
+            if isinstance(error, StorageError):
+                raise error from None
             raise DeliveryError(f"cannot open the database: {exc}", path=path) from None
         return cls(conn, path)
 
@@ -317,14 +388,25 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE): all of it commits, or none of it."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One write transaction (BEGIN IMMEDIATE): all of it commits, or none of it.
+
+        A database busy past `BUSY_TIMEOUT`, a full disk or a read-only file raises a
+        `StorageError` saying so, with everything of this transaction rolled back.
+        """
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.path) from None
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            if self.conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise storage_error(exc, self.path) from None
             raise
-        self.conn.execute("COMMIT")
 
     # --- subscribers -------------------------------------------------------------------
 
@@ -345,6 +427,8 @@ class Store:
         An address erased by `forget` is refused (`forgotten="refuse"`, checked with the site
         `secret`), added with its hash kept (`"keep"`: a web signup, pending until confirmed), or
         added with its hash cleared (`"clear"`: new consent, e.g. `subscribers add --force`).
+        Whenever any address was erased, every policy needs the `secret` they were hashed with
+        (else `SecretMismatch`, and nothing changes).
         """
         if status not in STATUSES:
             raise DeliveryError(f"unknown status {status!r}", hint="one of " + ", ".join(STATUSES))
@@ -354,10 +438,12 @@ class Store:
             raise DeliveryError(f"{address!r}: {exc}") from None
         stamp = now_iso(now)
         with self.transaction() as conn:
+            hashing = self._checks_forgotten(secret, hint="use the CLI")
             existing = self.find(addr.address)
             if existing is not None:
                 raise DeliveryError(f"{addr.address} is already on the list ({existing.status})")
-            if forgotten != "keep" and (digest := self._forgotten_digest(addr.key, secret)) is not None:
+            if hashing and forgotten != "keep" and secret is not None:
+                digest = forgotten_hash(secret, addr.key)
                 row = conn.execute("SELECT forgotten_at FROM forgotten WHERE address_hash = ?", (digest,)).fetchone()
                 if row is not None and forgotten == "refuse":
                     raise DeliveryError(
@@ -393,26 +479,28 @@ class Store:
         """Store an import's rows in one transaction, streamed (the rows go through a temporary
         table, never a Python list), and count what happened to each.
 
-        A new address is added with its row's status (the first row of an address wins). A stored
-        reader, or one added earlier in the file, keeps their status unless the row is suppressed
-        and they are not: then they become suppressed and their unsent deliveries are skipped.
-        An address erased by `forget` and not on the list is refused (checked with `secret`,
-        the site secret). An exception from `rows` (a strict import, a broken file) rolls back all.
+        A new address is added with its first row (name, consent), and the status of that row
+        unless a later row of it is suppressed and that one is not: then with the first suppressed
+        row's status, so the report counts what was stored (the later rows count as `already`).
+        A stored reader keeps their status unless the row is suppressed and they are not: then
+        they become suppressed and their unsent deliveries are skipped. Every new reader's
+        created_at and updated_at are `now`, the import's time: they arrived in this store then,
+        whatever the file says (the ledger's late-joiner rule counts from it). An address erased
+        by `forget` and not on the list is refused (checked with `secret`, the site secret, which
+        must be the one they were hashed with). An exception from `rows` (a strict import, a
+        broken file) rolls back all.
         """
         stamp = now_iso(now)
         with self.transaction() as conn:
-            hashing = self._has_forgotten()
-            if hashing and secret is None:
-                raise DeliveryError("the list holds erased addresses, and checking them needs the site secret", hint="import with the CLI")
+            hashing = self._checks_forgotten(secret, hint="import with the CLI")
             digest = (lambda key: forgotten_hash(secret, key)) if hashing and secret is not None else (lambda key: None)
             conn.execute("DROP TABLE IF EXISTS temp.import_rows")
             conn.execute(
                 "CREATE TEMP TABLE import_rows (line INTEGER PRIMARY KEY, address TEXT, envelope TEXT, address_key TEXT, name TEXT,"
-                " status TEXT, consent_source TEXT, consent_at TEXT, consent_ip TEXT, created_at TEXT, updated_at TEXT,"
-                " address_hash TEXT, outcome TEXT)"
+                " status TEXT, consent_source TEXT, consent_at TEXT, consent_ip TEXT, address_hash TEXT, outcome TEXT)"
             )
             conn.executemany(
-                "INSERT INTO temp.import_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT INTO temp.import_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 (_import_values(r, digest(r.address.key)) for r in rows),
             )
             conn.execute("CREATE INDEX temp.import_rows_by_key ON import_rows (address_key, line)")
@@ -426,10 +514,18 @@ class Store:
                 f"UPDATE temp.import_rows SET outcome = 'new' WHERE outcome IS NULL AND {absent}"
                 " AND line = (SELECT min(r.line) FROM temp.import_rows r WHERE r.address_key = import_rows.address_key)"
             )
+            # a new reader whose first row is not suppressed but a later one is: stored suppressed
+            conn.execute(
+                "UPDATE temp.import_rows SET status = (SELECT r.status FROM temp.import_rows r"
+                f" WHERE r.address_key = import_rows.address_key AND r.status IN {_SUPPRESSED_SQL} ORDER BY r.line LIMIT 1)"
+                f" WHERE outcome = 'new' AND status NOT IN {_SUPPRESSED_SQL} AND EXISTS (SELECT 1 FROM temp.import_rows r"
+                f" WHERE r.address_key = import_rows.address_key AND r.status IN {_SUPPRESSED_SQL})"
+            )
             conn.execute(
                 "INSERT INTO main.subscribers (address, envelope, address_key, name, status, consent_source, consent_at, consent_ip,"
                 " created_at, updated_at) SELECT address, envelope, address_key, name, status, consent_source, consent_at, consent_ip,"
-                " created_at, updated_at FROM temp.import_rows WHERE outcome = 'new' ORDER BY line"
+                " ?, ? FROM temp.import_rows WHERE outcome = 'new' ORDER BY line",
+                (stamp, stamp),
             )
             # the first suppressed row of each reader on the list who is not suppressed yet
             conn.execute(
@@ -467,13 +563,22 @@ class Store:
         """True when any erased address is on record (then adds and imports must check hashes)."""
         return self.conn.execute("SELECT EXISTS (SELECT 1 FROM forgotten)").fetchone()[0] == 1
 
-    def _forgotten_digest(self, address_key: str, secret: bytes | None) -> str | None:
-        """The hash to look up for an address, or None when no address was ever erased."""
+    def _checks_forgotten(self, secret: bytes | None, *, hint: str) -> bool:
+        """Whether an add or import must look up the hashes of erased addresses (any on record).
+
+        Then it needs the secret they were hashed with: none is a `DeliveryError`, and one whose
+        check value (settings `KEY_CHECK`) differs from the stored one is a `SecretMismatch`.
+        A store whose addresses were erased before the check value was kept has none to compare
+        (the next `forget` keeps it).
+        """
         if not self._has_forgotten():
-            return None
+            return False
         if secret is None:
-            raise DeliveryError("the list holds erased addresses, and checking them needs the site secret", hint="use the CLI")
-        return forgotten_hash(secret, address_key)
+            raise DeliveryError("the list holds erased addresses, and checking them needs the site secret", hint=hint)
+        row = self.conn.execute("SELECT value FROM settings WHERE name = ?", (KEY_CHECK,)).fetchone()
+        if row is not None and not hmac.compare_digest(row[0], forget_key_check(secret)):
+            raise SecretMismatch(SECRET_DIFFERS, hint="nothing was changed; it is .review-press/secret when REVIEW_PRESS_SECRET is not set")
+        return True
 
     def get(self, subscriber_id: int) -> Subscriber | None:
         row = self.conn.execute(f"SELECT {_SUB_COLUMNS} FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
@@ -489,7 +594,10 @@ class Store:
         return Subscriber(*row) if row else None
 
     def iter_subscribers(self, statuses: Sequence[str] = (), batch: int = 1000) -> Iterator[Subscriber]:
-        """Every subscriber (optionally only those with these statuses) in id order, streamed."""
+        """Every subscriber (optionally only those with these statuses) in id order, streamed;
+        a status that is not one of `STATUSES` is a `DeliveryError` naming them."""
+        if unknown := [s for s in statuses if s not in STATUSES]:
+            raise DeliveryError(f"unknown status {unknown[0]!r}", hint="one of " + ", ".join(STATUSES))
         last = 0
         where = f" AND status IN ({','.join('?' * len(statuses))})" if statuses else ""
         while True:
@@ -516,22 +624,14 @@ class Store:
             cur = conn.execute("UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?", (status, now_iso(now), subscriber_id))
         return cur.rowcount > 0
 
-    def remove(self, address: str) -> bool:
-        """Delete a subscriber and their ledger rows, keeping no trace; False if absent.
-
-        An erasure the reader asked for is `forget`, which also keeps the address from coming back.
-        """
-        sub = self.find(address)
-        if sub is None:
-            return False
-        with self.transaction() as conn:
-            conn.execute("DELETE FROM subscribers WHERE id = ?", (sub.id,))
-        return True
-
     def forget(self, address: str, secret: bytes, now: dt.datetime | None = None) -> Forget:
         """Erase a reader at their request (GDPR): delete their row and, by cascade, their ledger
         rows, and keep only the keyed hash of the address (see `forgotten_hash`), so that an import
-        or `add` of it later is refused and reported. A bad address is a `DeliveryError`."""
+        or `add` of it later is refused and reported. A bad address is a `DeliveryError`.
+
+        The first erasure (of an empty `forgotten` table) also keeps the key's check value
+        (`forget_key_check`); while any hash is on record, a `secret` with another check value is
+        a `SecretMismatch` here too (its hash would never be found again), and nothing changes."""
         try:
             key = parse_address(address).key
         except ValueError as exc:
@@ -540,12 +640,18 @@ class Store:
         self.conn.execute("PRAGMA secure_delete = ON")  # the erased rows' bytes are overwritten, not left in free pages
         try:
             with self.transaction() as conn:
+                first = not self._checks_forgotten(secret, hint="use the CLI")
                 deleted = conn.execute("DELETE FROM subscribers WHERE address_key = ?", (key,)).rowcount
                 known = conn.execute("SELECT 1 FROM forgotten WHERE address_hash = ?", (digest,)).fetchone() is not None
                 if deleted:
                     conn.execute(
                         "INSERT INTO forgotten (address_hash, forgotten_at) VALUES (?, ?) ON CONFLICT (address_hash) DO NOTHING",
                         (digest, now_iso(now)),
+                    )
+                    conn.execute(
+                        "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO "
+                        + ("UPDATE SET value = excluded.value" if first else "NOTHING"),
+                        (KEY_CHECK, forget_key_check(secret)),
                     )
         finally:
             self.conn.execute("PRAGMA secure_delete = OFF")
@@ -615,14 +721,17 @@ class Store:
         return self.conn.execute("SELECT 1").fetchone() == (1,)
 
     def export_csv(self, out: TextIO) -> int:
-        """Write every subscriber as CSV (header `EXPORT_COLUMNS`), streamed; return the row count."""
+        """Write every subscriber as CSV (header `EXPORT_COLUMNS`), streamed; return the row count.
+
+        Cells a spreadsheet would run as a formula (names come from the public form) are
+        written with a `'` in front (`spreadsheet.neutralize_cell`); importing the file undoes it.
+        """
         writer = csv.writer(out)
         writer.writerow(EXPORT_COLUMNS)
         n = 0
         for s in self.iter_subscribers():
-            writer.writerow(
-                (s.address, s.name, s.status, s.consent_source, s.consent_at or "", s.consent_ip or "", s.created_at, s.updated_at)
-            )
+            row = (s.address, s.name, s.status, s.consent_source, s.consent_at or "", s.consent_ip or "", s.created_at, s.updated_at)
+            writer.writerow([neutralize_cell(cell) for cell in row])
             n += 1
         return n
 
@@ -640,8 +749,6 @@ def _import_values(row: ImportRow, digest: str | None) -> tuple[object, ...]:
         row.consent_source,
         row.consent_at,
         row.consent_ip,
-        row.created_at,
-        row.updated_at,
         digest,
     )
 

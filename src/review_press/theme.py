@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import traceback
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,8 +16,8 @@ from typing import Any
 
 import jinja2
 
-from . import __version__
-from .errors import BuildError
+from . import __version__, sitefiles
+from .errors import BuildError, PressError, raise_all
 
 ASSETS = "assets"
 
@@ -46,6 +47,13 @@ class Theme:
 
     @classmethod
     def for_site(cls, site_templates: Path, **globals: Any) -> Theme:
+        """The theme of the site whose `templates/` folder is `site_templates` (it may not exist).
+
+        Every file in it must really lie inside the site (the folder that holds templates/):
+        a symlink that leads out is a `BuildError` naming it, so no file from elsewhere is
+        rendered into a page, or copied as an asset.
+        """
+        raise_all(list(sitefiles.walk(site_templates, site=site_templates.parent, error=BuildError).errors))
         dirs = tuple(d for d in (site_templates, default_theme_dir()) if d.is_dir())
         # the sample site's templates/ *is* the default theme; look there once
         unique = tuple(dict.fromkeys(d.resolve() for d in dirs))
@@ -77,7 +85,9 @@ class Theme:
         """Every theme file by its relative path, the first directory winning."""
         found: dict[str, Path] = {}
         for d in self.dirs:
-            for path in d.rglob("*"):
+            listing = sitefiles.walk(d, site=None, error=BuildError)  # `for_site` checked the site's links
+            raise_all(list(listing.errors))
+            for path in listing.files:
                 if path.is_file() and "__pycache__" not in path.parts:
                     found.setdefault(path.relative_to(d).as_posix(), path)
         return found
@@ -93,6 +103,24 @@ class Theme:
         except jinja2.TemplateSyntaxError as exc:
             raise BuildError(f"template error: {exc.message}", path=exc.filename or name, line=exc.lineno) from None
         except jinja2.TemplateNotFound as exc:
-            raise BuildError(f"template {exc.name!r} not found", hint="looked in " + ", ".join(map(str, self.dirs))) from None
-        except jinja2.UndefinedError as exc:
-            raise BuildError(f"template {name}: {exc.message}") from None
+            path, line = self._template_frame(exc)
+            raise BuildError(
+                f"template {exc.name!r} not found", path=path, line=line, hint="looked in " + ", ".join(map(str, self.dirs))
+            ) from None
+        except PressError:
+            raise
+        except Exception as exc:  # anything a template raises while rendering: 1/0, an undefined attribute...
+            path, line = self._template_frame(exc)
+            if path is None:
+                raise  # not raised by a template: a bug of ours, with its traceback
+            detail = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else f"{type(exc).__name__}: {exc}"
+            raise BuildError(f"template error: {detail}", path=path, line=line, hint=f"while rendering {name}") from None
+
+    def _template_frame(self, exc: BaseException) -> tuple[str | None, int | None]:
+        """The file and line of the innermost template frame in `exc`'s traceback (Jinja rewrites
+        its frames to point at template lines), or (None, None) when no template was running."""
+        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+            # the loader names a template `<theme dir>/<name>`: a plain prefix test, links not resolved
+            if any(Path(frame.filename).is_relative_to(d) for d in self.dirs):
+                return frame.filename, frame.lineno
+        return None, None

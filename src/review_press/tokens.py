@@ -4,7 +4,9 @@ A token is base64url(masked id + the first 16 bytes of HMAC-SHA256(secret, "unsu
 where the masked id is the id's 8 bytes through a keyed permutation (a 4-round Feistel
 network over HMAC). Only the holder of the secret can make one, so no one can unsubscribe
 someone else by guessing ids, and a token does not show its id (or how many subscribers
-there are). The secret comes from `REVIEW_PRESS_SECRET`, else from a random key made on
+there are). Tokens are 32 characters of unpadded base64url, and only that canonical
+encoding is accepted (`decode_token`): each subscriber has exactly one unsubscribe token.
+The secret comes from `REVIEW_PRESS_SECRET`, else from a random key made on
 first use in `.review-press/secret` (mode 0600, git-ignored with the rest of `.review-press/`).
 """
 
@@ -15,17 +17,20 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 
 from .config import Config
-from .errors import DeliveryError
+from .errors import DeliveryError, write_error
+from .statedir import private_dir
 
 SECRET_ENV = "REVIEW_PRESS_SECRET"
 SECRET_FILE = "secret"
 _PURPOSE = b"unsubscribe:"
 _MAC_BYTES = 16
 _ID_BYTES = 8
+_URLSAFE = re.compile(r"[A-Za-z0-9_-]+")  # base64url's own alphabet, nothing else
 
 
 def load_secret(state_dir: Path, environ: dict[str, str] | None = None) -> bytes:
@@ -33,17 +38,22 @@ def load_secret(state_dir: Path, environ: dict[str, str] | None = None) -> bytes
     env = os.environ if environ is None else environ
     if value := env.get(SECRET_ENV):
         return value.encode("utf-8")
-    path = state_dir / SECRET_FILE
-    state_dir.mkdir(parents=True, exist_ok=True)
+    path = private_dir(state_dir) / SECRET_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         pass
+    except OSError as exc:
+        raise write_error(path, exc) from None
     else:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            path.unlink(missing_ok=True)  # never leave a short key behind
+            raise write_error(path, exc) from None
     try:
         key = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as exc:
@@ -79,18 +89,35 @@ def _permute(secret: bytes, block: bytes, inverse: bool = False) -> bytes:
 def make_token(secret: bytes, subscriber_id: int) -> str:
     """The unsubscribe token of one subscriber: 32 URL-safe characters, no padding."""
     packed = subscriber_id.to_bytes(_ID_BYTES, "big")
-    return base64.urlsafe_b64encode(_permute(secret, packed) + _mac(secret, packed)).rstrip(b"=").decode("ascii")
+    return encode_token(_permute(secret, packed) + _mac(secret, packed))
 
 
-def verify_token(secret: bytes, token: str) -> int | None:
-    """The subscriber id a token stands for, or None if it is malformed or forged (constant time)."""
-    if not isinstance(token, str) or len(token) > 64 or not token.isascii():
+def encode_token(raw: bytes) -> str:
+    """`raw` as a token: base64url without padding (the one encoding `decode_token` accepts)."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_token(token: object, size: int) -> bytes | None:
+    """The `size` bytes a token stands for, or None unless `token` is their canonical encoding.
+
+    Canonical means exactly what `encode_token` writes: base64url's own alphabet only (no `+`,
+    `/`, `=`, white space or other characters a lenient decoder skips), the exact length, and
+    the unused low bits of the last character zero. So each value has one token, and a token
+    that was padded, re-encoded or altered in any character is refused.
+    """
+    if not isinstance(token, str) or len(token) != (size * 8 + 5) // 6 or not _URLSAFE.fullmatch(token):
         return None
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         return None
-    if len(raw) != _ID_BYTES + _MAC_BYTES:
+    return raw if len(raw) == size and encode_token(raw) == token else None
+
+
+def verify_token(secret: bytes, token: str) -> int | None:
+    """The subscriber id a token stands for, or None if it is malformed, not canonical or forged (constant time)."""
+    raw = decode_token(token, _ID_BYTES + _MAC_BYTES)
+    if raw is None:
         return None
     packed, mac = _permute(secret, raw[:_ID_BYTES], inverse=True), raw[_ID_BYTES:]
     if not hmac.compare_digest(mac, _mac(secret, packed)):

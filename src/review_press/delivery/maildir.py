@@ -24,6 +24,26 @@ def outbox_path(config: Config) -> Path:
     return config.root / OUTBOX
 
 
+def clean_tmp(path: Path) -> int:
+    """Delete the half-written messages a killed run left in the Maildir's `tmp/` (a message is
+    renamed into `new/` only once whole, so nothing in `tmp/` was delivered); return how many.
+
+    Call it only under the publish lock, before sending: then no delivery of ours is in flight.
+    """
+    tmp, removed = path / "tmp", 0
+    try:
+        entries = list(tmp.iterdir())
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise DeliveryError(f"cannot read the outbox: {exc.strerror}", path=tmp) from None
+    for entry in entries:
+        if entry.is_file() and not entry.is_symlink():
+            entry.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 class MaildirConnection:
     """A Maildir open for delivery; adds a `Delivered-To` line naming the envelope recipient."""
 

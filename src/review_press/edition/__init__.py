@@ -94,11 +94,15 @@ class Edition:
         return self.html_slots.fill(html_name, html_url), self.text_slots.fill(text_name, text_url)
 
 
-def preheader(post: Post) -> str:
-    """The inbox preview line: the summary, lengthened from the body or shortened at a word, 40-150 characters."""
+def preheader(post: Post, body_html: str | None = None) -> str:
+    """The inbox preview line: the summary, lengthened from the body or shortened at a word, 40-150 characters.
+
+    `body_html` is the post's HTML as the email carries it (`markup.sanitize`d), when the caller has it.
+    """
     text = " ".join(post.summary_text.split())
     if len(text) < PREHEADER_MIN:
-        body = " ".join(markup.plain_text(post.html).split())
+        html = markup.sanitize(post.html) if body_html is None else body_html
+        body = " ".join(markup.plain_text(html).split())
         more = body[len(text) :].strip() if body.startswith(text) else body
         text = f"{text} {more}".strip() if text != more else text
     if len(text) < PREHEADER_MIN:
@@ -113,12 +117,13 @@ def preheader(post: Post) -> str:
 
 def make_edition(post: Post, site_config: Config, theme: Theme) -> Edition:
     """Render `post` as an email edition. Pure: reads only the theme's templates."""
-    pre = preheader(post)
+    body = markup.sanitize(post.html)  # the one allowlist, once: the email shows nothing it drops
+    pre = preheader(post, body)
     return Edition(
         slug=post.slug,
         subject=post.subject or post.title,
         preheader=pre,
-        html=render_html(post, site_config, theme, pre),
+        html=render_html(post, site_config, theme, pre, body),
         text=render_text(post, site_config),
         url=post_url(post, site_config),
     )

@@ -1,7 +1,10 @@
 """Email lint: the rules an edition must pass before it may be sent (issue 3, rules 1-9).
 
 `lint_html` checks a finished email (HTML and plain text); `lint_post` finds raw HTML and
-links in a post's Markdown that break a rule, with the line in the post's file. `lint_edition`
+links in a post's Markdown that break a rule, with the line in the post's file. The post's raw
+HTML is judged as the email carries it, after the allowlist (`markup.sanitize`): a `<script>`,
+an `on*=` handler, a `javascript:` URL, a form or a `<style>` in a post is removed, not an
+error; what survives (an http: link, an image without alt, a layout table) is reported. `lint_edition`
 runs both and reports each problem once, at the post's line when it comes from the post.
 All are pure functions returning `Problem`s; `check_edition` turns them into `BuildError`s.
 """
@@ -20,6 +23,7 @@ import lxml.html
 from lxml import etree
 from markdown_it.token import Token
 
+from .. import markup
 from ..content import Post
 from ..errors import BuildError, PressError, raise_all
 from .render import UNSUBSCRIBE_SLOT, absolute
@@ -281,8 +285,9 @@ def lint_html(html: str, text: str, *, url: str = "", preheader: str | None = No
 
 
 def _fragment(source: str) -> etree._Element | None:
+    """A piece of the post's raw HTML as the email carries it: sanitised, then parsed."""
     try:
-        return lxml.html.fragment_fromstring(source, create_parent="div")
+        return lxml.html.fragment_fromstring(markup.sanitize(source), create_parent="div")
     except (etree.ParserError, ValueError):
         return None
 
@@ -294,7 +299,7 @@ def _inline_line(token: Token, child_index: int) -> int:
 
 
 def lint_post(post: Post, url: str) -> list[Problem]:
-    """Raw HTML and links in the post's Markdown that break a rule, each with its line in the file."""
+    """Raw HTML (as sanitised) and links in the post's Markdown that break a rule, each with its line in the file."""
     problems: list[Problem] = []
     for token in tokens_of(post.body_markdown):
         start = post.body_line + (token.map[0] if token.map else 0)

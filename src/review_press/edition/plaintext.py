@@ -15,9 +15,11 @@ from html.parser import HTMLParser
 
 from markdown_it.token import Token
 
+from .. import markup
 from ..config import Config
 from ..content import Post
-from .render import NAME_SLOT, UNSUBSCRIBE_SLOT, absolute, embed_for, post_url
+from ..markup import embed_for
+from .render import NAME_SLOT, UNSUBSCRIBE_SLOT, absolute, post_url
 from .tokens import tokens_of
 
 WIDTH = 72
@@ -40,12 +42,18 @@ def _indent(block: str, first: str, rest: str) -> str:
 
 
 class _InlineHtml(HTMLParser):
-    """Text of a raw HTML fragment: links as `text (url)`, embeds as their link, images as `[Image: alt] (url)`."""
+    """Text of raw HTML as the sanitised email shows it: links as `text (url)`, players as their
+    link, images as `[Image: alt] (url)`; what the allowlist drops with its content (scripts,
+    forms, styles...) says nothing, and URLs it refuses (`javascript:`) are left out.
+
+    One parser reads all the raw HTML of a paragraph, so a `<script>` opened in one inline
+    token silences the text tokens up to its `</script>` (see `skipping`).
+    """
 
     _BLOCK = frozenset(
         {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "figure", "figcaption", "table", "blockquote", "ul", "ol"}
     )
-    _SKIP = frozenset({"script", "style", "head", "title"})
+    _SKIP = markup.DROPPED_WITH_CONTENT | {"head"}
 
     def __init__(self, base: str) -> None:
         super().__init__(convert_charrefs=True)
@@ -54,26 +62,37 @@ class _InlineHtml(HTMLParser):
         self.links: list[str | None] = []
         self.skip = 0
 
+    @property
+    def skipping(self) -> bool:
+        """Inside an element dropped with its content: text here is not in the email."""
+        return self.skip > 0
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
-        if tag in self._SKIP:
-            self.skip += 1
+        if self.skip:
+            self.skip += tag in self._SKIP
+            return
+        src = _safe_src(a.get("src") or (a.get("data", "") if tag == "object" else ""), self.base)
+        if tag in markup.PLAYERS and src:
+            embed = embed_for(src, a.get("title", "").strip())
+            self.parts.append(f"\n{embed.label}: {embed.url}\n")
+        elif tag in ("video", "audio") and src:
+            self.parts.append(f"\n{'Listen' if tag == 'audio' else 'Watch the video'}: {src}\n")
         elif tag == "a":
             href = a.get("href", "").strip()
             self.links.append(_link_target(href, self.base) if href else None)
-        elif tag in ("iframe", "embed") and a.get("src"):
-            embed = embed_for(absolute(a["src"], self.base), a.get("title", "").strip())
-            self.parts.append(f"\n{embed.label}: {embed.url}\n")
-        elif tag in ("video", "audio") and a.get("src"):
-            self.parts.append(f"\n{'Listen' if tag == 'audio' else 'Watch the video'}: {absolute(a['src'], self.base)}\n")
-        elif tag == "img" and a.get("src"):
-            self.parts.append(_image(a.get("alt", ""), absolute(a["src"], self.base)))
+        elif tag == "img" and src:
+            self.parts.append(_image(a.get("alt", ""), src))
         elif tag in self._BLOCK:
             self.parts.append("\n")
+        if tag in self._SKIP:
+            self.skip += 1
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP:
             self.skip = max(0, self.skip - 1)
+        elif self.skip:
+            return
         elif tag == "a" and self.links:
             href = self.links.pop()
             if href:
@@ -85,6 +104,12 @@ class _InlineHtml(HTMLParser):
         if not self.skip:
             self.parts.append(data)
 
+    def text_of(self, fragment: str) -> str:
+        """Feed one more piece of raw HTML; the text it adds."""
+        start = len(self.parts)
+        self.feed(fragment)
+        return "".join(self.parts[start:])
+
 
 def _html_text(fragment: str, base: str) -> str:
     parser = _InlineHtml(base)
@@ -93,24 +118,36 @@ def _html_text(fragment: str, base: str) -> str:
     return "".join(parser.parts)
 
 
+def _safe_src(src: str, base: str) -> str:
+    """A player's or image's URL made absolute, or "" when absent or refused by the allowlist."""
+    return absolute(src, base) if src.strip() and markup.is_safe_url(src) else ""
+
+
 def _link_target(href: str, base: str) -> str | None:
-    """The URL a reader needs for a link, or None for an in-page anchor (`#fn1`, `#part-2`)."""
-    if href.startswith("#"):
+    """The URL a reader needs for a link, or None for an in-page anchor (`#fn1`, `#part-2`) or a refused URL."""
+    if href.startswith("#") or not markup.is_safe_url(href):
         return None
     return absolute(href, base)
 
 
 def _image(alt: str, url: str) -> str:
-    return f"[Image: {alt}] ({url})" if alt else f"[Image] ({url})"
+    label = f"[Image: {alt}]" if alt else "[Image]"
+    return f"{label} ({url})" if url else label
 
 
 def inline_text(children: Sequence[Token], base: str) -> str:
     """One inline token's children as text: emphasis as _x_ and *x*, links as `text (url)`."""
     out: list[str] = []
     links: list[tuple[str | None, int]] = []
+    raw: _InlineHtml | None = None
     for tok in children:
         kind = tok.type
-        if kind == "text":
+        if kind == "html_inline":
+            raw = raw or _InlineHtml(base)
+            out.append(raw.text_of(tok.content))
+        elif raw is not None and raw.skipping:
+            continue
+        elif kind == "text":
             out.append(tok.content)
         elif kind == "softbreak":
             out.append(" ")
@@ -134,11 +171,9 @@ def inline_text(children: Sequence[Token], base: str) -> str:
             elif href and label not in (href, href.removeprefix("mailto:")):
                 out.append(f" ({href})")
         elif kind == "image":
-            out.append(_image(tok.content, absolute(str(tok.attrGet("src") or ""), base)))
+            out.append(_image(tok.content, _safe_src(str(tok.attrGet("src") or ""), base)))
         elif kind == "footnote_ref":
             out.append(f"[{tok.meta['id'] + 1}]")
-        elif kind == "html_inline":
-            out.append(_html_text(tok.content, base))
     return "".join(out)
 
 

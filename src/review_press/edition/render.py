@@ -1,9 +1,11 @@
 """One post -> the email HTML: the email template, URLs made absolute, embeds made links, CSS inlined.
 
-The post's HTML goes into `templates/email/edition.html`; the whole document is parsed once
-with lxml, adjusted for email (absolute URLs, pixel image widths, iframes and videos turned
-into links, data tables marked) and handed as a tree to premailer, configured for email.
-Personalisation slots (`NAME_SLOT`, `UNSUBSCRIBE_SLOT`) pass through untouched.
+The post's HTML is sanitised by the site's one allowlist (`markup.sanitize`: no scripts,
+handlers, `javascript:` URLs or forms; iframes become links) and goes into
+`templates/email/edition.html`; the whole document is parsed once with lxml, adjusted for
+email (absolute URLs, pixel image widths, videos and audio turned into links by the same
+`markup.players_to_links`, data tables marked) and handed as a tree to premailer, configured
+for email. Personalisation slots (`NAME_SLOT`, `UNSUBSCRIBE_SLOT`) pass through untouched.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 # premailer memoises parsed CSS, selectors and declarations in one shared LFU cache of 128
 # entries by default; one email stylesheet (with the code highlighting) holds more than that,
@@ -40,21 +41,9 @@ RTL_LANGUAGES = frozenset({"ar", "arc", "dv", "fa", "ha", "he", "khw", "ks", "ku
 # Hidden characters after the preheader, so clients don't pull body text into the inbox preview.
 PREHEADER_FILLER = "\u034f\u200c\u00a0" * 60
 
-_YOUTUBE = re.compile(r"^(?:www\.|m\.)?(?:youtube(?:-nocookie)?\.com|youtu\.be)$", re.IGNORECASE)
-_YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_-]{6,20}$")
 _PX = re.compile(r"^\s*(\d+)(?:px)?\s*$")
-_INLINE_PARENTS = frozenset({"p", "a", "span", "em", "strong", "b", "i", "li", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6"})
 
 cssutils.log.setLevel(logging.CRITICAL)
-
-
-@dataclass(frozen=True)
-class Embed:
-    """What an email shows instead of an embedded player: a link, and a thumbnail when one is known."""
-
-    url: str
-    label: str
-    thumbnail: str | None = None
 
 
 def post_url(post: Post, config: Config) -> str:
@@ -73,32 +62,6 @@ def absolute(url: str, base: str) -> str:
     if raw in (UNSUBSCRIBE_SLOT, ""):
         return raw
     return urljoin(base, raw)
-
-
-def embed_for(src: str, title: str = "") -> Embed:
-    """The link (and thumbnail) that replaces an `<iframe>` in email; YouTube gets its poster frame.
-
-    Shared by the HTML and the plain text, so both carry the same URL.
-    """
-    parts = urlsplit(src if not src.startswith("//") else "https:" + src)
-    host = parts.hostname or ""
-    if _YOUTUBE.match(host):
-        video_id = ""
-        path = parts.path.strip("/").split("/")
-        if host.lower().endswith("youtu.be") and path and path[0]:
-            video_id = path[0]
-        elif len(path) >= 2 and path[0] in ("embed", "v", "shorts", "live"):
-            video_id = path[1]
-        elif path == ["watch"]:
-            video_id = parse_qs(parts.query).get("v", [""])[0]
-        if _YOUTUBE_ID.match(video_id):
-            return Embed(
-                url=f"https://www.youtube.com/watch?v={video_id}",
-                label=f"Watch on YouTube: {title}" if title else "Watch the video on YouTube",
-                thumbnail=f"https://img.youtube.com/vi/{video_id}/hqdefault.jpg",
-            )
-    url = parts.geturl()
-    return Embed(url=url, label=f"Open: {title}" if title else f"Open the embedded content ({host or url})")
 
 
 @lru_cache(maxsize=16)
@@ -165,58 +128,9 @@ def _premailer() -> Premailer:
     )
 
 
-def _replace(old: etree._Element, new: etree._Element) -> None:
-    """Put `new` where `old` was, keeping the text that followed `old`."""
-    new.tail = old.tail
-    old.getparent().replace(old, new)  # type: ignore[union-attr]
-
-
-def _embed_element(embed: Embed, inline: bool) -> etree._Element:
-    """A link (with a linked thumbnail when known) in place of a player."""
-    link = etree.Element("a", href=embed.url)
-    if embed.thumbnail:
-        etree.SubElement(link, "img", src=embed.thumbnail, alt=embed.label, width=str(CONTENT_WIDTH))
-        if inline:
-            return link
-        box = etree.Element("div", {"class": "media"})
-        box.append(link)
-        caption = etree.SubElement(box, "p")
-        caption_link = etree.SubElement(caption, "a", href=embed.url)
-        caption_link.text = "▶ " + embed.label
-        return box
-    link.text = "▶ " + embed.label
-    if inline:
-        return link
-    box = etree.Element("p", {"class": "media"})
-    box.append(link)
-    return box
-
-
-def _media_src(el: etree._Element) -> str:
-    src = el.get("src") or el.get("data") or ""
-    if not src:
-        for source in el.iter("source"):
-            if source.get("src"):
-                return source.get("src", "")
-    return src
-
-
 def _prepare(root: etree._Element, base: str) -> None:
     """Make the parsed email ready for inlining: see the module docstring."""
-    for el in list(root.iter("iframe", "video", "audio", "embed", "object")):
-        src = _media_src(el)
-        if not src:
-            continue
-        title = (el.get("title") or el.get("aria-label") or "").strip()
-        if el.tag == "iframe":
-            embed = embed_for(absolute(src, base), title)
-        else:
-            kind = "Listen" if el.tag == "audio" else "Watch the video"
-            embed = Embed(url=absolute(src, base), label=f"{kind}: {title}" if title else kind, thumbnail=None)
-            if el.get("poster"):
-                embed = Embed(url=embed.url, label=embed.label, thumbnail=absolute(el.get("poster", ""), base))
-        parent = el.getparent()
-        _replace(el, _embed_element(embed, inline=parent is not None and parent.tag in _INLINE_PARENTS))
+    markup.players_to_links(root, lambda url: absolute(url, base), markup.MEDIA)
     for el in root.iter("a"):
         href = el.get("href")
         if href is not None:
@@ -237,8 +151,11 @@ def _prepare(root: etree._Element, base: str) -> None:
         # a percentage width (not max-width) keeps a wide image from stretching a table cell on a phone
         style = (el.get("style") or "").strip().rstrip(";")
         el.set("style", f"{style + ';' if style else ''}width:100%;max-width:{shown}px;height:auto")
-    for el in root.iter("section"):
-        el.tag = "div"  # markdown-it's footnotes; not every client knows HTML5 sections
+    for el in root.iter("section", "details", "summary"):
+        # markdown-it's footnotes, and spoilers: not every client knows HTML5 sections or
+        # <details>, so the email shows them as plain blocks (a spoiler open), styled like the rest
+        el.tag = "p" if el.tag == "summary" else "div"
+        el.attrib.pop("open", None)
     for el in root.iter("table"):
         if el.get("role") is None and el.xpath("./thead | ./tr/th | ./tbody/tr/th | ./caption"):
             el.set("class", (el.get("class", "") + " data").strip())
@@ -247,8 +164,11 @@ def _prepare(root: etree._Element, base: str) -> None:
             el.set("cellspacing", "0")
 
 
-def render_html(post: Post, config: Config, theme: Theme, preheader: str) -> str:
-    """The finished email HTML for `post`, CSS inlined, with the personalisation slots in it."""
+def render_html(post: Post, config: Config, theme: Theme, preheader: str, body_html: str | None = None) -> str:
+    """The finished email HTML for `post`, CSS inlined, with the personalisation slots in it.
+
+    `body_html` is the post's HTML already through `markup.sanitize`; when None it is sanitised here.
+    """
     url = post_url(post, config)
     page = theme.render(
         TEMPLATE,
@@ -264,7 +184,7 @@ def render_html(post: Post, config: Config, theme: Theme, preheader: str) -> str
         home_label=urlsplit(config.url()).netloc or config.url(),
         date=f"{post.date:%B} {post.date.day}, {post.date.year}",
         author=post.author or config.author.name,
-        body=Markup(post.html),
+        body=Markup(markup.sanitize(post.html) if body_html is None else body_html),
         url=url,
         post=post,
         name_slot=NAME_SLOT,

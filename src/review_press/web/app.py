@@ -10,12 +10,17 @@
 
 Every answer to /subscribe that gets past the limits and the form checks is the same
 "check your inbox", whether the address was new, pending, active or suppressed.
+
+Every link the app mails or shows is built from press.toml (`[web] url`, `base_url`), never
+from the request (its Host, X-Forwarded-Host or scheme): `create_app` refuses to start
+without an absolute `[web] url`, and no route redirects (no trailing-slash redirects either).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,12 +38,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..config import Config, load_config
+from ..config import CONFIG_NAME, Config, load_config
+from ..errors import ConfigError
 from ..store import db_path
 from ..theme import Theme
 from ..tokens import site_secret
 from .confirm import BadToken, confirm_key
 from .forms import FormError, Signup, check_signup, media_type, parse_fields, read_body
+from .logs import mask_tokens_in_logs
 from .mail import Mailer
 from .ratelimit import Rate, TokenBuckets, retry_after
 from .render import SUBSCRIBE, UNSUBSCRIBE, Pages
@@ -51,6 +58,8 @@ SECURITY_HEADERS = (
     (b"content-security-policy", b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
     (b"cache-control", b"no-store"),
 )
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")  # where a plain http [web] url is allowed
+URL_HINT = 'set  url = "https://your-site/newsletter/"  under [web]: the public address of these endpoints'
 INVALID_LINK = ("This link does not work", "It may have expired, or been copied only in part. Subscribe again to get a new one.")
 
 
@@ -68,6 +77,7 @@ class Web:
     """Everything the handlers share for one site."""
 
     config: Config
+    base: str  # `public_url(config)`: the one base of every link the app builds
     pages: Pages
     mailer: Mailer
     db: Database
@@ -105,10 +115,41 @@ def wants_json(request: Request) -> bool:
     return media_type(request) == "application/json" or ("application/json" in accept and "text/html" not in accept)
 
 
-def endpoint_base(web: Web, request: Request) -> str:
-    """The endpoints' public URL, ending in `/`: `[web] url`, else the URL this request came to."""
-    base = web.config.web.url or str(request.base_url)
-    return base if base.endswith("/") else base + "/"
+def public_url(config: Config) -> str:
+    """`[web] url`, checked, ending in `/`: the endpoints' public address, the base of every link the app mails.
+
+    It comes from press.toml only, never from a request (whose Host header anyone can set), so
+    a site without one cannot run the app: `ConfigError` naming press.toml and the key. It must
+    be an absolute https URL (plain http only on localhost, 127.0.0.1 or [::1]), without a
+    user name, query or fragment.
+    """
+    url, where = config.web.url, config.root / CONFIG_NAME
+    if not url:
+        raise ConfigError(
+            "[web] url is not set: the links in confirmation emails are built from it, never from a request", path=where, hint=URL_HINT
+        )
+    problem = _url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"[web] url = {url[:200]!r} {problem}", path=where, hint=URL_HINT)
+    return url if url.endswith("/") else url + "/"
+
+
+def _url_problem(url: str) -> str | None:
+    """What makes `url` unfit to be `[web] url`, or None."""
+    if any(c.isspace() or unicodedata.category(c) == "Cc" for c in url):
+        return "must not contain spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # .port raises ValueError for a bad port
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("https", "http") or not host:
+        return "must be an absolute URL with a host, such as https://your-site/newsletter/"
+    if parts.username is not None or "?" in url or "#" in url:
+        return "must be a plain URL, without a user name, query or fragment"
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        return "must start with https:// (plain http only on localhost, 127.0.0.1 or [::1])"
+    return None
 
 
 def too_many(request: Request, seconds: float) -> Response:
@@ -157,7 +198,7 @@ async def subscribe(request: Request) -> Response:
         if wait := web.by_address.take(signup.key):
             return too_many(request, wait)
         # all of it after the reply, so not even its timing tells a new address from a known one
-        task = BackgroundTask(_store_and_mail, web, signup, ip, endpoint_base(web, request))
+        task = BackgroundTask(_store_and_mail, web, signup, ip, web.base)
     response = web.pages.notice(
         "Check your inbox",
         "If that address can subscribe, we have sent it a link to confirm. Open it to start getting new posts.",
@@ -292,9 +333,15 @@ def routes() -> list[Route]:
 
 
 def create_app(site_root: Path, limits: WebLimits | None = None) -> Starlette:
-    """The subscription endpoints of the site at `site_root` (reads press.toml and the secret now)."""
+    """The subscription endpoints of the site at `site_root` (reads press.toml and the secret now).
+
+    Refuses (`ConfigError`) a site without a usable `[web] url` (see `public_url`), and masks
+    tokens in the server's log lines from here on (`logs.mask_tokens_in_logs`).
+    """
     limits = limits or WebLimits()
     config = load_config(site_root)
+    base = public_url(config)
+    mask_tokens_in_logs()
     theme = Theme.for_site(config.templates_dir, config=config)
     pages = Pages(config, theme)
     pages.warm()
@@ -302,6 +349,7 @@ def create_app(site_root: Path, limits: WebLimits | None = None) -> Starlette:
     database = Database(db_path(config), lambda store: Subscriptions(store, secret, confirm_key(secret), config.web.confirm_days))
     web = Web(
         config=config,
+        base=base,
         pages=pages,
         mailer=Mailer(config, pages.render),
         db=database,
@@ -333,5 +381,6 @@ def create_app(site_root: Path, limits: WebLimits | None = None) -> Starlette:
         exception_handlers={HTTPException: http_error, 500: server_error},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # its redirect would point at the request's Host
     app.state.web = web
     return app

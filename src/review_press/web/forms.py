@@ -1,9 +1,11 @@
 """Request bodies in, a checked `Signup` out: bounded sizes, three encodings, no surprises.
 
-A body larger than `MAX_BODY` is refused before it is read in full; a field longer than
-its bound, a line break or other control character in a field, or an address that
-email-validator rejects is a `FormError` whose message is safe to show (it never echoes
-more than the user typed).
+A body larger than `MAX_BODY` is refused before it is read in full (413); a body without a
+Content-Type, of another type or in another charset than UTF-8 is refused (415), and so is
+one that is not UTF-8, or JSON nested deeper than an object of strings could be (400). A
+field longer than its bound, a line break or other control character in a field, or an
+address that email-validator rejects is a `FormError` whose message is safe to show (it never
+echoes more than the user typed).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ MAX_FIELDS = 16
 MAX_EMAIL = 254  # RFC 5321: the longest forward-path is 256 octets with its brackets
 MAX_LOCAL_PART = 64  # RFC 5321 4.5.3.1.1
 MAX_NAME = 200
+MAX_JSON_DEPTH = 2  # an object of strings is depth 1; refused before parsing, so no RecursionError
 HONEYPOT = "website"
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "application/json")
 
 
 class FormError(Exception):
@@ -68,22 +72,67 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+def charset(request: Request) -> str:
+    """The `charset` parameter of the request's Content-Type, lower-cased ('' when absent)."""
+    for param in request.headers.get("content-type", "").split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return ""
+
+
 async def parse_fields(request: Request, body: bytes) -> dict[str, str]:
-    """A form (urlencoded or multipart) or a JSON object -> its string fields (first of each)."""
+    """A form (urlencoded or multipart) or a JSON object, in UTF-8 -> its string fields (first of each).
+
+    415 without a Content-Type (nothing is guessed), for any other type, and for a charset
+    other than UTF-8; 400 for a body that is not UTF-8.
+    """
     kind = media_type(request)
+    if kind not in FORM_TYPES:
+        raise FormError(
+            415, "Send a form or a JSON object (Content-Type application/x-www-form-urlencoded, multipart/form-data or application/json)."
+        )
+    if charset(request) not in ("", "utf-8", "utf8"):
+        raise FormError(415, "Send the request in UTF-8.")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormError(400, "That request is not UTF-8 text.") from None
     if kind == "application/json":
-        return _json_fields(body)
-    if kind in ("application/x-www-form-urlencoded", ""):
-        return _urlencoded_fields(body)
+        return _json_fields(text)
     if kind == "multipart/form-data":
         return await _multipart_fields(request, body)
-    raise FormError(415, "Send a form or a JSON object.")
+    return _urlencoded_fields(text)
 
 
-def _json_fields(body: bytes) -> dict[str, str]:
+def json_depth(text: str) -> int:
+    """How deeply the arrays and objects of a JSON text nest (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+def _json_fields(text: str) -> dict[str, str]:
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise FormError(400, "Send a JSON object of strings: that one is nested too deeply.")
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data = json.loads(text)
+    except (ValueError, RecursionError):
         raise FormError(400, "That is not valid JSON.") from None
     if not isinstance(data, dict) or len(data) > MAX_FIELDS:
         raise FormError(400, "Send a JSON object with an email field.")
@@ -97,9 +146,9 @@ def _json_fields(body: bytes) -> dict[str, str]:
     return fields
 
 
-def _urlencoded_fields(body: bytes) -> dict[str, str]:
+def _urlencoded_fields(text: str) -> dict[str, str]:
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="strict")
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise FormError(400, "That form could not be read.") from None
     fields: dict[str, str] = {}
@@ -109,7 +158,7 @@ def _urlencoded_fields(body: bytes) -> dict[str, str]:
 
 
 async def _multipart_fields(request: Request, body: bytes) -> dict[str, str]:
-    """Parse a multipart body already read into memory; files are refused."""
+    """Parse a multipart body already read into memory (and checked to be UTF-8); files are refused."""
 
     async def replay() -> AsyncIterator[Message]:
         yield {"type": "http.request", "body": body, "more_body": False}

@@ -49,7 +49,8 @@ class Mailer:
         news = self.config.newsletter
         msg["Subject"] = f"Confirm your subscription to {self.config.title}"
         msg["From"] = Address(display_name=news.from_name or self.config.title, addr_spec=self.sender)
-        msg["To"] = Address(display_name=out.name, addr_spec=out.envelope)
+        # `Address` refuses a Unicode local part (the email package's SMTPUTF8 support stops there): write the header as text
+        msg["To"] = _mailbox(out.name, out.envelope) if smtputf8 else Address(display_name=out.name, addr_spec=out.envelope)
         if news.reply_to:
             msg["Reply-To"] = news.reply_to
         msg["Date"] = email.utils.format_datetime(now)
@@ -69,10 +70,20 @@ class Mailer:
                 conn.send(Envelope(self.sender, out.envelope, data, smtputf8=not out.envelope.isascii()))
             finally:
                 conn.close()
-        except (DeliveryError, SendError, OSError) as exc:
-            log.warning("confirmation email to %s not sent: %s", mask(out.address), exc)
+        except (DeliveryError, SendError, OSError, ValueError) as exc:  # ValueError: the email package's header defects
+            log.warning(
+                "confirmation email to %s not sent: %s", mask(out.address), exc.__class__.__name__ if isinstance(exc, ValueError) else exc
+            )
             return False
         return True
+
+
+def _mailbox(name: str, address: str) -> str:
+    """`"Name" <address>` for a To header of an SMTPUTF8 message (the name quoted; it holds no line break)."""
+    if not name:
+        return address
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}" <{address}>'
 
 
 def _sender_address(config: Config) -> str:

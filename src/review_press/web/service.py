@@ -110,7 +110,9 @@ class Subscriptions:
         sub = self.store.find(signup.email)
         if sub is None:
             try:
-                sub = self.store.add(signup.email, signup.name, status="pending", source=SOURCE, ip=ip, now=now, forgotten="keep")
+                sub = self.store.add(
+                    signup.email, signup.name, status="pending", source=SOURCE, ip=ip, now=now, secret=self._secret, forgotten="keep"
+                )
             except DeliveryError:  # refused by the store's own checks, or added meanwhile by another process
                 return None
         elif sub.status in REOPENS:

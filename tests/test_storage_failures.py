@@ -1,0 +1,200 @@
+"""Failures of the machine, not of the input: a full disk, a read-only folder, a database busy
+in another process, a killed Maildir delivery, a browser tab that goes away. Each is one clear
+line naming the file, exit 1, no traceback, and the database and out/ as they were.
+
+The full and read-only disks are real: a small tmpfs mounted for the test (root only; the
+tests skip elsewhere)."""
+
+from __future__ import annotations
+
+import contextlib
+import mailbox
+import os
+import random
+import shutil
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import review_press
+from review_press.config import load_config
+from review_press.errors import StorageError
+from review_press.serve import LiveServer
+from review_press.store import Store, db_path
+from test_cli import cli
+from test_publish import NEWSLETTER, POSTS
+
+CAN_MOUNT = os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str = "256k") -> Iterator[Path]:
+    """A real tmpfs of `size` mounted at `where` for the block."""
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(folder: Path) -> None:
+    """Fill the file system of `folder` to the last byte."""
+    fd = os.open(folder / "ballast", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with contextlib.suppress(OSError):
+            while os.write(fd, b"\0" * 4096):
+                pass
+        with contextlib.suppress(OSError):
+            while os.write(fd, b"\0"):
+                pass
+    finally:
+        os.close(fd)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def readers(n: int) -> str:
+    return "email,name\n" + "".join(f"reader{i}@example.org,Reader {i}\n" for i in range(n))
+
+
+def test_the_state_folder_and_database_are_readable_by_their_owner_only(make_site: Callable[..., Path]) -> None:
+    root = make_site(POSTS, NEWSLETTER)
+    state = root / ".review-press"
+    state.mkdir(mode=0o755)  # as an older version left it
+    os.chmod(state, 0o755)
+    assert cli("subscribers", "add", "ann@example.org", "--site", str(root)).returncode == 0
+    assert cli("build", "--site", str(root)).returncode == 0
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for name in ("press.db", "press.db-wal", "secret", "manifest.json"):
+        path = state / name
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, name
+    assert (state / "press.db").exists()
+
+
+def test_a_database_busy_in_another_process_is_a_clear_error_after_a_bounded_wait(make_site: Callable[..., Path]) -> None:
+    root = make_site(POSTS, NEWSLETTER)
+    path = db_path(load_config(root))
+    with Store.open(path) as store:
+        store.add("ann@example.org")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3,sys,time; c=sqlite3.connect(sys.argv[1], isolation_level=None);"
+         " c.execute('BEGIN EXCLUSIVE'); print('held', flush=True); time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with Store.open(path, busy_timeout=0.3) as store, pytest.raises(StorageError) as caught:
+            store.add("bob@example.org")
+        assert "press.db is busy (another review-press running?)" in str(caught.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    with Store.open(path) as store:
+        assert [s.address for s in store.iter_subscribers()] == ["ann@example.org"]
+
+
+@pytest.mark.skipif(not CAN_MOUNT, reason="needs root to mount a tmpfs")
+def test_a_full_disk_during_import_add_and_publish_is_one_line_and_loses_nothing(make_site: Callable[..., Path], tmp_path: Path) -> None:
+    root = make_site(POSTS, NEWSLETTER)
+    big = tmp_path / "readers.csv"
+    big.write_text(readers(4000), "utf-8")
+    with tmpfs(root / ".review-press", "512k"):
+        assert cli("subscribers", "add", "ann@example.org", "--site", str(root)).returncode == 0
+        fill(root / ".review-press")
+        before = snapshot(root / ".review-press")
+        for command in (["subscribers", "import", str(big)], ["subscribers", "add", "bob@example.org"], ["publish"]):
+            result = cli(*command, "--site", str(root))
+            assert result.returncode == 1, (command, result.stdout, result.stderr)
+            assert "no space left on device" in result.stderr, (command, result.stderr)
+            assert "Traceback" not in result.stderr
+        (root / ".review-press" / "ballast").unlink()
+        with Store.for_site(load_config(root)) as store:  # as it was: one reader, no campaign
+            assert [s.address for s in store.iter_subscribers()] == ["ann@example.org"]
+            assert store.conn.execute("SELECT count(*) FROM campaigns").fetchone() == (0,)
+        assert before.keys() - {"ballast"} <= snapshot(root / ".review-press").keys()
+
+
+@pytest.mark.skipif(not CAN_MOUNT, reason="needs root to mount a tmpfs")
+def test_a_full_or_read_only_state_folder_during_build_names_the_file_and_leaves_out_alone(make_site: Callable[..., Path]) -> None:
+    root = make_site(POSTS, NEWSLETTER)
+    assert cli("build", "--site", str(root)).returncode == 0
+    out_before = snapshot(root / "out")
+    (root / "posts" / "2026-03-01-new.md").write_text("---\ntitle: New\ndate: 2026-03-01\n---\n\nNew.\n", "utf-8")
+    shutil.rmtree(root / ".review-press")
+    with tmpfs(root / ".review-press", "64k"):
+        fill(root / ".review-press")
+        result = cli("build", "--site", str(root))
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert "cannot write .review-press/cache/posts.pickle: no space left on device" in result.stderr.replace(str(root) + "/", "")
+        assert snapshot(root / "out") == out_before
+        (root / ".review-press" / "ballast").unlink()
+        subprocess.run(["mount", "-o", "remount,ro", str(root / ".review-press")], check=True)
+        result = cli("subscribers", "add", "ann@example.org", "--site", str(root))
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert "cannot write" in result.stderr and "read-only" in result.stderr, result.stderr
+        assert snapshot(root / "out") == out_before
+
+
+@pytest.mark.slow
+def test_maildir_deliveries_killed_at_random_leave_nothing_in_tmp_and_everyone_gets_each_post_once(
+    make_site: Callable[..., Path],
+) -> None:
+    root = make_site(POSTS, NEWSLETTER)  # no [smtp]: the Maildir outbox
+    with Store.for_site(load_config(root)) as store:
+        for i in range(600):
+            store.add(f"reader{i}@example.org")
+    (root / "outbox" / "tmp").mkdir(parents=True)
+    (root / "outbox" / "tmp" / "1700000000.M1P1.half").write_bytes(b"To: someone\n\nhalf a mess")  # as a kill leaves it
+    env = {**os.environ, "PYTHONPATH": str(Path(review_press.__file__).parents[1])}
+    command = [sys.executable, "-m", "review_press", "publish", "--site", str(root)]
+    rng = random.Random(int(os.environ.get("KILL_SEED", time.time())))
+    for _ in range(4):
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.4, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert list((root / "outbox" / "tmp").iterdir()) == []
+    got: dict[str, int] = {}
+    for message in mailbox.Maildir(root / "outbox", create=False):
+        got[message["Message-ID"]] = got.get(message["Message-ID"], 0) + 1
+    assert len(got) == 2 * 600  # every reader has both posts
+    with Store.for_site(load_config(root)) as store:
+        assert store.conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall() == [("sent", 1200)]
+
+
+def test_a_browser_tab_that_goes_away_prints_no_traceback(make_site: Callable[..., Path], capfd: pytest.CaptureFixture[str]) -> None:
+    root = make_site({"a.md": "---\ntitle: A\ndate: 2026-01-02\n---\n\n" + "Long text. " * 20000 + "\n"})
+    server = LiveServer(root, port=0, debounce_ms=20)
+    server.start()
+    try:
+        for _ in range(5):  # a big page, a reset before it is read: the server's writes hit a dead socket
+            with socket.create_connection(("127.0.0.1", server.port)) as s:
+                s.sendall(b"GET /posts/a/ HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        seen = server.state.number
+        with socket.create_connection(("127.0.0.1", server.port)) as s:  # a live-reload long poll, abandoned
+            s.sendall(f"GET /__reload?build={seen} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        (root / "posts" / "a.md").write_text("---\ntitle: A2\ndate: 2026-01-02\n---\n\nShort.\n", "utf-8")
+        server.wait_for_build(seen, 10)
+        time.sleep(0.3)  # let the handler threads finish writing to the dead sockets
+    finally:
+        server.stop()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err, err
