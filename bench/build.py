@@ -58,6 +58,19 @@ def run_build(site: Path) -> dict:
     return figures
 
 
+def write_stills(site: Path, n: int) -> None:
+    """The images the corpus's odd posts show from the site (`/images/<i>.jpg`): a build checks
+    they are in static/ and reads each one's size. 1200 x 675 JPEGs, a different one each, so the
+    cold build also makes two resized copies of each (480 and 960 px), as for a real still."""
+    from PIL import Image
+
+    (site / "static" / "images").mkdir(parents=True)
+    for i in range(1, n, 2):
+        still = Image.linear_gradient("L").resize((1200, 675)).convert("RGB")
+        still.paste((i * 37 % 256, i * 91 % 256, i * 53 % 256), (100, 100, 500, 400))
+        still.save(site / "static" / "images" / f"{i}.jpg", quality=85)
+
+
 def line(name: str, f: dict) -> str:
     return (
         f"{name:<16} {f['wall']:7.2f} s wall ({f['seconds']:6.2f} s in build)  {f['posts'] / f['wall']:9.0f} posts/s  "
@@ -75,6 +88,7 @@ def main() -> None:
         shutil.rmtree(site)
     subprocess.run([sys.executable, str(CORPUS), "posts", str(args.n), str(site / "posts")], check=True)
     (site / "press.toml").write_text(PRESS_TOML, "utf-8")
+    write_stills(site, args.n)
     print(f"review-press build benchmark: {args.n} posts, Python {sys.version.split()[0]}")
     cold = run_build(site)
     print(line("cold", cold))

@@ -7,13 +7,21 @@ press.toml whose `[newsletter] since` is far in the past, then prints
 - the median (and p90) milliseconds per post for the full edition: email HTML (template +
   premailer), plain text and the email lint (target < 30 ms);
 - the median microseconds per recipient for `Edition.personalize` over R recipients
-  (default 100,000; target < 20 µs), and for the whole MIME message (`build_message`).
+  (default 100,000; target < 20 µs), and for the whole MIME message (`build_message`);
+- the bytes of the email HTML of one long post of 1,000, 3,000, 6,000 and 12,000 words (corpus
+  bodies one after another), the share of those bytes in inline `style=""` attributes, and
+  whether the post was cut (target: 6,000 words whole, under Gmail's 102 KB; longer ones cut
+  at a paragraph, still under 102 KB).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
+import io
+import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -21,6 +29,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
@@ -57,12 +67,68 @@ url = "https://bench.example.org/newsletter/"
 
 
 def make_corpus(root: Path, n: int) -> None:
-    """N posts under root/posts (reused when already there) and the press.toml above."""
+    """N posts under root/posts (reused when already there), the images the odd ones show from
+    static/images/ (a build checks that they exist), and the press.toml above."""
     posts = root / "posts"
     if not (posts.is_dir() and len(list(posts.glob("*.md"))) == n):
         shutil.rmtree(posts, ignore_errors=True)
         subprocess.run([sys.executable, str(CORPUS), "posts", str(n), str(posts)], check=True)
+    images = root / "static" / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    still = io.BytesIO()
+    Image.new("RGB", (1200, 675), (90, 80, 70)).save(still, "JPEG", quality=60)
+    for i in range(1, n, 2):
+        if not (images / f"{i}.jpg").is_file():
+            (images / f"{i}.jpg").write_bytes(still.getvalue())
     (root / "press.toml").write_text(PRESS_TOML, "utf-8")
+
+
+SIZES = (1000, 3000, 6000, 12000)
+GMAIL_CLIP = 102 * 1024
+_STYLE_ATTR = re.compile(r"""\sstyle=("[^"]*"|'[^']*')""")
+
+
+def long_body(words: int) -> str:
+    """A post body of at least `words` words: blocks of corpus bodies, one after another (same bytes every time)."""
+    spec = importlib.util.spec_from_file_location("make_corpus", CORPUS)
+    assert spec is not None and spec.loader is not None
+    corpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus)
+    rng = random.Random(words)
+    blocks: list[str] = []
+    count = i = 0
+    while count < words:
+        for block in corpus.body(rng, i).split("\n\n"):
+            if count >= words:
+                break
+            blocks.append(block.strip())
+            count += len(block.split())
+        i += 1
+    return "\n\n".join(blocks).replace("](/images/", "](https://images.example.org/") + "\n"
+
+
+def size_report(root: Path) -> None:
+    """Print the email bytes of long posts and the share of inline style bytes (see the module docstring)."""
+    site = root / "sizes"
+    (site / "posts").mkdir(parents=True, exist_ok=True)
+    (site / "press.toml").write_text(PRESS_TOML, "utf-8")
+    for words in SIZES:
+        front = f'---\ntitle: "A {words:,}-word post"\ndate: 2026-01-01T09:00:00+00:00\n---\n\n'
+        (site / "posts" / f"long-{words}.md").write_text(front + long_body(words), "utf-8")
+    config = load_config(site)
+    theme = Theme.for_site(config.templates_dir)
+    posts = {p.slug: p for p in load_posts(config, use_cache=False)}
+    for words in SIZES:
+        post = posts[f"long-{words}"]
+        edition = make_edition(post, config, theme)
+        size = len(edition.html.encode("utf-8"))
+        styles = sum(len(m.group(0).encode("utf-8")) for m in _STYLE_ATTR.finditer(edition.html))
+        cut = "cut at a paragraph" if getattr(edition, "cut", False) else "whole"
+        verdict = "under" if size < GMAIL_CLIP else "OVER"
+        print(
+            f"email of a {len(post.body_markdown.split()):,}-word post: {size / 1024:.1f} KB ({verdict} 102 KB), "
+            f"inline styles {styles / 1024:.1f} KB = {100 * styles / size:.0f}% of it, {cut}; {len(lint(edition, post))} lint problems"
+        )
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -77,6 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="rp-bench-edition-"))
     try:
+        size_report(root)
         make_corpus(root, args.n)
         config = load_config(root)
         site = make_site(config, load_posts(config, use_cache=False), now=dt.datetime.now(dt.UTC))

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from email_sites import NEWSLETTER_TOML, edition_of, one_post, sample
 from review_press.config import load_config
@@ -61,6 +62,13 @@ def score(review):
 
 [^1]: The note, with [a source](https://example.net/source).
 """
+
+
+def with_still(root: Path) -> Path:
+    """`root` with static/images/still.jpg, the 640 x 360 still RICH shows (a build checks that it is there)."""
+    (root / "static/images").mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (640, 360), (90, 90, 90)).save(root / "static/images/still.jpg")
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -135,23 +143,26 @@ def test_premailer_keeps_media_queries_with_important_and_inlines_the_rest(sampl
     media = head.split("@media", 1)[1]
     declarations = [d.strip() for block in re.findall(r"\{([^{}]*)\}", media) for d in block.split(";") if d.strip()]
     assert declarations and all(d.rstrip().endswith("!important") for d in declarations)
-    assert re.search(r"<p style=['\"][^>]*font-family:[^>]*color:#1f1d1a", html)
+    # fonts and colours once per table cell, inherited by the text inside; a paragraph carries its margin
+    assert re.search(r"<td class=\"content\" style='font-family:[^>]*color:#1f1d1a", html)
+    assert re.search(r'<p [^>]*style="margin:0 0 16px"', html) and not re.search(r"<p [^>]*font-family", html)
     assert "<style>" in head and "<style" not in html.split("</head>", 1)[1]
 
 
 def test_links_and_images_are_absolute_footnotes_point_at_the_web_page(tmp_path: Path) -> None:
-    edition, _ = edition_of(tmp_path, RICH)
+    edition, _ = edition_of(with_still(tmp_path), RICH)
     base = "https://example.org/blog/posts/letter/"
     assert 'href="https://example.org/about/"' in edition.html  # "/about/" is the host's root, as on the web
     assert f'href="{base}#fn1"' in edition.html
     assert re.search(rf'href="{re.escape(base)}#fnref1[^"]*"', edition.html)
-    img = re.search(r'<img src="https://example.org/images/still.jpg"[^>]*>', edition.html)
-    assert img and 'width="552"' in img.group(0) and 'alt="A still"' in img.group(0)
+    # /images/still.jpg is static/images/still.jpg, which the site serves under its base_url's path
+    img = re.search(r'<img src="https://example.org/blog/images/still.jpg"[^>]*>', edition.html)
+    assert img and 'width="552"' in img.group(0) and 'height="310"' in img.group(0) and 'alt="A still"' in img.group(0)
     assert 'width="100%"' not in "".join(re.findall(r"<img[^>]*>", edition.html))
 
 
 def test_iframes_become_links_youtube_with_its_thumbnail(tmp_path: Path) -> None:
-    edition, post = edition_of(tmp_path, RICH)
+    edition, post = edition_of(with_still(tmp_path), RICH)
     assert "<iframe" not in edition.html
     assert '<a href="https://www.youtube.com/watch?v=dQw4w9WgXcQ"' in edition.html
     assert 'src="https://img.youtube.com/vi/dQw4w9WgXcQ/hqdefault.jpg"' in edition.html
@@ -162,7 +173,7 @@ def test_iframes_become_links_youtube_with_its_thumbnail(tmp_path: Path) -> None
 
 
 def test_highlighted_code_is_inlined_from_pygments_classes(tmp_path: Path) -> None:
-    edition, _ = edition_of(tmp_path, RICH)
+    edition, _ = edition_of(with_still(tmp_path), RICH)
     code = re.search(r'<(?:pre|div) class="highlight".*?</pre>', edition.html, re.DOTALL).group(0)
     assert re.search(r'<span class="k" style="[^"]*color:#008000', code)  # `def`, Pygments' default style
     assert "white-space:pre-wrap" in code
@@ -170,7 +181,7 @@ def test_highlighted_code_is_inlined_from_pygments_classes(tmp_path: Path) -> No
 
 def test_cssutils_says_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG):
-        edition_of(tmp_path, RICH)
+        edition_of(with_still(tmp_path), RICH)
     assert not [r for r in caplog.records if r.name.startswith(("CSSUTILS", "cssutils", "premailer"))]
 
 
@@ -178,7 +189,7 @@ def test_cssutils_says_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture)
 
 
 def test_plain_text_holds_every_link_and_wraps_at_72(tmp_path: Path) -> None:
-    edition, _ = edition_of(tmp_path, RICH)
+    edition, _ = edition_of(with_still(tmp_path), RICH)
     html_links = set(re.findall(r'href="(https://[^"#]+)', edition.html)) - {"https://example.org/blog/posts/letter/"}
     assert html_links
     for url in html_links:
@@ -191,14 +202,14 @@ def test_plain_text_holds_every_link_and_wraps_at_72(tmp_path: Path) -> None:
 
 
 def test_plain_text_reads_like_text(tmp_path: Path) -> None:
-    edition, _ = edition_of(tmp_path, RICH)
+    edition, _ = edition_of(with_still(tmp_path), RICH)
     text = edition.text
     assert "A heading\n---------" in text
     assert "1. first\n2. second with an absolute link (https://example.com/a-page)" in text
     assert "- bullet\n- another bullet" in text
     assert "    def score(review):\n        return sum(review.stars)" in text
     assert re.search(r"Show\s+\| Verdict\n-+\+-+\nRun Away \| Bleak", text)
-    assert "[Image: A still] (https://example.org/images/still.jpg)" in text
+    assert "[Image: A still] (https://example.org/blog/images/still.jpg)" in text
     assert "footnote.[1]" in text and "[1] The note, with a source (https://example.net/source)." in text
     assert "<" not in text.replace("<!--", "")
 
@@ -393,7 +404,8 @@ def test_edition_files_are_deterministic_and_keys_follow_the_post(tmp_path: Path
     assert keys["email/later/index.html"] == first["email/later/index.html"][0]
 
 
-def test_a_lint_failure_fails_the_build_naming_the_post_and_line(tmp_path: Path) -> None:
+def test_a_lint_failure_is_the_post_s_verdict_naming_the_post_and_line(tmp_path: Path) -> None:
+    """The files are rendered all the same (the build goes on); the verdict holds the error."""
     root = write_site(
         tmp_path / "site",
         {
@@ -405,15 +417,14 @@ def test_a_lint_failure_fails_the_build_naming_the_post_and_line(tmp_path: Path)
     )
     config = load_config(root)
     site = make_site(config, load_posts(config, use_cache=False), now=NOW)
-    arts = plan_editions(site, Theme.for_site(config.templates_dir), "k")
-    with pytest.raises(BuildError) as caught:
-        arts[0].render()
-    error = caught.value
+    planned = edition_plan.edition_plan(site, Theme.for_site(config.templates_dir), "k")
+    assert all(a.render() for a in planned.artifacts)
+    (verdict,) = planned.verdicts()
+    assert not verdict.mailable and verdict.warnings == ()
+    (error,) = verdict.errors
+    assert isinstance(error, BuildError) and error.severity == "error"
     assert error.path == root / "posts" / "2026-01-05-bad.md" and error.line == 8
     assert "email edition of 'bad'" in str(error) and "http://insecure.example/a.png" in str(error)
-    with pytest.raises(PressError) as again:  # the other files of the post report nothing twice
-        arts[1].render()
-    assert getattr(again.value, "errors", None) == ()
 
 
 def test_preview_renders_any_post_even_one_before_since(tmp_path: Path) -> None:

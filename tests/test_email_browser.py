@@ -2,8 +2,10 @@
 
 600 px (a desktop client's reading pane), 375 px (a phone) and 600 px in dark mode: each
 screenshot must have content (not a blank page), nothing may scroll sideways, and the dark
-rendering must really be dark. Network requests are blocked, as many mail clients do.
-docs/screenshots/email-*.png are refreshed for the README.
+rendering must really be dark. Network requests are blocked, as many mail clients do, but
+for the hero image, served from memory. The sample post is given a hero image and a code
+block (`email_sites.sample_with_hero_and_code`), so docs/screenshots/email-*.png, refreshed
+for the README, show both.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from chromium import CHROMIUM, CHROMIUM_ARGS
-from email_sites import REPO, edition_of, sample
+from email_sites import REPO, edition_of, hero_jpeg, sample_with_hero_and_code
 from review_press.edition import lint, make_edition
 
 pytestmark = pytest.mark.browser
@@ -26,11 +28,23 @@ SCREENSHOTS = REPO / "docs" / "screenshots"
 VIEWS = {"600": (600, "light"), "375": (375, "light"), "dark": (600, "dark")}
 
 
+HERO_URL = "https://reviews.example.org/images/run-away-hero.jpg"
+
+
 @pytest.fixture(scope="module")
-def email_html() -> str:
-    post, config, theme = sample()
+def email_html(tmp_path_factory: pytest.TempPathFactory) -> str:
+    post, config, theme = sample_with_hero_and_code(tmp_path_factory.mktemp("sample"))
     html, _text = make_edition(post, config, theme).personalize("Ada", "https://reviews.example.org/newsletter/unsubscribe?token=preview")
+    assert f'src="{HERO_URL}"' in html
     return html
+
+
+def _offline_but_the_hero(route) -> None:
+    """Block every request, as many mail clients do, except the hero image (served from memory)."""
+    if route.request.url == HERO_URL:
+        route.fulfill(status=200, content_type="image/jpeg", body=hero_jpeg())
+    else:
+        route.abort()
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +71,7 @@ def test_email_renders_without_sideways_scroll(browser, email_html: str, view: s
     width, scheme = VIEWS[view]
     page = browser.new_page(viewport={"width": width, "height": 1000})
     try:
-        page.route("**/*", lambda route: route.abort())
+        page.route("**/*", _offline_but_the_hero)
         page.emulate_media(color_scheme=scheme)
         page.set_content(email_html, wait_until="load")
         scroll_width, client_width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
@@ -67,6 +81,11 @@ def test_email_renders_without_sideways_scroll(browser, email_html: str, view: s
         assert page.locator("h1").first.inner_text().startswith("Run Away Season 1 Review")
         assert not page.locator(".preheader").is_visible()
         assert page.locator("text=Unsubscribe").first.is_visible()
+        hero = page.evaluate(
+            "(() => { const i = document.querySelector('.hero img'); const r = i.getBoundingClientRect(); return [i.naturalWidth, r.width, r.bottom]; })()"
+        )
+        assert hero[0] == 1200 and hero[1] == width - 32 and hero[2] < 1000, f"{view}: hero {hero}"  # as wide as the text
+        assert page.locator("pre.highlight").first.is_visible()
         png = page.screenshot(full_page=False)
         colours, brightness = _stats(png)
         assert colours > 50, f"{view}: the screenshot is blank"

@@ -14,7 +14,7 @@ import pytest
 
 from email_sites import body_line, edition_of, sample
 from review_press.edition import lint, make_edition
-from review_press.edition.lint import Problem, lint_html, to_errors
+from review_press.edition.lint import HTML_LIMIT, Problem, lint_html, to_errors
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +58,11 @@ def test_rule_1_style_over_16_kb(good) -> None:
     assert rules(problems) == {1}
 
 
-def test_rule_1_a_huge_post(tmp_path: Path) -> None:
+def test_rule_1_a_huge_post_is_cut_at_a_paragraph_not_refused(tmp_path: Path) -> None:
     edition, post = edition_of(tmp_path, "\n\n".join(f"Paragraph {i} " + "words " * 60 for i in range(300)))
-    assert 1 in rules(lint(edition, post))
+    assert lint(edition, post) == [] and edition.cut
+    assert len(edition.html.encode()) <= HTML_LIMIT and "Continue reading on the web</a></p>" in edition.html
+    assert "Paragraph 299" in edition.text  # the plain text is whole
 
 
 # --- rule 2: nothing active -----------------------------------------------------------------
@@ -193,11 +195,21 @@ def test_rule_7_a_post_s_own_inline_css_is_dropped_by_the_sanitiser(tmp_path: Pa
 
 def test_rule_7_text_without_inlined_font_and_color(good) -> None:
     html, text, url, pre = good
-    start = html.index('<p class="byline" style=')
+    start = html.index('<td class="content" style=')
     end = html.index(">", start)
-    problems = check(html[:start] + '<p class="byline"' + html[end:], text, url, pre)
-    assert rules(problems) == {7} and "font-* and color" in problems[0].message
+    problems = check(html[:start] + '<td class="content"' + html[end:], text, url, pre)  # every paragraph inherits from this cell
+    assert rules(problems) == {7} and "gets no inlined font-family from itself or its <td>" in problems[0].message
+    assert len(problems) == 1  # once for the cell, not once per paragraph
+    # a paragraph inherits from its cell, but a table inside it inherits nothing (Outlook), nor a heading (Outlook restyles them)
     assert rules(mutated(good, "</body>", f'<a href="{url}">bare link</a></body>')) == {7}
+    nested = '<table class="data"><tr><th style="color:#000">Show</th></tr></table>'
+    problems = mutated(good, '<p class="byline"', nested + '<p class="byline"')
+    assert rules(problems) == {7} and "font-family from itself or its <th>" in problems[0].message
+    start = html.index('<h2 id="')
+    end = html.index(">", start)
+    problems = check(html[:start] + re.sub(r"\sstyle=('[^']*'|\"[^\"]*\")", "", html[start : end + 1]) + html[end + 1 :], text, url, pre)
+    assert rules(problems) == {7} and "<h2> without its own inlined font-family and color" in problems[0].message
+    assert mutated(good, '<p class="byline" style="', '<p class="byline" style="font-family:Georgia;color:#000;') == []
     assert rules(mutated(good, "<style>", "<style>@media (max-width: 9px) { .x { display: grid !important } }\n")) == {7}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import feedparser
 import pytest
 from lxml import etree
+from PIL import Image
 
 from feed_validation import check_atom, check_feed, check_json_feed, check_rss
 from review_press import feeds
@@ -64,7 +66,15 @@ def reviews(root: Path, content: str = "full", extra: dict[str, str] | None = No
     )
     posts["2026-01-08-draft.md"] = post_text(title="Draft", date="2026-01-08", draft="true")
     posts |= extra or {}
+    posts["still.jpg"] = still_jpeg()  # beside the post that shows it: a build checks it is there, and reads its size
     return write_site(root, posts, TOML.format(content=content))
+
+
+def still_jpeg() -> bytes:
+    """A real 320 x 180 JPEG."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 180), (90, 90, 90)).save(buffer, "JPEG")
+    return buffer.getvalue()
 
 
 def build_out(root: Path) -> Path:
@@ -186,7 +196,7 @@ def test_entries_carry_author_categories_and_summary(site: Path) -> None:
     assert [t.term for t in run_away.tags] == ["Crime", "Café"]
     assert run_away.author_detail.name == "Tess Ter" and run_away.author_detail.email == "tess@example.org"
     assert same_day.author_detail.name == "Guest Writer"
-    assert run_away.summary.startswith("<p>Run Away opens with")
+    assert run_away.summary.startswith('<p dir="auto">Run Away opens with')
     rss = etree.parse(site / "feed.xml").getroot()
     items = rss.findall("channel/item")
     assert items[0].findtext("author") == "tess@example.org (Tess Ter)"
@@ -218,7 +228,7 @@ def test_summary_mode_gives_summaries_only(tmp_path: Path) -> None:
     entry = etree.parse(out / "atom.xml").getroot().find(f"{ATOM}entry")
     assert entry.find(f"{ATOM}content") is None
     summary = entry.findtext(f"{ATOM}summary")
-    assert summary.startswith("<p>Run Away opens with") and "Counted by hand" not in summary
+    assert summary.startswith('<p dir="auto">Run Away opens with') and "Counted by hand" not in summary
     assert 'src="https://example.org/blog/posts/run-away/still.jpg"' in summary
     item = etree.parse(out / "feed.xml").getroot().find("channel/item")
     assert item.find("{http://purl.org/rss/1.0/modules/content/}encoded") is None

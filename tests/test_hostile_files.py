@@ -529,11 +529,11 @@ def test_a_key_given_twice_is_refused(site: Path, text: str, expected: str) -> N
 
 
 def test_yaml_merge_keys_may_still_be_overridden(site: Path) -> None:
-    text = "---\ntitle: Merged\ndate: 2026-01-04\nbase: &base {stars: 3, of: 5}\nrating:\n  <<: *base\n  stars: 4\n---\nBody\n"
+    text = "---\ntitle: Merged\ndate: 2026-01-04\nbase: &base {stars: 3, of: 5}\nscore:\n  <<: *base\n  stars: 4\n---\nBody\n"
     (site / "posts/x.md").write_text(text, "utf-8")
     plan, _ = build(site, NOW)
     [post] = [p for p in plan.site.posts if p.title == "Merged"]
-    assert post.meta["rating"] == {"stars": 4, "of": 5}
+    assert post.meta["score"] == {"stars": 4, "of": 5}
 
 
 @pytest.mark.parametrize("target", [".review-press/press.db", ".review-press", "out/index.html"])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from PIL import Image
 
 from email_sites import NEWSLETTER_TOML, one_post
 from feed_validation import check_feed, check_json_feed
@@ -141,6 +142,8 @@ def hostile_site(root: Path, extra_toml: str = "") -> Path:
         "2026-03-01-hostile.md": post_text(title="Hostile", date="2026-03-01", body=HOSTILE, tags="[Crime, TV]"),
         "2026-02-01-plain.md": post_text(title="Plain", date="2026-02-01", body="Nothing to see.", tags="[Crime]"),
     }
+    (root / "static/images").mkdir(parents=True, exist_ok=True)  # the still the hostile post shows: a build checks it is there
+    Image.new("RGB", (640, 360), (90, 90, 90)).save(root / "static/images/still.jpg")
     return write_site(root, posts, NEWSLETTER_TOML + extra_toml)
 
 
@@ -428,7 +431,7 @@ def test_front_matter_fields_are_escaped_in_pages_feeds_and_email(tmp_path: Path
                 subject="\"<img src=x onerror=alert('s')> Subject\"",
                 author='"<b onmouseover=alert(1)>Ann</b>"',
                 tags='["<i>Noir</i> & co"]',
-                rating="\"<script>alert('meta')</script>\"",
+                mood="\"<script>alert('meta')</script>\"",
                 image="/images/cover.jpg",
             )
         },
@@ -438,25 +441,28 @@ def test_front_matter_fields_are_escaped_in_pages_feeds_and_email(tmp_path: Path
     (root / "templates/post.html").write_text(
         (default_theme_dir() / "post.html")
         .read_text("utf-8")
-        .replace("{% block content %}", '{% block content %}<p class="rating">{{ post.meta.rating }}</p>', 1),
+        .replace("{% block content %}", '{% block content %}<p class="rating">{{ post.meta.mood }}</p>', 1),
         "utf-8",
     )
     out = build_site(root)
     for path in out.rglob("*.html"):
         html = path.read_text("utf-8")
+        html = re.sub(r'<script type="application/ld\+json">.*?</script>', "", html, flags=re.S)  # JSON-LD: checked below
         assert not re.search(r"<(script|img src=x|b onmouseover|i>Noir)", html), path
     page = (out / "posts/x/index.html").read_text("utf-8")
     assert "&lt;script&gt;alert(&#34;t&#34;)&lt;/script&gt; Title" in page
     assert "By &lt;b onmouseover=alert(1)&gt;Ann&lt;/b&gt;" in page
     assert "&lt;i&gt;Noir&lt;/i&gt; &amp; co" in page
     assert '<p class="rating">&lt;script&gt;alert(&#39;meta&#39;)&lt;/script&gt;</p>' in page
-    assert '<img class="post-image" src="/images/cover.jpg" alt="">' in page
-    assert '<meta property="og:image" content="https://example.org/images/cover.jpg">' in page
+    assert '<img class="post-image" src="https://example.org/blog/images/cover.jpg" alt="">' in page  # `/` is the site's root
+    assert '<meta property="og:image" content="https://example.org/blog/images/cover.jpg">' in page
+    ld = re.search(r'<script type="application/ld\+json">(.*?)</script>', page, re.S).group(1)  # type: ignore[union-attr]
+    assert "<" not in ld and ">" not in ld
     atom = etree.parse(out / "atom.xml").getroot().find(f"{ATOM}entry")
     assert atom.findtext(f"{ATOM}title") == title and atom.findtext(f"{ATOM}author/{ATOM}name") == "<b onmouseover=alert(1)>Ann</b>"
     assert [c.get("term") for c in atom.findall(f"{ATOM}category")] == ["<i>Noir</i> & co"]
     item = json.loads((out / "feed.json").read_text("utf-8"))["items"][0]
-    assert item["title"] == title and item["image"] == "https://example.org/images/cover.jpg"
+    assert item["title"] == title and item["image"] == "https://example.org/blog/images/cover.jpg"
     email = (out / "email/x/index.html").read_text("utf-8")
     assert "<title>&lt;img src=x onerror=alert('s')&gt; Subject</title>" in email
 

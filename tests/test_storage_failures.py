@@ -198,3 +198,91 @@ def test_a_browser_tab_that_goes_away_prints_no_traceback(make_site: Callable[..
         server.stop()
     err = capfd.readouterr().err
     assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err, err
+
+
+@pytest.mark.parametrize("target", [".review-press", "posts"])
+def test_an_out_folder_that_is_a_link_is_refused_and_nothing_it_points_at_is_touched(make_site: Callable[..., Path], target: str) -> None:
+    root = make_site(POSTS, NEWSLETTER)
+    assert cli("subscribers", "add", "ann@example.org", "--site", str(root)).returncode == 0
+    before = snapshot(root / target)
+    os.symlink(target, root / "out")
+    result = cli("build", "--site", str(root))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "out/ is a link (to " + target + "), not a folder" in result.stderr
+    after = snapshot(root / target)
+    assert {name: after.get(name) for name in before} == before  # nothing it held was removed or changed
+    assert "index.html" not in after  # and nothing of the site was written into it
+
+
+def test_hidden_files_in_out_are_left_alone_and_stale_temporaries_go(make_site: Callable[..., Path]) -> None:
+    root = make_site(POSTS, NEWSLETTER)
+    (root / "out" / ".git").mkdir(parents=True)
+    (root / "out" / ".git" / "HEAD").write_text("ref: refs/heads/gh-pages\n", "utf-8")
+    (root / "out" / ".nojekyll").write_text("", "utf-8")
+    (root / "out" / ".tmp-abc~").write_text("half", "utf-8")
+    assert cli("build", "--site", str(root)).returncode == 0
+    assert (root / "out" / ".git" / "HEAD").read_text("utf-8") == "ref: refs/heads/gh-pages\n"
+    assert (root / "out" / ".nojekyll").exists() and not (root / "out" / ".tmp-abc~").exists()
+
+
+def test_a_hard_link_to_the_signing_key_or_database_is_never_published(make_site: Callable[..., Path]) -> None:
+    root = make_site(POSTS, NEWSLETTER)
+    assert cli("subscribers", "add", "ann@example.org", "--site", str(root)).returncode == 0
+    (root / ".review-press" / "secret").write_text("k" * 64, "utf-8")
+    (root / "static").mkdir()
+    os.link(root / ".review-press" / "secret", root / "static" / "key.txt")
+    os.link(root / ".review-press" / "press.db", root / "static" / "db.bin")
+    result = cli("build", "--site", str(root))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "static/key.txt: is a hard link to the site's private files" in result.stderr
+    assert "static/db.bin: is a hard link to the site's private files" in result.stderr
+    assert not (root / "out").exists()
+
+
+def test_a_file_swapped_for_a_link_after_the_check_is_refused_when_read(tmp_path: Path) -> None:
+    from review_press.errors import BuildError
+    from review_press.sitefiles import read_inside
+
+    site = tmp_path / "site"
+    (site / "static").mkdir(parents=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET", "utf-8")
+    (site / "static" / "x.txt").write_text("ok", "utf-8")
+    assert read_inside(site / "static" / "x.txt", site, BuildError) == b"ok"
+    (site / "static" / "x.txt").unlink()
+    os.symlink(secret, site / "static" / "x.txt")  # what a race between the walk and the copy would see
+    with pytest.raises(BuildError, match="links outside the site or into its private files"):
+        read_inside(site / "static" / "x.txt", site, BuildError)
+
+
+@pytest.mark.skipif(not CAN_MOUNT, reason="needs root to mount a tmpfs")
+def test_a_full_disk_in_the_middle_of_writing_out_leaves_out_as_it_was(make_site: Callable[..., Path]) -> None:
+    root = make_site(POSTS, NEWSLETTER)
+    with tmpfs(root / "out", "200k"):
+        assert cli("build", "--site", str(root)).returncode == 0
+        before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted((root / "out").rglob("*")) if p.is_file()}
+        folders = sorted(p for p in (root / "out").rglob("*") if p.is_dir())
+        for i in range(12):
+            body = f"Post {i}. " + "Words fill the disk. " * 300
+            (root / "posts" / f"2026-03-{i + 1:02d}-p{i}.md").write_text(
+                f"---\ntitle: P{i}\ndate: 2026-03-{i + 1:02d}\n---\n\n{body}\n", "utf-8"
+            )
+        result = cli("build", "--site", str(root))
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert "no space left on device" in result.stderr
+        after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted((root / "out").rglob("*")) if p.is_file()}
+        assert after == before  # every file as it was, none half-written, no temporaries
+        assert sorted(p for p in (root / "out").rglob("*") if p.is_dir()) == folders  # no new empty folders
+
+
+def test_a_control_character_in_a_post_is_an_error_at_its_line(make_site: Callable[..., Path]) -> None:
+    root = make_site(
+        {
+            "a.md": '---\ntitle: "a\x0bb"\ndate: 2026-01-02\n---\n\nText.\n',
+            "b.md": "---\ntitle: B\ndate: 2026-01-02\n---\n\nOne\n\nTwo \x1b[31m\n",
+        }
+    )
+    result = cli("build", "--site", str(root))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "a.md:2: the text holds a control character (U+000B)" in result.stderr
+    assert "b.md:8: the text holds a control character (U+001B)" in result.stderr

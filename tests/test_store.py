@@ -230,7 +230,8 @@ def test_secret_file_is_private_reused_and_overridden_by_the_environment(tmp_pat
     assert load_secret(state, environ={}) == first
     mode = stat.S_IMODE(os.stat(state / "secret").st_mode)
     assert mode == 0o600
-    assert load_secret(state, environ={SECRET_ENV: "from-env"}) == b"from-env"
+    from_env = "from-env-0123456789abcdef0123456789abcdef"  # 32 characters at least: a shorter one is refused
+    assert load_secret(state, environ={SECRET_ENV: from_env}) == from_env.encode()
 
 
 def test_a_token_does_not_show_its_subscriber_id() -> None:

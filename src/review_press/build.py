@@ -6,16 +6,18 @@ reading input, and `build` hands everything to the one writer in `output`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, feeds, pages, sitefiles
+from . import __version__, feeds, images, pages, sitefiles
 from .config import CONFIG_NAME, Config, load_config
 from .content import Post, load_posts
 from .delivery import ledger
-from .edition.plan import plan_editions
+from .edition.lint import EmailProblem, Verdict
+from .edition.plan import EditionPlan, edition_plan, verdicts_path
 from .errors import BuildError, raise_all
 from .identity import CampaignRecord
 from .output import Artifact, WriteReport, check_paths, file_artifact, render_all, write_output
@@ -28,11 +30,13 @@ from .theme import ASSETS, Theme
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """What a build includes: drafts and future posts are out unless asked for."""
+    """What a build includes: drafts and future posts are out unless asked for. `strict`: an
+    email-lint problem (a warning too) fails the build, before anything is written."""
 
     drafts: bool = False
     future: bool = False
     now: dt.datetime | None = None
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,18 @@ class Plan:
     theme: Theme
     artifacts: tuple[Artifact, ...]
     scheduled: tuple[Post, ...] = ()  # not drafts, dated after the build's `now`: they appear when their date comes
+    email: EditionPlan = dataclasses.field(default_factory=EditionPlan)  # the newsletter posts' editions: their files are among `artifacts`
+    verdicts: tuple[Verdict, ...] = ()  # each newsletter post's email lint verdict, once `build` or `check` has judged
+
+    @property
+    def email_problems(self) -> tuple[EmailProblem, ...]:
+        """Every email-lint problem of the judged posts (errors and warnings), newest post first, each at its file:line."""
+        return tuple(p for v in self.verdicts for p in v.problems)
+
+    @property
+    def unmailable(self) -> tuple[str, ...]:
+        """The slugs of the newsletter posts `publish` would refuse: their email breaks a lint rule."""
+        return tuple(v.slug for v in self.verdicts if not v.mailable)
 
 
 def static_artifacts(config: Config, theme: Theme) -> list[Artifact]:
@@ -58,7 +74,7 @@ def static_artifacts(config: Config, theme: Theme) -> list[Artifact]:
     for path in listing.files:
         if path.is_file():  # a broken link has nothing to copy
             rel = path.relative_to(config.static_dir).as_posix()
-            arts.append(file_artifact(rel, path, f"static/{rel}"))
+            arts.append(file_artifact(rel, path, f"static/{rel}", site=config.root))
     return arts
 
 
@@ -85,17 +101,19 @@ def plan(root: Path, options: BuildOptions = BuildOptions()) -> Plan:
     site = make_site(config, posts, now=now, drafts=options.drafts, future=options.future)
     theme = Theme.for_site(config.templates_dir, site=site, config=config)
     key = base_key(config, theme)
+    email = edition_plan(site, theme, key)
     artifacts = [
         *pages.plan_pages(site, theme, key),
         *feeds.plan_feeds(site, key),
-        *plan_editions(site, theme, key),
+        *email.artifacts,
         *static_artifacts(config, theme),
+        *images.plan_images(site),  # posts' images copied beside their pages, and resized copies
     ]
     redirects, errors = find_redirects(site, sent_campaigns(config), posts)
     moved, clashes = plan_redirects(site, theme, redirects, {a.path.casefold() for a in artifacts}, key)
     raise_all(errors + clashes)
     scheduled = () if options.future else site_scheduled(posts, now)
-    return Plan(config=config, site=site, theme=theme, artifacts=(*artifacts, *moved), scheduled=scheduled)
+    return Plan(config=config, site=site, theme=theme, artifacts=(*artifacts, *moved), scheduled=scheduled, email=email)
 
 
 def manifest_path(config: Config) -> Path:
@@ -103,17 +121,31 @@ def manifest_path(config: Config) -> Path:
 
 
 def build(root: Path, options: BuildOptions = BuildOptions()) -> tuple[Plan, WriteReport]:
-    """Plan, render and write out/ (only what changed)."""
+    """Plan, judge every newsletter post's email, render and write out/ (only what changed).
+
+    An email-lint problem does not stop the build: the site, its feeds and the email files are
+    written, and the returned plan's `verdicts` hold the problems (`email_problems`). With
+    `options.strict`, any problem is raised instead, before anything is written.
+    """
     p = plan(root, options)
+    p = dataclasses.replace(p, verdicts=p.email.verdicts(verdicts_path(p.config)))
+    if options.strict:
+        raise_all(list(p.email_problems))
     report = write_output(p.config.out_dir, list(p.artifacts), manifest_path(p.config))
     return p, report
 
 
 def check(root: Path, options: BuildOptions = BuildOptions()) -> Plan:
-    """Run every validation and render every artifact in memory; touch nothing in out/."""
+    """Run every validation and render every artifact in memory; touch nothing in out/.
+
+    Stricter than `build`: every email-lint problem is raised (each an `EmailProblem`, whose
+    `severity` says whether `publish` would refuse the post or send it all the same).
+    """
     p = plan(root, options)
     raise_all(check_paths(p.artifacts))
     render_all(list(p.artifacts), p.config.out_dir, {})
+    p = dataclasses.replace(p, verdicts=p.email.verdicts())
+    raise_all(list(p.email_problems))
     return p
 
 

@@ -38,8 +38,15 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def severity(error: PressError) -> str:
+    """How a problem is labelled: `warning` for one that stops nothing by itself (an email-lint
+    warning, such as an http: link), else `error`."""
+    return getattr(error, "severity", "error")
+
+
 def reports_errors(fn: F) -> F:
-    """Turn `PressError`s into `path:line: message (hint)` lines and exit code 1."""
+    """Turn `PressError`s into `error: path:line: message (hint)` lines (`warning:` for a
+    warning raised by a strict command) and exit code 1."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -47,7 +54,7 @@ def reports_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except PressError as exc:
             errors = getattr(exc, "errors", (exc,))
-            fail("\n".join(f"error: {e}" for e in errors) + (f"\n{len(errors)} problems found" if len(errors) > 1 else ""))
+            fail("\n".join(f"{severity(e)}: {e}" for e in errors) + (f"\n{len(errors)} problems found" if len(errors) > 1 else ""))
         except OSError as exc:  # a safety net: readers and writers raise PressErrors themselves
             where = f"{exc.filename}: " if exc.filename else ""
             fail(f"error: {where}{(exc.strerror or exc.__class__.__name__).lower()}")
@@ -70,17 +77,41 @@ def _main(
 
 @app.command()
 @reports_errors
-def build(site: SiteOption = Path("."), drafts: DraftsOption = False, future: FutureOption = False) -> None:
-    """Build the site into out/ (only changed files are written)."""
+def build(
+    site: SiteOption = Path("."),
+    drafts: DraftsOption = False,
+    future: FutureOption = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail on any email-lint problem (warnings too): exit 1 and write nothing.")
+    ] = False,
+) -> None:
+    """Build the site into out/ (only changed files are written).
+
+    A newsletter post's email-lint problems are warnings (`path:line`): the site, the feeds and
+    the email files are built all the same, and publish refuses only the posts with errors.
+    """
     from .build import BuildOptions
     from .build import build as run_build
 
-    plan, report = run_build(site, BuildOptions(drafts=drafts, future=future))
+    plan, report = run_build(site, BuildOptions(drafts=drafts, future=future, strict=strict))
     typer.echo(
         f"built {len(plan.site.posts)} posts into {plan.config.out_dir}: "
         f"{len(report.written)} written, {report.unchanged} unchanged, {len(report.removed)} removed"
     )
+    _email_notes(plan)
     _notes(plan)
+
+
+def _email_notes(plan: Any) -> None:
+    """After a build: every email-lint problem as a warning, and the posts publish would refuse."""
+    for problem in plan.email_problems:
+        typer.echo(f"warning: {problem}", err=True)
+    if plan.unmailable:
+        typer.echo(
+            f"warning: publish will not send {', '.join(plan.unmailable)}: its email breaks a lint rule (above);"
+            " `review-press check` fails until it is fixed",
+            err=True,
+        )
 
 
 def _notes(plan: Any) -> None:
@@ -96,7 +127,11 @@ def _notes(plan: Any) -> None:
 @app.command()
 @reports_errors
 def check(site: SiteOption = Path("."), drafts: DraftsOption = False, future: FutureOption = False) -> None:
-    """Run every validation (config, posts, templates, feeds, email lint) without writing out/."""
+    """Run every validation (config, posts, templates, feeds, email lint) without writing out/.
+
+    Stricter than build: any email-lint problem fails it (exit 1), a warning such as an http:
+    link too (labelled `warning:`: publish sends that post all the same).
+    """
     from .build import BuildOptions
     from .build import check as run_check
 
@@ -142,7 +177,9 @@ def init(
 def preview(
     slug: Annotated[str, typer.Argument(help="The post's slug (any post: newsletter post, draft or future post).")],
     site: SiteOption = Path("."),
-    open_: Annotated[bool, typer.Option("--open", help="Open the email's HTML in the browser.")] = False,
+    open_: Annotated[
+        bool, typer.Option("--open", help="Open the email's HTML in the browser, its images from out/ (or static/), not the public site.")
+    ] = False,
 ) -> None:
     """Render a post's email edition into out/email/<slug>/ and print where the files are."""
     import webbrowser
@@ -155,7 +192,10 @@ def preview(
     for problem in result.problems:
         typer.echo(f"warning: {problem}", err=True)
     if open_:
-        webbrowser.open(result.html.resolve().as_uri())
+        from .config import load_config
+        from .preview import browser_copy
+
+        webbrowser.open(browser_copy(load_config(site), result.slug, result.html).resolve().as_uri())
 
 
 @app.command()
@@ -388,13 +428,13 @@ def subscribers_export(
     output: Annotated[Path | None, typer.Argument(help="The CSV file to write; standard output if left out.", dir_okay=False)] = None,
     site: SiteOption = Path("."),
 ) -> None:
-    """Write every subscriber as CSV (email, name, status, consent, dates)."""
+    """Write every subscriber as CSV (email, name, status, consent, dates).
+
+    A FILE is written whole or not at all (a temporary file beside it, then a rename), readable
+    by its owner only (0600): it holds every address and consent IP.
+    """
     with _store(site) as store:
-        if output is None:
-            count = store.export_csv(sys.stdout)
-        else:
-            with output.open("w", newline="", encoding="utf-8") as f:
-                count = store.export_csv(f)
+        count = store.export_csv(sys.stdout) if output is None else store.export_csv_file(output)
     typer.echo(f"exported {count} subscribers", err=True)
 
 
@@ -409,9 +449,11 @@ def publish(
 ) -> None:
     """Build, then email every newsletter post to everyone due it, exactly once (resumes after a crash).
 
-    Exits 0 when done (deferred messages are retried by the next run), 1 when a message failed
-    permanently or the server refused everything, 130 after Ctrl-C and 143 after SIGTERM (both
-    stop after the messages in flight; run it again to send the rest).
+    A post whose email breaks a lint rule is refused (named with the rule, at its file:line) and
+    the others are sent; an http: link is a warning, never a refusal. Exits 0 when done (deferred
+    messages are retried by the next run), 1 when a message failed permanently, a post was refused
+    or the server refused everything, 130 after Ctrl-C and 143 after SIGTERM (both stop after the
+    messages in flight; run it again to send the rest).
     """
     import signal
 
@@ -440,7 +482,7 @@ def publish(
         typer.echo(f"sent a test to {test_to}: {send_test(site, test_to, options)}")
         return
     plan, _ = run_build(site)
-    _notes(plan)
+    _notes(plan)  # not the build's email verdicts: the run reports its own, for the posts it sends or refuses
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -482,6 +524,8 @@ def publish(
         )
     if report.deferred:
         typer.echo(f"{report.deferred} deferred (temporary failures): run `review-press publish` again to retry them", err=True)
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     _refusals(report.refused, exit_now=False)
     if stopped is not None:
         raise stopped
@@ -495,9 +539,13 @@ def publish(
 
 
 def _refusals(refused: Any, exit_now: bool = True) -> None:
-    """Print the posts publish will not send because their identity is in doubt (exit 1 if `exit_now`)."""
+    """Print the posts publish will not send, because their identity is in doubt or their email
+    breaks a lint rule (each problem at its own line), and exit 1 if `exit_now`."""
     for r in refused:
-        typer.echo(f"error: {r.post.source}:{r.post.line_of('id')}: not sent: {r.message} ({r.hint})", err=True)
+        for problem in getattr(r, "problems", ()):
+            typer.echo(f"error: {problem.where()}: not sent: {problem.message} ({problem.hint})", err=True)
+        if not getattr(r, "problems", ()):
+            typer.echo(f"error: {r.post.source}:{r.post.line_of('id')}: not sent: {r.message} ({r.hint})", err=True)
     if refused and exit_now:
         raise typer.Exit(1)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError, PressError, raise_all
@@ -43,6 +44,7 @@ class NewsletterConfig:
     list_id: str = ""
     unsubscribe_mailto: str = ""
     late_joiners: bool = False
+    continue_reading: str = "Continue reading on the web"  # the link that ends an email cut short of Gmail's clipping
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,14 @@ class Config:
     def url(self, path: str = "") -> str:
         """The absolute URL of a site path such as `posts/x/` (no leading slash)."""
         return self.base_url + path.lstrip("/")
+
+    def link(self, url: str, page: str) -> str:
+        """An author's URL made absolute the one way every output does it: `https:` as it is,
+        `/x.jpg` from the site's root (`base_url`, sub-path included, as body images are),
+        `x.jpg` from the page at site path `page`."""
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", url) or url.startswith("//"):
+            return url
+        return self.url(url) if url.startswith("/") else urljoin(self.url(page), url)
 
 
 # Domains reserved for examples (RFC 2606, RFC 6761): mail "from" them is never delivered.
@@ -227,6 +237,7 @@ _NEWSLETTER = (
     _Field("list_id", str, check=_no_newline),
     _Field("unsubscribe_mailto", str, check=_address),
     _Field("late_joiners", bool),
+    _Field("continue_reading", str, check=lambda v: _no_newline(v) or (None if v.strip() else "must not be empty")),
 )
 _SMTP = (
     _Field("host", str, required=True, check=_no_newline),

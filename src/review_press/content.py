@@ -2,7 +2,9 @@
 
 `load_posts` reads `posts/**/*.md`, checks all of them and raises every problem in one
 `PressErrors`. Rendered posts are cached by a hash of their bytes (and of whatever else
-shapes them), so a rebuild re-renders only the posts that changed.
+shapes them), so a rebuild re-renders only the posts that changed. Then each post's images
+are found and placed (`images.resolve_posts`): its HTML points at them where the build puts
+them, and a missing or unreadable image is an error at its line.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import yaml
 from . import markup, sitefiles
 from .config import Config
 from .errors import ContentError, PressError, raise_all, write_error
+from .images import Asset, Placed, resolve_posts
 from .statedir import private_dir
 
 CACHE_VERSION = "posts-2"
@@ -36,6 +39,7 @@ KNOWN_KEYS = frozenset({"title", "date", "updated", "tags", "summary", "slug", "
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 _SLUG_OK = re.compile(r"^[\w][\w.-]*$", re.UNICODE)
 _FENCES = {"---": "yaml", "+++": "toml"}
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # not allowed in XML: feeds and pages would break
 
 
 class _DuplicateKey(Exception):
@@ -97,6 +101,9 @@ class Post:
     aliases: tuple[str, ...] = ()  # old site paths that redirect here, normalized by `alias_path`
     meta: Mapping[str, Any] = field(default_factory=dict)  # unknown front matter keys, for templates
     lines: Mapping[str, int] = field(default_factory=dict)  # the line of each front matter key, for errors
+    images: tuple[markup.ImageRef, ...] = ()  # the images of the body, as written, with their lines
+    assets: tuple[Asset, ...] = ()  # the files its images need in out/ (set by `images.resolve_posts`)
+    placed: Mapping[str, Placed] = field(default_factory=dict)  # each image's src as written -> where it is now (likewise)
 
     @property
     def content_hash(self) -> str:
@@ -238,9 +245,14 @@ def _datetime(value: Any, tz: dt.tzinfo) -> dt.datetime | None:
     return result.replace(tzinfo=tz) if result.tzinfo is None else result
 
 
-def slug_from_filename(path: Path) -> str:
-    """`2026-01-05-run-away.md` -> `run-away`; `post-3.md` -> `post-3`."""
-    return _DATE_PREFIX.sub("", path.stem) or path.stem
+def slug_from_filename(path: Path, posts_dir: Path | None = None) -> str:
+    """`2026-01-05-run-away.md` -> `run-away`; `post-3.md` -> `post-3`; a page bundle (as
+    Hugo has them: `my-post/index.md`, or `2026-01-05-my-post/index.md`, beside its images)
+    -> `my-post`, its folder's name, unless that folder is `posts_dir` itself."""
+    stem = path.stem
+    if stem == "index" and path.parent.name and (posts_dir is None or path.parent != posts_dir):
+        stem = path.parent.name
+    return _DATE_PREFIX.sub("", stem) or stem
 
 
 def slugify(text: str) -> str:
@@ -295,6 +307,13 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
         line = raw[: exc.start].count(b"\n") + 1
         raise ContentError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", path=path, line=line, hint="save the file as UTF-8") from None
     text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    if (bad := _CONTROL.search(text)) is not None:
+        raise ContentError(
+            f"the text holds a control character (U+{ord(bad.group()):04X}), which no page, feed or email may carry",
+            path=path,
+            line=text.count("\n", 0, bad.start()) + 1,
+            hint="delete it (it is invisible in most editors: it may have come with a paste)",
+        )
     fm = _split(text, path)
     data, errors = fm.data, []
 
@@ -342,7 +361,7 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
     draft = data.get("draft", False)
     if not isinstance(draft, bool):
         err("draft", f"'draft' must be true or false, not {draft!r}")
-    slug = data.get("slug", slug_from_filename(path))
+    slug = data.get("slug", slug_from_filename(path, config.posts_dir))
     if isinstance(slug, (int, float)) and not isinstance(slug, bool):
         slug = str(slug)
     if problem := _check_slug(slug):
@@ -367,7 +386,7 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
     raise_all(errors)
     assert title is not None and date is not None
     body = fm.body
-    rendered = markup.render_with_summary(body)
+    rendered = markup.render_with_summary(body, first_line=fm.body_line)
     # front matter is never raw HTML: a `summary:` is inline Markdown, sanitised (the body's own summary is the author's HTML)
     summary_html = markup.render_summary(summary) if summary else markup.render(rendered.summary_markdown)
     return Post(
@@ -391,6 +410,7 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
         aliases=tuple(aliases),
         meta={k: v for k, v in data.items() if k not in KNOWN_KEYS},
         lines=fm.lines,
+        images=rendered.images,
     )
 
 
@@ -483,7 +503,7 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
                     line=1,
                     hint="raise max_post_bytes in press.toml if this is meant",
                 )
-            raw = path.read_bytes()
+            raw = sitefiles.read_inside(path, config.root, ContentError)
         except PressError as exc:
             results.append(exc)
             continue
@@ -530,5 +550,6 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             by_slug[post.slug] = post
     if use_cache and fresh.keys() != cache.keys():
         _write_cache(config, fresh)
-    raise_all(errors)
+    posts, image_errors = resolve_posts(config, posts, use_cache=use_cache)  # their images found, checked, placed in out/
+    raise_all(errors + image_errors)
     return tuple(posts)

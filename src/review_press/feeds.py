@@ -43,7 +43,7 @@ import json
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
@@ -54,7 +54,7 @@ from .content import Post
 from .output import Artifact, make_key
 from .site import FEEDS, Site
 
-FEED_FORMAT = "feeds-2"  # part of every key: bump when this module renders the same input differently
+FEED_FORMAT = "feeds-4"  # part of every key: bump when this module renders the same input differently
 ATOM_NS = "http://www.w3.org/2005/Atom"
 FH_NS = "http://purl.org/syndication/history/1.0"
 DC_NS = "http://purl.org/dc/elements/1.1/"
@@ -101,6 +101,7 @@ class Entry:
     published: dt.datetime
     content: str  # absolute-URL HTML of the whole post; "" in summary mode
     summary: str  # absolute-URL HTML of the summary; "" when the post has none worth giving
+    image: str | None = None  # the absolute URL of the post's `image`
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,7 +232,8 @@ def make_entry(site: Site, post: Post, updated: dt.datetime) -> Entry:
     else:
         content, summary = "", summary or feed_html(post.html, url)
     published = post.date.astimezone(dt.UTC).replace(microsecond=0)
-    return Entry(post=post, url=url, updated=updated, published=published, content=content, summary=summary)
+    image = canonical_uri(site.config.link(post.image, post.path)) if post.image else None
+    return Entry(post=post, url=url, updated=updated, published=published, content=content, summary=summary, image=image)
 
 
 def newest_update(entries: Iterable[Entry]) -> dt.datetime:
@@ -262,11 +264,9 @@ class _FeedExtras(BaseExtension):
     def __init__(self) -> None:
         self.archive = False
         self.history: tuple[FeedLink, ...] = ()
-        self.dc = False
 
     def extend_ns(self) -> dict[str, str]:
-        names = {"fh": FH_NS} if self.archive else {}
-        return names | {"dc": DC_NS} if self.dc else names
+        return {"fh": FH_NS} if self.archive else {}
 
     def extend_atom(self, feed: etree._Element) -> etree._Element:
         if self.archive:
@@ -283,11 +283,10 @@ class _FeedExtras(BaseExtension):
 
 
 class _EntryExtras(BaseEntryExtension):
-    """Per entry: the alternate link's rel/type for Atom (feedgen fault 2), dc:creator for RSS."""
+    """Per entry: the alternate link's rel/type for Atom (feedgen fault 2)."""
 
     def __init__(self) -> None:
         self.alternate = ""
-        self.creator = ""
 
     def extend_atom(self, entry: etree._Element) -> etree._Element:
         for link in entry.findall("link"):
@@ -295,11 +294,6 @@ class _EntryExtras(BaseEntryExtension):
                 link.set("rel", "alternate")
                 link.set("type", "text/html")
         return entry
-
-    def extend_rss(self, item: etree._Element) -> etree._Element:
-        if self.creator:
-            etree.SubElement(item, f"{{{DC_NS}}}creator").text = self.creator
-        return item
 
 
 def build_feedgen(site: Site, doc: FeedDoc, entries: list[Entry]) -> FeedGenerator:
@@ -311,14 +305,16 @@ def build_feedgen(site: Site, doc: FeedDoc, entries: list[Entry]) -> FeedGenerat
     fg.register_extension("review_press", _FeedExtras, _EntryExtras, atom=doc.kind == "atom", rss=doc.kind == "rss")
     extras: _FeedExtras = fg.review_press
     extras.archive, extras.history = doc.archive, doc.history if doc.kind == "rss" else ()
-    extras.dc = doc.kind == "rss" and (not author.email or any(e.post.author for e in entries))
+    if doc.kind == "rss" and any(name and not email for name, email in (entry_author(e.post, author.name, author.email) for e in entries)):
+        fg.load_extension("dc", atom=False, rss=True)  # dc:creator names an author who has no email (see `add_entry`)
     fg.id(self_url)
     fg.title(doc.title)
     fg.subtitle(doc.subtitle)  # also the RSS <description>
     fg.language(config.language)
     fg.generator(GENERATOR)
     fg.updated(newest_update(entries))  # atom:updated and lastBuildDate, never the clock (fault 5)
-    fg.author({"name": author.name, "email": author.email} if author.email else {"name": author.name})
+    if author.name:
+        fg.author({"name": author.name, "email": author.email} if author.email else {"name": author.name})
     if author.email:
         fg.managingEditor(f"{author.email} ({author.name})")
     fg.link(href=self_url, rel="self", type=MEDIA_OF[doc.kind])
@@ -331,6 +327,11 @@ def build_feedgen(site: Site, doc: FeedDoc, entries: list[Entry]) -> FeedGenerat
     return fg
 
 
+def entry_author(post: Post, site_author: str, site_email: str) -> tuple[str, str]:
+    """(name, email) of a post's author: its own `author:` (a name, never an email), else the site's."""
+    return (post.author, "") if post.author else (site_author, site_email)
+
+
 def add_entry(fg: FeedGenerator, entry: Entry, site_author: str, site_email: str) -> None:
     """Append one post to a FeedGenerator."""
     post = entry.post
@@ -341,10 +342,11 @@ def add_entry(fg: FeedGenerator, entry: Entry, site_author: str, site_email: str
     fe.review_press.alternate = entry.url
     fe.updated(entry.updated)
     fe.published(entry.published)
-    name, email = (post.author, "") if post.author else (site_author, site_email)
-    fe.author({"name": name, "email": email} if email else {"name": name})
-    if not email:
-        fe.review_press.creator = name  # RSS <author> must be an email address
+    name, email = entry_author(post, site_author, site_email)
+    if name:
+        fe.author({"name": name, "email": email} if email else {"name": name})
+    if name and not email and hasattr(fe, "dc"):
+        fe.dc.dc_creator(name)  # RSS <author> must be an email address: a name alone goes in dc:creator
     if post.tags:
         fe.category([{"term": tag} for tag in post.tags])
     if entry.summary:
@@ -363,9 +365,10 @@ def render_json(site: Site, doc: FeedDoc, entries: list[Entry]) -> bytes:
         "home_page_url": doc.home,
         "feed_url": site_uri(site, doc.path),
         "language": config.language,
-        "authors": [{"name": config.author.name}],
         "items": [json_item(entry) for entry in entries],
     }
+    if config.author.name:  # JSON Feed 1.1: an author object needs a name (or a url or avatar)
+        feed["authors"] = [{"name": config.author.name}]
     older = [link.href for link in doc.history if link.rel == "prev-archive"]
     if older:
         feed["next_url"] = older[0]
@@ -389,6 +392,6 @@ def json_item(entry: Entry) -> dict[str, object]:
         item["tags"] = list(post.tags)
     if post.author:
         item["authors"] = [{"name": post.author}]
-    if post.image:
-        item["image"] = canonical_uri(urljoin(entry.url, post.image))
+    if entry.image:
+        item["image"] = entry.image
     return item

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import lxml.html
 import nh3
 from lxml import etree
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from mdit_py_plugins.anchors import anchors_plugin
 from mdit_py_plugins.footnote import footnote_plugin
@@ -62,7 +64,50 @@ def markdown() -> MarkdownIt:
     md.enable(["table", "strikethrough"])
     md.use(footnote_plugin)
     md.use(anchors_plugin, min_level=2, max_level=3)
+    md.core.ruler.push("dir_auto", _dir_auto)
     return md
+
+
+# Text blocks get dir="auto": the browser (or mail client, or feed reader) sets each one's
+# direction from its own first strong character, so a Hebrew or Arabic paragraph in an
+# English post reads right to left, and an English one in an Arabic site left to right.
+DIR_AUTO_TOKENS = frozenset({"paragraph_open", "heading_open", "th_open", "td_open"})
+# Blocks that hold other blocks get that direction written out instead: dir="auto" skips text
+# inside children that have a dir of their own, so on a list, an item of a loose list or a
+# quote it would always resolve to ltr (markers and the quote's rule on the wrong side).
+DIR_OF_CONTENT_TOKENS = frozenset({"blockquote_open", "bullet_list_open", "ordered_list_open", "list_item_open"})
+_STRONG = {"L": "ltr", "R": "rtl", "AL": "rtl"}
+
+
+def _first_strong(tokens: list[Token], start: int) -> str | None:
+    """The direction of the first strong character in the text of the block opened at `tokens[start]`."""
+    level = tokens[start].level
+    for index in range(start + 1, len(tokens)):  # no slice: a long list would copy the tokens once per item
+        token = tokens[index]
+        if token.nesting == -1 and token.level == level:
+            break
+        for child in token.children or ():
+            if child.type == "text":
+                for char in child.content:
+                    if (direction := _STRONG.get(unicodedata.bidirectional(char))) is not None:
+                        return direction
+    return None
+
+
+def _dir_auto(state: StateCore) -> None:
+    """A markdown-it core rule: the direction of every text block of the post, from its own text.
+
+    `dir="auto"` on paragraphs, headings and table cells; `dir="ltr"` or `"rtl"` (what `auto`
+    would find, were it not blind to children with a dir) on quotes, lists and list items.
+    Set once here, where post HTML is made, so pages, feeds and the email all carry it (the
+    allowlist keeps `dir`). Runs after the anchors plugin, so headings read `id`, then `dir`.
+    """
+    tokens = state.tokens
+    for index, token in enumerate(tokens):
+        if token.type in DIR_AUTO_TOKENS:
+            token.attrSet("dir", "auto")
+        elif token.type in DIR_OF_CONTENT_TOKENS:
+            token.attrSet("dir", _first_strong(tokens, index) or "auto")
 
 
 def highlight_css() -> str:
@@ -86,10 +131,14 @@ class Rendered:
 
     html: str
     summary_markdown: str
+    images: tuple[ImageRef, ...] = ()
 
 
-def render_with_summary(text: str) -> Rendered:
-    """Render `text` (one parse) and find its summary: the text before `<!-- more -->`, else the first paragraph."""
+def render_with_summary(text: str, first_line: int = 1) -> Rendered:
+    """Render `text` (one parse) and find its summary: the text before `<!-- more -->`, else the first paragraph.
+
+    Its images are listed too (`image_refs`), numbering lines from `first_line`.
+    """
     md = markdown()
     env: dict = {}
     tokens = md.parse(text, env)
@@ -99,7 +148,61 @@ def render_with_summary(text: str) -> Rendered:
     else:
         first = next((t for t in tokens if t.type == "paragraph_open" and t.map), None)
         summary = "\n".join(text.splitlines()[first.map[0] : first.map[1]]).strip() if first and first.map else ""
-    return Rendered(html=html, summary_markdown=_FOOTNOTE_REF.sub("", summary))
+    images = image_refs(tokens, text, first_line) if "<img" in html else ()
+    return Rendered(html=html, summary_markdown=_FOOTNOTE_REF.sub("", summary), images=images)
+
+
+# --- images: where each one is written ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image in a post's Markdown: its `src` as the HTML carries it (entities decoded) and its line."""
+
+    src: str
+    line: int
+
+
+_IMG_SRC = re.compile(r"""<img\b[^>]*?\ssrc\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
+_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
+
+
+def image_refs(tokens: list[Token], text: str, first_line: int = 1) -> tuple[ImageRef, ...]:
+    """Every image of a parsed document, in order: Markdown `![alt](src)` and raw `<img src>`
+    (outside HTML comments), each with the line of the text it is written on (the text's first
+    line is `first_line`), found from the `map` of its block; the block's first line when the
+    src is not written there as such (a reference `![alt][ref]`: the definition's line)."""
+    lines = text.split("\n")
+    refs: list[ImageRef] = []
+
+    def line_of(written: tuple[str, ...], start: int, end: int) -> int:
+        for ranges in ((start, end), (0, len(lines))):
+            for i in range(*ranges):
+                if any(w and w in lines[i] for w in written):
+                    return first_line + i
+        return first_line + start
+
+    def raw(fragment: str, start: int, end: int, exact: bool) -> None:
+        fragment = _COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), fragment)
+        for match in _IMG_SRC.finditer(fragment):
+            value = next(g for g in match.groups() if g is not None)
+            offset = start + fragment[: match.start()].count("\n")
+            line = first_line + offset if exact else line_of((value,), start, end)
+            refs.append(ImageRef(html.unescape(value), line))
+
+    start, end = 0, 1
+    for token in tokens:
+        if token.map:
+            start, end = token.map
+        if token.type == "html_block":
+            raw(token.content, start, end, exact=True)
+        for child in token.children or ():
+            if child.type == "image":
+                src = str(child.attrGet("src") or "")
+                refs.append(ImageRef(src, line_of((src, unquote(src)), start, end)))
+            elif child.type == "html_inline":
+                raw(child.content, start, end, exact=False)
+    return tuple(refs)
 
 
 def plain_text(fragment: str) -> str:

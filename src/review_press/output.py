@@ -11,14 +11,17 @@ A build first plans its artifacts (path, key, how to render), then this module
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from . import sitefiles
 from .errors import BuildError, PressError, raise_all, write_error
 from .statedir import private_dir
 
@@ -63,6 +66,14 @@ def check_paths(artifacts: Iterable[Artifact]) -> list[PressError]:
             )
         else:
             seen[art.path.casefold()] = art
+    for folded, art in seen.items():  # a file where another output needs a folder (`feed.xml` and `feed.xml/index.html`)
+        parts = folded.split("/")
+        for i in range(1, len(parts)):
+            if (other := seen.get("/".join(parts[:i]))) is not None:
+                errors.append(
+                    BuildError(f"{other.origin} writes out/{other.path}, where {art.origin} needs a folder", hint="rename one of them")
+                )
+                break
     return errors
 
 
@@ -130,6 +141,9 @@ def _prune(out_dir: Path, keep: set[str]) -> list[str]:
         with os.scandir(directory) as entries:
             for entry in entries:
                 rel = prefix + entry.name
+                if entry.name.startswith(".") and not (entry.name.startswith(".tmp-") and entry.name.endswith("~")):
+                    empty = False  # .git, .nojekyll, .well-known: not ours to remove (our own temporaries are)
+                    continue
                 if entry.is_dir(follow_symlinks=False):
                     if walk(entry.path, rel + "/"):
                         os.rmdir(entry.path)
@@ -146,12 +160,74 @@ def _prune(out_dir: Path, keep: set[str]) -> list[str]:
     return sorted(removed)
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """out/ must be a real folder (or not yet there), never a link: a build writes and prunes
+    everything in it, so a link (`out -> .review-press`) would destroy what it points at."""
+    if out_dir.is_symlink():
+        raise BuildError(
+            f"{out_dir.name}/ is a link (to {os.readlink(out_dir)}), not a folder",
+            path=out_dir,
+            hint="a build writes and removes files in out/: make it a real folder (deploy by copying it)",
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BuildError(f"{out_dir.name} is a file, not a folder", path=out_dir, hint="move it away: the build writes out/")
+
+
+def _folders(out_dir: Path, folder: Path, made: list[Path]) -> None:
+    """Make `folder` (inside out_dir) and its missing parents, noting each made; refuse links and files on the way."""
+    current = out_dir
+    for part in folder.relative_to(out_dir).parts:
+        current = current / part
+        if current.is_symlink():
+            raise BuildError(
+                f"out/{current.relative_to(out_dir).as_posix()} is a link",
+                path=current,
+                hint="remove it: the build writes only real folders in out/",
+            )
+        if not current.exists():
+            current.mkdir()
+            made.append(current)
+        elif not current.is_dir():
+            raise BuildError(f"out/{current.relative_to(out_dir).as_posix()} is a file where a folder is needed", path=current)
+
+
+def _write_all(out_dir: Path, changed: dict[str, bytes]) -> None:
+    """Write every changed file, all or nothing: each goes to a temporary file beside its target
+    first, and only when all are written are they renamed into place. A full disk or a read-only
+    folder leaves out/ as it was (temporaries and new folders removed) and names the file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[str, Path]] = []
+    made: list[Path] = []
+    target = out_dir
+    try:
+        for path, data in changed.items():
+            target = out_dir / path
+            _folders(out_dir, target.parent, made)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix="~")
+            staged.append((tmp, target))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o644)
+    except BaseException as exc:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(exc, OSError):
+            raise write_error(target, exc) from None
+        raise
+    for tmp, target in staged:
+        os.replace(tmp, target)
+
+
 def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) -> WriteReport:
-    """Render, then write only what changed, then prune; see the module docstring."""
+    """Render, then write only what changed (all or nothing), then prune; see the module docstring."""
     raise_all(check_paths(artifacts))
+    check_out_dir(out_dir)
     manifest = _load_manifest(manifest_path)
     rendered = render_all(artifacts, out_dir, manifest)
-    written: list[str] = []
+    changed: dict[str, bytes] = {}
     for path, data in rendered.items():
         target = out_dir / path
         try:
@@ -159,8 +235,9 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
         except OSError:
             same = False
         if not same:
-            atomic_write(target, data)
-            written.append(path)
+            changed[path] = data
+    _write_all(out_dir, changed)
+    written = list(changed)
     removed = _prune(out_dir, {a.path for a in artifacts}) if out_dir.is_dir() else []
     files = {}
     for art in artifacts:
@@ -182,7 +259,9 @@ def make_key(*parts: object) -> str:
     return h.hexdigest()[:24]
 
 
-def file_artifact(path: str, source: Path, origin: str) -> Artifact:
-    """A file copied as it is; its key follows the source's size and mtime."""
+def file_artifact(path: str, source: Path, origin: str, site: Path | None = None) -> Artifact:
+    """A file copied as it is; its key follows the source's size and mtime. With `site`, the file
+    actually opened is checked to lie inside it (`sitefiles.read_inside`), whatever was swapped in."""
     st = source.stat()
-    return Artifact(path=path, key=make_key("file", source, st.st_size, st.st_mtime_ns), render=source.read_bytes, origin=origin)
+    read = source.read_bytes if site is None else partial(sitefiles.read_inside, source, site, BuildError)
+    return Artifact(path=path, key=make_key("file", source, st.st_size, st.st_mtime_ns), render=read, origin=origin)

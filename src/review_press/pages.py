@@ -17,14 +17,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 import pygments
+from markupsafe import Markup
 from pygments.formatters import HtmlFormatter
 
-from . import markup
+from . import jsonld, markup
 from .content import Post
+from .errors import raise_all
 from .output import Artifact, make_key
 from .site import FEEDS, Page, Site, Tag, Year, paginate
 from .theme import Theme
@@ -245,14 +247,17 @@ def _render_index(ctx: _Context, page: Page) -> bytes:
 
 def _render_post(ctx: _Context, post: Post, newer: Post | None, older: Post | None) -> bytes:
     site = ctx.site
-    image = urljoin(site.url(post.path), post.image) if post.image else None
+    image = site.config.link(post.image, post.path) if post.image else None
     meta = _meta(site, post.path, post.title, post.summary_text, feed_links(site), og_type="article", image=image)
+    author = post.author or site.config.author.name
+    structured = jsonld.post_data(post, url=meta.canonical, image=image, author=author, language=site.config.language)
     return ctx.render(
         "post.html",
         meta,
         post=post,
         body=wrap_tables(page_html(site, post.html)),
-        author=post.author or site.config.author.name,
+        author=author,
+        json_ld=Markup(jsonld.script_json(structured)),  # safe in <script>: <, > and & are \u escapes
         newer=PostRef(newer.title, newer.path) if newer else None,
         older=PostRef(older.title, older.path) if older else None,
     )
@@ -336,7 +341,11 @@ def _sitemap_entries(site: Site, pages: Iterable[tuple[str, Iterable[Post]]]) ->
 
 
 def plan_pages(site: Site, theme: Theme, base_key: str) -> list[Artifact]:
-    """Every HTML page, the code stylesheet, sitemap.xml and robots.txt of the site."""
+    """Every HTML page, the code stylesheet, sitemap.xml and robots.txt of the site.
+
+    Raises the problems of posts' review keys (`jsonld.review_meta`) first, each at its line.
+    """
+    raise_all(jsonld.review_errors(site.posts))
     tags_of = _tag_refs(site)
     parts = _KeyParts.of(site, tags_of)
     ctx = _Context(theme=theme, site=site, href=href_for(site.config.base_url), css_version=css_version(theme), tags_of=tags_of)

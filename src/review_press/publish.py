@@ -4,7 +4,9 @@ This is the only place that sends. One run holds a lock (`.review-press/publish.
 rows a killed run left in `sending` back to `pending` (`ledger.resume`), then for each due
 post, oldest first: fills the ledger, claims batches of `batch_size` rows (committed as
 `sending` before they go to a server), sends them through the pool and settles the results
-in batches (committed as `sent` after the server's 250).
+in batches (committed as `sent` after the server's 250). A post whose email breaks a lint rule
+(the verdict `build` and `check` report) is refused before its campaign starts, and the others
+are sent (`refuse_unmailable`).
 
 The in-flight bound: a batch is claimed only while claimed-but-unsettled rows stay within
 `delivery.run.in_flight_limit` = max(2 * batch_size, concurrency), so a kill -9 at any instant
@@ -34,7 +36,7 @@ from .delivery import ledger
 from .delivery.maildir import MaildirConnector, clean_tmp, outbox_path
 from .delivery.run import CampaignRun, Progress, StopRequest, send_campaign, stop_on_signals
 from .delivery.smtp import Connector, Envelope, Policy, Pool, RateLimiter, SmtpConnector
-from .errors import DeliveryError, write_error
+from .errors import DeliveryError, PressError, write_error
 from .identity import Refusal
 from .site import make_site, scheduled
 from .statedir import private_dir
@@ -57,9 +59,10 @@ class PublishReport:
     target: str
     resumed: int = 0
     interrupted: bool = False
-    refused: tuple[Refusal, ...] = ()  # posts not sent because their identity is in doubt
+    refused: tuple[Refusal, ...] = ()  # posts not sent: their identity is in doubt, or their email breaks a lint rule
     retried: int = 0
     signum: int | None = None
+    warnings: tuple[PressError, ...] = ()  # email-lint warnings of the posts sent (an http: link): sent all the same
 
     @property
     def failed(self) -> int:
@@ -176,6 +179,55 @@ def identify(
             record = matching.campaign_of(post)
             chosen.append(Campaign(post, record.key if record else None))
     return Campaigns(tuple(chosen), tuple(refused))
+
+
+@dataclass(frozen=True)
+class EmailRefusal(Refusal):
+    """A post not sent because its email edition breaks a lint rule: `problems` are the errors
+    (`EmailProblem`s, each at its file:line); `message` and `hint` are the first one's."""
+
+    problems: tuple[PressError, ...] = ()
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The chosen campaigns that may be sent, the editions of those with someone to send to, and their warnings."""
+
+    campaigns: Campaigns
+    editions: dict[str, Any]  # post slug -> its edition, made once and judged mailable
+    warnings: tuple[PressError, ...]
+
+
+def has_recipients(config: Config, campaign: Campaign, store: Store) -> bool:
+    """Whether a run could send this campaign anything: a post never started, or one with
+    messages pending or readers still due it."""
+    if campaign.key is None:
+        return True
+    if ledger.counts(store, campaign.key)["pending"]:
+        return True
+    return next(ledger.would_receive(store, campaign.key, late_joiners=config.newsletter.late_joiners, batch=1), None) is not None
+
+
+def refuse_unmailable(config: Config, theme: Theme, campaigns: Campaigns, store: Store, make: EditionMaker) -> Judged:
+    """Judge the email of every chosen post a run could send (`lint.judge`, the one verdict the
+    build and `check` use too): a post whose email breaks a lint rule is refused, so its campaign
+    is neither started nor continued, and the others go on. Posts with nobody left to send to are
+    not rendered at all."""
+    from .edition.lint import judge
+
+    chosen, refused, editions, warnings = [], list(campaigns.refused), {}, []
+    for campaign in campaigns.chosen:
+        if has_recipients(config, campaign, store):
+            edition = make(campaign.post, config, theme)
+            verdict = judge(edition, campaign.post)
+            if not verdict.mailable:
+                first = verdict.errors[0]
+                refused.append(EmailRefusal(campaign.post, first.message, first.hint or "", problems=verdict.errors))
+                continue
+            editions[campaign.post.slug] = edition
+            warnings.extend(verdict.warnings)
+        chosen.append(campaign)
+    return Judged(Campaigns(tuple(chosen), tuple(refused)), editions, tuple(warnings))
 
 
 def start_campaigns(config: Config, campaigns: Campaigns, store: Store, now: dt.datetime) -> list[Campaign]:
@@ -345,6 +397,8 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
                 if campaign.key is not None:
                     ledger.requeue_failed(store, campaign.key)
         retried = sum(ledger.requeue_deferred(store, c.key) for c in campaigns.chosen if c.key is not None)
+        judged = refuse_unmailable(config, theme, campaigns, store, make)
+        campaigns = judged.campaigns
 
         def report() -> PublishReport:
             return PublishReport(
@@ -355,6 +409,7 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
                 refused=campaigns.refused,
                 retried=retried,
                 signum=stop.signum,
+                warnings=judged.warnings,
             )
 
         due = start_campaigns(config, campaigns, store, now)
@@ -372,7 +427,7 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
                 break
             post, key = campaign.post, campaign.key
             assert key is not None
-            edition = make(post, config, theme)
+            edition = judged.editions.get(post.slug) or make(post, config, theme)
             subject = getattr(edition, "subject", post.title)
             pool = Pool(connector, concurrency, policy, limiter)
             done = send_campaign(
@@ -402,10 +457,12 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
 
 def dry_run(root: Path, slug: str | None = None, now: dt.datetime | None = None) -> Iterator[Planned | Refusal]:
     """Everyone a publish would send each post to, streamed, then the posts it would refuse; sends and records nothing."""
+    from .edition import make_edition
+
     now = now or dt.datetime.now(dt.UTC)
-    config, posts, _ = _site(root, now)
+    config, posts, theme = _site(root, now)
     with Store.for_site(config) as store:
-        campaigns = identify(config, posts, store, now, slug)
+        campaigns = refuse_unmailable(config, theme, identify(config, posts, store, now, slug), store, make_edition).campaigns
         for campaign in campaigns.chosen:
             post = campaign.post
             for _, address, name in ledger.would_receive(store, campaign.key, late_joiners=config.newsletter.late_joiners):

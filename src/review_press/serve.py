@@ -8,7 +8,8 @@ changes, or shows the build error over the page when a rebuild fails.
 
 `/email/` lists every post's email edition; `/email/<slug>/` serves the built files when the
 post is a newsletter post, else renders the preview on the fly, so a writer sees the web
-page and the email side by side while writing.
+page and the email side by side while writing. The email page shows its images from this
+server (`preview.local_image_urls`), not from the public site, which may not have them yet.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from __future__ import annotations
 import html
 import json
 import mimetypes
+import os
+import re
+import shutil
+import stat
 import sys
 import threading
 import time
@@ -25,13 +30,14 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import watchfiles
 
 from .config import CONFIG_NAME, load_config
 from .errors import PressError
+from .preview import local_image_urls, served_from
 from .sitefiles import is_inside
 
 RELOAD_PATH = "/__reload"
@@ -60,6 +66,56 @@ RELOAD_SCRIPT = """<script>/* review-press serve: live reload (not in built file
 })();
 </script>
 """
+
+
+_BUILD_NUMBER = re.compile(r"-?[0-9]{1,18}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def open_inside(path: Path | str, root: Path | str) -> tuple[BinaryIO, os.stat_result] | None:
+    """The regular file at `path`, opened once for reading, with its stat; None unless the file
+    that was opened lies inside `root`.
+
+    The check is made on the opened file, not on the name: a name checked, then opened again,
+    could meanwhile have become a symlink to a file outside (a race). On Linux the kernel's own
+    path of the open descriptor (`/proc/self/fd/N`) is checked; elsewhere the descriptor's
+    inode must be the one at the resolved path inside `root` (`lstat`, so a link put there in
+    between does not count). Folders, FIFOs and devices are None too, and opening never blocks.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and _opened_inside(fd, path, st, os.path.realpath(root)):
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb"), st
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _opened_inside(fd: int, path: Path | str, st: os.stat_result, root: str) -> bool:
+    """Whether the open file `fd` (stat `st`, opened as `path`) lies inside the resolved `root`."""
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc: compare the inode with what the resolved name holds now
+        real = os.path.realpath(path)
+        there = os.lstat(real)
+        if (there.st_dev, there.st_ino) != (st.st_dev, st.st_ino):
+            return False
+    return os.path.commonpath([real, root]) == root and real != root
+
+
+def read_inside(path: Path | str, root: Path | str) -> bytes | None:
+    """The bytes of the regular file at `path` if the file opened lies inside `root` (`open_inside`), else None."""
+    opened = open_inside(path, root)
+    if opened is None:
+        return None
+    with opened[0] as f:
+        return f.read()
 
 
 def inject_reload(page: bytes, build: int) -> bytes:
@@ -119,7 +175,9 @@ class LiveServer:
         debounce_ms: int = 150,
     ) -> None:
         self.root = root.resolve()
-        self.out_dir = load_config(self.root).out_dir
+        config = load_config(self.root)
+        self.out_dir = config.out_dir
+        self._base_url = config.base_url
         self.host, self.port = host, port
         self.debounce_ms = debounce_ms
         self._build = build or _default_build(drafts, future)
@@ -182,10 +240,10 @@ class LiveServer:
         if slug in ("", ".", ".."):
             return None
         built = self.out_dir / "email" / slug / name
-        if not is_inside(built, self.out_dir):
-            return None  # a symlink in out/ that leads out of it: never served
-        if built.is_file():
-            return built.read_bytes()
+        if os.path.lexists(built):
+            return read_inside(built, self.out_dir)  # None for a symlink that leads out of out/: never served
+        if not is_inside(built.parent, self.out_dir):
+            return None
         state = self._state
         post = state.posts.get(slug)
         if post is None or state.context is None:
@@ -198,6 +256,13 @@ class LiveServer:
             files, _problems = render_preview(post, config, theme)
             self._previews[key] = files
         return self._previews[key].get(name)
+
+    def with_local_images(self, page: bytes) -> bytes:
+        """An email page whose images under the site's `base_url` come from this server (root-relative
+        URLs, so any address the browser used works); the files in out/ are never changed."""
+        context = self._state.context
+        base_url = context[0].base_url if context is not None else self._base_url
+        return local_image_urls(page.decode("utf-8"), base_url, served_from("/")).encode("utf-8")
 
     def email_index(self) -> bytes:
         """/email/: every post with links to its email, plain text and .eml."""
@@ -283,15 +348,35 @@ def _handler(server: LiveServer) -> type[SimpleHTTPRequestHandler]:
         def _page(self, body: bytes) -> None:
             self._send(inject_reload(body, server.state.number), "text/html; charset=utf-8")
 
+        def _refuse(self, status: HTTPStatus, text: str) -> None:
+            """A short plain-text refusal (a fixed text: nothing of the request is echoed)."""
+            self._send(f"{status.value} {status.phrase}: {text}\n".encode(), "text/plain; charset=utf-8", status)
+
+        def _redirect(self, location: str) -> None:
+            """301 to `location`, a path this server built (percent-encoded, one leading slash)."""
+            if not location.startswith("/") or location.startswith("//") or _CONTROL.search(location):
+                self._refuse(HTTPStatus.BAD_REQUEST, "no such path")  # never a protocol-relative Location (`//host/`)
+                return
+            self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def do_HEAD(self) -> None:
             self.do_GET()
 
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             path = unquote(parts.path)
+            if _CONTROL.search(path):  # CR, LF, NUL...: never into a header or a file name
+                self._refuse(HTTPStatus.BAD_REQUEST, "a control character in the path")
+                return
             if path == RELOAD_PATH:
-                seen = int((parse_qs(parts.query).get("build") or ["-1"])[0] or -1)
-                state = server.wait_for_build(seen, POLL_SECONDS)
+                value = (parse_qs(parts.query).get("build") or ["-1"])[0] or "-1"
+                if not _BUILD_NUMBER.fullmatch(value):
+                    self._refuse(HTTPStatus.BAD_REQUEST, "build must be a whole number")
+                    return
+                state = server.wait_for_build(int(value), POLL_SECONDS)
                 self._send(json.dumps({"build": state.number, "error": state.error}).encode(), "application/json")
                 return
             if path in ("/email", "/email/"):
@@ -300,40 +385,68 @@ def _handler(server: LiveServer) -> type[SimpleHTTPRequestHandler]:
             bits = path.strip("/").split("/")
             if len(bits) in (2, 3) and bits[0] == "email" and (len(bits) == 2 or bits[2] in ("index.html", "email.txt", "email.eml")):
                 if not path.endswith("/") and len(bits) == 2:
-                    self.send_response(HTTPStatus.MOVED_PERMANENTLY)
-                    self.send_header("Location", path + "/")
-                    self.end_headers()
+                    self._redirect(f"/email/{quote(bits[1], safe='')}/")  # built from the slug, never from the raw path
                     return
                 name = bits[2] if len(bits) == 3 else "index.html"
                 data = server.email_file(bits[1], name)
                 if data is None:
                     self.send_error(HTTPStatus.NOT_FOUND, "no such post")
                 elif name == "index.html":
-                    self._page(data)
+                    self._page(server.with_local_images(data))
                 else:
                     self._send(data, "text/plain; charset=utf-8")
                 return
-            file = Path(self.translate_path(self.path))  # `..` dropped: a path below out/
-            if file.is_dir() and path.endswith("/"):
+            self._file(path)
+
+        def _file(self, path: str) -> None:
+            """A file of out/, opened once (`open_inside`: never one a symlink leads to outside out/)."""
+            file = Path(self.translate_path(self.path))  # `..` and empty segments dropped: a path below out/
+            if file.is_dir() and is_inside(file, server.out_dir):  # a folder link out of out/ is not even redirected
+                if not path.endswith("/"):
+                    rel = os.path.relpath(file, server.out_dir)
+                    self._redirect("/" if rel == "." else "/" + quote(Path(rel).as_posix()) + "/")
+                    return
                 file = file / "index.html"
-            inside = is_inside(file, server.out_dir)  # a symlink that leads out of out/ is never followed
-            if inside and file.suffix == ".html" and file.is_file():
-                self._page(file.read_bytes())
-                return
-            if not inside or not file.exists():
-                missing = server.out_dir / "404.html"
-                if missing.is_file() and is_inside(missing, server.out_dir):
-                    self._send(inject_reload(missing.read_bytes(), server.state.number), "text/html; charset=utf-8", HTTPStatus.NOT_FOUND)
+            opened = open_inside(file, server.out_dir)
+            if opened is None:
+                missing = read_inside(server.out_dir / "404.html", server.out_dir)
+                if missing is not None:
+                    self._send(inject_reload(missing, server.state.number), "text/html; charset=utf-8", HTTPStatus.NOT_FOUND)
                 else:
                     self.send_error(HTTPStatus.NOT_FOUND, "File not found")
                 return
-            super().do_HEAD() if self.command == "HEAD" else super().do_GET()
+            f, st = opened
+            with f:
+                if file.suffix == ".html":
+                    self._page(f.read())
+                    return
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", self.guess_type(file))
+                self.send_header("Content-Length", str(st.st_size))
+                self.send_header("Last-Modified", self.date_time_string(int(st.st_mtime)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                if self.command != "HEAD":
+                    shutil.copyfileobj(_Limited(f, st.st_size), self.wfile)
 
         def guess_type(self, path: str | Path) -> str:
             kind = mimetypes.guess_type(str(path))[0] or "application/octet-stream"
             return kind + "; charset=utf-8" if kind.startswith("text/") or kind.endswith(("json", "xml")) else kind
 
     return Handler
+
+
+class _Limited:
+    """At most `size` bytes of `f` (what Content-Length promised, should the file grow meanwhile)."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self.f, self.left = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.f.read(n) if n > 0 else b""
+        self.left -= len(data)
+        return data
 
 
 def serve(

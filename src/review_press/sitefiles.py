@@ -12,6 +12,7 @@ devices are refused as well (reading one blocks or never ends).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -77,6 +78,14 @@ def walk(
     files: list[str] = []
     errors: list[tuple[str, PressError]] = []
 
+    private: list[frozenset[tuple[int, int]]] = []
+
+    def private_of() -> frozenset[tuple[int, int]]:
+        """The site's private inodes, read once and only when a hard-linked file turns up."""
+        if not private and bound is not None:
+            private.append(private_inodes(Path(bound)))
+        return private[0] if private else frozenset()
+
     def refuse(path: str, message: str, hint: str) -> None:
         errors.append((path, error(message, path=path, hint=hint)))
 
@@ -121,15 +130,19 @@ def walk(
                 continue
             inner = ancestors | {real}
             for child, entry in children:
-                if entry.is_file(follow_symlinks=False):  # a plain file (the common case): nothing to resolve
-                    if keep(child):
+                if entry.is_file(follow_symlinks=False) and (bound is None or entry.stat(follow_symlinks=False).st_nlink == 1):
+                    if keep(child):  # a plain file (the common case): nothing to resolve
                         files.append(entry.path)
                 else:  # a folder, a link or something odd: looked at closely
                     stack.append((entry.path, child, real, inner))
         elif is_top:
             continue  # `top` is not a folder: nothing to walk
         elif keep(name):
-            if stat.S_ISREG(info.st_mode):
+            if stat.S_ISREG(info.st_mode) and info.st_nlink > 1 and bound is not None and (info.st_dev, info.st_ino) in private_of():
+                refuse(
+                    path, "is a hard link to the site's private files", "the database and the signing key are never published: remove it"
+                )
+            elif stat.S_ISREG(info.st_mode):
                 files.append(path)
             else:
                 refuse(path, "is not a regular file", "a FIFO, socket or device cannot be read as a file: remove it")
@@ -137,3 +150,47 @@ def walk(
         files=tuple(Path(p) for p in sorted(files)),
         errors=tuple(e for _, e in sorted(errors, key=lambda pair: pair[0])),
     )
+
+
+def private_inodes(site: Path) -> frozenset[tuple[int, int]]:
+    """(device, inode) of every file in the site's private folders: a hard link to one of them,
+    anywhere in the site, would publish it, so `walk` and `read_inside` refuse it."""
+    found = set()
+    for private in PRIVATE[:1]:  # .review-press: out/ is what a build writes, not a secret
+        for dirpath, _dirs, names in os.walk(os.path.join(site, private)):
+            for name in names:
+                with contextlib.suppress(OSError):
+                    info = os.lstat(os.path.join(dirpath, name))
+                    found.add((info.st_dev, info.st_ino))
+    return frozenset(found)
+
+
+def read_inside(path: Path, site: Path, error: type[PressError]) -> bytes:
+    """The bytes of `path`, verified on the file actually opened: a regular file whose real path
+    lies inside `site` and outside its private folders, and no hard link to a private file.
+
+    `walk` checks paths before a build; this closes the race in which a file is swapped for a
+    link to a secret between that check and the copy.
+    """
+    bound = os.path.realpath(site)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            real = os.path.realpath(path)  # no /proc: the path's real path, checked just after opening
+        if not stat.S_ISREG(info.st_mode):
+            raise error("is not a regular file", path=path, hint="a FIFO, socket or device cannot be read as a file: remove it")
+        if not _within(real, bound) or any(_within(real, os.path.join(bound, p)) for p in PRIVATE):
+            raise error("links outside the site or into its private files", path=path, hint=f"to {real}: remove the link")
+        if info.st_nlink > 1 and (info.st_dev, info.st_ino) in private_inodes(site):
+            raise error(
+                "is a hard link to the site's private files",
+                path=path,
+                hint="the database and the signing key are never published: remove it",
+            )
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    finally:
+        os.close(fd)

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -733,6 +734,37 @@ class Store:
             row = (s.address, s.name, s.status, s.consent_source, s.consent_at or "", s.consent_ip or "", s.created_at, s.updated_at)
             writer.writerow([neutralize_cell(cell) for cell in row])
             n += 1
+        return n
+
+    def export_csv_file(self, path: Path) -> int:
+        """`export_csv` into the file `path`, whole or not at all; return the row count.
+
+        The CSV is written to a temporary file beside `path` (mode 0600 from the start: it
+        holds every address and consent IP), flushed to disk, then renamed over `path`. A full
+        disk or an unwritable folder is a `StorageError` (`cannot write PATH: no space left on
+        device`): the temporary file is removed and a file already at `path` stays as it was.
+        """
+        tmp: str | None = None
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+                n = self.export_csv(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            tmp = None
+            with suppress(OSError):  # the rename itself on disk; not every file system lets a folder be fsynced
+                folder = os.open(path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(folder)
+                finally:
+                    os.close(folder)
+        except OSError as exc:
+            raise write_error(path, exc) from None
+        finally:
+            if tmp is not None:
+                with suppress(OSError):
+                    os.unlink(tmp)
         return n
 
 

@@ -6,8 +6,9 @@ network over HMAC). Only the holder of the secret can make one, so no one can un
 someone else by guessing ids, and a token does not show its id (or how many subscribers
 there are). Tokens are 32 characters of unpadded base64url, and only that canonical
 encoding is accepted (`decode_token`): each subscriber has exactly one unsubscribe token.
-The secret comes from `REVIEW_PRESS_SECRET`, else from a random key made on
-first use in `.review-press/secret` (mode 0600, git-ignored with the rest of `.review-press/`).
+The secret comes from `REVIEW_PRESS_SECRET` (its bytes as they are, at least 32 characters),
+else from a random key made on first use in `.review-press/secret` (mode 0600, git-ignored
+with the rest of `.review-press/`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from .config import Config
@@ -27,17 +29,39 @@ from .statedir import private_dir
 
 SECRET_ENV = "REVIEW_PRESS_SECRET"
 SECRET_FILE = "secret"
+MIN_SECRET = 32  # characters, in the variable as in the key file (which holds 64 hex digits)
 _PURPOSE = b"unsubscribe:"
 _MAC_BYTES = 16
 _ID_BYTES = 8
 _URLSAFE = re.compile(r"[A-Za-z0-9_-]+")  # base64url's own alphabet, nothing else
 
 
-def load_secret(state_dir: Path, environ: dict[str, str] | None = None) -> bytes:
-    """The signing key: from the environment, else read (or created once) beside the database."""
-    env = os.environ if environ is None else environ
-    if value := env.get(SECRET_ENV):
-        return value.encode("utf-8")
+def secret_from_environment(environ: Mapping[str, str] | None = None) -> bytes | None:
+    """`REVIEW_PRESS_SECRET` as the bytes it was set to, or None when it is unset or empty.
+
+    The bytes are taken as they are (`os.environb`; a str from `environ` is encoded back with
+    `surrogateescape`), so a value that is not UTF-8 works like any other. One shorter than
+    `MIN_SECRET` characters is refused (`DeliveryError` naming the variable, never its value).
+    """
+    if environ is None and os.supports_bytes_environ:
+        raw = os.environb.get(SECRET_ENV.encode("ascii"))
+    else:
+        value = (os.environ if environ is None else environ).get(SECRET_ENV)
+        raw = None if value is None else value.encode("utf-8", "surrogateescape")
+    if not raw:
+        return None
+    if len(raw.decode("utf-8", "surrogateescape")) < MIN_SECRET:  # characters; a byte that is not UTF-8 counts as one
+        raise DeliveryError(
+            f"{SECRET_ENV} is too short: a signing key needs at least {MIN_SECRET} characters",
+            hint=f"set it to a long random value, e.g. the output of  python -c 'import secrets; print(secrets.token_hex(32))'  (or unset {SECRET_ENV} to use .review-press/secret)",
+        )
+    return raw
+
+
+def load_secret(state_dir: Path, environ: Mapping[str, str] | None = None) -> bytes:
+    """The signing key: from the environment (`secret_from_environment`), else read (or created once) beside the database."""
+    if (raw := secret_from_environment(environ)) is not None:
+        return raw
     path = private_dir(state_dir) / SECRET_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -58,7 +82,7 @@ def load_secret(state_dir: Path, environ: dict[str, str] | None = None) -> bytes
         key = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise DeliveryError(f"cannot read the signing key: {exc.__class__.__name__}", path=path, hint=f"or set {SECRET_ENV}") from None
-    if len(key) < 32:
+    if len(key) < MIN_SECRET:
         raise DeliveryError("the signing key file is too short", path=path, hint=f"delete it to make a new one, or set {SECRET_ENV}")
     return key.encode("ascii")
 

@@ -9,6 +9,7 @@ field that is never shown (`repr=False`) and is never put into an error or a log
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import queue
 import random
@@ -100,9 +101,10 @@ class SmtpConnector:
     def open(self) -> SmtpConnection:
         """Connect, say EHLO, STARTTLS or SSL as configured, and log in; `DeliveryError` if that fails."""
         where = self.describe()
+        client: smtplib.SMTP | None = None
         try:
             if self.ssl:
-                client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
+                client = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
             else:
                 client = smtplib.SMTP(self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname)
             client.ehlo()
@@ -115,7 +117,7 @@ class SmtpConnector:
                 client.starttls(context=ssl.create_default_context())
                 client.ehlo()
             if self.username:
-                client.login(self.username, self.password)
+                self._login(client)
         except smtplib.SMTPAuthenticationError as exc:
             raise DeliveryError(
                 f"{where} refused the login of {self.username!r}: {exc.smtp_code} {_text(exc.smtp_error)}",
@@ -123,7 +125,58 @@ class SmtpConnector:
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"cannot connect to {where}: {_describe(exc)}", hint="check [smtp] host, port, ssl and starttls") from None
+        except UnicodeError:  # a safety net: an encoding error's message quotes the text (and position) it failed on
+            if client is not None:
+                client.close()
+            what = self._non_ascii() or "[smtp] host"
+            raise DeliveryError(f"cannot connect to {where}: {what} cannot be encoded for this server", hint=_ASCII_HINT) from None
         return SmtpConnection(client)
+
+    def _non_ascii(self) -> str:
+        """Which credential is not ASCII, named by its setting (never shown); "" when both are ASCII."""
+        if not self.username.isascii():
+            return "[smtp] username"
+        return "" if self.password.isascii() else "the password (the variable named by [smtp] password_env)"
+
+    def _login(self, client: smtplib.SMTP) -> None:
+        """AUTH: smtplib's `login` for ASCII credentials (CRAM-MD5, PLAIN or LOGIN, as offered).
+
+        smtplib encodes credentials as ASCII, so for others this sends their UTF-8 bytes (a
+        value read from the environment that is not UTF-8: its bytes as they were) with PLAIN,
+        whose RFC 4616 says UTF-8, else LOGIN; a server that offers neither gets a
+        `DeliveryError` naming the setting, which must then be ASCII. No character of the
+        password reaches an error or a log.
+        """
+        if self.username.isascii() and self.password.isascii():
+            client.login(self.username, self.password)
+            return
+        if not client.has_extn("auth"):
+            raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+        offered = client.esmtp_features["auth"].upper().split()
+        user = self.username.encode("utf-8", "surrogateescape")
+        secret = self.password.encode("utf-8", "surrogateescape")
+        if "PLAIN" in offered:
+            code, reply = client.docmd("AUTH", "PLAIN " + _b64(b"\0" + user + b"\0" + secret))
+        elif "LOGIN" in offered:
+            code, reply = client.docmd("AUTH", "LOGIN " + _b64(user))
+            if code == 334:
+                code, reply = client.docmd(_b64(secret))
+        else:
+            client.close()
+            raise DeliveryError(
+                f"{self.describe()} offers AUTH {' '.join(offered) or '(no mechanism)'} only, which takes ASCII credentials:"
+                f" {self._non_ascii()} must be ASCII for this server",
+                hint=_ASCII_HINT,
+            )
+        if code not in (235, 503):  # 503: already authenticated
+            raise smtplib.SMTPAuthenticationError(code, reply)
+
+
+_ASCII_HINT = "use an ASCII password (and username) for this server, or one that offers AUTH PLAIN"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
 
 
 def _text(raw: bytes | str) -> str:

@@ -22,7 +22,8 @@ from .. import markup
 from ..config import Config
 from ..content import Post
 from ..theme import Theme
-from .lint import Problem, check, lint_edition
+from .cut import fit
+from .lint import HTML_LIMIT, EmailProblem, Problem, Verdict, judge, lint_edition
 from .plaintext import render_text
 from .render import NAME_SLOT, UNSUBSCRIBE_SLOT, post_url, render_html
 
@@ -64,6 +65,8 @@ class Edition:
     """A post as email: what every recipient gets, before their name and unsubscribe link go in.
 
     `html` and `text` hold the slots `NAME_SLOT` and `UNSUBSCRIBE_SLOT`; `personalize` fills them.
+    `cut`: the post was too long for one email, so the HTML ends early with a link to the post
+    on the web (`edition.cut`); the text is whole.
     """
 
     slug: str
@@ -72,6 +75,7 @@ class Edition:
     html: str
     text: str
     url: str
+    cut: bool = False
     html_slots: Slotted = field(init=False, repr=False, compare=False)
     text_slots: Slotted = field(init=False, repr=False, compare=False)
 
@@ -116,16 +120,28 @@ def preheader(post: Post, body_html: str | None = None) -> str:
 
 
 def make_edition(post: Post, site_config: Config, theme: Theme) -> Edition:
-    """Render `post` as an email edition. Pure: reads only the theme's templates."""
+    """Render `post` as an email edition. Pure: reads only the theme's templates.
+
+    A post whose HTML would pass the lint's size limit is cut at a paragraph (`edition.cut`).
+    """
     body = markup.sanitize(post.html)  # the one allowlist, once: the email shows nothing it drops
     pre = preheader(post, body)
+    url = post_url(post, site_config)
+    html, cut = fit(
+        lambda part: render_html(post, site_config, theme, pre, part),
+        body,
+        url,
+        site_config.newsletter.continue_reading,
+        HTML_LIMIT,
+    )
     return Edition(
         slug=post.slug,
         subject=post.subject or post.title,
         preheader=pre,
-        html=render_html(post, site_config, theme, pre, body),
+        html=html,
         text=render_text(post, site_config),
-        url=post_url(post, site_config),
+        url=url,
+        cut=cut,
     )
 
 
@@ -134,19 +150,16 @@ def lint(edition: Edition, post: Post | None = None) -> list[Problem]:
     return lint_edition(edition.html, edition.text, url=edition.url, preheader=edition.preheader, post=post)
 
 
-def check_edition(edition: Edition, post: Post) -> None:
-    """Raise the edition's lint problems as `BuildError`s naming the post (and line)."""
-    check(edition.html, edition.text, url=edition.url, preheader=edition.preheader, post=post)
-
-
 __all__ = [
     "ANONYMOUS",
     "NAME_SLOT",
     "UNSUBSCRIBE_SLOT",
     "Edition",
+    "EmailProblem",
     "Problem",
     "Slotted",
-    "check_edition",
+    "Verdict",
+    "judge",
     "lint",
     "make_edition",
     "preheader",

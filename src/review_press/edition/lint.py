@@ -6,7 +6,12 @@ HTML is judged as the email carries it, after the allowlist (`markup.sanitize`):
 an `on*=` handler, a `javascript:` URL, a form or a `<style>` in a post is removed, not an
 error; what survives (an http: link, an image without alt, a layout table) is reported. `lint_edition`
 runs both and reports each problem once, at the post's line when it comes from the post.
-All are pure functions returning `Problem`s; `check_edition` turns them into `BuildError`s.
+All are pure functions returning `Problem`s, each an error or a warning (`severity`).
+
+`judge` is the one place that decides whether a post may be mailed: its `Verdict` is what
+`build` prints (as warnings), `check` and `build --strict` raise, and `publish` refuses the
+post for. An error keeps the post from being sent; a warning (an `http:` link, which every
+client opens) never does.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal, Protocol
 from urllib.parse import unquote
 
 import cssutils
@@ -25,7 +31,7 @@ from markdown_it.token import Token
 
 from .. import markup
 from ..content import Post
-from ..errors import BuildError, PressError, raise_all
+from ..errors import BuildError
 from .render import UNSUBSCRIBE_SLOT, absolute
 from .tokens import tokens_of
 
@@ -38,7 +44,8 @@ RULES = {
     4: 'every <img> has alt and a numeric width (write <img alt="..." width="600">)',
     5: "<html lang dir>, charset and viewport present; layout tables have role=presentation",
     6: "<style> only in <head>, holding only @media and :pseudo-class rules, with !important inside @media",
-    7: "text carries inlined font-* and color; no display:flex|grid, position: or var(",
+    7: "text gets an inlined font-family and color from its element or its table cell (headings carry their own, links"
+    " their own color); no display:flex|grid, position: or var(",
     8: "MSO conditional comments balance; the preheader comes first in <body>",
     9: "the plain text is non-empty and holds every link URL of the HTML",
 }
@@ -49,10 +56,9 @@ _FORBIDDEN_CSS = re.compile(r"display\s*:\s*(?:inline-)?(flex|grid)|(?<![\w-])(p
 _IMPORT = re.compile(r"@import", re.IGNORECASE)
 _CONDITIONAL = re.compile(r"<!--\[if[^\]]*\]>|<!\[endif\]-->", re.IGNORECASE)
 _MSO_BLOCK = re.compile(r"<!--\[if[^\]]*mso[^\]]*\]>(.*?)<!\[endif\]-->", re.IGNORECASE | re.DOTALL)
-_INLINE = frozenset(
-    {"a", "abbr", "b", "bdi", "bdo", "br", "cite", "code", "data", "del", "dfn", "em", "font", "i", "img", "ins"}
-    | {"kbd", "mark", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "time", "u", "var", "wbr"}
-)
+_CELLS = frozenset({"td", "th"})  # Gmail resets a cell's font and Outlook inherits nothing into a table: text inherits up to here
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})  # Outlook gives headings fonts and colours of its own
+Severity = Literal["error", "warning"]
 
 cssutils.log.setLevel(logging.CRITICAL)
 
@@ -69,6 +75,7 @@ class Problem:
     message: str
     key: str
     line: int | None = None
+    severity: Severity = "error"  # "warning": reported, but the post is still mailed
 
 
 def _styles(value: str) -> dict[str, str]:
@@ -137,6 +144,8 @@ def _url_problem(tag: str, attr: str, url: str, line: int | None) -> Problem | N
         return None if tag == "a" else Problem(3, "data: image (most clients block them; link an https image)", "data-image", line)
     if _JAVASCRIPT.match(url):
         return None  # rule 2 reports it
+    if tag == "a" and url.lower().startswith("http://"):  # every client opens it; the reader's browser may warn
+        return Problem(3, f"<{tag} {attr}={url!r}> is http:, not https:", f"url:{url}", line, "warning")
     return Problem(3, f"<{tag} {attr}={url!r}> is not an absolute https: URL", f"url:{url}", line)
 
 
@@ -175,34 +184,58 @@ def _stylesheet_problems(css: str) -> tuple[Problem, ...]:
     return tuple(problems)
 
 
+def _has_font(styles: dict[str, str]) -> bool:
+    return "font-family" in styles or "font" in styles
+
+
 def _text_problems(body: etree._Element) -> Iterator[Problem]:
-    """Rule 7: every run of text sits in a block that carries font-* and color inline; links carry color."""
-    checked: dict[int, bool] = {}
+    """Rule 7: text gets font-family and color from an inline style on its element or an ancestor
+    up to its table cell, where inheritance stops (Gmail resets every cell's font; Outlook carries
+    nothing into a table). Headings carry their own (Outlook gives them its own fonts and colours),
+    links their own color (clients recolour links). A missing style is reported once per cell.
 
-    def carries(el: etree._Element, need_font: bool) -> bool:
-        styles = _styles(el.get("style") or "")
-        return "color" in styles and (not need_font or any(k.startswith("font") for k in styles))
+    What is known of an element is kept by the element itself, never by `id()`: lxml makes a new
+    proxy for a node whenever it is asked for one, so an id can come back for another node, and
+    the verdict would depend on the memory layout, which the hash seed changes.
+    """
+    known: dict[etree._Element, tuple[bool, bool, etree._Element]] = {}
 
+    def inherited(el: etree._Element) -> tuple[bool, bool, etree._Element]:
+        """(font-family set, color set, the cell or root where inheritance stops) for text in `el`."""
+        path: list[etree._Element] = []
+        node, base = el, None
+        while True:
+            if node in known:
+                base = known[node]
+                break
+            path.append(node)
+            parent = node.getparent()
+            if node.tag in _CELLS or parent is None:
+                break
+            node = parent
+        font, color, anchor = base if base is not None else (False, False, path[-1])
+        for node in reversed(path):
+            styles = _styles(node.get("style") or "")
+            font, color = font or _has_font(styles), color or "color" in styles
+            known[node] = (font, color, anchor)
+        return known[el]
+
+    reported: set[etree._Element] = set()
     for el in body.iter():
         if not isinstance(el.tag, str) or el.tag in ("style", "script"):
             continue
-        holders = []
-        if (el.text or "").strip():
-            holders.append(el)
-        holders.extend(el for child in el if (child.tail or "").strip())
-        for holder in holders:
-            block = holder
-            while block.tag in _INLINE and block.getparent() is not None:
-                block = block.getparent()
-            if id(block) not in checked:
-                checked[id(block)] = carries(block, need_font=True)
-                if not checked[id(block)]:
-                    yield Problem(
-                        7,
-                        f"text in <{block.tag}> without inlined font-* and color: {(holder.text or holder.tail or '').strip()[:40]!r}",
-                        "font",
-                    )
-        if el.tag == "a" and (el.text or len(el)) and not carries(el, need_font=False):
+        text = (el.text or "").strip() or next((c.tail.strip() for c in el if (c.tail or "").strip()), "")
+        if text:
+            font, color, anchor = inherited(el)
+            if not (font and color) and anchor not in reported:
+                reported.add(anchor)
+                missing = " and ".join(name for name, ok in (("font-family", font), ("color", color)) if not ok)
+                yield Problem(7, f"text in <{el.tag}> gets no inlined {missing} from itself or its <{anchor.tag}>: {text[:40]!r}", "font")
+        own = _styles(el.get("style") or "")
+        if el.tag in _HEADINGS and el.text_content().strip() and not (_has_font(own) and "color" in own):
+            heading = " ".join(el.text_content().split())[:40]
+            yield Problem(7, f"<{el.tag}> without its own inlined font-family and color (Outlook restyles headings): {heading!r}", "font")
+        if el.tag == "a" and (el.text or len(el)) and "color" not in own:
             yield Problem(7, f"link {el.get('href', '')!r} without an inlined color", "font")
 
 
@@ -346,16 +379,79 @@ def lint_edition(html: str, text: str, *, url: str, preheader: str | None, post:
     return own + [p for p in lint_html(html, text, url=url, preheader=preheader) if p.key not in keys]
 
 
-def to_errors(problems: Iterable[Problem], post: Post) -> list[PressError]:
-    """`BuildError`s naming the post (and its line, when the fault is in the post's Markdown)."""
+class EmailProblem(BuildError):
+    """One lint problem of a post's email edition: `path:line: message (hint)`, and its `severity`
+    ("error": the post is not mailed; "warning": reported, the post is mailed all the same)."""
+
+    def __init__(self, message: str, *, severity: Severity = "error", **where: object) -> None:
+        super().__init__(message, **where)  # type: ignore[arg-type]
+        self.severity: Severity = severity
+
+    def __reduce__(self) -> tuple:
+        return (_email_problem, (self.message, self.path, self.line, self.hint, self.severity))
+
+
+def _email_problem(message: str, path: object, line: int | None, hint: str | None, severity: Severity) -> EmailProblem:
+    return EmailProblem(message, path=path, line=line, hint=hint, severity=severity)
+
+
+def to_errors(problems: Iterable[Problem], post: Post) -> list[EmailProblem]:
+    """`EmailProblem`s (`BuildError`s) naming the post (and its line, when the fault is in the post's Markdown)."""
     return [
-        BuildError(
-            f"email edition of {post.slug!r}: {p.message}", path=post.source, line=p.line, hint=f"email rule {p.rule}: {RULES[p.rule]}"
+        EmailProblem(
+            f"email edition of {post.slug!r}: {p.message}",
+            path=post.source,
+            line=p.line,
+            hint=f"email rule {p.rule}: {RULES[p.rule]}",
+            severity=p.severity,
         )
         for p in problems
     ]
 
 
-def check(html: str, text: str, *, url: str, preheader: str | None, post: Post) -> None:
-    """Raise every lint problem of one edition as `BuildError`s naming the post."""
-    raise_all(to_errors(lint_edition(html, text, url=url, preheader=preheader, post=post), post))
+@dataclass(frozen=True)
+class Verdict:
+    """Whether one post may be mailed, and every lint problem of its email edition, in order.
+
+    `errors` keep the post from being sent (`publish` refuses it; `check` and `build --strict`
+    fail); `warnings` are reported and never stop a send or a build.
+    """
+
+    slug: str
+    problems: tuple[EmailProblem, ...] = ()
+
+    @property
+    def errors(self) -> tuple[EmailProblem, ...]:
+        return tuple(p for p in self.problems if p.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[EmailProblem, ...]:
+        return tuple(p for p in self.problems if p.severity == "warning")
+
+    @property
+    def mailable(self) -> bool:
+        """The post may be sent: its edition breaks no rule (warnings aside)."""
+        return not self.errors
+
+
+class Lintable(Protocol):
+    """What the lint reads of an edition (an `Edition` is one)."""
+
+    @property
+    def html(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def preheader(self) -> str: ...
+
+
+def verdict_of(problems: Iterable[Problem], post: Post) -> Verdict:
+    """The verdict on `post` given its edition's lint problems (as `lint_edition` found them)."""
+    return Verdict(post.slug, tuple(to_errors(problems, post)))
+
+
+def judge(edition: Lintable, post: Post) -> Verdict:
+    """Is `post` mailable as `edition`? The one place that decides: build, check and publish all ask here."""
+    return verdict_of(lint_edition(edition.html, edition.text, url=edition.url, preheader=edition.preheader, post=post), post)

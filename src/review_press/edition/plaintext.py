@@ -18,6 +18,7 @@ from markdown_it.token import Token
 from .. import markup
 from ..config import Config
 from ..content import Post
+from ..images import retarget
 from ..markup import embed_for
 from .render import NAME_SLOT, UNSUBSCRIBE_SLOT, absolute, post_url
 from .tokens import tokens_of
@@ -52,8 +53,10 @@ class _InlineHtml(HTMLParser):
 
     _BLOCK = frozenset(
         {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "figure", "figcaption", "table", "blockquote", "ul", "ol"}
+        | {"details", "summary"}
     )
     _SKIP = markup.DROPPED_WITH_CONTENT | {"head"}
+    _ENDS_A_LABEL = (":", "?", "!", ".", "…")
 
     def __init__(self, base: str) -> None:
         super().__init__(convert_charrefs=True)
@@ -61,6 +64,7 @@ class _InlineHtml(HTMLParser):
         self.parts: list[str] = []
         self.links: list[str | None] = []
         self.skip = 0
+        self.summary_at: int | None = None  # where the open <summary>'s text starts in `parts`
 
     @property
     def skipping(self) -> bool:
@@ -85,6 +89,8 @@ class _InlineHtml(HTMLParser):
             self.parts.append(_image(a.get("alt", ""), src))
         elif tag in self._BLOCK:
             self.parts.append("\n")
+            if tag == "summary":
+                self.summary_at = len(self.parts)
         if tag in self._SKIP:
             self.skip += 1
 
@@ -97,6 +103,11 @@ class _InlineHtml(HTMLParser):
             href = self.links.pop()
             if href:
                 self.parts.append(f" ({href})")
+        elif tag == "summary" and self.summary_at is not None:
+            # a spoiler's label on a line of its own, "Spoilers:", and its body shown under it (as in the HTML)
+            label = "".join(self.parts[self.summary_at :]).strip()
+            self.parts.append("\n" if not label or label.endswith(self._ENDS_A_LABEL) else ":\n")
+            self.summary_at = None
         elif tag in self._BLOCK:
             self.parts.append("\n")
 
@@ -302,7 +313,7 @@ def _footnotes(tokens: Sequence[Token], base: str, width: int) -> list[str]:
 def render_text(post: Post, config: Config) -> str:
     """The plain-text edition of `post`, with the personalisation slots in its footer."""
     url = post_url(post, config)
-    tokens = tokens_of(post.body_markdown)
+    tokens = retarget(tokens_of(post.body_markdown), post.placed)  # images (and links to them) where the build put them
     title = wrap(post.title, WIDTH)
     byline = f"{post.date:%B} {post.date.day}, {post.date.year}"
     if author := post.author or config.author.name:

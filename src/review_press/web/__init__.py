@@ -20,7 +20,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from ..errors import PressError
-from .app import WebLimits, create_app, public_url
+from .app import SecurityHeaders, WebLimits, create_app, public_url
 from .logs import log_config, mask_tokens_in_logs
 from .ratelimit import Rate
 
@@ -35,6 +35,7 @@ class SiteApp:
         self._environ = os.environ if environ is None else environ
         self._app = None
         self._refused: PressError | None = None
+        mask_tokens_in_logs()  # now: the server logs a request (`--log-level trace`: its scope) before the app sees it
 
     def site(self) -> Path:
         """The site folder: `$REVIEW_PRESS_SITE`, else the working folder."""
@@ -53,7 +54,8 @@ class SiteApp:
                 log.error("the site cannot be served: %s", exc)
         if self._app is None:
             if scope["type"] == "http":  # no lifespan events: refuse every request, never with a traceback
-                await PlainTextResponse("Service unavailable: the site's press.toml is incomplete.", status_code=503)(scope, receive, send)
+                refusal = PlainTextResponse("Service unavailable: the site's press.toml is incomplete.", status_code=503)
+                await SecurityHeaders(refusal)(scope, receive, send)
             return
         await self._app(scope, receive, send)
 

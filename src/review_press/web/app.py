@@ -19,7 +19,10 @@ without an absolute `[web] url`, and no route redirects (no trailing-slash redir
 from __future__ import annotations
 
 import datetime as dt
+import html
 import ipaddress
+import logging
+import sqlite3
 import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,8 +42,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import CONFIG_NAME, Config, load_config
-from ..errors import ConfigError
-from ..store import db_path
+from ..errors import ConfigError, PressError, StorageError
+from ..store import db_path, storage_error
 from ..theme import Theme
 from ..tokens import site_secret
 from .confirm import BadToken, confirm_key
@@ -61,6 +64,8 @@ SECURITY_HEADERS = (
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")  # where a plain http [web] url is allowed
 URL_HINT = 'set  url = "https://your-site/newsletter/"  under [web]: the public address of these endpoints'
 INVALID_LINK = ("This link does not work", "It may have expired, or been copied only in part. Subscribe again to get a new one.")
+RETRY_AFTER_BUSY = "30"  # seconds a client should wait after a 503 for a busy (or full) database
+log = logging.getLogger("review_press.web")
 
 
 @dataclass(frozen=True)
@@ -210,8 +215,16 @@ async def subscribe(request: Request) -> Response:
 
 
 async def _store_and_mail(web: Web, signup: Signup, ip: str, base: str) -> None:
-    """Store the signup and mail the confirm link if there is someone to confirm (after the reply)."""
-    outgoing = await web.db.run(Subscriptions.subscribe, signup, ip, _now())
+    """Store the signup and mail the confirm link if there is someone to confirm (after the reply).
+
+    The reply has gone out already, so a database that is busy or full is one log line (the
+    address masked), never a traceback: the reader may simply subscribe again.
+    """
+    try:
+        outgoing = await web.db.run(Subscriptions.subscribe, signup, ip, _now())
+    except PressError as exc:
+        log.warning("signup of %s not stored: %s", mask(signup.email), exc)
+        return
     if outgoing is not None:
         await run_in_threadpool(web.mailer.send, outgoing, f"{base}confirm/{outgoing.token}")
 
@@ -283,16 +296,60 @@ async def http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def bare_page(title: str, text: str, status: int, as_json: bool = False, headers: dict[str, str] | None = None) -> Response:
+    """A short page that loads nothing (no stylesheet, image or script: no request, so no Referer,
+    leaves it), for failures, when the theme itself may be what failed; or its JSON twin."""
+    if as_json:
+        return JSONResponse({"ok": False, "message": f"{title}. {text}"}, status_code=status, headers=headers)
+    t, x = html.escape(title), html.escape(text)
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{t}</title></head>'
+        f'<body style="font:17px/1.5 Georgia,serif;max-width:36rem;margin:3rem auto;padding:0 1rem"><h1>{t}</h1><p>{x}</p></body></html>'
+    )
+    return Response(body, status_code=status, headers=headers, media_type="text/html")
+
+
+async def unavailable(request: Request, exc: Exception) -> Response:
+    """The database is busy in another process (past the store's wait), full or read-only: 503
+    with Retry-After and a short page; one log line, no traceback (nothing was half-done).
+
+    A raw `sqlite3.Error` (a read the store does not wrap) is read the store's way
+    (`store.storage_error`): busy, full, read-only or I/O is this 503, anything else a 500.
+    """
+    if isinstance(exc, sqlite3.Error):
+        problem = storage_error(exc, db_path(_web(request).config))
+        if not isinstance(problem, StorageError):
+            raise exc
+        exc = problem
+    log.warning("answered 503: %s", exc)
+    return bare_page(
+        "Service busy",
+        "Please try again in a minute.",
+        503,
+        as_json=wants_json(request),
+        headers={"Retry-After": RETRY_AFTER_BUSY},
+    )
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
-    """Any unexpected failure: a plain 500 page; the traceback goes to the server log only."""
-    try:
-        return _web(request).pages.notice("Something went wrong", "Please try again later.", status=500, as_json=wants_json(request))
-    except Exception:
-        return Response("Something went wrong.", status_code=500, media_type="text/plain")
+    """Any unexpected failure: a short 500 page that loads nothing; the traceback goes to the server log only."""
+    return bare_page("Something went wrong", "Please try again later.", 500, as_json=wants_json(request))
+
+
+FALLBACK_500 = (b"content-type", b"text/plain; charset=utf-8")
 
 
 class SecurityHeaders:
-    """Adds no-sniff, no-referrer, no-framing and no-store to every response."""
+    """Adds no-sniff, no-referrer, no-framing, a CSP and no-store to every HTTP response.
+
+    It wraps the whole app, outside Starlette's `ServerErrorMiddleware` (see `WebApp`), so the
+    500 page of an unexpected failure carries them too. A failure that escapes before any
+    response started is answered with a plain 500 (with the headers) here. Either way, once
+    the answer is complete the error goes to the server's log (`uvicorn.error`, tokens
+    masked, as uvicorn would log it) and goes no further, so the server keeps the connection
+    open for the client's next request; only an answer cut off half-way is left to the server.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -301,13 +358,37 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = complete = False
 
         async def add_headers(message: Message) -> None:
+            nonlocal started, complete
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                started = True
+                ours = {name for name, _ in SECURITY_HEADERS}
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in ours]
+                message["headers"] = [*kept, *SECURITY_HEADERS]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                complete = True
             await send(message)
 
-        await self.app(scope, receive, add_headers)
+        try:
+            await self.app(scope, receive, add_headers)
+        except Exception:
+            if not started:
+                body = b"Something went wrong."
+                headers = [FALLBACK_500, (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS]
+                await send({"type": "http.response.start", "status": 500, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+            elif not complete:
+                raise
+            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+
+
+class WebApp(Starlette):
+    """Starlette with `SecurityHeaders` around everything, its error middleware included."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def allowed_origins(config: Config) -> list[str]:
@@ -373,12 +454,11 @@ def create_app(site_root: Path, limits: WebLimits | None = None) -> Starlette:
             allow_headers=["Content-Type"],
             max_age=600,
         ),
-        Middleware(SecurityHeaders),
     ]
-    app = Starlette(
+    app = WebApp(
         routes=routes(),
         middleware=middleware,
-        exception_handlers={HTTPException: http_error, 500: server_error},
+        exception_handlers={HTTPException: http_error, StorageError: unavailable, sqlite3.Error: unavailable, 500: server_error},
         lifespan=lifespan,
     )
     app.router.redirect_slashes = False  # its redirect would point at the request's Host

@@ -4,6 +4,11 @@ It goes through the same transport as the newsletter (`publish.connector_for`: t
 outbox by default, SMTP with an `[smtp]` table) and is DKIM-signed the same way. Sending runs
 in a worker thread after the reply has gone out, so the reply's timing says nothing about
 whether an address was already known.
+
+It goes to whatever address the form was given, from the site's own address, before anyone
+has shown that the address is theirs: so it says nothing the signup typed. The name is stored
+(later newsletters greet the reader with it) but appears nowhere in this email, neither in
+the greeting nor as a display name in To:, and the templates get `reader = ""`.
 """
 
 from __future__ import annotations
@@ -43,14 +48,14 @@ class Mailer:
 
     def message(self, out: Outgoing, link: str, now: dt.datetime) -> bytes:
         """The confirmation email to `out` as MIME bytes (multipart/alternative, UTF-8)."""
-        context = {"config": self.config, "reader": out.name, "link": link, "expires": out.expires}
+        context = {"config": self.config, "reader": "", "link": link, "expires": out.expires}  # never the signup's name
         smtputf8 = not out.envelope.isascii()
         msg = EmailMessage(policy=email.policy.SMTPUTF8 if smtputf8 else email.policy.SMTP)
         news = self.config.newsletter
         msg["Subject"] = f"Confirm your subscription to {self.config.title}"
         msg["From"] = Address(display_name=news.from_name or self.config.title, addr_spec=self.sender)
-        # `Address` refuses a Unicode local part (the email package's SMTPUTF8 support stops there): write the header as text
-        msg["To"] = _mailbox(out.name, out.envelope) if smtputf8 else Address(display_name=out.name, addr_spec=out.envelope)
+        # the bare address, no display name; as text, since `Address` refuses a Unicode local part (SMTPUTF8)
+        msg["To"] = out.envelope
         if news.reply_to:
             msg["Reply-To"] = news.reply_to
         msg["Date"] = email.utils.format_datetime(now)
@@ -76,14 +81,6 @@ class Mailer:
             )
             return False
         return True
-
-
-def _mailbox(name: str, address: str) -> str:
-    """`"Name" <address>` for a To header of an SMTPUTF8 message (the name quoted; it holds no line break)."""
-    if not name:
-        return address
-    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{quoted}" <{address}>'
 
 
 def _sender_address(config: Config) -> str:
