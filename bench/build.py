@@ -2,7 +2,7 @@
 
 usage: python bench/build.py N [--keep DIR]
 
-Makes N posts with ../shared/bench/make_corpus.py (same N, same bytes), writes a press.toml,
+Makes N posts with bench/make_corpus.py (same N, same bytes), writes a press.toml,
 then times three builds in fresh processes (so each one pays its own start-up and loads its
 caches from disk, as a user's run does) and prints posts/second and peak RSS for each.
 Targets for N = 5,000 on the 2-core machine: cold < 10 s, nothing changed < 1 s,
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CORPUS = HERE.parents[1] / "shared" / "bench" / "make_corpus.py"
+CORPUS = HERE / "make_corpus.py"  # carried in the repository: runs from a fresh clone
 PRESS_TOML = """\
 title = "Benchmark"
 description = "A generated corpus."

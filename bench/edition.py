@@ -2,7 +2,7 @@
 
 usage: python bench/edition.py [N] [--keep DIR] [--recipients R]
 
-Makes N posts (default 5,000) with ../shared/bench/make_corpus.py (same N, same bytes) and a
+Makes N posts (default 5,000) with bench/make_corpus.py (same N, same bytes) and a
 press.toml whose `[newsletter] since` is far in the past, then prints
 - the median (and p90) milliseconds per post for the full edition: email HTML (template +
   premailer), plain text and the email lint (target < 30 ms);
@@ -42,7 +42,7 @@ from review_press.edition import lint, make_edition  # noqa: E402
 from review_press.site import make_site  # noqa: E402
 from review_press.theme import Theme  # noqa: E402
 
-CORPUS = HERE.parents[1] / "shared" / "bench" / "make_corpus.py"
+CORPUS = HERE / "make_corpus.py"  # carried in the repository: runs from a fresh clone
 PRESS_TOML = """\
 title = "Benchmark"
 description = "A generated corpus."

@@ -2,7 +2,7 @@
 
 usage: python bench/publish.py N [--concurrency C] [--batch B] [--sink postfix|aiosmtpd] [--keep DIR]
 
-Makes N subscribers with ../shared/bench/make_corpus.py, imports them (timed, in a fresh
+Makes N subscribers with bench/make_corpus.py, imports them (timed, in a fresh
 process), then publishes the sample post (posts/ of this repository) to a sink in a separate
 process: Postfix's `smtp-sink` (taken from the Debian package with `apt-get download postfix`
 and `dpkg -x`, never installed) or, failing that, an aiosmtpd server that only counts. The
@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CORPUS = HERE.parents[1] / "shared" / "bench" / "make_corpus.py"
+CORPUS = HERE / "make_corpus.py"  # carried in the repository: runs from a fresh clone
 POSTFIX_CACHE = Path(tempfile.gettempdir()) / "review-press-bench" / "postfix"
 PRESS_TOML = """\
 title = "Benchmark"
@@ -57,9 +57,10 @@ import json, resource, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
 from review_press.config import load_config
+from review_press.importers import import_csv
 from review_press.store import Store
 with Store.for_site(load_config(Path(sys.argv[1]))) as store:
-    report = store.import_csv(Path(sys.argv[2]))
+    report = import_csv(store, Path(sys.argv[2]))
 print(json.dumps({"seconds": time.perf_counter() - t0, "added": report.added, "problems": len(report.problems),
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

@@ -19,8 +19,10 @@ from review_press.content import load_posts
 from review_press.delivery.message import build_message
 from review_press.edition import NAME_SLOT, UNSUBSCRIBE_SLOT, lint, make_edition, preheader
 from review_press.edition import plan as edition_plan
-from review_press.edition.plan import edition_files, is_newsletter, plan_editions, preview
+from review_press.edition.plan import edition_files, plan_editions
 from review_press.errors import BuildError, DeliveryError, PressError
+from review_press.newsletter import is_newsletter
+from review_press.preview import preview
 from review_press.site import make_site
 from review_press.theme import Theme
 from sites import post_text, write_site
@@ -363,7 +365,7 @@ def test_only_posts_since_the_newsletter_date_get_email_files(tmp_path: Path) ->
     site, theme = _site(tmp_path)
     paths = sorted(a.path for a in plan_editions(site, theme, "k"))
     assert paths == [f"email/{slug}/{name}" for slug in ("later", "new") for name in ("email.eml", "email.txt", "index.html")]
-    assert [p.slug for p in site.posts if is_newsletter(p, site.config)] == ["later", "new"]
+    assert [p.slug for p in site.posts if is_newsletter(p, site.config, NOW)] == ["later", "new"]
 
 
 def test_no_since_means_no_email_files(tmp_path: Path) -> None:

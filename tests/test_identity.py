@@ -267,7 +267,7 @@ def test_a_post_renamed_between_a_kill_9_and_the_resume_finishes_its_campaign_on
     import time
 
     import review_press
-    from review_press.publish import message_id
+    from review_press.publish import campaign_message_id
     from test_publish_kill import in_doubt, publish_command, received, recording_server
 
     with recording_server(tmp_path) as (port, log):
@@ -287,7 +287,7 @@ def test_a_post_renamed_between_a_kill_9_and_the_resume_finishes_its_campaign_on
         final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert final.returncode == 0, final.stderr
     got = received(log)
-    assert set(got) == {message_id("first", i, "example.org") for i in ids}  # everyone once, under the campaign's own key
+    assert set(got) == {campaign_message_id("first", i, "example.org") for i in ids}  # everyone once, under the campaign's own key
     assert {mid for mid, n in got.items() if n > 1} <= doubtful
 
 

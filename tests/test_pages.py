@@ -372,7 +372,7 @@ def test_two_builds_are_byte_identical(make_site: SiteMaker) -> None:
     assert (first / "out/sitemap.xml").read_bytes() == (second / "out/sitemap.xml").read_bytes()
 
 
-def test_planning_five_thousand_posts_is_fast_and_renders_nothing(tmp_path: Path) -> None:
+def test_planning_five_thousand_posts_renders_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = parse_config('title = "Big"\nbase_url = "https://example.org/"\n', tmp_path)
     start = dt.datetime(2010, 1, 1, tzinfo=dt.UTC)
     posts = tuple(
@@ -392,11 +392,11 @@ def test_planning_five_thousand_posts_is_fast_and_renders_nothing(tmp_path: Path
     )
     site = make_site(config, posts, now=NOW)
     theme = Theme.for_site(tmp_path / "templates", site=site, config=config)
-    began = time.perf_counter()
+    rendered: list[str] = []  # planning is cheap because it renders no page: it only computes keys
+    monkeypatch.setattr(pages._Context, "render", lambda self, template, *a, **k: rendered.append(template) or b"")
     arts = pages.plan_pages(site, theme, "base")
-    elapsed = time.perf_counter() - began
     assert len(arts) > 5000 + 500
-    assert elapsed < 1.0, f"planning took {elapsed:.2f}s"
+    assert rendered == [], f"planning rendered {len(rendered)} pages"
     again = pages.plan_pages(site, theme, "base")
     assert [a.key for a in arts] == [a.key for a in again]
 

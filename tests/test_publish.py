@@ -14,7 +14,8 @@ import pytest
 from review_press.config import load_config
 from review_press.delivery.smtp import Policy
 from review_press.errors import DeliveryError
-from review_press.publish import PublishOptions, dry_run, message_id, publish, publish_lock, publish_status, send_test
+from review_press.newsletter import message_id
+from review_press.publish import PublishOptions, dry_run, publish, publish_lock, publish_status, send_test
 from review_press.store import Store, now_iso
 from review_press.tokens import site_secret, verify_token
 from smtp_servers import Script, message_builder, smtp_server
@@ -79,7 +80,7 @@ def test_every_due_post_goes_to_everyone_once_and_a_second_run_sends_nothing(sit
     subjects = sorted({r.message["Subject"] for r in server.received})
     assert subjects == ["First", "Second"]  # not the old post, the draft or the future one
     first = next(r.message for r in server.received if r.recipient == "r3@example.org" and r.message["Subject"] == "First")
-    assert first["Message-ID"] == message_id("first", ids[3], "example.org")
+    assert first["Message-ID"] == message_id("campaign", "example.org", slug="first", subscriber_id=ids[3])
     assert "Reader 3" in first["To"]
     token = first["List-Unsubscribe"].split("token=")[1].rstrip(">")
     assert verify_token(site_secret(load_config(root)), token) == ids[3]

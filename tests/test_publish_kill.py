@@ -22,7 +22,7 @@ import pytest
 import review_press
 from review_press.config import load_config
 from review_press.delivery.run import in_flight_limit
-from review_press.publish import PublishOptions, message_id
+from review_press.publish import PublishOptions, campaign_message_id
 from review_press.store import Store, db_path
 from smtp_servers import free_port
 from test_publish import NEWSLETTER, POSTS, smtp_table
@@ -110,7 +110,7 @@ def test_kill_9_at_random_points_then_resume_misses_no_one(make_site: Callable[.
         got = received(record)
         assert sum(got.values()) == before  # a publish after a complete one sends nothing
     domain = "example.org"
-    expected = {message_id(slug, i, domain) for slug in ("first", "second") for i in ids}
+    expected = {campaign_message_id(slug, i, domain) for slug in ("first", "second") for i in ids}
     assert set(got) == expected  # no one missed, nothing extra
     duplicated = {mid for mid, n in got.items() if n > 1}
     assert duplicated <= doubtful  # only messages in flight at a kill went twice
@@ -151,5 +151,5 @@ def test_a_signalled_real_publish_process_stops_cleanly_and_duplicates_nothing(
         final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert final.returncode == 0, final.stderr
     got = received(record)
-    assert set(got) == {message_id(slug, i, "example.org") for slug in ("first", "second") for i in ids}
+    assert set(got) == {campaign_message_id(slug, i, "example.org") for slug in ("first", "second") for i in ids}
     assert max(got.values()) == 1

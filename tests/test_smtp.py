@@ -83,13 +83,12 @@ def test_a_connection_dropped_mid_data_is_retried() -> None:
 
 def test_a_stalled_server_times_out_and_is_deferred() -> None:
     with smtp_server(Script(stall=1.0)) as (server, port):
-        t0 = time.monotonic()
         results = run(
             port, claims(1), concurrency=1, timeout=0.2, policy=Policy(max_attempts=2, backoff_base=0.01, window=1000, min_samples=1000)
         )
     assert results[1].status == "deferred" and "timed out" in results[1].error
     assert server.recipients() == {}
-    assert time.monotonic() - t0 < 5
+    assert results[1].attempts == 2  # the run ends because each attempt timed out and the policy allows two, not by a clock
 
 
 def test_the_breaker_stops_a_run_when_the_server_refuses_everything() -> None:

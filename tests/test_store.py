@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from review_press.errors import DeliveryError
+from review_press.importers import import_csv
 from review_press.store import MIGRATIONS, Forget, Store, parse_address
 from review_press.tokens import SECRET_ENV, load_secret, make_token, verify_token
 
@@ -86,7 +87,7 @@ def test_import_reports_bad_rows_by_line_and_skips_duplicates(store: Store, tmp_
         "Fay\n"  # too few columns
         "Gus,gus@bücher.de,\n",
     )
-    report = store.import_csv(path)
+    report = import_csv(store, path)
     assert report.added == 3
     assert report.duplicates == 2
     assert [p.line for p in report.problems] == [3, 7, 9]
@@ -102,7 +103,7 @@ def test_import_never_reactivates_unsubscribed_or_bounced(store: Store, tmp_path
     bounced = store.add("bounced@example.org")
     store.set_status(gone.id, "unsubscribed")
     store.set_status(bounced.id, "bounced")
-    report = store.import_csv(write_csv(tmp_path, "email\nGone@example.org\nbounced@EXAMPLE.org\nnew@example.org\n"))
+    report = import_csv(store, write_csv(tmp_path, "email\nGone@example.org\nbounced@EXAMPLE.org\nnew@example.org\n"))
     assert (report.added, report.duplicates) == (1, 2)
     assert store.find("gone@example.org").status == "unsubscribed"  # type: ignore[union-attr]
     assert store.find("bounced@example.org").status == "bounced"  # type: ignore[union-attr]
@@ -119,7 +120,7 @@ def test_import_never_reactivates_unsubscribed_or_bounced(store: Store, tmp_path
 )
 def test_unreadable_files_change_nothing(store: Store, tmp_path: Path, content: bytes, message: str, line: int) -> None:
     with pytest.raises(DeliveryError, match=message) as info:
-        store.import_csv(write_csv(tmp_path, content))
+        import_csv(store, write_csv(tmp_path, content))
     assert info.value.line == line
     assert sum(store.count().values()) == 0
 
@@ -127,14 +128,14 @@ def test_unreadable_files_change_nothing(store: Store, tmp_path: Path, content: 
 def test_strict_import_aborts_in_one_transaction(store: Store, tmp_path: Path) -> None:
     path = write_csv(tmp_path, "email\na@example.org\nb@example.org\nbroken\nc@example.org\n")
     with pytest.raises(DeliveryError, match="bad row") as info:
-        store.import_csv(path, strict=True)
+        import_csv(store, path, strict=True)
     assert info.value.line == 4
     assert sum(store.count().values()) == 0
 
 
 def test_import_of_a_header_only_file_and_a_bom(store: Store, tmp_path: Path) -> None:
-    assert store.import_csv(write_csv(tmp_path, "email,name\n")).added == 0
-    report = store.import_csv(write_csv(tmp_path, "\ufeffemail\r\nbom@example.org\r\n".encode(), "bom.csv"))
+    assert import_csv(store, write_csv(tmp_path, "email,name\n")).added == 0
+    report = import_csv(store, write_csv(tmp_path, "\ufeffemail\r\nbom@example.org\r\n".encode(), "bom.csv"))
     assert (report.added, report.problems) == (1, ())
 
 
@@ -156,7 +157,7 @@ def test_list_count_forget_export_round_trip(store: Store, tmp_path: Path) -> No
     assert store.export_csv(out) == 24
     exported = write_csv(tmp_path, out.getvalue(), "export.csv")
     with Store.open(tmp_path / "other.db") as other:
-        assert other.import_csv(exported).added == 24
+        assert import_csv(other, exported).added == 24
         assert [s.name for s in other.iter_subscribers()][:2] == ["Reader 0", "Reader 1"]
 
 

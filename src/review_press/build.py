@@ -101,7 +101,7 @@ def plan(root: Path, options: BuildOptions = BuildOptions()) -> Plan:
     site = make_site(config, posts, now=now, drafts=options.drafts, future=options.future)
     theme = Theme.for_site(config.templates_dir, site=site, config=config)
     key = base_key(config, theme)
-    email = edition_plan(site, theme, key)
+    email = edition_plan(site, theme, key, now)
     artifacts = [
         *pages.plan_pages(site, theme, key),
         *feeds.plan_feeds(site, key),

@@ -21,13 +21,43 @@ from .errors import PressError
 app = typer.Typer(
     help="Publish Markdown posts as a static site, RSS/Atom/JSON feeds and an email newsletter.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
-SiteOption = Annotated[Path, typer.Option("--site", "-s", help="The site folder (holds press.toml).", file_okay=False)]
-DraftsOption = Annotated[bool, typer.Option("--drafts", help="Include posts marked draft: true.")]
-FutureOption = Annotated[bool, typer.Option("--future", help="Include posts dated in the future.")]
+
+def _site_option(ctx: typer.Context, param: typer.CallbackParam, value: Path) -> Path:
+    """Which site a command runs on: its own --site if given; else the global one
+    (`review-press --site DIR build`); else the first folder holding press.toml from the
+    working directory up (as git finds its root), or exit 1 naming where the search began."""
+    from .config import find_site
+
+    source = ctx.get_parameter_source(param.name or "site")  # by name: Typer carries its own copy of click
+    if ctx.resilient_parsing or getattr(source, "name", "DEFAULT") != "DEFAULT":
+        return value
+    given = ctx.find_root().params.get("site")
+    if given is not None:
+        return given
+    try:
+        return find_site()
+    except PressError as exc:
+        fail(f"error: {exc}")
+        raise  # unreachable: fail exits
+
+
+SiteOption = Annotated[
+    Path,
+    typer.Option(
+        "--site",
+        "-s",
+        help="The site folder (holds press.toml); default: the global --site, else found from the working directory up.",
+        file_okay=False,
+        show_default=False,
+        callback=_site_option,
+    ),
+]
+DraftsOption = Annotated[bool, typer.Option("--drafts", metavar="", help="Include posts marked draft: true.")]
+FutureOption = Annotated[bool, typer.Option("--future", metavar="", help="Include posts dated in the future.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,7 +100,18 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", metavar="", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    site: Annotated[
+        Path | None,
+        typer.Option(
+            "--site",
+            "-s",
+            file_okay=False,
+            help="The site folder for any command (a command's own --site wins); default: found from here up.",
+        ),
+    ] = None,
 ) -> None:
     """review-press: write Markdown in posts/, run one command, publish to web, feeds and inboxes."""
 
@@ -82,7 +123,7 @@ def build(
     drafts: DraftsOption = False,
     future: FutureOption = False,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Fail on any email-lint problem (warnings too): exit 1 and write nothing.")
+        bool, typer.Option("--strict", metavar="", help="Fail on any email-lint problem (warnings too): exit 1 and write nothing.")
     ] = False,
 ) -> None:
     """Build the site into out/ (only changed files are written).
@@ -146,7 +187,10 @@ def new(
     title: Annotated[str, typer.Argument(help="The post's title.")],
     site: SiteOption = Path("."),
     draft: Annotated[
-        bool, typer.Option("--draft/--ready", help="Mark the post as a draft (the default: publish skips it until you remove the line).")
+        bool,
+        typer.Option(
+            "--draft/--ready", metavar="", help="Mark the post as a draft (the default: publish skips it until you remove the line)."
+        ),
     ] = True,
 ) -> None:
     """Make posts/<date>-<slug>.md with front matter (a draft with a stable id), ready to write in."""
@@ -160,7 +204,9 @@ def new(
 @reports_errors
 def init(
     directory: Annotated[Path, typer.Argument(help="Where to make the new site.", file_okay=False)],
-    with_templates: Annotated[bool, typer.Option("--with-templates", help="Copy the default theme into DIR/templates to edit it.")] = False,
+    with_templates: Annotated[
+        bool, typer.Option("--with-templates", metavar="", help="Copy the default theme into DIR/templates to edit it.")
+    ] = False,
 ) -> None:
     """Make a new site: press.toml and posts/ with one example post."""
     from .scaffold import init_site
@@ -178,13 +224,16 @@ def preview(
     slug: Annotated[str, typer.Argument(help="The post's slug (any post: newsletter post, draft or future post).")],
     site: SiteOption = Path("."),
     open_: Annotated[
-        bool, typer.Option("--open", help="Open the email's HTML in the browser, its images from out/ (or static/), not the public site.")
+        bool,
+        typer.Option(
+            "--open", metavar="", help="Open the email's HTML in the browser, its images from out/ (or static/), not the public site."
+        ),
     ] = False,
 ) -> None:
     """Render a post's email edition into out/email/<slug>/ and print where the files are."""
     import webbrowser
 
-    from .edition.plan import preview as render_preview
+    from .preview import preview as render_preview
 
     result = render_preview(site, slug)
     for path in result.paths:
@@ -206,7 +255,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", "-p", help="The port to listen on.")] = 8000,
     drafts: DraftsOption = False,
     future: FutureOption = False,
-    open_: Annotated[bool, typer.Option("--open", help="Open the site in the browser.")] = False,
+    open_: Annotated[bool, typer.Option("--open", metavar="", help="Open the site in the browser.")] = False,
 ) -> None:
     """Serve out/ on localhost with live reload: rebuilt on changes in posts/, templates/ and press.toml."""
     from .serve import serve as run_serve
@@ -268,7 +317,7 @@ def subscribers_import(
         ),
     ],
     site: SiteOption = Path("."),
-    strict: Annotated[bool, typer.Option("--strict", help="Import nothing if any row is bad.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", metavar="", help="Import nothing if any row is bad.")] = False,
     fmt: Annotated[
         str | None,
         typer.Option("--format", help="Read the file as this format: review-press, substack, mailchimp, ghost, listmonk, buttondown, csv."),
@@ -324,7 +373,10 @@ def subscribers_add(
     address: Annotated[str, typer.Argument(help="The email address.")],
     name: Annotated[str, typer.Option("--name", help="The subscriber's name.")] = "",
     force: Annotated[
-        bool, typer.Option("--force", help="Add an address erased by forget: only with the reader's new consent (clears the record).")
+        bool,
+        typer.Option(
+            "--force", metavar="", help="Add an address erased by forget: only with the reader's new consent (clears the record)."
+        ),
     ] = False,
     site: SiteOption = Path("."),
 ) -> None:
@@ -443,9 +495,11 @@ def subscribers_export(
 def publish(
     slug: Annotated[str | None, typer.Argument(help="Send only this post.")] = None,
     site: SiteOption = Path("."),
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List who would get what; send and record nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="List who would get what; send and record nothing.")] = False,
     test_to: Annotated[str | None, typer.Option("--test-to", help="Send the post to this one address; the ledger is untouched.")] = None,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Give failed (not bounced) messages another go.")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", metavar="", help="Give failed (not bounced) messages another go.")
+    ] = False,
 ) -> None:
     """Build, then email every newsletter post to everyone due it, exactly once (resumes after a crash).
 

@@ -401,6 +401,21 @@ def parse_config(text: str, root: Path, path: Path | None = None) -> Config:
     )
 
 
+def find_site(start: Path | None = None) -> Path:
+    """The site folder for `start` (default: the working directory): the first of `start` and the
+    folders above it that holds press.toml, as git finds its root. `Path(".")` when it is `start`
+    itself (the working directory); a `ConfigError` naming `start` when no folder holds one."""
+    begin = Path.cwd() if start is None else start
+    here = begin.resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return Path(".") if start is None and folder == here else folder
+    raise ConfigError(
+        f"no {CONFIG_NAME} here ({here}) or in any folder above it",
+        hint="run in the site's folder, pass --site DIR, or make a site with `review-press init DIR`",
+    )
+
+
 def load_config(root: Path) -> Config:
     """Read `root/press.toml`; a missing or unreadable file is a `ConfigError`."""
     root = root.resolve()

@@ -559,3 +559,17 @@ def import_file(
     with ExportReader(path, options or ImportOptions(), now=moment) as reader:
         report = store.import_rows(reader.rows(), secret=secret, now=moment)
         return replace(report, format=reader.layout.label, bad_rows=reader.bad_rows, problems=tuple(reader.problems))
+
+
+def import_csv(
+    store: Store,
+    path: Path,
+    *,
+    source: str | None = None,
+    strict: bool = False,
+    now: dt.datetime | None = None,
+    secret: bytes | None = None,
+) -> ImportReport:
+    """Import a CSV file into `store` in one transaction, its format found from its header row:
+    `import_file` with its default options (the CLI passes all of them)."""
+    return import_file(store, path, ImportOptions(source=source, strict=strict), now=now, secret=secret)

@@ -7,17 +7,23 @@ of each `<img>` under `base_url` to the local copy: `serve`'s own address for
 `/email/<slug>/`, a file:// URL into out/ (or static/, for a site not built yet) for
 `preview --open`. Only what the browser is shown is rewritten: out/email/<slug>/ (index.html,
 email.eml) and every message sent keep the public URLs.
+
+`preview` renders one post's edition into out/email/<slug>/: it lives here, beside the build it
+plans with, since the edition must know nothing of the build that calls it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import html as html_lib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .config import Config
+from .errors import PressError
 from .output import atomic_write
 from .sitefiles import is_inside
 from .statedir import private_dir
@@ -84,3 +90,39 @@ def browser_copy(config: Config, slug: str, email_html: Path) -> Path:
     path = folder / f"{slug}.html"
     atomic_write(path, local_image_urls(text, config.base_url, files_of(config)).encode("utf-8"), mode=0o600)
     return path
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `preview` wrote, and the lint problems found (a preview is written even when it fails)."""
+
+    slug: str
+    paths: tuple[Path, ...]
+    problems: tuple[PressError, ...]
+
+    @property
+    def html(self) -> Path:
+        return self.paths[0]
+
+
+def preview(root: Path, slug: str, *, now: dt.datetime | None = None) -> Preview:
+    """Render any post's edition (newsletter post, draft or future post alike) into out/email/<slug>/.
+
+    Returns the files written (index.html first) and the lint problems, which a writer wants
+    to see but which do not stop a preview. An unknown slug is a `PressError` naming the known ones.
+    """
+    from .build import BuildOptions, plan
+    from .edition.plan import EMAIL_DIR, FILES, render_preview
+
+    built = plan(root, BuildOptions(drafts=True, future=True, now=now))
+    post = next((p for p in built.site.posts if p.slug == slug), None)
+    if post is None:
+        known = ", ".join(sorted(p.slug for p in built.site.posts)[:10]) or "none"
+        raise PressError(f"no post with slug {slug!r}", hint=f"known slugs: {known}")
+    files, problems = render_preview(post, built.config, built.theme)
+    folder = built.config.out_dir / EMAIL_DIR / post.slug
+    paths = []
+    for name in FILES:
+        atomic_write(folder / name, files[name])
+        paths.append(folder / name)
+    return Preview(slug=post.slug, paths=tuple(paths), problems=problems)

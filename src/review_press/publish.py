@@ -19,9 +19,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import fcntl
-import hashlib
-import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,19 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from . import identity
-from .config import CONFIG_NAME, Config, load_config
+from .config import Config, load_config
 from .content import Post, load_posts
 from .delivery import ledger
-from .delivery.maildir import MaildirConnector, clean_tmp, outbox_path
+from .delivery.connect import connector_for
+from .delivery.maildir import clean_tmp, outbox_path
 from .delivery.run import CampaignRun, Progress, StopRequest, send_campaign, stop_on_signals
-from .delivery.smtp import Connector, Envelope, Policy, Pool, RateLimiter, SmtpConnector
+from .delivery.smtp import Connector, Envelope, Policy, Pool, RateLimiter
 from .errors import DeliveryError, PressError, write_error
 from .identity import Refusal
+from .newsletter import message_id, newsletter_posts, require_since, require_web_url, sender, unsubscribe_url
 from .site import make_site, scheduled
 from .statedir import private_dir
 from .store import Store, parse_address
 from .theme import Theme
-from .tokens import make_token, site_secret, unsubscribe_url
+from .tokens import make_token, site_secret
 
 MessageBuilder = Callable[..., bytes]
 EditionMaker = Callable[[Post, Config, Theme], Any]
@@ -113,21 +112,9 @@ def _now(options: PublishOptions) -> dt.datetime:
     return options.now or dt.datetime.now(dt.UTC)
 
 
-def newsletter_posts(config: Config, posts: tuple[Post, ...], now: dt.datetime) -> list[Post]:
-    """Posts that go out by email, oldest first: dated on or after `since`, not drafts, not future."""
-    since = config.newsletter.since
-    if since is None:
-        raise DeliveryError(
-            "[newsletter] since is not set, so publish does not know which posts are newsletters",
-            path=config.root / CONFIG_NAME,
-            hint="add  since = YYYY-MM-DD  to [newsletter]: posts dated on or after it are emailed; older ones never are",
-        )
-    chosen = [p for p in posts if not p.draft and p.date <= now and p.date.astimezone(config.tz).date() >= since]
-    return sorted(chosen, key=lambda p: (p.date, p.slug))
-
-
 def chosen_posts(config: Config, posts: tuple[Post, ...], now: dt.datetime, slug: str | None = None) -> list[Post]:
     """The newsletter posts a run considers: all of them, or the one named `slug` (else `DeliveryError`)."""
+    require_since(config)
     candidates = newsletter_posts(config, posts, now)
     if slug is None:
         return candidates
@@ -252,81 +239,32 @@ def start_campaigns(config: Config, campaigns: Campaigns, store: Store, now: dt.
     return due
 
 
-def message_id(slug: str, subscriber_id: int, domain: str) -> str:
-    """The deterministic Message-ID of one post to one subscriber: a re-send has the same one."""
-    digest = hashlib.sha256(f"{slug}\0{subscriber_id}\0{domain}".encode()).hexdigest()[:12]
-    safe = re.sub(r"[^A-Za-z0-9.-]+", "-", slug).strip(".-")[:60] or "post"
-    return f"<{safe}.{subscriber_id}.{digest}@{domain}>"
-
-
-def connector_for(config: Config, environ: dict[str, str] | None = None) -> Connector:
-    """The transport press.toml asks for: `[smtp]`, else the Maildir outbox. Reads the password here."""
-    smtp = config.smtp
-    if smtp is None:
-        return MaildirConnector(outbox_path(config))
-    env = os.environ if environ is None else environ
-    password = ""
-    if smtp.password_env:
-        if smtp.password_env not in env:
-            raise DeliveryError(
-                f"[smtp] password_env names {smtp.password_env}, which is not set",
-                path=config.root / CONFIG_NAME,
-                hint=f"export {smtp.password_env}=... before publishing",
-            )
-        password = env[smtp.password_env]
-    return SmtpConnector(
-        host=smtp.host,
-        port=smtp.port,
-        username=smtp.username,
-        password=password,
-        starttls=smtp.starttls,
-        ssl=smtp.ssl,
-        timeout=smtp.timeout,
-    )
-
-
-def _sender(config: Config) -> tuple[str, str]:
-    """(envelope sender, Message-ID domain) from `[newsletter] from`."""
-    if not config.newsletter.from_address:
-        raise DeliveryError("[newsletter] from is not set", path=config.root / CONFIG_NAME, hint='add  from = "Name <letters@example.org>"')
-    envelope = parse_address(config.newsletter.from_address).envelope
-    return envelope, envelope.rsplit("@", 1)[1]
-
-
-def require_web_url(config: Config) -> str:
-    """`[web] url`, where the unsubscribe links in every email lead; `DeliveryError` without one
-    (the site alone is static: a link there would 404, and a reader could not leave)."""
-    if not config.web.url:
-        raise DeliveryError(
-            "[web] url is not set, so the unsubscribe link in every email would lead nowhere",
-            path=config.root / CONFIG_NAME,
-            hint='run `review-press web` (see README, "Subscriptions on the web") and add  [web] url = "https://your-site/newsletter/"',
-        )
-    return config.web.url
+def campaign_message_id(key: str, subscriber_id: int, domain: str) -> str:
+    """The Message-ID of campaign `key` to one subscriber (`newsletter.message_id`, kind campaign)."""
+    return message_id("campaign", domain, slug=key, subscriber_id=subscriber_id)
 
 
 def renderer(
     config: Config, edition: Any, secret: bytes, build: MessageBuilder, sign: Callable[[bytes], bytes] | None
 ) -> Callable[[ledger.Claim], Envelope]:
     """The function a sending thread calls to turn a claim into MIME bytes (DKIM-signed if configured)."""
-    news = config.newsletter
-    sender, _ = _sender(config)
+    who = sender(config)
 
     def render(claim: ledger.Claim) -> Envelope:
         data = build(
             edition,
             to_name=claim.name,
             to_address=claim.envelope,  # ASCII (punycode domain) unless the local part needs SMTPUTF8
-            from_name=news.from_name,
-            from_address=news.from_address,
-            reply_to=news.reply_to,
-            list_id=news.list_id,
+            from_name=who.name,
+            from_address=who.address,
+            reply_to=who.reply_to,
+            list_id=who.list_id,
             unsubscribe_url=unsubscribe_url(config, make_token(secret, claim.subscriber_id)),
-            unsubscribe_mailto=news.unsubscribe_mailto,
+            unsubscribe_mailto=who.unsubscribe_mailto,
             message_id=claim.message_id,
             date=dt.datetime.now(dt.UTC),
         )
-        return Envelope(sender, claim.envelope, sign(data) if sign else data, smtputf8=not claim.envelope.isascii())
+        return Envelope(who.envelope, claim.envelope, sign(data) if sign else data, smtputf8=not claim.envelope.isascii())
 
     return render
 
@@ -382,9 +320,9 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
     concurrency = config.smtp.concurrency if config.smtp else 1
     policy = options.policy or Policy(max_attempts=config.smtp.max_attempts if config.smtp else 3)
     sign = signer_for(config)
-    _, domain = _sender(config)  # every check that can fail does so before a campaign starts
+    domain = sender(config).domain  # every check that can fail does so before a campaign starts
     require_web_url(config)
-    newsletter_posts(config, posts, now)
+    require_since(config)
     reports: list[CampaignRun] = []
     stop = StopRequest()
     with publish_lock(config), Store.for_site(config) as store, stop_on_signals(stop):
@@ -436,7 +374,7 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
                 subject,
                 pool,
                 renderer(config, edition, secret, build, sign),
-                partial(message_id, key, domain=domain),
+                partial(campaign_message_id, key, domain=domain),
                 options.batch_size,
                 progress,
                 stop,
@@ -479,6 +417,7 @@ def send_test(root: Path, to: str, options: PublishOptions = PublishOptions()) -
 
     now = _now(options)
     config, posts, theme = _site(root, now)
+    require_since(config)
     candidates = newsletter_posts(config, posts, now)
     if options.slug is not None:
         candidates = [p for p in candidates if p.slug == options.slug]
@@ -491,9 +430,8 @@ def send_test(root: Path, to: str, options: PublishOptions = PublishOptions()) -
     require_web_url(config)
     make, build = _tools(options)
     post = candidates[-1]
-    _, domain = _sender(config)
     render = renderer(config, make(post, config, theme), site_secret(config), build, signer_for(config))
-    test_id = f"<{re.sub(r'[^A-Za-z0-9.-]+', '-', post.slug)}.test.{os.urandom(6).hex()}@{domain}>"
+    test_id = message_id("test", sender(config).domain, slug=post.slug)
     envelope = render(ledger.Claim(0, address.address, address.envelope, "", test_id))
     connection = (options.connector or connector_for(config, options.environ)).open()
     try:

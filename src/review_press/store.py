@@ -461,21 +461,6 @@ class Store:
         assert sub is not None
         return sub
 
-    def import_csv(
-        self,
-        path: Path,
-        *,
-        source: str | None = None,
-        strict: bool = False,
-        now: dt.datetime | None = None,
-        secret: bytes | None = None,
-    ) -> ImportReport:
-        """Import a CSV file in one transaction, its format found from its header row: the
-        defaults of `importers.import_file` (which the CLI calls with all its options)."""
-        from .importers import ImportOptions, import_file  # importers builds on this module
-
-        return import_file(self, path, ImportOptions(source=source, strict=strict), now=now, secret=secret)
-
     def import_rows(self, rows: Iterable[ImportRow], *, secret: bytes | None = None, now: dt.datetime | None = None) -> ImportReport:
         """Store an import's rows in one transaction, streamed (the rows go through a temporary
         table, never a Python list), and count what happened to each.

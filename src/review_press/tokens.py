@@ -147,9 +147,3 @@ def verify_token(secret: bytes, token: str) -> int | None:
     if not hmac.compare_digest(mac, _mac(secret, packed)):
         return None
     return int.from_bytes(packed, "big")
-
-
-def unsubscribe_url(config: Config, token: str) -> str:
-    """The one-click unsubscribe URL for a token: `[web] url` (else the site) + `unsubscribe?token=`."""
-    base = config.web.url or config.url("newsletter/")
-    return f"{base if base.endswith('/') else base + '/'}unsubscribe?token={token}"

@@ -1,4 +1,4 @@
-"""Editions in the build: which posts are newsletter posts, and their files under out/email/<slug>/.
+"""Editions in the build: the files of the newsletter posts (`newsletter.is_newsletter`) under out/email/<slug>/.
 
 Each newsletter post gets three files: `index.html` (the email as a reader sees it),
 `email.txt` (its plain-text part) and `email.eml` (the whole MIME message to a placeholder
@@ -19,17 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from ..config import Config
 from ..content import Post
 from ..delivery.message import build_message
 from ..errors import PressError
+from ..newsletter import message_id, newsletter_posts, sender, unsubscribe_url
 from ..output import Artifact, atomic_write, make_key
 from ..site import Site
 from ..statedir import private_dir
 from ..theme import Theme
-from ..tokens import unsubscribe_url
 from . import Edition, make_edition
 from .lint import EmailProblem, Verdict, judge
 
@@ -42,43 +41,26 @@ VERDICTS_NAME = "email-verdicts.json"
 VERDICTS_VERSION = 1
 
 
-def is_newsletter(post: Post, config: Config) -> bool:
-    """Whether `post` is mailed: dated (in the site's timezone) on or after `[newsletter] since`."""
-    since = config.newsletter.since
-    return since is not None and post.date.astimezone(config.tz).date() >= since
-
-
-def newsletter_posts(site: Site) -> tuple[Post, ...]:
-    """The site's newsletter posts, newest first (none when `since` is not set)."""
-    return tuple(p for p in site.posts if is_newsletter(p, site.config))
-
-
-def _domain(config: Config) -> str:
-    address = config.newsletter.from_address or config.author.email
-    return address.rsplit("@", 1)[1] if "@" in address else (urlsplit(config.base_url).hostname or "localhost")
-
-
 def preview_message_id(post: Post, config: Config) -> str:
-    """A stable Message-ID for the preview .eml of `post`."""
-    digest = hashlib.sha256(f"{post.slug}\0{post.digest}\0{config.base_url}".encode()).hexdigest()[:12]
-    return f"<{post.slug}.preview.{digest}@{_domain(config)}>"
+    """A stable Message-ID for the preview .eml of `post` (`newsletter.message_id`, kind preview)."""
+    return message_id("preview", sender(config, preview=True).domain, slug=post.slug, seed=f"{post.digest}\0{config.base_url}")
 
 
 def edition_files(edition: Edition, post: Post, config: Config) -> dict[str, bytes]:
     """The three preview files of one edition, personalised for a placeholder reader."""
-    news = config.newsletter
+    who = sender(config, preview=True)
     url = unsubscribe_url(config, PREVIEW_TOKEN)
     html, text = edition.personalize(PREVIEW_NAME, url)
     message = build_message(
         edition,
         to_name=PREVIEW_NAME,
         to_address=PREVIEW_ADDRESS,
-        from_name=news.from_name or config.title,
-        from_address=news.from_address or config.author.email or f"newsletter@{_domain(config)}",
-        reply_to=news.reply_to,
-        list_id=news.list_id,
+        from_name=who.name,
+        from_address=who.address,
+        reply_to=who.reply_to,
+        list_id=who.list_id,
         unsubscribe_url=url,
-        unsubscribe_mailto=news.unsubscribe_mailto,
+        unsubscribe_mailto=who.unsubscribe_mailto,
         message_id=preview_message_id(post, config),
         date=post.date,
     )
@@ -144,13 +126,14 @@ class EditionPlan:
         return verdicts
 
 
-def edition_plan(site: Site, theme: Theme, base_key: str) -> EditionPlan:
-    """out/email/<slug>/{index.html,email.txt,email.eml} for every newsletter post, and the
+def edition_plan(site: Site, theme: Theme, base_key: str, now: dt.datetime | None = None) -> EditionPlan:
+    """out/email/<slug>/{index.html,email.txt,email.eml} for every newsletter post (`newsletter.is_newsletter`
+    at `now`: no drafts, no future posts, even in a `--drafts`/`--future` build), newest first, and the
     post's verdict (see `EditionPlan`). Keys hold `base_key` (code, theme, press.toml) and the
     post's digest, everything the bytes and the verdict depend on."""
     artifacts: list[Artifact] = []
     editions: list[PostEdition] = []
-    for post in newsletter_posts(site):
+    for post in reversed(newsletter_posts(site.config, site.posts, now or dt.datetime.now(dt.UTC))):
         edition = PostEdition(post, site.config, theme, make_key("edition", base_key, post.digest, post.slug, _code_digest()))
         editions.append(edition)
         for name in FILES:
@@ -165,9 +148,9 @@ def edition_plan(site: Site, theme: Theme, base_key: str) -> EditionPlan:
     return EditionPlan(tuple(artifacts), tuple(editions))
 
 
-def plan_editions(site: Site, theme: Theme, base_key: str) -> list[Artifact]:
+def plan_editions(site: Site, theme: Theme, base_key: str, now: dt.datetime | None = None) -> list[Artifact]:
     """The files of `edition_plan` alone."""
-    return list(edition_plan(site, theme, base_key).artifacts)
+    return list(edition_plan(site, theme, base_key, now).artifacts)
 
 
 @lru_cache(maxsize=1)
@@ -217,42 +200,7 @@ def _write_verdicts(path: Path, verdicts: dict[str, Verdict]) -> None:
     atomic_write(path, raw, mode=0o600)
 
 
-@dataclass(frozen=True)
-class Preview:
-    """What `preview` wrote, and the lint problems found (a preview is written even when it fails)."""
-
-    slug: str
-    paths: tuple[Path, ...]
-    problems: tuple[PressError, ...]
-
-    @property
-    def html(self) -> Path:
-        return self.paths[0]
-
-
 def render_preview(post: Post, config: Config, theme: Theme) -> tuple[dict[str, bytes], tuple[PressError, ...]]:
     """One post's preview files and its lint problems, in memory."""
     edition = make_edition(post, config, theme)
     return edition_files(edition, post, config), judge(edition, post).problems
-
-
-def preview(root: Path, slug: str, *, now: dt.datetime | None = None) -> Preview:
-    """Render any post's edition (newsletter post, draft or future post alike) into out/email/<slug>/.
-
-    Returns the files written (index.html first) and the lint problems, which a writer wants
-    to see but which do not stop a preview. An unknown slug is a `PressError` naming the known ones.
-    """
-    from ..build import BuildOptions, plan
-
-    built = plan(root, BuildOptions(drafts=True, future=True, now=now))
-    post = next((p for p in built.site.posts if p.slug == slug), None)
-    if post is None:
-        known = ", ".join(sorted(p.slug for p in built.site.posts)[:10]) or "none"
-        raise PressError(f"no post with slug {slug!r}", hint=f"known slugs: {known}")
-    files, problems = render_preview(post, built.config, built.theme)
-    folder = built.config.out_dir / EMAIL_DIR / post.slug
-    paths = []
-    for name in FILES:
-        atomic_write(folder / name, files[name])
-        paths.append(folder / name)
-    return Preview(slug=post.slug, paths=tuple(paths), problems=problems)

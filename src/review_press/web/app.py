@@ -43,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import CONFIG_NAME, Config, load_config
 from ..errors import ConfigError, PressError, StorageError
+from ..newsletter import confirm_url
 from ..store import db_path, storage_error
 from ..theme import Theme
 from ..tokens import site_secret
@@ -203,7 +204,7 @@ async def subscribe(request: Request) -> Response:
         if wait := web.by_address.take(signup.key):
             return too_many(request, wait)
         # all of it after the reply, so not even its timing tells a new address from a known one
-        task = BackgroundTask(_store_and_mail, web, signup, ip, web.base)
+        task = BackgroundTask(_store_and_mail, web, signup, ip)
     response = web.pages.notice(
         "Check your inbox",
         "If that address can subscribe, we have sent it a link to confirm. Open it to start getting new posts.",
@@ -214,7 +215,7 @@ async def subscribe(request: Request) -> Response:
     return response
 
 
-async def _store_and_mail(web: Web, signup: Signup, ip: str, base: str) -> None:
+async def _store_and_mail(web: Web, signup: Signup, ip: str) -> None:
     """Store the signup and mail the confirm link if there is someone to confirm (after the reply).
 
     The reply has gone out already, so a database that is busy or full is one log line (the
@@ -226,7 +227,7 @@ async def _store_and_mail(web: Web, signup: Signup, ip: str, base: str) -> None:
         log.warning("signup of %s not stored: %s", mask(signup.email), exc)
         return
     if outgoing is not None:
-        await run_in_threadpool(web.mailer.send, outgoing, f"{base}confirm/{outgoing.token}")
+        await run_in_threadpool(web.mailer.send, outgoing, confirm_url(web.config, outgoing.token))
 
 
 def _form_problem(request: Request, exc: FormError, fields: dict[str, str]) -> Response:

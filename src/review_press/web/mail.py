@@ -1,6 +1,6 @@
 """The confirmation email of double opt-in: a MIME message with the confirm link, sent at once.
 
-It goes through the same transport as the newsletter (`publish.connector_for`: the Maildir
+It goes through the same transport as the newsletter (`delivery.connect.connector_for`: the Maildir
 outbox by default, SMTP with an `[smtp]` table) and is DKIM-signed the same way. Sending runs
 in a worker thread after the reply has gone out, so the reply's timing says nothing about
 whether an address was already known.
@@ -21,13 +21,13 @@ from collections.abc import Callable
 from email.headerregistry import Address
 from email.message import EmailMessage
 
-from ..config import CONFIG_NAME, Config
+from ..config import Config
+from ..delivery.connect import connector_for
 from ..delivery.dkim import signer_for
 from ..delivery.maildir import MaildirConnector
 from ..delivery.smtp import Connector, Envelope, SendError
 from ..errors import DeliveryError
-from ..publish import connector_for
-from ..store import parse_address
+from ..newsletter import message_id, sender
 from .render import CONFIRM_HTML, CONFIRM_TEXT
 from .service import Outgoing, mask
 
@@ -40,7 +40,8 @@ class Mailer:
     def __init__(self, config: Config, render: Callable[..., str], connector: Connector | None = None) -> None:
         self.config = config
         self.render = render
-        self.sender = _sender_address(config)
+        self.who = sender(config)
+        self.sender = self.who.envelope
         self.connector = connector or connector_for(config)
         self.sign: Callable[[bytes], bytes] | None = signer_for(config)
         if isinstance(self.connector, MaildirConnector):
@@ -51,15 +52,14 @@ class Mailer:
         context = {"config": self.config, "reader": "", "link": link, "expires": out.expires}  # never the signup's name
         smtputf8 = not out.envelope.isascii()
         msg = EmailMessage(policy=email.policy.SMTPUTF8 if smtputf8 else email.policy.SMTP)
-        news = self.config.newsletter
         msg["Subject"] = f"Confirm your subscription to {self.config.title}"
-        msg["From"] = Address(display_name=news.from_name or self.config.title, addr_spec=self.sender)
+        msg["From"] = Address(display_name=self.who.name, addr_spec=self.sender)
         # the bare address, no display name; as text, since `Address` refuses a Unicode local part (SMTPUTF8)
         msg["To"] = out.envelope
-        if news.reply_to:
-            msg["Reply-To"] = news.reply_to
+        if self.who.reply_to:
+            msg["Reply-To"] = self.who.reply_to
         msg["Date"] = email.utils.format_datetime(now)
-        msg["Message-ID"] = email.utils.make_msgid("confirm", domain=self.sender.rpartition("@")[2])
+        msg["Message-ID"] = message_id("confirm", self.who.domain)
         msg["Auto-Submitted"] = "auto-generated"
         msg.set_content(self.render(CONFIRM_TEXT, **context), cte="quoted-printable")
         msg.add_alternative(self.render(CONFIRM_HTML, **context), subtype="html", cte="quoted-printable")
@@ -81,15 +81,3 @@ class Mailer:
             )
             return False
         return True
-
-
-def _sender_address(config: Config) -> str:
-    """The envelope sender: `[newsletter] from`, else the author's address."""
-    address = config.newsletter.from_address or config.author.email
-    if not address:
-        raise DeliveryError(
-            "no sender address for confirmation emails",
-            path=config.root / CONFIG_NAME,
-            hint='set  from = "Name <letters@example.org>"  in [newsletter]',
-        )
-    return parse_address(address).envelope

@@ -1,0 +1,146 @@
+"""The newsletter's rules, each in one place: who sends, which posts are newsletters,
+Message-IDs, and the links every email carries.
+
+The build's preview (`out/email/<slug>/email.eml`), `publish` (and its test send) and the web
+app's confirmation email all ask this module, so what a writer previews is what is sent.
+
+- The sender (`sender`): `[newsletter] from`, with its display name, else the site's title;
+  the envelope sender is its address (punycode domain), and Message-IDs use that domain.
+- A newsletter post (`is_newsletter`): dated (in the site's timezone) on or after
+  `[newsletter] since`, not a draft, and not in the future. Drafts and future posts are never
+  mailed, so the build makes no email files for them either (`preview` renders any post).
+- Message-IDs (`message_id`): `<label.part.hex12@domain>` for every kind.
+- Links (`unsubscribe_url`, `confirm_url`, `require_web_url`): under `[web] url`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from .config import CONFIG_NAME, Config
+from .content import Post
+from .errors import DeliveryError
+from .store import parse_address
+
+MessageKind = Literal["campaign", "test", "preview", "confirm"]
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who a newsletter or confirmation email is from."""
+
+    name: str  # the From display name: `[newsletter] from`'s name, else the site title
+    address: str  # as written in press.toml (a Unicode domain kept)
+    envelope: str  # the SMTP envelope sender (punycode domain)
+    domain: str  # the Message-ID domain: the envelope sender's
+    reply_to: str
+    list_id: str
+    unsubscribe_mailto: str
+
+
+def sender(config: Config, *, preview: bool = False) -> Sender:
+    """The sender from `[newsletter] from` (`DeliveryError` when it is not set).
+
+    With `preview` (the build's placeholder .eml), a site without one gets the author's address,
+    else `newsletter@<base_url host>`, so a build never fails for want of a sender.
+    """
+    news = config.newsletter
+    address = news.from_address
+    if not address:
+        if not preview:
+            raise DeliveryError(
+                "[newsletter] from is not set", path=config.root / CONFIG_NAME, hint='add  from = "Name <letters@example.org>"'
+            )
+        address = config.author.email or f"newsletter@{urlsplit(config.base_url).hostname or 'localhost'}"
+    envelope = parse_address(address).envelope
+    return Sender(
+        name=news.from_name or config.title,
+        address=address,
+        envelope=envelope,
+        domain=envelope.rsplit("@", 1)[1],
+        reply_to=news.reply_to,
+        list_id=news.list_id,
+        unsubscribe_mailto=news.unsubscribe_mailto,
+    )
+
+
+def require_since(config: Config) -> dt.date:
+    """`[newsletter] since`; `DeliveryError` without it (publish would not know what to send)."""
+    since = config.newsletter.since
+    if since is None:
+        raise DeliveryError(
+            "[newsletter] since is not set, so publish does not know which posts are newsletters",
+            path=config.root / CONFIG_NAME,
+            hint="add  since = YYYY-MM-DD  to [newsletter]: posts dated on or after it are emailed; older ones never are",
+        )
+    return since
+
+
+def is_newsletter(post: Post, config: Config, now: dt.datetime) -> bool:
+    """Whether `post` is mailed: dated (site timezone) on or after `since`, not a draft, not after `now`."""
+    since = config.newsletter.since
+    return since is not None and not post.draft and post.date <= now and post.date.astimezone(config.tz).date() >= since
+
+
+def newsletter_posts(config: Config, posts: Iterable[Post], now: dt.datetime) -> list[Post]:
+    """The newsletter posts among `posts`, oldest first (none when `since` is not set)."""
+    return sorted((p for p in posts if is_newsletter(p, config, now)), key=lambda p: (p.date, p.slug))
+
+
+def _label(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip(".-")[:60] or "post"
+
+
+def message_id(kind: MessageKind, domain: str, *, slug: str = "", subscriber_id: int = 0, seed: str = "") -> str:
+    """A Message-ID, `<label.part.hex12@domain>` for every kind.
+
+    campaign: one post (`slug`, the campaign key) to one subscriber, deterministic (a re-send has the same one);
+    preview: the build's .eml of `slug`, deterministic from `seed`; test: a test send of `slug`, random;
+    confirm: a confirmation email, random.
+    """
+    if kind == "campaign":
+        digest = hashlib.sha256(f"{slug}\0{subscriber_id}\0{domain}".encode()).hexdigest()[:12]
+        return f"<{_label(slug)}.{subscriber_id}.{digest}@{domain}>"
+    if kind == "preview":
+        digest = hashlib.sha256(f"{slug}\0{seed}".encode()).hexdigest()[:12]
+        return f"<{_label(slug)}.preview.{digest}@{domain}>"
+    if kind == "test":
+        return f"<{_label(slug)}.test.{os.urandom(6).hex()}@{domain}>"
+    if kind == "confirm":
+        return f"<confirm.{os.urandom(4).hex()}.{os.urandom(6).hex()}@{domain}>"
+    raise ValueError(f"unknown Message-ID kind {kind!r}")
+
+
+def require_web_url(config: Config) -> str:
+    """`[web] url`, where the unsubscribe links in every email lead; `DeliveryError` without one
+    (the site alone is static: a link there would 404, and a reader could not leave)."""
+    if not config.web.url:
+        raise DeliveryError(
+            "[web] url is not set, so the unsubscribe link in every email would lead nowhere",
+            path=config.root / CONFIG_NAME,
+            hint='run `review-press web` (see README, "Subscriptions on the web") and add  [web] url = "https://your-site/newsletter/"',
+        )
+    return config.web.url
+
+
+def web_base(config: Config) -> str:
+    """The base of every emailed link, ending in `/`: `[web] url`, else the site's newsletter/ (previews only)."""
+    base = config.web.url or config.url("newsletter/")
+    return base if base.endswith("/") else base + "/"
+
+
+def confirm_url(config: Config, token: str) -> str:
+    """The double opt-in link mailed to a signup: `web_base` + `confirm/<token>` (the app checks `[web] url` first)."""
+    return f"{web_base(config)}confirm/{token}"
+
+
+def unsubscribe_url(config: Config, token: str) -> str:
+    """The one-click unsubscribe URL for a token: `web_base` + `unsubscribe?token=`."""
+    return f"{web_base(config)}unsubscribe?token={token}"
