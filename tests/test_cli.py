@@ -46,6 +46,7 @@ def test_version() -> None:
     assert result.exit_code == 0 and result.output.startswith("review-press ")
 
 
+@pytest.mark.slow
 def test_init_new_build(tmp_path: Path) -> None:
     site = tmp_path / "my-zine"
     result = cli("init", str(site))

@@ -114,6 +114,7 @@ def email_files(root: Path) -> dict[str, str]:
 # --- one input, one verdict ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_same_site_gives_the_same_bytes_and_verdict_under_any_hash_seed_in_any_folder(tmp_path: Path) -> None:
     source = tricky_site(tmp_path / "source")
     results = []
@@ -265,6 +266,7 @@ def http_site(root: Path) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_an_http_link_is_a_warning_the_site_builds_strict_and_check_fail(tmp_path: Path) -> None:
     root = http_site(tmp_path / "site")
     line = 8  # front matter (4 lines), a blank line, "Intro.", a blank line, the link
@@ -315,6 +317,7 @@ def refusing_site(root: Path, extra: str = "") -> Path:
     return write_site(root, posts, NEWSLETTER_TOML.replace("[web]", extra + "\n[web]"))
 
 
+@pytest.mark.slow
 def test_publish_refuses_only_the_post_whose_email_breaks_a_rule_and_sends_the_others(tmp_path: Path) -> None:
     root = refusing_site(tmp_path / "site")
     for i in range(3):
@@ -361,6 +364,7 @@ def test_publish_through_smtp_refuses_the_unmailable_post_by_the_same_verdict_as
     assert checked.returncode == 1 and "posts/2026-02-06-embed.md:8:" in checked.stderr
 
 
+@pytest.mark.slow
 def test_a_cut_email_is_sent_whole_to_the_limit(tmp_path: Path) -> None:
     """A post past the size limit is never refused: it goes out cut, with its continue link."""
     root = write_site(

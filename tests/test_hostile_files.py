@@ -201,6 +201,7 @@ def test_a_bad_post_reached_through_a_link_is_named_by_its_link(site: Path) -> N
     assert_refused(site, before, ["posts/alias.md:3: cannot read date 'someday'"])
 
 
+@pytest.mark.slow
 def test_cli_refuses_symlink_loops_without_hanging(site: Path) -> None:
     before = snapshot(site / "out")
     os.symlink("self", site / "static/self")  # a link to itself

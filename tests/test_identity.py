@@ -238,6 +238,7 @@ def test_a_store_from_before_post_identity_is_migrated_and_keeps_its_campaigns(m
     assert server.received == []
 
 
+@pytest.mark.slow
 def test_the_cli_names_a_refused_post_exits_1_and_sends_the_others(make_site: Callable[..., Path]) -> None:
     import mailbox
 

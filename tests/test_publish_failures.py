@@ -155,6 +155,7 @@ def test_publish_exits_1_when_messages_fail_permanently_and_says_what_to_run(sit
     assert sum(server.recipients().values()) == 5
 
 
+@pytest.mark.slow
 def test_publish_reports_deferred_messages_exits_0_and_a_plain_rerun_sends_them(site: Callable[..., Path]) -> None:
     with smtp_server(Script(data_reply="451 4.3.0 try again later", times=2)) as (server, port):
         root = site(port)
@@ -170,6 +171,7 @@ def test_publish_reports_deferred_messages_exits_0_and_a_plain_rerun_sends_them(
     assert server.recipients() == {f"r{i}@example.org": 1 for i in range(3)}
 
 
+@pytest.mark.slow
 def test_a_breaker_stop_exits_1_names_the_server_never_the_password_and_a_rerun_finishes(site: Callable[..., Path]) -> None:
     password = "s3cret-Pa55"
     with smtp_server(Script(data_reply="554 5.7.1 rejected for policy reasons"), auth=("ann", password)) as (server, port):

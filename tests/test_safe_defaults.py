@@ -9,6 +9,8 @@ import datetime as dt
 import mailbox
 from pathlib import Path
 
+import pytest
+
 from test_cli import cli
 
 REAL_TOML = """\
@@ -31,6 +33,7 @@ def outbox_count(site: Path) -> int:
     return len(mailbox.Maildir(box, create=False)) if (box / "new").is_dir() else 0
 
 
+@pytest.mark.slow
 def test_init_makes_a_draft_example_and_its_site_is_not_mailed_for_want_of_a_web_url(tmp_path: Path) -> None:
     site = tmp_path / "zine"
     assert cli("init", str(site)).returncode == 0
@@ -65,6 +68,7 @@ def test_check_names_every_placeholder_of_an_init_site_and_none_of_a_real_one(tm
     assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_a_post_made_by_new_is_not_mailed_until_its_draft_line_goes(tmp_path: Path) -> None:
     site = tmp_path / "real"
     (site / "posts").mkdir(parents=True)
@@ -86,6 +90,7 @@ def test_a_post_made_by_new_is_not_mailed_until_its_draft_line_goes(tmp_path: Pa
     assert outbox_count(site) == 1
 
 
+@pytest.mark.slow
 def test_scheduled_and_unsent_posts_are_listed_by_check_build_and_status(tmp_path: Path) -> None:
     site = tmp_path / "real"
     (site / "posts").mkdir(parents=True)

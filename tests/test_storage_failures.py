@@ -128,6 +128,7 @@ def test_a_full_disk_during_import_add_and_publish_is_one_line_and_loses_nothing
         assert before.keys() - {"ballast"} <= snapshot(root / ".review-press").keys()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CAN_MOUNT, reason="needs root to mount a tmpfs")
 def test_a_full_or_read_only_state_folder_during_build_names_the_file_and_leaves_out_alone(make_site: Callable[..., Path]) -> None:
     root = make_site(POSTS, NEWSLETTER)
@@ -255,6 +256,7 @@ def test_a_file_swapped_for_a_link_after_the_check_is_refused_when_read(tmp_path
         read_inside(site / "static" / "x.txt", site, BuildError)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CAN_MOUNT, reason="needs root to mount a tmpfs")
 def test_a_full_disk_in_the_middle_of_writing_out_leaves_out_as_it_was(make_site: Callable[..., Path]) -> None:
     root = make_site(POSTS, NEWSLETTER)

@@ -101,6 +101,7 @@ def link_in(msg: email.message.EmailMessage, pattern: str) -> str:
     return match.group(0)
 
 
+@pytest.mark.slow
 def test_subscribe_confirm_unsubscribe_in_the_browser(tmp_path: Path, static_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed")
