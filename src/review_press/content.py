@@ -420,13 +420,6 @@ def post_listing(config: Config) -> sitefiles.Listing:
     return sitefiles.walk(config.posts_dir, site=config.root, error=ContentError, hidden=False, keep=lambda name: name.endswith(".md"))
 
 
-def post_files(config: Config) -> list[Path]:
-    """Every `*.md` under posts/, as `post_listing`; raises its errors."""
-    listing = post_listing(config)
-    raise_all(list(listing.errors))
-    return list(listing.files)
-
-
 @lru_cache(maxsize=1)
 def _code_digest() -> str:
     """A hash of the code that shapes a `Post`: editing the renderer invalidates the cache by itself."""

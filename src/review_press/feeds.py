@@ -57,7 +57,6 @@ from .site import FEEDS, Site
 FEED_FORMAT = "feeds-4"  # part of every key: bump when this module renders the same input differently
 ATOM_NS = "http://www.w3.org/2005/Atom"
 FH_NS = "http://purl.org/syndication/history/1.0"
-DC_NS = "http://purl.org/dc/elements/1.1/"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 GENERATOR = "review-press"  # no version: a release must not change every feed's bytes
 ARCHIVE_DIR = "feeds/archive"

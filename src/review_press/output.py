@@ -52,6 +52,12 @@ class WriteReport:
     removed: tuple[str, ...]
 
 
+def folders_of(path: str) -> list[str]:
+    """The folders an out/ path needs, outermost first: `a/b/c.html` -> `a`, `a/b`."""
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
 def check_paths(artifacts: Iterable[Artifact]) -> list[PressError]:
     """Every pair of artifacts that would write one path, and every unsafe path."""
     seen: dict[str, Artifact] = {}
@@ -67,13 +73,10 @@ def check_paths(artifacts: Iterable[Artifact]) -> list[PressError]:
         else:
             seen[art.path.casefold()] = art
     for folded, art in seen.items():  # a file where another output needs a folder (`feed.xml` and `feed.xml/index.html`)
-        parts = folded.split("/")
-        for i in range(1, len(parts)):
-            if (other := seen.get("/".join(parts[:i]))) is not None:
-                errors.append(
-                    BuildError(f"{other.origin} writes out/{other.path}, where {art.origin} needs a folder", hint="rename one of them")
-                )
-                break
+        if (other := next((seen[f] for f in folders_of(folded) if f in seen), None)) is not None:
+            errors.append(
+                BuildError(f"{other.origin} writes out/{other.path}, where {art.origin} needs a folder", hint="rename one of them")
+            )
     return errors
 
 

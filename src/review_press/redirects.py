@@ -17,7 +17,7 @@ from functools import partial
 from .content import Post
 from .errors import ContentError, PressError
 from .identity import CampaignRecord, match
-from .output import Artifact, make_key
+from .output import Artifact, folders_of, make_key
 from .pages import out_path
 from .site import Site
 from .theme import Theme
@@ -72,12 +72,11 @@ def plan_redirects(
 ) -> tuple[list[Artifact], list[PressError]]:
     """Redirect pages for `redirects` that no other artifact (`taken`: out/ paths) occupies."""
     arts, errors = [], []
-    folders = {"/".join(parts[:i]) for parts in (p.split("/") for p in taken) for i in range(1, len(parts))}
+    folders = {folder for p in taken for folder in folders_of(p)}
     for r in redirects:
         path = out_path(r.path)
         folded = path.casefold()
-        parents = ("/".join(folded.split("/")[:i]) for i in range(1, folded.count("/") + 1))
-        if folded in taken or folded in folders or any(parent in taken for parent in parents):
+        if folded in taken or folded in folders or any(parent in taken for parent in folders_of(folded)):
             if r.line:
                 errors.append(
                     ContentError(
