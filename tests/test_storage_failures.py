@@ -288,3 +288,58 @@ def test_a_control_character_in_a_post_is_an_error_at_its_line(make_site: Callab
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "a.md:2: the text holds a control character (U+000B)" in result.stderr
     assert "b.md:8: the text holds a control character (U+001B)" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_an_import_killed_at_random_stores_all_of_the_file_or_none_of_it(make_site: Callable[..., Path], tmp_path: Path, sig: int) -> None:
+    root = make_site(POSTS, NEWSLETTER)
+    assert cli("subscribers", "add", "ann@example.org", "--site", str(root)).returncode == 0
+    big = tmp_path / "readers.csv"
+    big.write_text(readers(20000), "utf-8")
+    env = {**os.environ, "PYTHONPATH": str(Path(review_press.__file__).parents[1])}
+    rng = random.Random(int(os.environ.get("KILL_SEED", time.time())))
+    counts = set()
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "review_press", "subscribers", "import", str(big), "--site", str(root)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(rng.uniform(0.3, 1.5))
+        proc.send_signal(sig)
+        proc.wait()
+        with Store.for_site(load_config(root)) as store:
+            counts.add(sum(store.count().values()))
+    assert counts <= {1, 20001}  # the reader before, plus nothing or the whole file: never part of it
+    assert cli("subscribers", "import", str(big), "--site", str(root)).returncode == 0
+    with Store.for_site(load_config(root)) as store:
+        assert sum(store.count().values()) == 20001
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_build_killed_at_random_leaves_every_file_whole_and_the_next_build_finishes(make_site: Callable[..., Path], sig: int) -> None:
+    posts = {
+        f"2026-02-{i % 28 + 1:02d}-p{i}.md": f"---\ntitle: P{i}\ndate: 2026-02-{i % 28 + 1:02d}\n---\n\n{'Words. ' * 400}\n"
+        for i in range(300)
+    }
+    root = make_site(posts, NEWSLETTER)
+    assert cli("build", "--site", str(root)).returncode == 0
+    reference = snapshot(root / "out")
+    for name in list(posts)[:150]:
+        (root / "posts" / name).write_text(posts[name].replace("Words.", "Changed words."), "utf-8")
+    env = {**os.environ, "PYTHONPATH": str(Path(review_press.__file__).parents[1])}
+    rng = random.Random(int(os.environ.get("KILL_SEED", time.time())))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "review_press", "build", "--site", str(root)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    time.sleep(rng.uniform(0.5, 2.5))
+    proc.send_signal(sig)
+    proc.wait()
+    for rel, data in snapshot(root / "out").items():  # whatever the kill left: only whole files, old or new
+        if rel in reference and data != reference[rel]:
+            assert data.rstrip().endswith((b"</html>", b"</rss>", b"</feed>", b"}", b"</urlset>")), rel
+    assert cli("build", "--site", str(root)).returncode == 0
+    final = snapshot(root / "out")
+    assert not any(Path(rel).name.startswith(".tmp-") for rel in final)
+    assert b"Changed words." in final["posts/p0/index.html"]
