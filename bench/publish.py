@@ -1,6 +1,12 @@
 """Benchmark `publish`: import N subscribers, send one post to all of them through a local SMTP sink.
 
 usage: python bench/publish.py N [--concurrency C] [--batch B] [--sink postfix|aiosmtpd] [--keep DIR]
+                               [--database sqlite|auto|postgresql://...] [--workers W] [--compare]
+
+`--database auto` starts a PostgreSQL server of its own (Debian's package, fsync on, as the
+test fixture does) for the run; a URL uses yours (password from PGPASSWORD). `--workers W`
+sends with W processes (`publish --workers`, PostgreSQL only). `--compare` runs the same corpus
+twice in one run, SQLite with one sender and then PostgreSQL with W senders, and prints the ratio.
 
 Makes N subscribers with bench/make_corpus.py, imports them (timed, in a fresh
 process), then publishes the sample post (posts/ of this repository) to a sink in a separate
@@ -24,6 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -58,8 +67,8 @@ from pathlib import Path
 t0 = time.perf_counter()
 from review_press.config import load_config
 from review_press.importers import import_csv
-from review_press.store import Store
-with Store.for_site(load_config(Path(sys.argv[1]))) as store:
+from review_press.store import open_store
+with open_store(load_config(Path(sys.argv[1]))) as store:
     report = import_csv(store, Path(sys.argv[2]))
 print(json.dumps({"seconds": time.perf_counter() - t0, "added": report.added, "problems": len(report.problems),
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -74,11 +83,12 @@ def progress(p):
     marks.setdefault("first", time.perf_counter())
     marks["last"] = time.perf_counter()
 t0 = time.perf_counter()
-report = publish(Path(sys.argv[1]), PublishOptions(batch_size=int(sys.argv[2])), progress=progress)
+report = publish(Path(sys.argv[1]), PublishOptions(batch_size=int(sys.argv[2]), workers=int(sys.argv[3])), progress=progress)
 elapsed = time.perf_counter() - t0
 post = report.posts[0]
-print(json.dumps({"seconds": elapsed, "send_seconds": marks["last"] - marks["first"], "sent": post.sent, "failed": post.failed,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": elapsed, "send_seconds": marks["last"] - marks["first"] if marks else elapsed, "sent": post.sent,
+                  "failed": post.failed, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "child_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
 COUNTING_SINK = """
@@ -154,12 +164,78 @@ def stop_sink(proc: subprocess.Popen[str], log: Path) -> int:
     return int(counts[-1]) if counts else -1
 
 
-def child(code: str, *args: str) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+def child(code: str, *args: str, env: dict[str, str] | None = None) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), **(env or {})}
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def database(kind: str) -> Iterator[dict[str, str]]:
+    """The environment that points review-press at the store: {} for SQLite; for `auto`, a
+    PostgreSQL server started for this run (fsync on) and a fresh database in it."""
+    if kind == "sqlite":
+        yield {}
+        return
+    if kind.startswith("postgresql://"):
+        yield {"REVIEW_PRESS_DATABASE_URL": kind}
+        return
+    sys.path.insert(0, str(REPO / "tests"))
+    import pg_server
+
+    with pg_server.running_server(fsync=True) as server, server.fresh_database() as url:
+        yield {"REVIEW_PRESS_DATABASE_URL": url, "PGPASSWORD": pg_server.PASSWORD}
+
+
+@dataclass(frozen=True)
+class Run:
+    label: str
+    imported: dict[str, float]
+    sent: dict[str, float]
+    received: int
+
+
+def run_once(args: argparse.Namespace, db: str, workers: int) -> Run:
+    """Make a site, import the corpus into the store `db`, publish it into a fresh sink."""
+    root = (args.keep / db.split(":")[0]) if args.keep else Path(tempfile.mkdtemp(prefix="review-press-publish-"))
+    port = free_port()
+    (root / "posts").mkdir(parents=True, exist_ok=True)
+    for post in (REPO / "posts").glob("*.md"):
+        shutil.copy(post, root / "posts" / post.name)
+    (root / "press.toml").write_text(PRESS_TOML.format(port=port, concurrency=args.concurrency), "utf-8")
+    csv_path = root / "subscribers.csv"
+    subprocess.run([sys.executable, str(CORPUS), "subscribers", str(args.n), str(csv_path)], check=True)
+    with database(db) as env:
+        imported = child(IMPORT, str(root), str(csv_path), env=env)
+        log = root / "sink.log"
+        sink = start_sink(args.sink, port, log)
+        try:
+            sent = child(PUBLISH, str(root), str(args.batch), str(workers), env=env)
+        finally:
+            count = stop_sink(sink, log)
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    label = "SQLite, 1 sender" if db == "sqlite" else f"PostgreSQL, {workers} sender{'s' if workers > 1 else ''}"
+    return Run(label, imported, sent, count)
+
+
+def show(args: argparse.Namespace, run: Run) -> None:
+    imported, sent = run.imported, run.sent
+    sink_name = "postfix smtp-sink" if args.sink == "postfix" and smtp_sink() else "aiosmtpd counting sink"
+    print(f"== {run.label}")
+    print(f"subscribers:        {args.n:,} ({imported['added']:,} imported, {int(imported['problems'])} bad rows)")
+    print(f"import:             {imported['seconds']:.2f} s  (peak RSS {imported['rss_mb']:.0f} MB)")
+    print(
+        f"publish:            {sent['sent']:,} sent, {sent['failed']:,} failed in {sent['seconds']:.2f} s (sending {sent['send_seconds']:.2f} s)"
+    )
+    print(f"messages/second:    {sent['sent'] / sent['send_seconds']:,.0f} while sending, {sent['sent'] / sent['seconds']:,.0f} overall")
+    print(
+        f"peak RSS (publish): {sent['rss_mb']:.0f} MB"
+        + (f"; largest sender process {sent['child_rss_mb']:.0f} MB" if sent["child_rss_mb"] else "")
+    )
+    print(f"sink ({sink_name}, {args.concurrency} connections per sender, batch {args.batch}): {run.received:,} messages received")
 
 
 def main() -> None:
@@ -168,34 +244,20 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--sink", choices=("postfix", "aiosmtpd"), default="postfix")
-    parser.add_argument("--keep", type=Path, help="build the site here and keep it")
+    parser.add_argument("--keep", type=Path, help="build the sites here and keep them")
+    parser.add_argument("--database", default="sqlite", help="sqlite (default), auto (a PostgreSQL server for this run), or a URL")
+    parser.add_argument("--workers", type=int, default=1, help="sending processes (PostgreSQL only)")
+    parser.add_argument("--compare", action="store_true", help="SQLite with 1 sender, then PostgreSQL with --workers, same corpus")
     args = parser.parse_args()
-    root = args.keep or Path(tempfile.mkdtemp(prefix="review-press-publish-"))
-    port = free_port()
-    (root / "posts").mkdir(parents=True, exist_ok=True)
-    for post in (REPO / "posts").glob("*.md"):
-        shutil.copy(post, root / "posts" / post.name)
-    (root / "press.toml").write_text(PRESS_TOML.format(port=port, concurrency=args.concurrency), "utf-8")
-    csv_path = root / "subscribers.csv"
-    subprocess.run([sys.executable, str(CORPUS), "subscribers", str(args.n), str(csv_path)], check=True)
-    imported = child(IMPORT, str(root), str(csv_path))
-    log = root / "sink.log"
-    sink = start_sink(args.sink, port, log)
-    try:
-        sent = child(PUBLISH, str(root), str(args.batch))
-    finally:
-        count = stop_sink(sink, log)
-    sink_name = "postfix smtp-sink" if args.sink == "postfix" and smtp_sink() else "aiosmtpd counting sink"
-    print(f"subscribers:        {args.n:,} ({imported['added']:,} imported, {int(imported['problems'])} bad rows)")
-    print(f"import:             {imported['seconds']:.2f} s  (peak RSS {imported['rss_mb']:.0f} MB)")
-    print(
-        f"publish:            {sent['sent']:,} sent, {sent['failed']:,} failed in {sent['seconds']:.2f} s (sending {sent['send_seconds']:.2f} s)"
-    )
-    print(f"messages/second:    {sent['sent'] / sent['send_seconds']:,.0f} while sending, {sent['sent'] / sent['seconds']:,.0f} overall")
-    print(f"peak RSS (publish): {sent['rss_mb']:.0f} MB")
-    print(f"sink ({sink_name}, {args.concurrency} connections, batch {args.batch}, synchronous=FULL): {count:,} messages received")
-    if not args.keep:
-        shutil.rmtree(root, ignore_errors=True)
+    if args.compare:
+        base = run_once(args, "sqlite", 1)
+        show(args, base)
+        scaled = run_once(args, args.database if args.database != "sqlite" else "auto", args.workers)
+        show(args, scaled)
+        rate = lambda r: r.sent["sent"] / r.sent["send_seconds"]  # noqa: E731
+        print(f"== ratio: {scaled.label} / {base.label} = {rate(scaled) / rate(base):.2f}x messages/second")
+        return
+    show(args, run_once(args, args.database, args.workers))
 
 
 if __name__ == "__main__":

@@ -33,8 +33,7 @@ import psutil
 import uvicorn
 
 from review_press.config import load_config
-from review_press.delivery import ledger
-from review_press.store import Store, db_path, now_iso
+from review_press.store import SQLiteStore, db_path, ledger, now_iso
 from review_press.tokens import make_token
 from review_press.web.confirm import confirm_key, make_confirm_token
 
@@ -101,7 +100,7 @@ def make_site(root: Path, port: int, subscribers: int, secret: bytes) -> tuple[l
     config = load_config(root)
     half = subscribers // 2
     stamp = now_iso()
-    with Store.open(db_path(config)) as store:
+    with SQLiteStore.open(db_path(config)) as store:
         with store.transaction() as conn:
             conn.executemany(
                 "INSERT INTO subscribers (address, envelope, address_key, name, status, consent_source, created_at, updated_at)"
@@ -190,7 +189,7 @@ async def hammer(name: str, base: str, method: str, paths: Sequence[str], concur
 
 def verify(root: Path, unsubscribed: int, confirmed: int) -> str:
     """Count what the database says happened, as a check on the figures."""
-    with Store.open(db_path(load_config(root))) as store:
+    with SQLiteStore.open(db_path(load_config(root))) as store:
         counts = store.count()
         skipped = store.conn.execute("SELECT count(*) FROM deliveries WHERE status = 'skipped'").fetchone()[0]
     ok = counts["unsubscribed"] == unsubscribed and counts["active"] >= confirmed and skipped == unsubscribed

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import pg_server as pg
 from sites import write_site
 
 SiteMaker = Callable[..., Path]
@@ -25,3 +27,24 @@ def make_site(tmp_path: Path) -> SiteMaker:
         return write_site(tmp_path / name, posts, MINIMAL_TOML.format(base_url=base_url) + toml_extra)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pg.Server]:
+    """A real PostgreSQL server for the session (see `pg_server`). Skipped where PostgreSQL is not
+    installed, unless REVIEW_PRESS_REQUIRE_PG=1 (set by .ci/run), which makes that a failure."""
+    if not pg.available():
+        if os.environ.get("REVIEW_PRESS_REQUIRE_PG") == "1":
+            pytest.fail("PostgreSQL is not installed (apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed")
+    with pg.running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server: pg.Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The URL (no password in it) of a fresh, empty database; its password is in PGPASSWORD."""
+    monkeypatch.setenv("PGPASSWORD", pg.PASSWORD)
+    monkeypatch.delenv("REVIEW_PRESS_DATABASE_URL", raising=False)
+    with pg_server.fresh_database() as url:
+        yield url

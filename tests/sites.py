@@ -1,10 +1,14 @@
-"""Test support: write small real sites into a temporary folder."""
+"""Test support: write small real sites into a temporary folder, serve them, and run the real
+`review-press` command on them."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import http.server
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,3 +67,9 @@ def serve_directory(directory: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real command (`python -m review_press`) in a subprocess."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "review_press", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)

@@ -3,7 +3,8 @@ misbehave on cue (421, 450, 550 5.1.1, a dropped connection mid-DATA, a stall).
 
 `python tests/smtp_servers.py PORT FILE` runs a recording server in its own process: each
 accepted message appends `recipient<TAB>Message-ID` to FILE (flushed before the 250 goes back),
-so a test can kill the publisher at will and still compare with what the server received.
+so a test can kill the publisher at will and still compare with what the server received;
+`recording_server` starts one that way and `received` reads its file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import asyncio
 import email
 import email.policy
 import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -20,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -146,6 +150,27 @@ def read_record(path: str) -> Counter[str]:
             return Counter(line.split("\t", 1)[0] for line in f if line.strip())
     except FileNotFoundError:
         return Counter()
+
+
+@contextmanager
+def recording_server(folder: Path) -> Iterator[tuple[int, Path]]:
+    """A recording SMTP server in its own process (this file run as a script): yields its port and
+    the file where each accepted message is logged; stopped with SIGINT afterwards."""
+    port, record = free_port(), folder / "received.tsv"
+    server = subprocess.Popen([sys.executable, str(Path(__file__)), str(port), str(record)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        yield port, record
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+
+
+def received(path: Path) -> Counter[str]:
+    """Message-IDs a recording server in another process accepted, with how many times each."""
+    if not path.exists():
+        return Counter()
+    return Counter(line.rstrip("\n").split("\t")[1] for line in path.read_text("utf-8").splitlines() if line)
 
 
 if __name__ == "__main__":

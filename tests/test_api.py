@@ -24,7 +24,7 @@ def test_build_check_publish_and_status_through_the_api(tmp_path: Path) -> None:
     assert again.rendered == 0 and again.written == ()  # nothing changed: nothing rendered or written
     assert [p.slug for p in rp.check(root).site.posts] == ["first"]
 
-    with rp.Store.for_site(rp.load_config(root)) as store:
+    with rp.open_store(rp.load_config(root)) as store:
         store.add("ann@example.org", "Ann")
         store.add("bob@example.org", "Bob")
     assert [p.address for p in rp.dry_run(root)] == ["ann@example.org", "bob@example.org"]

@@ -8,16 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from files import snapshot
 from review_press.build import BuildOptions, build, check
 from review_press.errors import PressError
 from sites import post_text, write_site
 
 NOW = BuildOptions(now=dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
 REPO = Path(__file__).resolve().parents[1]
-
-
-def snapshot(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
 def sample_copy(dest: Path) -> Path:

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from review_press.cli import app
-from sites import BASE_TOML, post_text, write_site
+from sites import BASE_TOML, cli, post_text, write_site
 
 runner = CliRunner()
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real command (`python -m review_press`) in a subprocess."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "review_press", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_help_lists_commands() -> None:

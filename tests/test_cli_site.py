@@ -62,3 +62,22 @@ def test_boolean_flags_have_no_bool_metavar(tmp_path: Path) -> None:
     for flag in ("--drafts", "--future", "--strict"):
         line = next(line for line in result.stdout.splitlines() if flag in line)
         assert "<bool>" not in line and "BOOLEAN" not in line, line
+
+
+def test_no_help_page_shows_a_bool_metavar(tmp_path: Path) -> None:
+    """Every command's page: our flags, --help and --install-completion alike (one rule in cli.py)."""
+    pages = [
+        (),
+        ("build",),
+        ("check",),
+        ("publish",),
+        ("status",),
+        ("web",),
+        ("subscribers",),
+        ("subscribers", "forget"),
+        ("subscribers", "remove"),
+    ]
+    for words in pages:
+        result = cli(*words, "--help", cwd=tmp_path)
+        assert result.returncode == 0, (words, result.stderr)
+        assert "--help" in result.stdout and "<bool>" not in result.stdout, (words, result.stdout)

@@ -25,7 +25,7 @@ from review_press.cli import app as cli
 from review_press.config import load_config
 from review_press.importers import import_file
 from review_press.spreadsheet import FORMULA_STARTS, neutralize_cell, restore_cell
-from review_press.store import EXPORT_COLUMNS, Store, db_path
+from review_press.store import EXPORT_COLUMNS, SQLiteStore, Store, db_path
 from review_press.web import create_app
 from sites import write_site
 
@@ -127,7 +127,7 @@ def test_a_hostile_name_from_the_subscribe_form_is_exported_inert(tmp_path: Path
 
 def test_export_to_stdout_neutralises_every_column(tmp_path: Path) -> None:
     root = write_site(tmp_path / "site", {}, SITE_TOML)
-    with Store.open(db_path(load_config(root))) as store:
+    with SQLiteStore.open(db_path(load_config(root))) as store:
         for address, name in HOSTILE:
             store.add(address, name, source="-cli", now=NOW)
     result = runner.invoke(cli, ["subscribers", "export", "--site", str(root)])
@@ -146,14 +146,14 @@ def test_export_to_stdout_neutralises_every_column(tmp_path: Path) -> None:
 
 
 def test_our_export_reads_back_exactly_with_hostile_names_and_addresses(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "first.db") as first:
+    with SQLiteStore.open(tmp_path / "first.db") as first:
         for address, name in HOSTILE:
             first.add(address, name, source="@import", now=NOW)
         exported = io.StringIO()
         assert first.export_csv(exported) == len(HOSTILE)
         before = people(first)
     (tmp_path / "export.csv").write_text(exported.getvalue(), "utf-8", newline="")
-    with Store.open(tmp_path / "fresh.db") as fresh:
+    with SQLiteStore.open(tmp_path / "fresh.db") as fresh:
         report = import_file(fresh, tmp_path / "export.csv", secret=SECRET.encode(), now=NOW + dt.timedelta(days=1))
         assert (report.format, report.added, report.bad_rows) == ("review-press export", len(HOSTILE), 0)
         assert people(fresh) == before
@@ -176,7 +176,7 @@ def test_a_file_edited_in_a_spreadsheet_keeps_its_values(tmp_path: Path) -> None
         ]
     )
     (tmp_path / "edited.csv").write_text(text, "utf-8")
-    with Store.open(tmp_path / "s.db") as store:
+    with SQLiteStore.open(tmp_path / "s.db") as store:
         report = import_file(store, tmp_path / "edited.csv", secret=SECRET.encode(), now=NOW)
         assert report.bad_rows == 0
         assert [(s.address, s.name) for s in store.iter_subscribers()] == [

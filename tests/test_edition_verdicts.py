@@ -21,12 +21,13 @@ from pathlib import Path
 import pytest
 
 from email_sites import NEWSLETTER_TOML, REPO, edition_of, sample
+from review_press.campaigns import EmailRefusal
 from review_press.config import load_config
 from review_press.content import load_posts
 from review_press.edition import lint, make_edition
 from review_press.edition.lint import HTML_LIMIT, EmailProblem, lint_html
-from review_press.publish import EmailRefusal, PublishOptions, publish
-from review_press.store import Store
+from review_press.publish import PublishOptions, publish
+from review_press.store import open_store
 from review_press.theme import Theme
 from sites import post_text, write_site
 from smtp_servers import message_builder, smtp_server
@@ -346,7 +347,7 @@ def test_publish_through_smtp_refuses_the_unmailable_post_by_the_same_verdict_as
         smtp = f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nstarttls = false\nconcurrency = 1\n'
         root = refusing_site(tmp_path / "site")
         (root / "press.toml").write_text((root / "press.toml").read_text() + smtp)
-        with Store.for_site(load_config(root)) as store:
+        with open_store(load_config(root)) as store:
             store.add("ann@example.org", "Ann")
             store.add("bob@example.org", "Bob")
         report = publish(root, PublishOptions(build_message=message_builder(), environ={}))

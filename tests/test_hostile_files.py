@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 
 from email_sites import NEWSLETTER_TOML
+from files import snapshot_with_mtimes
 from review_press.build import BuildOptions, build
 from review_press.errors import PressError
 from review_press.serve import LiveServer
+from review_press.store import SQLiteStore
 from sites import BASE_TOML, post_text, write_site
 
 NOW = BuildOptions(now=dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
@@ -34,17 +36,6 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
     """Run the real command (`python -m review_press`) in a subprocess; the timeout turns a hang into a failure."""
     full = {**os.environ, "PYTHONWARNINGS": "ignore", **SECRET_ENV, **(env or {})}
     return subprocess.run([sys.executable, "-m", "review_press", *args], cwd=cwd, capture_output=True, text=True, env=full, timeout=120)
-
-
-def snapshot(out: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file and folder under out/ with its bytes and mtime: what "out/ is untouched" compares."""
-    found: dict[str, tuple[bytes, int]] = {}
-    for dirpath, dirnames, filenames in os.walk(out):
-        for name in [*dirnames, *filenames]:
-            path = Path(dirpath, name)
-            info = path.lstat()
-            found[path.relative_to(out).as_posix()] = (path.read_bytes() if path.is_file() else b"<folder>", info.st_mtime_ns)
-    return found
 
 
 def messages(exc: PressError) -> list[str]:
@@ -85,7 +76,7 @@ def assert_refused(root: Path, before: dict[str, tuple[bytes, int]], expected: l
     found = messages(info.value)
     for text in expected:
         assert any(text in m for m in found), (text, found)
-    assert snapshot(root / "out") == before
+    assert snapshot_with_mtimes(root / "out") == before
     assert not any(CANARY.encode() in data for data, _ in before.values())
     return found
 
@@ -102,21 +93,21 @@ def assert_cli_refused(result: subprocess.CompletedProcess[str], expected: str) 
 
 
 def test_cli_refuses_a_static_link_to_the_process_environment(site: Path) -> None:
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     os.symlink("/proc/self/environ", site / "static/env.txt")
     for command in ("build", "check"):
         result = cli(command, "--site", str(site), cwd=site)
         assert_cli_refused(result, "error: static/env.txt: links outside the site (to /proc/self/environ)")
-    assert snapshot(site / "out") == before
+    assert snapshot_with_mtimes(site / "out") == before
     assert not (site / "out/env.txt").exists()
 
 
 def test_cli_refuses_a_post_linked_to_etc_passwd(site: Path) -> None:
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     os.symlink("/etc/passwd", site / "posts/passwd.md")
     result = cli("build", "--site", str(site), cwd=site)
     assert_cli_refused(result, "error: posts/passwd.md: links outside the site (to /etc/passwd)")
-    assert snapshot(site / "out") == before
+    assert snapshot_with_mtimes(site / "out") == before
 
 
 @pytest.mark.parametrize(
@@ -142,7 +133,7 @@ def test_cli_refuses_a_post_linked_to_etc_passwd(site: Path) -> None:
     ],
 )
 def test_a_link_out_of_the_site_is_refused(site: Path, outside: Path, link: str, target: str, expected: str) -> None:
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     path = site / link
     path.parent.mkdir(parents=True, exist_ok=True)
     os.symlink(target.format(outside=outside), path)
@@ -152,7 +143,7 @@ def test_a_link_out_of_the_site_is_refused(site: Path, outside: Path, link: str,
 
 @pytest.mark.parametrize("folder", ["static", "posts", "templates"])
 def test_a_whole_folder_linked_out_of_the_site_is_refused(site: Path, outside: Path, folder: str) -> None:
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     moved = site.parent / f"moved-{folder}"
     if (site / folder).exists():
         (site / folder).rename(moved)
@@ -163,7 +154,7 @@ def test_a_whole_folder_linked_out_of_the_site_is_refused(site: Path, outside: P
 
 
 def test_a_chain_of_links_is_judged_by_where_it_ends(site: Path) -> None:
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     os.symlink("second", site / "static/first")  # inside the site, but on to /etc/passwd
     os.symlink("/etc/passwd", site / "static/second")
     found = assert_refused(site, before, ["static/first: links outside the site (to /etc/passwd)", "static/second: links outside"])
@@ -194,7 +185,7 @@ def test_links_that_stay_inside_the_site_are_followed(site: Path) -> None:
 
 
 def test_a_bad_post_reached_through_a_link_is_named_by_its_link(site: Path) -> None:
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     (site / "drafts").mkdir()
     (site / "drafts/real.md").write_text("---\ntitle: T\ndate: someday\n---\n", "utf-8")
     os.symlink("../drafts/real.md", site / "posts/alias.md")
@@ -203,7 +194,7 @@ def test_a_bad_post_reached_through_a_link_is_named_by_its_link(site: Path) -> N
 
 @pytest.mark.slow
 def test_cli_refuses_symlink_loops_without_hanging(site: Path) -> None:
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     os.symlink("self", site / "static/self")  # a link to itself
     (site / "static/sub").mkdir()
     os.symlink("..", site / "static/sub/up")  # a folder link back into a folder it is in
@@ -231,18 +222,18 @@ def test_cli_refuses_symlink_loops_without_hanging(site: Path) -> None:
         for text in expected:
             assert_cli_refused(runs[0], text)
         assert runs[0].stderr == runs[1].stderr  # the same report under any hash seed
-        assert snapshot(site / "out") == before
+        assert snapshot_with_mtimes(site / "out") == before
         for link in fixed_by_removing:
             link.unlink()
     assert cli("build", "--site", str(site), cwd=site).returncode == 0
 
 
 def test_cli_refuses_a_fifo_instead_of_blocking_on_it(site: Path) -> None:
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     os.mkfifo(site / "posts/pipe.md")
     result = cli("build", "--site", str(site), cwd=site)
     assert_cli_refused(result, "error: posts/pipe.md: is not a regular file")
-    assert snapshot(site / "out") == before
+    assert snapshot_with_mtimes(site / "out") == before
 
 
 def test_a_broken_link_inside_static_is_skipped(site: Path) -> None:
@@ -382,14 +373,14 @@ def test_cli_serve_refuses_links_and_dot_dot(newsletter_site: Path, outside: Pat
 
 
 def test_cli_names_the_template_line_that_raised(site: Path) -> None:
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     (site / "templates").mkdir()
     (site / "templates/post.html").write_text("{{ 1/0 }}\n", "utf-8")
     result = cli("build", "--site", str(site), cwd=site)
     assert_cli_refused(
         result, "error: templates/post.html:1: template error: ZeroDivisionError: division by zero (while rendering post.html)"
     )
-    assert snapshot(site / "out") == before
+    assert snapshot_with_mtimes(site / "out") == before
 
 
 @pytest.mark.parametrize(
@@ -417,7 +408,7 @@ def test_cli_names_the_template_line_that_raised(site: Path) -> None:
     ],
 )
 def test_a_template_that_raises_names_its_file_and_line(site: Path, name: str, text: str, expected: str) -> None:
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     (site / "templates").mkdir()
     (site / "templates" / name).write_text(text, "utf-8")
     assert_refused(site, before, [expected])
@@ -425,7 +416,7 @@ def test_a_template_that_raises_names_its_file_and_line(site: Path, name: str, t
 
 def test_an_email_template_that_raises_names_its_line(newsletter_site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     build(newsletter_site, NOW)
-    before = snapshot(newsletter_site / "out")
+    before = snapshot_with_mtimes(newsletter_site / "out")
     monkeypatch.chdir(newsletter_site)
     (newsletter_site / "templates/email").mkdir(parents=True)
     (newsletter_site / "templates/email/edition.html").write_text("<html>\n<body>\n{{ post.title.missing.deeper }}\n", "utf-8")
@@ -436,7 +427,7 @@ def test_an_email_template_that_raises_names_its_line(newsletter_site: Path, mon
 
 
 def test_cli_names_a_date_that_overflows_utc(site: Path) -> None:
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     (site / "posts/2026-01-04-x.md").write_text(post_text("X", date="0001-01-01T00:00:00+14:00"), "utf-8")
     result = cli("build", "--site", str(site), cwd=site)
     assert_cli_refused(
@@ -444,7 +435,7 @@ def test_cli_names_a_date_that_overflows_utc(site: Path) -> None:
         "error: posts/2026-01-04-x.md:3: date '0001-01-01T00:00:00+14:00' is out of range: in UTC it is before the year 1"
         " (write a date from 0001-01-02 to 9999-12-30)",
     )
-    assert snapshot(site / "out") == before
+    assert snapshot_with_mtimes(site / "out") == before
 
 
 @pytest.mark.parametrize(
@@ -479,7 +470,7 @@ def test_cli_names_a_date_that_overflows_utc(site: Path) -> None:
 def test_an_extreme_date_names_the_file_and_date_line(site: Path, text: str, expected: str, timezone: str | None) -> None:
     if timezone:
         (site / "press.toml").write_text(BASE_TOML.replace("Europe/London", timezone), "utf-8")
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     (site / "posts/x.md").write_text(text, "utf-8")
     [message] = assert_refused(site, before, ["posts/" + expected])
     assert message.endswith("(write a date from 0001-01-02 to 9999-12-30)")
@@ -505,11 +496,11 @@ def test_dates_at_the_edges_of_the_range_build(tmp_path: Path) -> None:
 
 
 def test_cli_names_both_lines_of_a_key_given_twice(site: Path) -> None:
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     (site / "posts/x.md").write_text('---\ntitle: "X"\nslug: first\ndate: 2026-01-04\nslug: second\n---\nBody\n', "utf-8")
     result = cli("build", "--site", str(site), cwd=site)
     assert_cli_refused(result, "error: posts/x.md:5: 'slug' is given twice (first on line 3)")
-    assert snapshot(site / "out") == before
+    assert snapshot_with_mtimes(site / "out") == before
 
 
 @pytest.mark.parametrize(
@@ -527,7 +518,7 @@ def test_cli_names_both_lines_of_a_key_given_twice(site: Path) -> None:
     ],
 )
 def test_a_key_given_twice_is_refused(site: Path, text: str, expected: str) -> None:
-    before = snapshot(site / "out")
+    before = snapshot_with_mtimes(site / "out")
     (site / "posts/x.md").write_text(text, "utf-8")
     assert_refused(site, before, [expected])
 
@@ -542,10 +533,9 @@ def test_yaml_merge_keys_may_still_be_overridden(site: Path) -> None:
 
 @pytest.mark.parametrize("target", [".review-press/press.db", ".review-press", "out/index.html"])
 def test_a_link_into_the_sites_private_files_is_refused(tmp_path: Path, target: str) -> None:
-    from review_press.store import Store
 
     site = write_site(tmp_path / "site", {"a.md": post_text("A")})
-    with Store.open(site / ".review-press" / "press.db") as store:
+    with SQLiteStore.open(site / ".review-press" / "press.db") as store:
         store.add("secret-reader@example.org")
     (site / "out").mkdir()
     (site / "out" / "index.html").write_text("old", "utf-8")

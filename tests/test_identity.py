@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from publishing import NEWSLETTER, options, smtp_table, subscribe
 from review_press.build import build
 from review_press.config import load_config
 from review_press.content import load_posts
 from review_press.errors import PressError
 from review_press.identity import CampaignRecord, match, utc_text
 from review_press.publish import dry_run, publish, publish_status
-from review_press.store import Store, db_path
+from review_press.store import SQLiteStore, db_path
 from smtp_servers import smtp_server
-from test_publish import NEWSLETTER, options, smtp_table, subscribe
 
 FIRST = "---\ntitle: First\ndate: 2026-01-05\n---\n\nThe *first* letter.\n"
 SECOND = "---\ntitle: Second\ndate: 2026-02-01\n---\n\nThe second letter.\n"
@@ -232,7 +232,7 @@ def test_a_store_from_before_post_identity_is_migrated_and_keeps_its_campaigns(m
         conn.close()
         move(root, "2026-01-05-first.md", "moved/first.md")  # a rename the old schema could not have followed
         assert publish(root, options()).posts == ()
-        with Store.open(path) as store:
+        with SQLiteStore.open(path) as store:
             assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
             assert store.conn.execute("SELECT source, current_slug FROM campaigns").fetchall() == [("moved/first.md", "first")]
     assert server.received == []
@@ -242,7 +242,7 @@ def test_a_store_from_before_post_identity_is_migrated_and_keeps_its_campaigns(m
 def test_the_cli_names_a_refused_post_exits_1_and_sends_the_others(make_site: Callable[..., Path]) -> None:
     import mailbox
 
-    from test_cli import cli
+    from sites import cli
 
     root = make_site({"2026-01-05-first.md": FIRST}, NEWSLETTER)  # no [smtp]: the Maildir outbox
     subscribe(root, 2)
@@ -268,8 +268,9 @@ def test_a_post_renamed_between_a_kill_9_and_the_resume_finishes_its_campaign_on
     import time
 
     import review_press
-    from review_press.publish import campaign_message_id
-    from test_publish_kill import in_doubt, publish_command, received, recording_server
+    from publishing import in_doubt, publish_command
+    from review_press.campaigns import campaign_message_id
+    from smtp_servers import received, recording_server
 
     with recording_server(tmp_path) as (port, log):
         root = make_site({"2026-01-05-first.md": FIRST}, NEWSLETTER + smtp_table(port) + "rate_per_second = 300\n")

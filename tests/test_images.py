@@ -22,6 +22,7 @@ from lxml import etree
 from PIL import Image
 
 from email_sites import NEWSLETTER_TOML
+from files import snapshot
 from review_press import images, markup
 from review_press.build import BuildOptions, build, check
 from review_press.config import load_config
@@ -81,10 +82,6 @@ def image_site(root: Path) -> Path:
     (root / "static/images").mkdir(parents=True)
     (root / "static/images/logo.png").write_bytes(picture((200, 100), color=(0, 0, 200)))
     return root
-
-
-def snapshot(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
 def line_of(path: Path, needle: str) -> int:

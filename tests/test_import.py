@@ -30,7 +30,7 @@ from review_press.importers import (
     parse_time,
     status_word,
 )
-from review_press.store import MAX_LISTED, ImportReport, Store, check_name, now_iso
+from review_press.store import MAX_LISTED, ImportReport, SQLiteStore, Store, check_name, now_iso, open_store
 from sites import write_site
 
 SECRET = b"import-test-secret-0123456789abcdef0123456789"
@@ -100,7 +100,7 @@ a6,yan@example.org,2021-08-29T14:15:22Z,premium,form,,[],{},,,,,
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    with Store.open(tmp_path / "state" / "press.db") as s:
+    with SQLiteStore.open(tmp_path / "state" / "press.db") as s:
         yield s
 
 
@@ -473,7 +473,7 @@ def test_our_export_round_trips_losslessly(store: Store, tmp_path: Path) -> None
     assert store.export_csv(first) == 8
     exported = write(tmp_path, first.getvalue(), "export.csv")
     later = NOW + dt.timedelta(days=30)
-    with Store.open(tmp_path / "fresh.db") as fresh:
+    with SQLiteStore.open(tmp_path / "fresh.db") as fresh:
         report = import_file(fresh, exported, secret=SECRET, now=later)
         assert (report.format, report.added, report.bad_rows) == ("review-press export", 8, 0)
         second = io.StringIO()
@@ -832,10 +832,10 @@ def test_an_imported_reader_with_an_old_consent_is_not_sent_posts_that_went_out_
     newsletter = '[newsletter]\nsince = 2026-01-01\nfrom = "P <p@press.net>"\n\n[web]\nurl = "https://press.net/newsletter/"\n'
     posts = {"2026-01-05-old.md": "---\ntitle: Old\ndate: 2026-01-05\n---\n\nSent before the import.\n"}
     root = write_site(tmp_path / "site", posts, 'title = "T"\nbase_url = "https://press.net/"\ntimezone = "UTC"\n' + newsletter)
-    with Store.for_site(load_config(root)) as s:
+    with open_store(load_config(root)) as s:
         s.add("early@example.org")
     assert [p.sent for p in publish(root, PublishOptions()).posts] == [1]
-    with Store.for_site(load_config(root)) as s:
+    with open_store(load_config(root)) as s:
         report = import_file(s, write(tmp_path, SUBSTACK_SIGNUPS, "signups.csv"), ImportOptions(), secret=SECRET)  # imported now
         assert report.active == 2  # their consent from 2021 and 2022 is kept as proof
     (root / "posts/2026-02-01-new.md").write_text("---\ntitle: New\ndate: 2026-02-01\n---\n\nAfter it.\n", "utf-8")
@@ -849,14 +849,14 @@ def test_a_reader_imported_from_our_export_is_not_sent_posts_that_went_out_befor
     newsletter = '[newsletter]\nsince = 2026-01-01\nfrom = "P <p@press.net>"\n\n[web]\nurl = "https://press.net/newsletter/"\n'
     posts = {"2026-01-05-old.md": "---\ntitle: Old\ndate: 2026-01-05\n---\n\nSent before the import.\n"}
     root = write_site(tmp_path / "site", posts, 'title = "T"\nbase_url = "https://press.net/"\ntimezone = "UTC"\n' + newsletter)
-    with Store.for_site(load_config(root)) as s:
+    with open_store(load_config(root)) as s:
         s.add("early@example.org")
     assert [p.sent for p in publish(root, PublishOptions()).posts] == [1]
     export = (
         "email,name,status,consent_source,consent_at,consent_ip,created_at,updated_at\n"
         "moved@example.org,M,active,web form,2020-01-02T00:00:00.000000Z,,2020-01-01T00:00:00.000000Z,2020-01-01T00:00:00.000000Z\n"
     )
-    with Store.for_site(load_config(root)) as s:
+    with open_store(load_config(root)) as s:
         assert import_file(s, write(tmp_path, export, "export.csv"), ImportOptions(), secret=SECRET).active == 1  # imported now
     assert publish(root, PublishOptions()).posts == ()  # "old" went out before they arrived: nothing is due to them
     (root / "posts/2026-02-01-new.md").write_text("---\ntitle: New\ndate: 2026-02-01\n---\n\nAfter it.\n", "utf-8")

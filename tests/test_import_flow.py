@@ -131,3 +131,28 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_there_is_no_import_cycle_among_review_press_modules() -> None:
     assert _cycles(GRAPH) == []
+
+
+TESTS = Path(__file__).parent
+SHARED_HELPERS = ("snapshot", "wait_for")
+
+
+def test_test_modules_import_helpers_from_helper_modules_and_each_helper_has_one_home() -> None:
+    """A test module never imports another test module (shared helpers live in plain modules such
+    as sites.py, publishing.py, live_web.py, files.py, waiting.py), and each shared helper is
+    defined in one file only."""
+    test_modules = {path.stem for path in TESTS.glob("test_*.py")}
+    cross: list[str] = []
+    for path in sorted(TESTS.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            cross += [f"{path.name}:{node.lineno} imports {name}" for name in names if name.split(".")[0] in test_modules]
+    assert cross == []
+    homes: dict[str, list[str]] = {name: [] for name in SHARED_HELPERS}
+    for path in sorted(TESTS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in homes and path.name not in homes[node.name]:
+                homes[node.name].append(path.name)
+    assert {name: files for name, files in homes.items() if len(files) > 1} == {}

@@ -18,7 +18,7 @@ from review_press.content import load_posts
 from review_press.errors import DeliveryError
 from review_press.newsletter import confirm_url, is_newsletter, message_id, newsletter_posts, require_web_url, sender, unsubscribe_url
 from review_press.publish import PublishOptions, publish
-from review_press.store import Store
+from review_press.store import open_store
 from smtp_servers import smtp_server
 
 NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -56,7 +56,7 @@ def test_the_preview_eml_and_the_sent_message_carry_the_same_sender_headers(make
         root = make_site(POSTS, NEWSLETTER.format(sender=from_, port=port))
         build(root, BuildOptions(now=NOW))
         preview = email.message_from_bytes((root / "out/email/first/email.eml").read_bytes(), policy=email.policy.default)
-        with Store.for_site(load_config(root)) as store:
+        with open_store(load_config(root)) as store:
             store.add("ann@example.org", "Ann")
         report = publish(root, PublishOptions(environ={}))
         assert [p.slug for p in report.posts] == ["first"], report.refused

@@ -13,6 +13,7 @@ import lxml.etree
 import lxml.html
 import pytest
 
+from files import snapshot
 from review_press import pages
 from review_press.build import BuildOptions, build
 from review_press.config import parse_config
@@ -335,10 +336,6 @@ def test_renaming_a_post_rerenders_its_neighbours_and_the_archive(make_site: Sit
     assert {"posts/b/index.html", "posts/d/index.html", "archive/index.html", "archive/2026/index.html"} <= written
     assert "posts/a/index.html" not in written and "archive/2025/index.html" not in written
     assert "Charlie Renamed" in (root / "out/posts/d/index.html").read_text()
-
-
-def snapshot(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
 def test_incremental_builds_match_a_fresh_build_after_each_kind_of_edit(make_site: SiteMaker, tmp_path: Path) -> None:

@@ -11,53 +11,15 @@ from typing import Any
 
 import pytest
 
+from publishing import NEWSLETTER, POSTS, ledger_rows, options, smtp_table, subscribe
 from review_press.config import load_config
 from review_press.delivery.smtp import Policy
 from review_press.errors import DeliveryError
 from review_press.newsletter import message_id
-from review_press.publish import PublishOptions, dry_run, publish, publish_lock, publish_status, send_test
-from review_press.store import Store, now_iso
+from review_press.publish import dry_run, publish, publish_lock, publish_status, send_test
+from review_press.store import now_iso, open_store
 from review_press.tokens import site_secret, verify_token
-from smtp_servers import Script, message_builder, smtp_server
-
-NEWSLETTER = """
-[newsletter]
-since = 2026-01-01
-from = "The Press <letters@example.org>"
-reply_to = "editor@example.org"
-list_id = "The Press <press.example.org>"
-
-[web]
-url = "https://example.org/newsletter/"
-"""
-POSTS = {
-    "2025-12-01-old.md": "---\ntitle: Old\ndate: 2025-12-01\n---\n\nBefore since.\n",
-    "2026-01-05-first.md": "---\ntitle: First\ndate: 2026-01-05\n---\n\nThe *first* letter.\n",
-    "2026-02-01-second.md": "---\ntitle: Second\ndate: 2026-02-01\n---\n\nThe second letter.\n",
-    "2026-02-02-draft.md": "---\ntitle: Draft\ndate: 2026-02-02\ndraft: true\n---\n\nNot yet.\n",
-    "2099-01-01-future.md": "---\ntitle: Future\ndate: 2099-01-01\n---\n\nLater.\n",
-}
-FAST = Policy(max_attempts=2, backoff_base=0.01, backoff_cap=0.02, window=1000, min_samples=1000)
-
-
-def smtp_table(port: int, **extra: Any) -> str:
-    lines = ["[smtp]", 'host = "127.0.0.1"', f"port = {port}", "starttls = false", "concurrency = 2", "max_attempts = 2", "timeout = 5"]
-    lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {str(v).lower()}" for k, v in extra.items()]
-    return "\n".join(lines) + "\n"
-
-
-def options(**kw: Any) -> PublishOptions:
-    return PublishOptions(**{"build_message": message_builder(), "policy": FAST, "batch_size": 5, "environ": {}, **kw})
-
-
-def subscribe(site: Path, n: int, prefix: str = "r") -> list[int]:
-    with Store.for_site(load_config(site)) as store:
-        return [store.add(f"{prefix}{i}@example.org", f"Reader {i}").id for i in range(n)]
-
-
-def ledger_rows(site: Path) -> dict[str, int]:
-    with Store.for_site(load_config(site)) as store:
-        return dict(store.conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
+from smtp_servers import Script, smtp_server
 
 
 @pytest.fixture
@@ -93,7 +55,7 @@ def test_every_due_post_goes_to_everyone_once_and_a_second_run_sends_nothing(sit
 def test_idn_domains_go_out_as_punycode_and_unicode_local_parts_with_smtputf8(site: Callable[..., Path]) -> None:
     with smtp_server() as (server, port):
         root = site(port)
-        with Store.for_site(load_config(root)) as store:
+        with open_store(load_config(root)) as store:
             store.add("Ann@Bücher.de", "Änn")
             store.add("josé@example.org", "José")
         assert publish(root, options(slug="first")).posts[0].sent == 2
@@ -160,7 +122,7 @@ def test_bounces_and_failures_are_counted_and_suppressed(site: Callable[..., Pat
         publish(root, options(slug="first"))
         status = {s.ledger.slug: s.ledger for s in publish_status(root).sent}["first"]
         assert (status.sent, status.bounced, status.failed, status.pending) == (3, 1, 1, 0)
-        with Store.for_site(load_config(root)) as store:
+        with open_store(load_config(root)) as store:
             assert store.get(ids[1]).status == "bounced"  # type: ignore[union-attr]
             row = store.conn.execute("SELECT attempts, last_error FROM deliveries WHERE subscriber_id = ?", (ids[2],)).fetchone()
         assert row == (1, "554 5.7.1 policy")
@@ -177,7 +139,7 @@ def test_an_unsubscribe_mid_campaign_gets_nothing_more(site: Callable[..., Path]
 
         def progress(p: Any) -> None:
             if p.sent and not done:
-                with Store.for_site(load_config(root)) as store:
+                with open_store(load_config(root)) as store:
                     store.set_status(ids[-1], "unsubscribed")
                 done.append(True)
 
@@ -203,10 +165,10 @@ def test_a_reader_who_left_and_came_back_does_not_get_what_went_out_meanwhile(si
     with smtp_server() as (server, port):
         root = site(port)
         (reader,) = subscribe(root, 1, prefix="back")
-        with Store.for_site(load_config(root)) as store:
+        with open_store(load_config(root)) as store:
             store.set_status(reader, "unsubscribed")
         publish(root, options(slug="first"))  # goes out while they are away
-        with Store.for_site(load_config(root)) as store, store.transaction() as conn:  # they sign up and confirm again
+        with open_store(load_config(root)) as store, store.transaction() as conn:  # they sign up and confirm again
             conn.execute("UPDATE subscribers SET status = 'active', consent_at = ? WHERE id = ?", (now_iso(), reader))
         publish(root, options())
     assert {r.message["Subject"] for r in server.received} == {"Second"}

@@ -20,14 +20,13 @@ import pytest
 from aiosmtpd.controller import Controller
 
 import review_press
+from publishing import NEWSLETTER, POSTS, ledger_rows, options, smtp_table, subscribe
 from review_press.config import load_config
-from review_press.delivery import ledger
 from review_press.delivery.run import StopRequest, stop_on_signals
 from review_press.delivery.smtp import Policy
 from review_press.publish import SendingStopped, publish
-from review_press.store import Store
+from review_press.store import ledger, open_store
 from smtp_servers import Handler, Script, free_port, smtp_server
-from test_publish import NEWSLETTER, POSTS, ledger_rows, options, smtp_table, subscribe
 
 ONE_POST = {name: text for name, text in POSTS.items() if "first" in name or "old" in name}
 TRIPS = Policy(max_attempts=2, backoff_base=0.01, backoff_cap=0.02, window=10, min_samples=10, threshold=0.8)
@@ -78,7 +77,7 @@ def cli_publish(root: Path, env: dict[str, str] | None = None) -> subprocess.Com
 
 
 def counts(root: Path, slug: str) -> dict[str, int]:
-    with Store.for_site(load_config(root)) as store:
+    with open_store(load_config(root)) as store:
         return ledger.counts(store, slug)
 
 
@@ -113,7 +112,7 @@ def test_a_refusal_of_the_sender_at_mail_from_is_never_a_readers_failure(site: C
         subscribe(root, 4)
         report = publish(root, options())
         assert (report.posts[0].failed, report.posts[0].deferred, report.failed) == (0, 4, 0)
-        with Store.for_site(load_config(root)) as store:
+        with open_store(load_config(root)) as store:
             errors = {row[0] for row in store.conn.execute("SELECT last_error FROM deliveries")}
         assert errors == {"the sender was refused: 553 5.7.1 sender address rejected: not owned by user"}
         server.mail_reply = None  # the sender is fixed

@@ -8,83 +8,29 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import review_press
+from publishing import NEWSLETTER, POSTS, in_doubt, publish_command, smtp_table
+from review_press.campaigns import campaign_message_id
 from review_press.config import load_config
 from review_press.delivery.run import in_flight_limit
-from review_press.publish import PublishOptions, campaign_message_id
-from review_press.store import Store, db_path
-from smtp_servers import free_port
-from test_publish import NEWSLETTER, POSTS, smtp_table
+from review_press.store import open_store
+from smtp_servers import received, recording_server
 
-TESTS = Path(__file__).parent
-BATCH = 10
 CONCURRENCY = 2
-# Until the CLI has `publish`, this runner stands in for `review-press publish` (same API, same process model).
-RUNNER = f"""
-import sys
-sys.path.insert(0, {str(TESTS)!r})
-from pathlib import Path
-from smtp_servers import message_builder
-from review_press.publish import PublishOptions, publish
-publish(Path(sys.argv[1]), PublishOptions(batch_size={BATCH}, build_message=message_builder()))
-"""
-
-
-def publish_command(root: Path) -> tuple[list[str], int]:
-    """The real `review-press publish` once the CLI has it, else the runner; and the batch size it uses."""
-    from review_press import cli
-
-    if any((c.name or c.callback.__name__) == "publish" for c in cli.app.registered_commands if c.callback):
-        return [sys.executable, "-m", "review_press", "publish", "--site", str(root)], PublishOptions().batch_size
-    return [sys.executable, "-c", RUNNER, str(root)], BATCH
-
-
-@contextmanager
-def recording_server(folder: Path) -> Iterator[tuple[int, Path]]:
-    """A recording SMTP server in its own process (see smtp_servers.py): yields its port and the
-    file where each accepted message is logged; stopped with SIGINT afterwards."""
-    port, record = free_port(), folder / "received.tsv"
-    server = subprocess.Popen([sys.executable, str(TESTS / "smtp_servers.py"), str(port), str(record)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        yield port, record
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=10)
-
-
-def received(path: Path) -> Counter[str]:
-    """Message-IDs the server accepted, with how many times each."""
-    if not path.exists():
-        return Counter()
-    return Counter(line.rstrip("\n").split("\t")[1] for line in path.read_text("utf-8").splitlines() if line)
-
-
-def in_doubt(site: Path) -> set[str]:
-    """Message-IDs of rows a killed run left in `sending`: the only ones that may go twice."""
-    conn = sqlite3.connect(db_path(load_config(site)))
-    try:
-        return {row[0] for row in conn.execute("SELECT message_id FROM deliveries WHERE status = 'sending'")}
-    finally:
-        conn.close()
 
 
 @pytest.mark.slow
 def test_kill_9_at_random_points_then_resume_misses_no_one(make_site: Callable[..., Path], tmp_path: Path) -> None:
     with recording_server(tmp_path) as (port, record):
         root = make_site(POSTS, NEWSLETTER + smtp_table(port) + "rate_per_second = 500\n")
-        with Store.for_site(load_config(root)) as store:
+        with open_store(load_config(root)) as store:
             ids = [store.add(f"reader{i}@example.org").id for i in range(400)]
         rng, doubtful, kills = random.Random(int(os.environ.get("KILL_SEED", time.time()))), set(), 0
         env = {**os.environ, "PYTHONPATH": str(Path(review_press.__file__).parents[1])}
@@ -128,7 +74,7 @@ def test_a_signalled_real_publish_process_stops_cleanly_and_duplicates_nothing(
 ) -> None:
     with recording_server(tmp_path) as (port, record):
         root = make_site(POSTS, NEWSLETTER + smtp_table(port) + "rate_per_second = 300\n")
-        with Store.for_site(load_config(root)) as store:
+        with open_store(load_config(root)) as store:
             ids = [store.add(f"reader{i}@example.org").id for i in range(300)]
         env = {**os.environ, "PYTHONPATH": str(Path(review_press.__file__).parents[1])}
         command, _ = publish_command(root)

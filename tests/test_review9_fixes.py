@@ -22,6 +22,7 @@ aiosmtpd, and the real `review-press` command in a subprocess where its output m
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 import os
 import re
@@ -45,20 +46,21 @@ from aiosmtpd.smtp import AuthResult
 from typer.testing import CliRunner
 
 import review_press
+from live_web import LOOSE, SECRET, SITE_TOML, Live, assert_clean, confirm_link, loopback_socket, running, serve
+from publishing import NEWSLETTER, smtp_table
 from review_press.cli import app as cli
-from review_press.config import load_config
+from review_press.config import Config, load_config
 from review_press.delivery.smtp import Envelope, SmtpConnector
 from review_press.errors import DeliveryError
 from review_press.serve import RELOAD_PATH, LiveServer
-from review_press.store import Store, db_path
+from review_press.store import SQLiteStore, Store, db_path, open_store
 from review_press.tokens import SECRET_ENV, load_secret, make_token
 from review_press.web import service
 from review_press.web.confirm import confirm_key, make_confirm_token
 from review_press.web.logs import MaskTokens
 from sites import post_text, write_site
 from smtp_servers import Handler, free_port
-from test_publish import NEWSLETTER, smtp_table
-from test_web import SECRET, SITE_TOML, Live, assert_clean, confirm_link, loopback_socket, running, serve, wait_for
+from waiting import wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")  # aiosmtpd, on loopback
 runner = CliRunner()
@@ -113,18 +115,15 @@ def locked_by_another_process(path: Path) -> Iterator[None]:
         proc.wait(timeout=30)
 
 
-class QuickStore(Store):
-    """The store with a 0.5 s busy wait instead of 10 s, so the test is quick (the outcome is the same)."""
-
-    @classmethod
-    def open(cls, path: Path, busy_timeout: float = 0.5) -> Store:
-        return super().open(path, busy_timeout)
+def quick_store(config: Config) -> Store:
+    """The site's store with a 0.5 s busy wait instead of 10 s, so the test is quick (the outcome is the same)."""
+    return SQLiteStore.open(db_path(config), busy_timeout=0.5)
 
 
 def test_a_busy_database_is_503_with_retry_after_every_security_header_and_a_page_that_loads_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service, "Store", QuickStore)
+    monkeypatch.setattr(importlib.import_module("review_press.web.app"), "open_store", quick_store)
     with running(tmp_path) as live:
         with live.store() as store:
             pending = store.add("pend@example.org", status="pending")
@@ -175,7 +174,6 @@ BROKEN_NOTICE = '{% extends "base.html" %}{% block content %}{{ 1 // 0 }}{% endb
 
 def test_a_template_that_raises_is_a_500_with_every_security_header_and_a_page_that_loads_nothing(tmp_path: Path) -> None:
     from review_press.web import create_app
-    from test_web import LOOSE
 
     sock = loopback_socket()
     host, port = sock.getsockname()[:2]
@@ -451,7 +449,7 @@ def newsletter_site(make_site: Callable[..., Path], port: int) -> Path:
         {"2026-01-05-first.md": "---\ntitle: First\ndate: 2026-01-05\n---\n\nThe *first* letter.\n"},
         NEWSLETTER + smtp_table(port, username="ann", password_env="PRESS_SMTP_PW"),
     )
-    with Store.for_site(load_config(root)) as store:
+    with open_store(load_config(root)) as store:
         store.add("reader@example.org", "Reader")
     return root
 
@@ -538,7 +536,7 @@ def test_web_with_a_secret_that_is_not_utf8_starts_and_its_tokens_work(tmp_path:
     port = free_port()
     root = site_for_port(tmp_path, port)
     raw = b"\xff\xfe\xfd-binary-key-" + bytes(range(0x80, 0xA0))
-    with Store.open(db_path(load_config(root))) as store:
+    with SQLiteStore.open(db_path(load_config(root))) as store:
         active = store.add("bytes@example.org", status="active")
     token = make_token(raw, active.id)
     logs = tmp_path / "server.log"
@@ -549,7 +547,7 @@ def test_web_with_a_secret_that_is_not_utf8_starts_and_its_tokens_work(tmp_path:
         done = httpx.post(f"{url}unsubscribe/{token}", timeout=10)
     assert page.status_code == 200 and "b•••@e•••.org" in page.text
     assert done.status_code == 200
-    with Store.open(db_path(load_config(root))) as store:
+    with SQLiteStore.open(db_path(load_config(root))) as store:
         assert store.get(active.id).status == "unsubscribed"  # type: ignore[union-attr]
     assert b"Traceback" not in logs.read_bytes()
 
@@ -583,7 +581,7 @@ def test_web_refuses_a_secret_shorter_than_32_characters_naming_the_variable_onl
 def test_tokens_are_masked_in_trace_logs_and_in_every_query_form(tmp_path: Path) -> None:
     port = free_port()
     root = site_for_port(tmp_path, port)
-    with Store.open(db_path(load_config(root))) as store:
+    with SQLiteStore.open(db_path(load_config(root))) as store:
         active = store.add("logged@example.org", status="active")
         pending = store.add("pending@example.org", status="pending")
     unsub = make_token(SECRET.encode(), active.id)
@@ -687,7 +685,7 @@ def tiny_disk(folder: Path, size: str = "16k") -> Iterator[Path]:
 def big_list(make_site: Callable[..., Path]) -> Path:
     """A site with enough subscribers that their CSV (about 36 KB) cannot fit on a 16 KB disk."""
     root = make_site({})
-    with Store.for_site(load_config(root)) as store:
+    with open_store(load_config(root)) as store:
         for i in range(160):
             store.add(f"reader{i:03}@example.org", f"Reader {i} " + "n" * 180, status="active")
     return root

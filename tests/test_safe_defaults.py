@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import cli
+from sites import cli
 
 REAL_TOML = """\
 title = "Real Site"

@@ -16,6 +16,7 @@ import watchfiles
 from email_sites import NEWSLETTER_TOML
 from review_press.serve import RELOAD_PATH, LiveServer, inject_reload, watched
 from sites import post_text, write_site
+from waiting import wait_for
 
 POST = "2026-01-05-hello.md"
 
@@ -49,15 +50,6 @@ def server(site: Path) -> Iterator[LiveServer]:
         yield live
     finally:
         live.stop()
-
-
-def _wait_for(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_serves_pages_with_the_reload_script_but_never_writes_it(server: LiveServer, site: Path) -> None:
@@ -135,5 +127,5 @@ def test_press_toml_changes_rebuild_too(server: LiveServer, site: Path) -> None:
     first = server.state.number
     toml = site / "press.toml"
     toml.write_text(toml.read_text().replace('title = "Test Site"', 'title = "Renamed Site"'), "utf-8")
-    assert _wait_for(lambda: server.state.number > first)
+    assert wait_for(lambda: server.state.number > first, timeout=20.0, interval=0.05)
     assert "Renamed Site" in get(server.url)[2]

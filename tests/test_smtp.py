@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from review_press.delivery.ledger import Claim, Result
 from review_press.delivery.smtp import Breaker, Envelope, Job, Policy, Pool, RateLimiter, SmtpConnector, classify
 from review_press.errors import DeliveryError
+from review_press.store.ledger import Claim, Result
 from smtp_servers import Script, smtp_server
 
 FAST = Policy(max_attempts=3, backoff_base=0.01, backoff_cap=0.05, window=1000, min_samples=1000)

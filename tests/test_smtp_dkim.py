@@ -11,10 +11,10 @@ from pathlib import Path
 import dkim
 import pytest
 
+from publishing import NEWSLETTER, POSTS, options, smtp_table, subscribe
 from review_press.errors import DeliveryError
 from review_press.publish import publish
 from smtp_servers import smtp_server
-from test_publish import NEWSLETTER, POSTS, options, smtp_table, subscribe
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a key")
 

@@ -25,12 +25,13 @@ from pathlib import Path
 import pytest
 
 import review_press
+from files import snapshot
+from publishing import NEWSLETTER, POSTS
 from review_press.config import load_config
 from review_press.errors import StorageError
 from review_press.serve import LiveServer
-from review_press.store import Store, db_path
-from test_cli import cli
-from test_publish import NEWSLETTER, POSTS
+from review_press.store import SQLiteStore, db_path, open_store
+from sites import cli
 
 CAN_MOUNT = os.geteuid() == 0 and shutil.which("mount") is not None
 
@@ -62,10 +63,6 @@ def fill(folder: Path) -> None:
         os.close(fd)
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def readers(n: int) -> str:
     return "email,name\n" + "".join(f"reader{i}@example.org,Reader {i}\n" for i in range(n))
 
@@ -88,7 +85,7 @@ def test_the_state_folder_and_database_are_readable_by_their_owner_only(make_sit
 def test_a_database_busy_in_another_process_is_a_clear_error_after_a_bounded_wait(make_site: Callable[..., Path]) -> None:
     root = make_site(POSTS, NEWSLETTER)
     path = db_path(load_config(root))
-    with Store.open(path) as store:
+    with SQLiteStore.open(path) as store:
         store.add("ann@example.org")
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sqlite3,sys,time; c=sqlite3.connect(sys.argv[1], isolation_level=None);"
@@ -97,13 +94,13 @@ def test_a_database_busy_in_another_process_is_a_clear_error_after_a_bounded_wai
     )  # fmt: skip
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with Store.open(path, busy_timeout=0.3) as store, pytest.raises(StorageError) as caught:
+        with SQLiteStore.open(path, busy_timeout=0.3) as store, pytest.raises(StorageError) as caught:
             store.add("bob@example.org")
         assert "press.db is busy (another review-press running?)" in str(caught.value)
     finally:
         holder.kill()
         holder.wait()
-    with Store.open(path) as store:
+    with SQLiteStore.open(path) as store:
         assert [s.address for s in store.iter_subscribers()] == ["ann@example.org"]
 
 
@@ -122,7 +119,7 @@ def test_a_full_disk_during_import_add_and_publish_is_one_line_and_loses_nothing
             assert "no space left on device" in result.stderr, (command, result.stderr)
             assert "Traceback" not in result.stderr
         (root / ".review-press" / "ballast").unlink()
-        with Store.for_site(load_config(root)) as store:  # as it was: one reader, no campaign
+        with open_store(load_config(root)) as store:  # as it was: one reader, no campaign
             assert [s.address for s in store.iter_subscribers()] == ["ann@example.org"]
             assert store.conn.execute("SELECT count(*) FROM campaigns").fetchone() == (0,)
         assert before.keys() - {"ballast"} <= snapshot(root / ".review-press").keys()
@@ -155,7 +152,7 @@ def test_maildir_deliveries_killed_at_random_leave_nothing_in_tmp_and_everyone_g
     make_site: Callable[..., Path],
 ) -> None:
     root = make_site(POSTS, NEWSLETTER)  # no [smtp]: the Maildir outbox
-    with Store.for_site(load_config(root)) as store:
+    with open_store(load_config(root)) as store:
         for i in range(600):
             store.add(f"reader{i}@example.org")
     (root / "outbox" / "tmp").mkdir(parents=True)
@@ -175,7 +172,7 @@ def test_maildir_deliveries_killed_at_random_leave_nothing_in_tmp_and_everyone_g
     for message in mailbox.Maildir(root / "outbox", create=False):
         got[message["Message-ID"]] = got.get(message["Message-ID"], 0) + 1
     assert len(got) == 2 * 600  # every reader has both posts
-    with Store.for_site(load_config(root)) as store:
+    with open_store(load_config(root)) as store:
         assert store.conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall() == [("sent", 1200)]
 
 
@@ -308,11 +305,11 @@ def test_an_import_killed_at_random_stores_all_of_the_file_or_none_of_it(make_si
         time.sleep(rng.uniform(0.3, 1.5))
         proc.send_signal(sig)
         proc.wait()
-        with Store.for_site(load_config(root)) as store:
+        with open_store(load_config(root)) as store:
             counts.add(sum(store.count().values()))
     assert counts <= {1, 20001}  # the reader before, plus nothing or the whole file: never part of it
     assert cli("subscribers", "import", str(big), "--site", str(root)).returncode == 0
-    with Store.for_site(load_config(root)) as store:
+    with open_store(load_config(root)) as store:
         assert sum(store.count().values()) == 20001
 
 

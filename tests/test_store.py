@@ -13,13 +13,13 @@ import pytest
 
 from review_press.errors import DeliveryError
 from review_press.importers import import_csv
-from review_press.store import MIGRATIONS, Forget, Store, parse_address
+from review_press.store import MIGRATIONS, Forget, SQLiteStore, Store, parse_address
 from review_press.tokens import SECRET_ENV, load_secret, make_token, verify_token
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    with Store.open(tmp_path / "state" / "press.db") as s:
+    with SQLiteStore.open(tmp_path / "state" / "press.db") as s:
         yield s
 
 
@@ -156,7 +156,7 @@ def test_list_count_forget_export_round_trip(store: Store, tmp_path: Path) -> No
     out = io.StringIO()
     assert store.export_csv(out) == 24
     exported = write_csv(tmp_path, out.getvalue(), "export.csv")
-    with Store.open(tmp_path / "other.db") as other:
+    with SQLiteStore.open(tmp_path / "other.db") as other:
         assert import_csv(other, exported).added == 24
         assert [s.name for s in other.iter_subscribers()][:2] == ["Reader 0", "Reader 1"]
 
@@ -188,12 +188,12 @@ def test_forget_deletes_ledger_rows_too(store: Store) -> None:
 
 def test_schema_is_versioned_wal_and_durable(tmp_path: Path) -> None:
     path = tmp_path / "press.db"
-    with Store.open(path) as s:
+    with SQLiteStore.open(path) as s:
         assert s.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert s.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         s.add("keep@example.org")
-    with Store.open(path) as s:  # reopening migrates nothing and keeps the data
+    with SQLiteStore.open(path) as s:  # reopening migrates nothing and keeps the data
         assert s.find("keep@example.org") is not None
 
 
@@ -203,7 +203,7 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     conn.close()
     with pytest.raises(DeliveryError, match="newer than this review-press"):
-        Store.open(path)
+        SQLiteStore.open(path)
 
 
 # --- tokens ----------------------------------------------------------------------------------

@@ -18,17 +18,8 @@ from review_press.cli import app
 from review_press.config import load_config
 from review_press.errors import DeliveryError
 from review_press.importers import import_csv
-from review_press.store import (
-    KEY_CHECK,
-    SECRET_DIFFERS,
-    Forget,
-    SecretMismatch,
-    Store,
-    db_path,
-    forget_key_check,
-    forgotten_hash,
-    now_iso,
-)
+from review_press.store import Forget, SecretMismatch, SQLiteStore, Store, db_path, now_iso
+from review_press.store.model import KEY_CHECK, SECRET_DIFFERS, forget_key_check, forgotten_hash
 from review_press.tokens import make_token
 from review_press.web.confirm import BadToken, confirm_key
 from review_press.web.forms import Signup
@@ -54,7 +45,7 @@ def cli(site: Path, *args: str) -> Result:
 
 
 def open_store(site: Path) -> Store:
-    return Store.open(db_path(load_config(site)))
+    return SQLiteStore.open(db_path(load_config(site)))
 
 
 def statuses(site: Path) -> dict[str, str]:
@@ -87,7 +78,7 @@ def forgotten_rows(site: Path) -> list[str]:
 
 
 def test_unsubscribe_keeps_the_reader_and_skips_only_their_unsent_messages(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "press.db") as store:
+    with SQLiteStore.open(tmp_path / "press.db") as store:
         ann, bob = store.add("ann@example.org"), store.add("bob@example.org")
         add_ledger(store, "p1", {ann.id: "pending", bob.id: "pending"})
         add_ledger(store, "p2", {ann.id: "deferred"})
@@ -107,7 +98,7 @@ def test_unsubscribe_keeps_the_reader_and_skips_only_their_unsent_messages(tmp_p
 
 
 def test_unsubscribe_never_turns_a_bounced_reader_into_an_unsubscribed_one(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "press.db") as store:
+    with SQLiteStore.open(tmp_path / "press.db") as store:
         sub = store.add("b@example.org")
         store.set_status(sub.id, "bounced")
         assert store.unsubscribe(sub.id, NOW) is False
@@ -222,7 +213,7 @@ def test_an_import_refuses_forgotten_addresses_and_lists_them(site: Path) -> Non
 
 def test_a_store_without_the_secret_never_re_adds_a_forgotten_address(tmp_path: Path) -> None:
     secret = SECRET.encode()
-    with Store.open(tmp_path / "press.db") as store:
+    with SQLiteStore.open(tmp_path / "press.db") as store:
         store.add("f@example.org")
         assert store.forget("f@example.org", secret, NOW) is Forget.ERASED
         assert store.forgotten_at("F@example.org", secret) == STAMP
@@ -356,7 +347,7 @@ def test_a_web_signup_under_another_secret_never_re_adds_a_forgotten_reader(site
 
 
 def test_the_check_value_follows_the_secret_once_no_hash_is_left(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "press.db") as store:
+    with SQLiteStore.open(tmp_path / "press.db") as store:
         store.add("f@example.org")
         store.forget("f@example.org", SECRET.encode())
         store.add("f@example.org", secret=SECRET.encode(), forgotten="clear")  # their new consent: no hash left

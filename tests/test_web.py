@@ -8,169 +8,24 @@ trace, a token or the secret.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import email
-import email.policy
-import mailbox
-import re
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from email.message import EmailMessage
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from starlette.types import ASGIApp
 
+from live_web import SECRET, Live, assert_clean, confirm_link, loopback_socket, outbox, running, serve, start_site
 from review_press.config import load_config
-from review_press.delivery import ledger
-from review_press.store import Store, db_path
+from review_press.store import SQLiteStore, ledger
 from review_press.tokens import make_token, site_secret
-from review_press.web import Rate, SiteApp, WebLimits, create_app
+from review_press.web import Rate, SiteApp, WebLimits
 from review_press.web.app import limit_key
 from review_press.web.confirm import BadToken, check_confirm_token, confirm_key, make_confirm_token
 from review_press.web.ratelimit import TokenBuckets, retry_after
 from review_press.web.service import Subscriptions
-from sites import post_text, write_site
-
-SECRET = "test-secret-0123456789abcdef0123456789abcdef"
-SITE_TOML = """\
-title = "Test Site"
-description = "A site for tests."
-base_url = "https://example.org/blog/"
-timezone = "UTC"
-
-[author]
-name = "Tess Ter"
-email = "tess@example.org"
-
-[newsletter]
-since = 2026-01-01
-from = "Test Site <letters@example.org>"
-postal_address = "1 Test Street, Testville"
-
-[web]
-url = "{url}"
-allowed_origins = ["https://example.org"]
-"""
-LOOSE = WebLimits(per_ip=Rate.per(1000, 1), per_address=Rate.per(1000, 1))
-LEAKS = ("Traceback", 'File "', SECRET)
-
-
-# --- harness ----------------------------------------------------------------------------
-
-
-def loopback_socket() -> socket.socket:
-    """A listening-ready TCP socket on 127.0.0.1 at a free port (the server takes it over)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@contextmanager
-def serve(
-    app: ASGIApp, sock: socket.socket, timeout: float = 10.0, tls: tuple[Path, Path] | None = None, lifespan: str = "on"
-) -> Iterator[str]:
-    """Run `app` under a real uvicorn server in a thread on `sock` (HTTPS with `tls` = (cert, key)); yield its base URL."""
-    ssl = {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])} if tls else {}
-    server = uvicorn.Server(uvicorn.Config(app, lifespan=lifespan, log_level="warning", access_log=False, **ssl))  # type: ignore[arg-type]
-
-    def run() -> None:
-        with contextlib.suppress(SystemExit):  # a failed startup exits the server, not the test run
-            server.run(sockets=[sock])
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if not server.started:
-        sock.close()
-        raise RuntimeError("uvicorn did not start")
-    host, port = sock.getsockname()[:2]
-    try:
-        yield f"{'https' if tls else 'http'}://{host}:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(timeout)
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll `check` until true or `timeout` seconds pass (a bounded loop)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
-
-
-def outbox(root: Path) -> list[EmailMessage]:
-    """Every message in the site's Maildir outbox, parsed."""
-    path = root / "outbox"
-    if not all((path / d).is_dir() for d in ("tmp", "new", "cur")):
-        return []
-    box = mailbox.Maildir(path, factory=None, create=False)
-    return [email.message_from_bytes(box.get_bytes(key), policy=email.policy.default) for key in sorted(box.keys())]  # type: ignore[misc]
-
-
-def confirm_link(msg: EmailMessage) -> str:
-    """The confirm link in a confirmation email's plain-text part."""
-    text = msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
-    match = re.search(r"(http://\S+/confirm/\S+)", text)
-    assert match, text
-    return match.group(1)
-
-
-@dataclass
-class Live:
-    """A running app for one test site: its URL, an httpx client, and the site's folder."""
-
-    root: Path
-    url: str
-    http: httpx.Client
-
-    def store(self) -> Store:
-        return Store.open(db_path(load_config(self.root)))
-
-    def status(self, address: str) -> str | None:
-        with self.store() as store:
-            sub = store.find(address)
-        return sub.status if sub else None
-
-    def subscribe(self, address: str, name: str = "", **kw: object) -> httpx.Response:
-        return self.http.post("subscribe", data={"email": address, "name": name, "website": ""}, **kw)  # type: ignore[arg-type]
-
-    def mails_to(self, address: str) -> list[EmailMessage]:
-        return [m for m in outbox(self.root) if address in str(m["To"])]
-
-    def subscribe_and_confirm_link(self, address: str, name: str = "") -> str:
-        assert self.subscribe(address, name).status_code == 200
-        assert wait_for(lambda: len(self.mails_to(address)) == 1)
-        return confirm_link(self.mails_to(address)[0])
-
-
-def start_site(tmp_path: Path, limits: WebLimits = LOOSE, name: str = "site") -> tuple[Path, socket.socket, ASGIApp]:
-    sock = loopback_socket()
-    host, port = sock.getsockname()[:2]
-    root = write_site(
-        tmp_path / name, {"2026-02-01-hello.md": post_text("Hello", "2026-02-01")}, SITE_TOML.format(url=f"http://{host}:{port}/")
-    )
-    return root, sock, create_app(root, limits)
-
-
-@contextmanager
-def running(tmp_path: Path, limits: WebLimits = LOOSE) -> Iterator[Live]:
-    root, sock, app = start_site(tmp_path, limits)
-    with serve(app, sock) as url, httpx.Client(base_url=url, timeout=10.0, follow_redirects=False) as http:
-        yield Live(root, url, http)
+from waiting import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -178,16 +33,14 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REVIEW_PRESS_SECRET", SECRET)
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def live(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
+    """The web app of a test site, served; every test runs on both stores (PostgreSQL through
+    REVIEW_PRESS_DATABASE_URL, as a deployment sets it)."""
+    if request.param == "postgresql":
+        monkeypatch.setenv("REVIEW_PRESS_DATABASE_URL", request.getfixturevalue("pg_url"))
     with running(tmp_path) as app:
         yield app
-
-
-def assert_clean(response: httpx.Response, *extra: str) -> None:
-    """No stack trace, no secret, and none of `extra` (tokens, addresses) in a response."""
-    for needle in (*LEAKS, *extra):
-        assert needle not in response.text, needle
 
 
 # --- the happy path -----------------------------------------------------------------------
@@ -197,7 +50,10 @@ def test_healthz_and_wal(live: Live) -> None:
     r = live.http.get("healthz")
     assert (r.status_code, r.json()) == (200, {"ok": True})
     with live.store() as store:
-        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        if isinstance(store, SQLiteStore):
+            assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        else:
+            assert store.conn.execute("SELECT version FROM schema_version").fetchone()[0] >= 4
 
 
 def test_subscribe_stores_pending_and_mails_a_mime_confirmation(live: Live) -> None:
@@ -324,9 +180,9 @@ def test_unsubscribe_stops_pending_deliveries(live: Live) -> None:
     assert live.http.post(f"unsubscribe/{token}", content=b"List-Unsubscribe=One-Click").status_code == 200
     with live.store() as store:
         rows = dict(store.conn.execute("SELECT subscriber_id, status FROM deliveries").fetchall())
-        claims = ledger.claim(store, "2026-02-01-hello", 10, lambda i: f"<{i}@x>")
+        claimed = ledger.claim(store, "2026-02-01-hello", 10, lambda i: f"<{i}@x>", ledger.Lease("test", 60))
     assert rows == {sub_id: "skipped", other_id: "pending"}
-    assert [c.subscriber_id for c in claims] == [other_id]
+    assert [c.subscriber_id for c in claimed.claims] == [other_id] and claimed.skipped == 0
 
 
 def test_an_old_confirm_link_does_not_undo_an_unsubscribe(live: Live) -> None:

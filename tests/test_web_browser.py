@@ -23,15 +23,15 @@ import httpx
 import pytest
 
 from chromium import CHROMIUM, CHROMIUM_ARGS
+from live_web import LOOSE, loopback_socket, serve
 from review_press.build import BuildOptions, build
 from review_press.config import load_config
-from review_press.delivery import ledger
 from review_press.publish import PublishOptions, publish
-from review_press.store import Store, db_path
+from review_press.store import SQLiteStore, db_path, ledger
 from review_press.web import create_app
 from sites import serve_directory
 from smtp_servers import Handler, smtp_server
-from test_web import LOOSE, loopback_socket, serve, wait_for
+from waiting import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -144,11 +144,11 @@ def test_subscribe_confirm_unsubscribe_in_the_browser(tmp_path: Path, static_ser
             finally:
                 browser.close()
         _write_next_post(root)
-        with Store.open(db_path(load_config(root))) as store:
+        with SQLiteStore.open(db_path(load_config(root))) as store:
             store.add(OTHER, status="active")  # so the next post's campaign really runs
         assert _publish_and_count(root, smtp) == 1, "no newsletter after unsubscribing"
         assert [m["Subject"] for m in messages_to(smtp, OTHER)] == ["A second review"]
-    with Store.open(db_path(load_config(root))) as store:
+    with SQLiteStore.open(db_path(load_config(root))) as store:
         assert store.find(READER).status == "unsubscribed"  # type: ignore[union-attr]
         assert [(p.sent, p.skipped) for p in ledger.status(store)] == [(1, 0), (1, 0)]
 
@@ -165,7 +165,7 @@ def _subscribe_in_the_form(page: Any, site_url: str, web_url: str) -> None:
 
 
 def _assert_active(root: Path) -> None:
-    with Store.open(db_path(load_config(root))) as store:
+    with SQLiteStore.open(db_path(load_config(root))) as store:
         sub = store.find(READER)
     assert sub is not None and (sub.status, sub.name, sub.consent_source, sub.consent_ip) == ("active", "Rea Der", "web form", "127.0.0.1")
 

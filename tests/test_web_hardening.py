@@ -33,17 +33,18 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from live_web import SECRET, SITE_TOML, Live, assert_clean, confirm_link, loopback_socket, outbox, running, serve
 from review_press.cli import app as cli
 from review_press.config import load_config
 from review_press.errors import ConfigError
-from review_press.store import Store, db_path
+from review_press.store import SQLiteStore, db_path
 from review_press.tokens import decode_token, make_token, verify_token
 from review_press.web import SiteApp, create_app, public_url
 from review_press.web.confirm import BadToken, confirm_key, make_confirm_token, read_confirm_token
 from review_press.web.forms import MAX_BODY
 from review_press.web.logs import mask_tokens
 from sites import post_text, write_site
-from test_web import SECRET, SITE_TOML, Live, assert_clean, confirm_link, loopback_socket, outbox, running, serve, wait_for
+from waiting import wait_for
 
 runner = CliRunner()
 POSTS = {"2026-02-01-hello.md": post_text("Hello", "2026-02-01")}
@@ -329,7 +330,7 @@ def web_process(root: Path, how: str, port: int, logs: Path) -> Iterator[str]:
 def test_tokens_are_masked_in_every_log_line_of_the_real_server(tmp_path: Path, how: str) -> None:
     port = free_port()
     root = write_site(tmp_path / "site", POSTS, SITE_TOML.format(url=f"http://127.0.0.1:{port}/"))
-    with Store.open(db_path(load_config(root))) as store:
+    with SQLiteStore.open(db_path(load_config(root))) as store:
         active = store.add("logged@example.org", status="active")
         pending = store.add("pending@example.org", status="pending")
     unsub = make_token(SECRET.encode(), active.id)

@@ -29,6 +29,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Plan": ("build", "Plan"),
     # publishing
     "dry_run": ("publish", "dry_run"),
+    "join": ("publish", "join"),
     "send_test": ("publish", "send_test"),
     "publish_status": ("publish", "publish_status"),
     "PublishOptions": ("publish", "PublishOptions"),
@@ -39,6 +40,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "find_site": ("config", "find_site"),
     "Config": ("config", "Config"),
     "Store": ("store", "Store"),
+    "open_store": ("store", "open_store"),
     # errors a user can cause
     "PressError": ("errors", "PressError"),
     "PressErrors": ("errors", "PressErrors"),

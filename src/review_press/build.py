@@ -15,7 +15,6 @@ from pathlib import Path
 from . import __version__, feeds, images, pages, sitefiles
 from .config import CONFIG_NAME, Config, load_config
 from .content import Post, load_posts
-from .delivery import ledger
 from .edition.lint import EmailProblem, Verdict
 from .edition.plan import EditionPlan, edition_plan, verdicts_path
 from .errors import BuildError, raise_all
@@ -24,7 +23,7 @@ from .output import Artifact, WriteReport, check_paths, file_artifact, render_al
 from .redirects import find_redirects, plan_redirects
 from .site import Site, make_site
 from .site import scheduled as site_scheduled
-from .store import Store, db_path
+from .store import has_store, ledger, open_store
 from .theme import ASSETS, Theme
 
 
@@ -87,9 +86,9 @@ def base_key(config: Config, theme: Theme) -> str:
 def sent_campaigns(config: Config) -> list[CampaignRecord]:
     """What the store remembers of the posts that went out by email (their old slugs become
     redirects); nothing when the site has no store yet."""
-    if not db_path(config).exists():
+    if not has_store(config):
         return []
-    with Store.for_site(config) as store:
+    with open_store(config) as store:
         return ledger.campaigns(store)
 
 

@@ -14,12 +14,38 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from . import __version__
 from .errors import PressError
 
+
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """On/off options (our flags, --help, --install-completion) shown without a `<bool>` metavar.
+    (Duck-typed: Typer builds its options from its own copy of click.)"""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class PlainCommand(TyperCommand):
+    """A command whose flags take no metavar in --help."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
+class PlainGroup(TyperGroup):
+    """A group whose flags take no metavar in --help."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
 app = typer.Typer(
     help="Publish Markdown posts as a static site, RSS/Atom/JSON feeds and an email newsletter.",
+    cls=PlainGroup,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -56,8 +82,8 @@ SiteOption = Annotated[
         callback=_site_option,
     ),
 ]
-DraftsOption = Annotated[bool, typer.Option("--drafts", metavar="", help="Include posts marked draft: true.")]
-FutureOption = Annotated[bool, typer.Option("--future", metavar="", help="Include posts dated in the future.")]
+DraftsOption = Annotated[bool, typer.Option("--drafts", help="Include posts marked draft: true.")]
+FutureOption = Annotated[bool, typer.Option("--future", help="Include posts dated in the future.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,9 +126,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[
-        bool, typer.Option("--version", metavar="", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
     site: Annotated[
         Path | None,
         typer.Option(
@@ -116,14 +140,14 @@ def _main(
     """review-press: write Markdown in posts/, run one command, publish to web, feeds and inboxes."""
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @reports_errors
 def build(
     site: SiteOption = Path("."),
     drafts: DraftsOption = False,
     future: FutureOption = False,
     strict: Annotated[
-        bool, typer.Option("--strict", metavar="", help="Fail on any email-lint problem (warnings too): exit 1 and write nothing.")
+        bool, typer.Option("--strict", help="Fail on any email-lint problem (warnings too): exit 1 and write nothing.")
     ] = False,
 ) -> None:
     """Build the site into out/ (only changed files are written).
@@ -165,7 +189,7 @@ def _notes(plan: Any) -> None:
         typer.echo(f"warning: {warning}", err=True)
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @reports_errors
 def check(site: SiteOption = Path("."), drafts: DraftsOption = False, future: FutureOption = False) -> None:
     """Run every validation (config, posts, templates, feeds, email lint) without writing out/.
@@ -181,16 +205,14 @@ def check(site: SiteOption = Path("."), drafts: DraftsOption = False, future: Fu
     _notes(plan)
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @reports_errors
 def new(
     title: Annotated[str, typer.Argument(help="The post's title.")],
     site: SiteOption = Path("."),
     draft: Annotated[
         bool,
-        typer.Option(
-            "--draft/--ready", metavar="", help="Mark the post as a draft (the default: publish skips it until you remove the line)."
-        ),
+        typer.Option("--draft/--ready", help="Mark the post as a draft (the default: publish skips it until you remove the line)."),
     ] = True,
 ) -> None:
     """Make posts/<date>-<slug>.md with front matter (a draft with a stable id), ready to write in."""
@@ -200,13 +222,11 @@ def new(
     typer.echo(f"created {path}" + (" (a draft: remove the line  draft: true  when it is ready)" if draft else ""))
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @reports_errors
 def init(
     directory: Annotated[Path, typer.Argument(help="Where to make the new site.", file_okay=False)],
-    with_templates: Annotated[
-        bool, typer.Option("--with-templates", metavar="", help="Copy the default theme into DIR/templates to edit it.")
-    ] = False,
+    with_templates: Annotated[bool, typer.Option("--with-templates", help="Copy the default theme into DIR/templates to edit it.")] = False,
 ) -> None:
     """Make a new site: press.toml and posts/ with one example post."""
     from .scaffold import init_site
@@ -218,16 +238,14 @@ def init(
 # --- commands of the email edition, publishing and the web endpoints go below ---------
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @reports_errors
 def preview(
     slug: Annotated[str, typer.Argument(help="The post's slug (any post: newsletter post, draft or future post).")],
     site: SiteOption = Path("."),
     open_: Annotated[
         bool,
-        typer.Option(
-            "--open", metavar="", help="Open the email's HTML in the browser, its images from out/ (or static/), not the public site."
-        ),
+        typer.Option("--open", help="Open the email's HTML in the browser, its images from out/ (or static/), not the public site."),
     ] = False,
 ) -> None:
     """Render a post's email edition into out/email/<slug>/ and print where the files are."""
@@ -247,7 +265,7 @@ def preview(
         webbrowser.open(browser_copy(load_config(site), result.slug, result.html).resolve().as_uri())
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @reports_errors
 def serve(
     site: SiteOption = Path("."),
@@ -255,7 +273,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", "-p", help="The port to listen on.")] = 8000,
     drafts: DraftsOption = False,
     future: FutureOption = False,
-    open_: Annotated[bool, typer.Option("--open", metavar="", help="Open the site in the browser.")] = False,
+    open_: Annotated[bool, typer.Option("--open", help="Open the site in the browser.")] = False,
 ) -> None:
     """Serve out/ on localhost with live reload: rebuilt on changes in posts/, templates/ and press.toml."""
     from .serve import serve as run_serve
@@ -263,7 +281,7 @@ def serve(
     run_serve(site, host=host, port=port, drafts=drafts, future=future, open_browser=open_, echo=typer.echo)
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @reports_errors
 def web(
     site: SiteOption = Path("."),
@@ -282,30 +300,30 @@ def web(
 
 # --- subscribers, publish, status (issue 4) -----------------------------------------------
 
-subscribers_app = typer.Typer(help="Manage the subscriber list (kept in .review-press/press.db).", no_args_is_help=True)
+subscribers_app = typer.Typer(help="Manage the subscriber list (kept in .review-press/press.db).", cls=PlainGroup, no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
 StatusOption = Annotated[list[str] | None, typer.Option("--status", help="Only subscribers with this status (repeatable).")]
 
 
 def _store(site: Path) -> Any:
     from .config import load_config
-    from .store import Store
+    from .store import open_store
 
-    return Store.for_site(load_config(site))
+    return open_store(load_config(site))
 
 
 def _store_and_secret(site: Path) -> tuple[Any, bytes]:
     """The site's store and its secret (which keys the hashes of erased addresses)."""
     from .config import load_config
-    from .store import Store
+    from .store import open_store
     from .tokens import site_secret
 
     config = load_config(site)
     secret = site_secret(config)
-    return Store.for_site(config), secret
+    return open_store(config), secret
 
 
-@subscribers_app.command("import")
+@subscribers_app.command("import", cls=PlainCommand)
 @reports_errors
 def subscribers_import(
     csv_file: Annotated[
@@ -317,7 +335,7 @@ def subscribers_import(
         ),
     ],
     site: SiteOption = Path("."),
-    strict: Annotated[bool, typer.Option("--strict", metavar="", help="Import nothing if any row is bad.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Import nothing if any row is bad.")] = False,
     fmt: Annotated[
         str | None,
         typer.Option("--format", help="Read the file as this format: review-press, substack, mailchimp, ghost, listmonk, buttondown, csv."),
@@ -367,16 +385,14 @@ def subscribers_import(
         fail(f"error: {report.bad_rows} bad rows skipped; the other rows are imported (fix those rows and import the file again)")
 
 
-@subscribers_app.command("add")
+@subscribers_app.command("add", cls=PlainCommand)
 @reports_errors
 def subscribers_add(
     address: Annotated[str, typer.Argument(help="The email address.")],
     name: Annotated[str, typer.Option("--name", help="The subscriber's name.")] = "",
     force: Annotated[
         bool,
-        typer.Option(
-            "--force", metavar="", help="Add an address erased by forget: only with the reader's new consent (clears the record)."
-        ),
+        typer.Option("--force", help="Add an address erased by forget: only with the reader's new consent (clears the record)."),
     ] = False,
     site: SiteOption = Path("."),
 ) -> None:
@@ -387,7 +403,7 @@ def subscribers_add(
     typer.echo(f"added {sub.address}")
 
 
-@subscribers_app.command("list")
+@subscribers_app.command("list", cls=PlainCommand)
 @reports_errors
 def subscribers_list(site: SiteOption = Path("."), status: StatusOption = None) -> None:
     """Print one subscriber a line: address, name, status (tab-separated)."""
@@ -396,7 +412,7 @@ def subscribers_list(site: SiteOption = Path("."), status: StatusOption = None) 
             typer.echo(f"{s.address}\t{s.name}\t{s.status}")
 
 
-@subscribers_app.command("count")
+@subscribers_app.command("count", cls=PlainCommand)
 @reports_errors
 def subscribers_count(site: SiteOption = Path(".")) -> None:
     """How many subscribers have each status."""
@@ -405,7 +421,7 @@ def subscribers_count(site: SiteOption = Path(".")) -> None:
     typer.echo("  ".join(f"{k} {v}" for k, v in counts.items()) + f"  total {sum(counts.values())}")
 
 
-@subscribers_app.command("unsubscribe")
+@subscribers_app.command("unsubscribe", cls=PlainCommand)
 @reports_errors
 def subscribers_unsubscribe(
     addresses: Annotated[list[str], typer.Argument(help="The addresses to unsubscribe.")], site: SiteOption = Path(".")
@@ -435,7 +451,7 @@ def subscribers_unsubscribe(
         raise typer.Exit(1)
 
 
-@subscribers_app.command("forget")
+@subscribers_app.command("forget", cls=PlainCommand)
 @reports_errors
 def subscribers_forget(
     addresses: Annotated[list[str], typer.Argument(help="The addresses to erase.")], site: SiteOption = Path(".")
@@ -469,12 +485,13 @@ def subscribers_forget(
 
 subscribers_app.command(
     "remove",
+    cls=PlainCommand,
     help="Alias of forget: erase readers at their request, keeping only a keyed hash of each address"
     " so that it is not re-added. An address not on the list is reported (exit 1).",
 )(subscribers_forget)
 
 
-@subscribers_app.command("export")
+@subscribers_app.command("export", cls=PlainCommand)
 @reports_errors
 def subscribers_export(
     output: Annotated[Path | None, typer.Argument(help="The CSV file to write; standard output if left out.", dir_okay=False)] = None,
@@ -490,16 +507,17 @@ def subscribers_export(
     typer.echo(f"exported {count} subscribers", err=True)
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @reports_errors
 def publish(
     slug: Annotated[str | None, typer.Argument(help="Send only this post.")] = None,
     site: SiteOption = Path("."),
-    dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="List who would get what; send and record nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List who would get what; send and record nothing.")] = False,
     test_to: Annotated[str | None, typer.Option("--test-to", help="Send the post to this one address; the ledger is untouched.")] = None,
-    retry_failed: Annotated[
-        bool, typer.Option("--retry-failed", metavar="", help="Give failed (not bounced) messages another go.")
-    ] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Give failed (not bounced) messages another go.")] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Send with this many processes (PostgreSQL only; see README: Scaling out).")
+    ] = 1,
 ) -> None:
     """Build, then email every newsletter post to everyone due it, exactly once (resumes after a crash).
 
@@ -509,8 +527,6 @@ def publish(
     or the server refused everything, 130 after Ctrl-C and 143 after SIGTERM (both stop after the
     messages in flight; run it again to send the rest).
     """
-    import signal
-
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -520,7 +536,7 @@ def publish(
     from .publish import dry_run as plan_sends
     from .publish import publish as run_publish
 
-    options = PublishOptions(slug=slug, retry_failed=retry_failed)
+    options = PublishOptions(slug=slug, retry_failed=retry_failed, workers=workers)
     if dry_run:
         count, refused = 0, []
         for planned in plan_sends(site, slug):
@@ -559,6 +575,81 @@ def publish(
             if exc.report is None:
                 raise
             stopped, report = exc, exc.report
+    _report_sending(report, stopped, again="review-press publish")
+
+
+@app.command(cls=PlainCommand)
+@reports_errors
+def worker(
+    site: SiteOption = Path("."),
+    follow: Annotated[bool, typer.Option("--follow", help="Keep running: join each new campaign as a publish starts it.")] = False,
+) -> None:
+    """Join the campaigns in progress as one more sender (PostgreSQL; on this host or any other).
+
+    Never starts a campaign: a `publish` does. Exits when no message is left pending or in flight
+    (or, with --follow, waits for new ones until SIGTERM/Ctrl-C), with publish's exit codes.
+    """
+    from .publish import PublishOptions, SendingStopped, join
+
+    stopped: SendingStopped | None = None
+    try:
+        report = join(site, PublishOptions(follow=follow))
+    except SendingStopped as exc:
+        if exc.report is None:
+            raise
+        stopped, report = exc, exc.report
+    _report_sending(report, stopped, again="review-press worker")
+
+
+store_app = typer.Typer(help="The subscriber store: SQLite (default) or PostgreSQL (\\[store] url).", cls=PlainGroup, no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("upgrade", cls=PlainCommand)
+@reports_errors
+def store_upgrade(site: SiteOption = Path(".")) -> None:
+    """Create the store's tables, or bring them to this version's schema (stop every sender first)."""
+    from .config import load_config
+    from .store import upgrade
+
+    where, before, after = upgrade(load_config(site))
+    if before == after:
+        typer.echo(f"{where}: schema version {after}, up to date")
+    else:
+        typer.echo(f"{where}: schema version {before or 'none'} -> {after}")
+
+
+@store_app.command("migrate", cls=PlainCommand)
+@reports_errors
+def store_migrate(
+    to: Annotated[str, typer.Option("--to", metavar="URL", help="An empty PostgreSQL database: postgresql://user@host:5432/press")],
+    site: SiteOption = Path("."),
+) -> None:
+    """Copy the SQLite store (subscribers, consent, suppression, campaigns, ledger) into PostgreSQL.
+
+    Refuses a database that already holds subscribers or campaigns; counts every table on both
+    sides. Then set \\[store] url (or REVIEW_PRESS_DATABASE_URL) to use it. The password comes from
+    PGPASSWORD or ~/.pgpass, never from the URL you type here.
+    """
+    from .config import load_config
+    from .store import migrate
+    from .store.postgres import safe_url
+
+    counts = migrate(load_config(site), to)
+    for table, n in counts.items():
+        typer.echo(f"{table}: {n}")
+    typer.echo(f'copied into {safe_url(to)}; now set [store] url = "{safe_url(to)}" in press.toml')
+
+
+def _report_sending(report: Any, stopped: Any, again: str) -> None:
+    """Print what a publish or worker run did, then exit with its code: 1 for a permanent failure,
+    a refused post or a tripped breaker; 128 + the signal after SIGINT/SIGTERM."""
+    import signal
+
+    if lost := sum(p.lost for p in report.posts):
+        typer.echo(
+            f"{lost} results not recorded: another sender had taken those messages over (this one was paused past its lease)", err=True
+        )
     if report.resumed:
         typer.echo(f"resumed {report.resumed} messages left in flight by an interrupted run")
     if report.retried:
@@ -586,7 +677,7 @@ def publish(
     if report.interrupted:
         signum = report.signum or signal.SIGINT
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        typer.echo(f"stopped by {name} after the messages in flight; run `review-press publish` again to send the rest", err=True)
+        typer.echo(f"stopped by {name} after the messages in flight; run `{again}` again to send the rest", err=True)
         raise typer.Exit(128 + signum)
     if report.failed or report.refused:
         raise typer.Exit(1)
@@ -615,7 +706,7 @@ def scheduled_lines(posts: Any) -> list[str]:
     return [f"{len(posts)} scheduled:"] + [f"  {p.slug} at {_when(p.date)} ({p.source})" for p in posts]
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 @reports_errors
 def status(site: SiteOption = Path(".")) -> None:
     """Per post: sent / pending / failed / bounced / skipped; posts not sent yet, scheduled ones, refused ones."""

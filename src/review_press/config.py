@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError, PressError, raise_all
@@ -77,6 +77,19 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """The `[store]` table: where subscribers and the ledger live. No `url`: the SQLite file in
+    `.review-press/` (the environment variable `REVIEW_PRESS_DATABASE_URL` wins over both).
+
+    `lease_seconds` is how long a sender's claim on rows lasts without renewal: after a sender
+    dies, its in-flight rows return to the others after at most this long.
+    """
+
+    url: str = ""
+    lease_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
 class ContentConfig:
     """The `[content]` table: how the author's own HTML is treated on the site's pages."""
 
@@ -102,6 +115,7 @@ class Config:
     smtp: SmtpConfig | None = None
     web: WebConfig = field(default_factory=WebConfig)
     content: ContentConfig = field(default_factory=ContentConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -269,7 +283,25 @@ _WEB = (
     _Field("confirm_days", int, check=_positive),
 )
 _CONTENT = (_Field("sanitize_pages", bool),)
-_TABLES = {"author": _AUTHOR, "newsletter": _NEWSLETTER, "smtp": _SMTP, "web": _WEB, "content": _CONTENT}
+
+
+def database_url_problem(v: str, *, password_allowed: bool = False) -> str | None:
+    """Why a PostgreSQL URL cannot be used (never quoting it: it might hold a password), or None.
+    A password is allowed only where a secret may live (the environment), never in press.toml."""
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "is not a URL (write postgresql://user@host:5432/dbname)"
+    if parts.scheme not in ("postgresql", "postgres"):
+        return "must start with postgresql:// (e.g. postgresql://user@host:5432/press)"
+    if not password_allowed and (parts.password is not None or "password=" in parts.query):
+        return "must not hold a password: put it in PGPASSWORD or ~/.pgpass (libpq reads them)"
+    return None
+
+
+_STORE = (_Field("url", str, check=database_url_problem), _Field("lease_seconds", (int, float), check=_positive))
+_TABLES = {"author": _AUTHOR, "newsletter": _NEWSLETTER, "smtp": _SMTP, "web": _WEB, "content": _CONTENT, "store": _STORE}
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dt.date: "a date (YYYY-MM-DD)"}
 
 
@@ -397,6 +429,7 @@ def parse_config(text: str, root: Path, path: Path | None = None) -> Config:
         smtp=SmtpConfig(**smtp) if smtp is not None else None,
         web=WebConfig(**web),
         content=ContentConfig(**tables.get("content", {})),
+        store=StoreConfig(**tables.get("store", {})),
         **top,
     )
 

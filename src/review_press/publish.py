@@ -19,6 +19,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import fcntl
+import multiprocessing
+import os
+import queue
+import secrets
+import signal
+import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,24 +34,31 @@ from pathlib import Path
 from typing import Any
 
 from . import identity
+from .campaigns import (
+    Campaign,
+    Campaigns,
+    EditionMaker,
+    MessageBuilder,
+    campaign_message_id,
+    identify,
+    refuse_unmailable,
+    renderer,
+    start_campaigns,
+)
 from .config import Config, load_config
 from .content import Post, load_posts
-from .delivery import ledger
 from .delivery.connect import connector_for
 from .delivery.maildir import clean_tmp, outbox_path
 from .delivery.run import CampaignRun, Progress, StopRequest, send_campaign, stop_on_signals
-from .delivery.smtp import Connector, Envelope, Policy, Pool, RateLimiter
+from .delivery.smtp import Connector, Policy, Pool, RateLimiter
 from .errors import DeliveryError, PressError, write_error
 from .identity import Refusal
-from .newsletter import message_id, newsletter_posts, require_since, require_web_url, sender, unsubscribe_url
+from .newsletter import message_id, newsletter_posts, require_since, require_web_url, sender
 from .site import make_site, scheduled
 from .statedir import private_dir
-from .store import Store, parse_address
+from .store import Store, ledger, open_store, parse_address
 from .theme import Theme
-from .tokens import make_token, site_secret
-
-MessageBuilder = Callable[..., bytes]
-EditionMaker = Callable[[Post, Config, Theme], Any]
+from .tokens import site_secret
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,9 @@ class PublishOptions:
     make_edition: EditionMaker | None = None
     build_message: MessageBuilder | None = None
     environ: dict[str, str] | None = field(default=None, repr=False)
+    workers: int = 1  # sending processes (PostgreSQL only)
+    follow: bool = False  # `join`: keep waiting for new campaigns until stopped
+    poll_seconds: float = 2.0  # how often a waiting sender looks at the store again
 
 
 @dataclass(frozen=True)
@@ -110,163 +127,6 @@ class Planned:
 
 def _now(options: PublishOptions) -> dt.datetime:
     return options.now or dt.datetime.now(dt.UTC)
-
-
-def chosen_posts(config: Config, posts: tuple[Post, ...], now: dt.datetime, slug: str | None = None) -> list[Post]:
-    """The newsletter posts a run considers: all of them, or the one named `slug` (else `DeliveryError`)."""
-    require_since(config)
-    candidates = newsletter_posts(config, posts, now)
-    if slug is None:
-        return candidates
-    candidates = [p for p in candidates if p.slug == slug]
-    if not candidates:
-        raise DeliveryError(
-            f"no newsletter post with slug {slug!r}",
-            hint=f"a post is mailed when it is not a draft, not in the future and dated on or after {config.newsletter.since}",
-        )
-    return candidates
-
-
-@dataclass(frozen=True)
-class Campaign:
-    """A newsletter post and the key of its campaign in the ledger (None: never started)."""
-
-    post: Post
-    key: str | None
-
-
-@dataclass(frozen=True)
-class Campaigns:
-    """The newsletter posts a run considers, each with its campaign, and those refused because
-    their identity is in doubt (see `identity`): a refused post is not sent, the others are."""
-
-    chosen: tuple[Campaign, ...]
-    refused: tuple[Refusal, ...]
-
-
-def identify(
-    config: Config,
-    posts: tuple[Post, ...],
-    store: Store,
-    now: dt.datetime,
-    slug: str | None = None,
-    matching: identity.Matching | None = None,
-) -> Campaigns:
-    """Match the chosen newsletter posts (all of them, or `slug`) to their campaigns by post identity.
-
-    `posts` must be every post of the site (drafts and future ones too), so that a copy of a
-    sent post is noticed wherever it is. Writes nothing.
-    """
-    matching = matching or identity.match(posts, ledger.campaigns(store), config.posts_dir)
-    chosen, refused = [], []
-    for post in chosen_posts(config, posts, now, slug):
-        if (refusal := matching.refused.get(post.slug)) is not None:
-            refused.append(refusal)
-        else:
-            record = matching.campaign_of(post)
-            chosen.append(Campaign(post, record.key if record else None))
-    return Campaigns(tuple(chosen), tuple(refused))
-
-
-@dataclass(frozen=True)
-class EmailRefusal(Refusal):
-    """A post not sent because its email edition breaks a lint rule: `problems` are the errors
-    (`EmailProblem`s, each at its file:line); `message` and `hint` are the first one's."""
-
-    problems: tuple[PressError, ...] = ()
-
-
-@dataclass(frozen=True)
-class Judged:
-    """The chosen campaigns that may be sent, the editions of those with someone to send to, and their warnings."""
-
-    campaigns: Campaigns
-    editions: dict[str, Any]  # post slug -> its edition, made once and judged mailable
-    warnings: tuple[PressError, ...]
-
-
-def has_recipients(config: Config, campaign: Campaign, store: Store) -> bool:
-    """Whether a run could send this campaign anything: a post never started, or one with
-    messages pending or readers still due it."""
-    if campaign.key is None:
-        return True
-    if ledger.counts(store, campaign.key)["pending"]:
-        return True
-    return next(ledger.would_receive(store, campaign.key, late_joiners=config.newsletter.late_joiners, batch=1), None) is not None
-
-
-def refuse_unmailable(config: Config, theme: Theme, campaigns: Campaigns, store: Store, make: EditionMaker) -> Judged:
-    """Judge the email of every chosen post a run could send (`lint.judge`, the one verdict the
-    build and `check` use too): a post whose email breaks a lint rule is refused, so its campaign
-    is neither started nor continued, and the others go on. Posts with nobody left to send to are
-    not rendered at all."""
-    from .edition.lint import judge
-
-    chosen, refused, editions, warnings = [], list(campaigns.refused), {}, []
-    for campaign in campaigns.chosen:
-        if has_recipients(config, campaign, store):
-            edition = make(campaign.post, config, theme)
-            verdict = judge(edition, campaign.post)
-            if not verdict.mailable:
-                first = verdict.errors[0]
-                refused.append(EmailRefusal(campaign.post, first.message, first.hint or "", problems=verdict.errors))
-                continue
-            editions[campaign.post.slug] = edition
-            warnings.extend(verdict.warnings)
-        chosen.append(campaign)
-    return Judged(Campaigns(tuple(chosen), tuple(refused)), editions, tuple(warnings))
-
-
-def start_campaigns(config: Config, campaigns: Campaigns, store: Store, now: dt.datetime) -> list[Campaign]:
-    """Start the campaign of every chosen post not yet started (even one nobody is due: a
-    reader who joins later is a late joiner), record where each post lives now (so a renamed
-    post keeps its campaign and its old URL), fill the ledger, and return the campaigns with
-    pending rows, oldest first."""
-    late = config.newsletter.late_joiners
-    due = []
-    for campaign in campaigns.chosen:
-        post, facts = campaign.post, identity.facts(campaign.post, config.posts_dir)
-        if campaign.key is None:
-            key = ledger.start_campaign(store, facts, post.content_hash, now=now)
-            ledger.fill(store, key, late_joiners=late, now=now)
-        else:
-            key = campaign.key
-            ledger.adopt(store, key, facts)
-            if next(ledger.would_receive(store, key, late_joiners=late, batch=1), None) is not None:
-                ledger.fill(store, key, late_joiners=late, now=now)
-        if ledger.counts(store, key)["pending"]:
-            due.append(Campaign(post, key))
-    return due
-
-
-def campaign_message_id(key: str, subscriber_id: int, domain: str) -> str:
-    """The Message-ID of campaign `key` to one subscriber (`newsletter.message_id`, kind campaign)."""
-    return message_id("campaign", domain, slug=key, subscriber_id=subscriber_id)
-
-
-def renderer(
-    config: Config, edition: Any, secret: bytes, build: MessageBuilder, sign: Callable[[bytes], bytes] | None
-) -> Callable[[ledger.Claim], Envelope]:
-    """The function a sending thread calls to turn a claim into MIME bytes (DKIM-signed if configured)."""
-    who = sender(config)
-
-    def render(claim: ledger.Claim) -> Envelope:
-        data = build(
-            edition,
-            to_name=claim.name,
-            to_address=claim.envelope,  # ASCII (punycode domain) unless the local part needs SMTPUTF8
-            from_name=who.name,
-            from_address=who.address,
-            reply_to=who.reply_to,
-            list_id=who.list_id,
-            unsubscribe_url=unsubscribe_url(config, make_token(secret, claim.subscriber_id)),
-            unsubscribe_mailto=who.unsubscribe_mailto,
-            message_id=claim.message_id,
-            date=dt.datetime.now(dt.UTC),
-        )
-        return Envelope(who.envelope, claim.envelope, sign(data) if sign else data, smtputf8=not claim.envelope.isascii())
-
-    return render
 
 
 @contextmanager
@@ -302,6 +162,162 @@ def _tools(options: PublishOptions) -> tuple[EditionMaker, MessageBuilder]:
     return make, build
 
 
+def sender_name() -> str:
+    """This sender's name on the rows it leases: host, process and a random part (a restarted
+    process is another sender, so it never settles a row its previous life claimed)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class _Sender:
+    """What one process needs to send any campaign: made once, before a campaign starts, so a
+    setting that fails (no web URL, a bad DKIM key) fails before anything is sent."""
+
+    config: Config
+    theme: Theme
+    make: EditionMaker
+    build: MessageBuilder
+    connector: Connector
+    concurrency: int
+    policy: Policy
+    sign: Callable[[bytes], bytes] | None
+    domain: str
+    lease: ledger.Lease
+
+    @classmethod
+    def for_run(cls, config: Config, theme: Theme, options: PublishOptions) -> _Sender:
+        from .delivery.dkim import signer_for
+
+        make, build = _tools(options)
+        sign = signer_for(config)
+        domain = sender(config).domain
+        require_web_url(config)
+        require_since(config)
+        return cls(
+            config=config,
+            theme=theme,
+            make=make,
+            build=build,
+            connector=options.connector or connector_for(config, options.environ),
+            concurrency=config.smtp.concurrency if config.smtp else 1,
+            policy=options.policy or Policy(max_attempts=config.smtp.max_attempts if config.smtp else 3),
+            sign=sign,
+            domain=domain,
+            lease=ledger.Lease(sender_name(), config.store.lease_seconds),
+        )
+
+
+def _send(
+    s: _Sender,
+    store: Store,
+    due: list[Campaign],
+    editions: dict[str, Any],
+    options: PublishOptions,
+    progress: Callable[[Progress], None] | None,
+    stop: StopRequest,
+    partial_report: Callable[[list[CampaignRun]], PublishReport],
+) -> list[CampaignRun]:
+    """Send each due campaign in turn, oldest first; stop early on a stop request. Where other
+    senders share the store, a campaign is left only when no row of it is pending or leased
+    (rows a dead sender leased come back when the lease expires, and this sender takes them).
+    The breaker raises `SendingStopped` with what was done so far (`partial_report`)."""
+    config, now = s.config, _now(options)
+    smtp = config.smtp
+    limiter = RateLimiter(
+        smtp.rate_per_second if smtp else 0.0,
+        smtp.rate_per_hour if smtp else 0,
+        used_this_hour=ledger.sent_since(store, now - dt.timedelta(hours=1)) if smtp and smtp.rate_per_hour else 0,
+    )
+    secret = site_secret(config)
+    runs: list[CampaignRun] = []
+    for campaign in due:
+        post, key = campaign.post, campaign.key
+        assert key is not None
+        edition = editions.get(post.slug) or s.make(post, config, s.theme)
+        subject = getattr(edition, "subject", post.title)
+        render = renderer(config, edition, secret, s.build, s.sign)
+        while not stop.is_set():
+            done = send_campaign(
+                store,
+                key,
+                subject,
+                Pool(s.connector, s.concurrency, s.policy, limiter),
+                render,
+                partial(campaign_message_id, key, domain=s.domain),
+                options.batch_size,
+                s.lease,
+                progress,
+                stop,
+            )
+            runs.append(dataclasses.replace(done, slug=post.slug))  # the post's slug now, not the campaign's key
+            if done.stopped:
+                where, left = s.connector.describe(), ledger.counts(store, key)["pending"]
+                raise SendingStopped(
+                    f"stopped sending {post.slug!r}: {done.stopped}; {where} refuses nearly everything."
+                    f" In this run: {done.sent} sent, {done.deferred} deferred (to retry), {left} not tried yet",
+                    hint=f"check {where}; once it accepts mail, run publish again: it retries the deferred and sends the rest",
+                    report=partial_report(runs),
+                )
+            if not store.dialect.many_senders or not _wait_for_others(store, key, stop, options.poll_seconds):
+                break
+        if stop.is_set():
+            break
+    return _merged(runs)
+
+
+def _wait_for_others(store: Store, key: str, stop: StopRequest, poll: float) -> bool:
+    """While other senders hold rows of campaign `key`, wait; True when some of them came back to
+    be taken (their lease expired), False when the campaign has nothing pending or leased."""
+    while not stop.is_set():
+        if key in ledger.in_progress(store):
+            return True
+        if not ledger.leased(store, key):
+            return False
+        _sleep(stop, poll)
+    return False
+
+
+def _sleep(stop: StopRequest, seconds: float) -> None:
+    """Sleep up to `seconds`, waking early on a stop request."""
+    end = time.monotonic() + seconds
+    while not stop.is_set() and time.monotonic() < end:
+        time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+
+
+def _merged(runs: list[CampaignRun]) -> list[CampaignRun]:
+    """One `CampaignRun` per post: the rounds (or processes) that sent the same post, added up."""
+    by_slug: dict[str, CampaignRun] = {}
+    for r in runs:
+        if (seen := by_slug.get(r.slug)) is None:
+            by_slug[r.slug] = r
+            continue
+        by_slug[r.slug] = dataclasses.replace(
+            seen,
+            sent=seen.sent + r.sent,
+            failed=seen.failed + r.failed,
+            bounced=seen.bounced + r.bounced,
+            skipped=seen.skipped + r.skipped,
+            deferred=seen.deferred + r.deferred,
+            lost=seen.lost + r.lost,
+            seconds=max(seen.seconds, r.seconds),
+            interrupted=seen.interrupted or r.interrupted,
+            failure=seen.failure or r.failure,
+            stopped=seen.stopped or r.stopped,
+        )
+    return list(by_slug.values())
+
+
+@contextmanager
+def _sole_sender(config: Config, store: Store) -> Iterator[None]:
+    """One sender per SQLite store: hold the publish lock file. A store that many senders share
+    (PostgreSQL) needs none: leases keep them apart, and `Store.preparing` serialises the starts."""
+    if store.dialect.many_senders:
+        yield
+    else:
+        with publish_lock(config):
+            yield
+
+
 def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Callable[[Progress], None] | None = None) -> PublishReport:
     """Send every due post (or `options.slug`) to everyone still due it; see the module doc.
 
@@ -310,87 +326,148 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
     run's duration when it runs on the main thread): it returns with `interrupted=True` and the
     signal in `signum`. A run that the circuit breaker stops raises `SendingStopped` (a
     `DeliveryError`) saying why; this run's failures become deferred, unsent rows stay pending.
+    With `options.workers` > 1 (PostgreSQL only) the sending is done by that many processes.
     """
-    from .delivery.dkim import signer_for
-
     now = _now(options)
     config, posts, theme = _site(root, now)
-    make, build = _tools(options)
-    connector = options.connector or connector_for(config, options.environ)
-    concurrency = config.smtp.concurrency if config.smtp else 1
-    policy = options.policy or Policy(max_attempts=config.smtp.max_attempts if config.smtp else 3)
-    sign = signer_for(config)
-    domain = sender(config).domain  # every check that can fail does so before a campaign starts
-    require_web_url(config)
-    require_since(config)
-    reports: list[CampaignRun] = []
+    s = _Sender.for_run(config, theme, options)  # every check that can fail does so before a campaign starts
     stop = StopRequest()
-    with publish_lock(config), Store.for_site(config) as store, stop_on_signals(stop):
-        resumed = ledger.resume(store)
-        if options.connector is None and config.smtp is None:
+    with open_store(config, options.environ) as store, _sole_sender(config, store), stop_on_signals(stop):
+        many = store.dialect.many_senders
+        if options.workers > 1 and not many:
+            raise DeliveryError(
+                f"--workers {options.workers} needs PostgreSQL: SQLite allows one writer, so one process sends",
+                hint="set [store] url or REVIEW_PRESS_DATABASE_URL (README: Scaling out), or publish without --workers",
+            )
+        resumed = 0 if many else ledger.resume(store)  # many senders: an expired lease returns rows instead
+        if not many and options.connector is None and config.smtp is None:
             clean_tmp(outbox_path(config))  # what a killed run left half-written in outbox/tmp/
-        campaigns = identify(config, posts, store, now, options.slug)
-        if options.retry_failed:
-            for campaign in campaigns.chosen:
-                if campaign.key is not None:
-                    ledger.requeue_failed(store, campaign.key)
-        retried = sum(ledger.requeue_deferred(store, c.key) for c in campaigns.chosen if c.key is not None)
-        judged = refuse_unmailable(config, theme, campaigns, store, make)
-        campaigns = judged.campaigns
+        with store.preparing():
+            campaigns = identify(config, posts, store, now, options.slug)
+            if options.retry_failed:
+                for campaign in campaigns.chosen:
+                    if campaign.key is not None:
+                        ledger.requeue_failed(store, campaign.key)
+            retried = sum(ledger.requeue_deferred(store, c.key) for c in campaigns.chosen if c.key is not None)
+            judged = refuse_unmailable(config, theme, campaigns, store, s.make)
+            due = start_campaigns(config, judged.campaigns, store, now)
 
-        def report() -> PublishReport:
+        def report(runs: list[CampaignRun]) -> PublishReport:
             return PublishReport(
-                posts=tuple(reports),
-                target=connector.describe(),
+                posts=tuple(runs),
+                target=s.connector.describe(),
                 resumed=resumed,
                 interrupted=stop.is_set(),
-                refused=campaigns.refused,
+                refused=judged.campaigns.refused,
                 retried=retried,
                 signum=stop.signum,
                 warnings=judged.warnings,
             )
 
-        due = start_campaigns(config, campaigns, store, now)
         if not due:
-            return report()
-        secret = site_secret(config)
-        smtp = config.smtp
-        limiter = RateLimiter(
-            smtp.rate_per_second if smtp else 0.0,
-            smtp.rate_per_hour if smtp else 0,
-            used_this_hour=ledger.sent_since(store, now - dt.timedelta(hours=1)) if smtp and smtp.rate_per_hour else 0,
+            return report([])
+        if options.workers > 1:
+            return report(_send_in_processes(root, options, [c.key for c in due if c.key], stop, report))
+        return report(_send(s, store, due, judged.editions, options, progress, stop, report))
+
+
+def join(root: Path, options: PublishOptions = PublishOptions(), keys: tuple[str, ...] | None = None) -> PublishReport:
+    """Send, beside the other senders, the campaigns in progress (started by a `publish` on any
+    host; only `keys` if given): `review-press worker`. Never starts or fills a campaign.
+
+    Returns when no campaign has a row pending or leased, or with `options.follow` keeps waiting
+    for new ones until SIGINT/SIGTERM. Needs a store many senders share (PostgreSQL).
+    """
+    now = _now(options)
+    config, posts, theme = _site(root, now)
+    s = _Sender.for_run(config, theme, options)
+    stop = StopRequest()
+    runs: list[CampaignRun] = []
+
+    def report(done: list[CampaignRun]) -> PublishReport:
+        return PublishReport(
+            posts=tuple(_merged(runs + done)), target=s.connector.describe(), interrupted=stop.is_set(), signum=stop.signum
         )
-        for campaign in due:
-            if stop.is_set():
-                break
-            post, key = campaign.post, campaign.key
-            assert key is not None
-            edition = judged.editions.get(post.slug) or make(post, config, theme)
-            subject = getattr(edition, "subject", post.title)
-            pool = Pool(connector, concurrency, policy, limiter)
-            done = send_campaign(
-                store,
-                key,
-                subject,
-                pool,
-                renderer(config, edition, secret, build, sign),
-                partial(campaign_message_id, key, domain=domain),
-                options.batch_size,
-                progress,
-                stop,
+
+    with open_store(config, options.environ) as store, stop_on_signals(stop):
+        if not store.dialect.many_senders:
+            raise DeliveryError(
+                "worker needs PostgreSQL: SQLite allows one writer, and publish is its one sender",
+                hint="set [store] url or REVIEW_PRESS_DATABASE_URL (README: Scaling out), or run review-press publish",
             )
-            reports.append(dataclasses.replace(done, slug=post.slug))  # the post's slug now, not the campaign's key
-            if done.stopped:
-                where, left = connector.describe(), ledger.counts(store, key)["pending"]
-                raise SendingStopped(
-                    f"stopped sending {post.slug!r}: {done.stopped}; {where} refuses nearly everything."
-                    f" In this run: {done.sent} sent, {done.deferred} deferred (to retry), {left} not tried yet",
-                    hint=f"check {where}; once it accepts mail, run publish again: it retries the deferred and sends the rest",
-                    report=report(),
-                )
-            if stop.is_set():
+        while not stop.is_set():
+            active = [k for k in ledger.in_progress(store) if keys is None or k in keys]
+            due = [c for c in identify(config, posts, store, _now(options), options.slug).chosen if c.key in active]
+            if due:
+                judged = refuse_unmailable(config, theme, Campaigns(tuple(due), ()), store, s.make)
+                runs.extend(_send(s, store, list(judged.campaigns.chosen), judged.editions, options, None, stop, report))
+                continue
+            if not options.follow and not [k for k in ledger.leased_campaigns(store) if keys is None or k in keys]:
                 break
-        return report()
+            _sleep(stop, options.poll_seconds)
+    return report([])
+
+
+def _sender_process(root: str, options: PublishOptions, keys: tuple[str, ...], results: Any) -> None:
+    """The body of one sending process of `publish --workers`: `join`, then its report on `results`."""
+    try:
+        report = join(Path(root), options, keys)
+        results.put((os.getpid(), report.posts, None))
+    except SendingStopped as exc:
+        results.put((os.getpid(), exc.report.posts if exc.report else (), str(exc)))
+    except PressError as exc:
+        results.put((os.getpid(), (), str(exc)))
+
+
+def _send_in_processes(
+    root: Path,
+    options: PublishOptions,
+    keys: list[str],
+    stop: StopRequest,
+    partial_report: Callable[[list[CampaignRun]], PublishReport],
+) -> list[CampaignRun]:
+    """Send the campaigns `keys` with `options.workers` processes (each a `join`), forwarding a
+    stop request to them and adding up what they did. A process that failed is a `DeliveryError`
+    (after the others finished); a breaker that tripped in any of them is a `SendingStopped`."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no connection or thread is inherited
+    results = context.Queue()
+    child = dataclasses.replace(options, workers=1, follow=False, connector=None)
+    procs = [context.Process(target=_sender_process, args=(str(root), child, tuple(keys), results)) for _ in range(options.workers)]
+    for proc in procs:
+        proc.start()
+    runs: list[CampaignRun] = []
+    problems: list[str] = []
+    reported: set[int] = set()
+    forwarded = False
+    while len(reported) < len(procs):
+        if stop.is_set() and not forwarded:
+            for proc in procs:
+                if proc.pid is not None and proc.is_alive():
+                    os.kill(proc.pid, stop.signum or signal.SIGTERM)
+            forwarded = True
+        try:
+            pid, posts, problem = results.get(timeout=0.2)
+        except queue.Empty:
+            gone = [p for p in procs if not p.is_alive() and p.pid not in reported]
+            for p in gone:  # died without a report (killed): its leased rows come back after the lease
+                reported.add(p.pid or 0)
+                problems.append(f"a sending process (pid {p.pid}) ended with exit code {p.exitcode} before reporting")
+            continue
+        reported.add(pid)
+        runs.extend(posts)
+        if problem:
+            problems.append(problem)
+    for proc in procs:
+        proc.join()
+    merged = _merged(runs)
+    stopped = next((r for r in merged if r.stopped), None)
+    if stopped is not None:
+        raise SendingStopped(f"stopped sending {stopped.slug!r}: {stopped.stopped}", report=partial_report(merged))
+    if problems:
+        raise DeliveryError(
+            problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""), hint="run publish again: it sends the rest"
+        )
+    return merged
 
 
 def dry_run(root: Path, slug: str | None = None, now: dt.datetime | None = None) -> Iterator[Planned | Refusal]:
@@ -399,7 +476,7 @@ def dry_run(root: Path, slug: str | None = None, now: dt.datetime | None = None)
 
     now = now or dt.datetime.now(dt.UTC)
     config, posts, theme = _site(root, now)
-    with Store.for_site(config) as store:
+    with open_store(config) as store:
         campaigns = refuse_unmailable(config, theme, identify(config, posts, store, now, slug), store, make_edition).campaigns
         for campaign in campaigns.chosen:
             post = campaign.post
@@ -468,7 +545,7 @@ def publish_status(root: Path, now: dt.datetime | None = None) -> StatusReport:
     now = now or dt.datetime.now(dt.UTC)
     config = load_config(root)
     posts = load_posts(config)
-    with Store.for_site(config) as store:
+    with open_store(config) as store:
         records = ledger.campaigns(store)
         counts = {s.slug: s for s in ledger.status(store)}
         matching = identity.match(posts, records, config.posts_dir)

@@ -25,8 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..store import Store
-from . import ledger
+from ..store import Store, ledger
 from .smtp import Envelope, Job, Pool
 
 SETTLE_EVERY = 0.5  # seconds: results never wait longer than this to be committed
@@ -77,6 +76,7 @@ class CampaignRun:
     deferred: int = 0
     failure: str = ""
     stopped: str | None = None
+    lost: int = 0  # results not recorded: the lease on their rows had passed to another sender
 
 
 class StopRequest:
@@ -144,31 +144,33 @@ def send_campaign(
     render: Callable[[ledger.Claim], Envelope],
     message_id: Callable[[int], str],
     batch: int,
+    lease: ledger.Lease,
     progress: Callable[[Progress], None] | None = None,
     stop: StopRequest | None = None,
 ) -> CampaignRun:
     """Send one post's pending rows through `pool` (which this closes), keeping within the in-flight limit.
 
-    Stops after the messages in flight when `stop` is set (or a KeyboardInterrupt arrives, which
-    then sets it) or the breaker trips. Rows deferred in this run are not claimed again in it,
-    so a run always ends.
+    Rows are claimed under `lease` and the lease is renewed while they are in flight, so other
+    senders sharing the campaign (PostgreSQL) never take them; a row whose lease this sender lost
+    is not settled by it (`lost`). Stops after the messages in flight when `stop` is set (or a
+    KeyboardInterrupt arrives, which then sets it) or the breaker trips. Rows deferred in this run
+    are not claimed again in it, so a run always ends.
     """
     limit = in_flight_limit(batch, len(pool.threads))
-    before = ledger.counts(store, slug)
-    total = before["pending"]
+    total = ledger.counts(store, slug)["pending"]  # once per campaign: never a count per batch
     tally = {"sent": 0, "failed": 0, "bounced": 0, "skipped": 0, "deferred": 0}
     failed: list[int] = []  # rows this run marked failed: deferred instead if the breaker trips
     failures: Counter[str] = Counter()
     started = time.monotonic()
-    outstanding, exhausted, buffer, settled_at = 0, False, [], started
+    outstanding, exhausted, buffer, settled_at, renewed_at, lost = 0, False, [], started, started, 0
 
     def report() -> None:
         if progress:
             progress(Progress(slug, subject, total, **tally, elapsed=time.monotonic() - started))
 
     def settle() -> None:
-        nonlocal outstanding, buffer, settled_at
-        ledger.record(store, slug, buffer)
+        nonlocal outstanding, buffer, settled_at, lost
+        lost += ledger.record(store, slug, buffer, lease)
         for r in buffer:
             if r.status in tally:
                 tally[r.status] += 1
@@ -177,7 +179,6 @@ def send_campaign(
                 failures[r.error] += 1
         outstanding -= len(buffer)
         buffer, settled_at = [], time.monotonic()
-        tally["skipped"] = ledger.counts(store, slug)["skipped"] - before["skipped"]
         report()
 
     def halted() -> bool:
@@ -189,10 +190,14 @@ def send_campaign(
             try:
                 if stop is not None and stop.is_set():
                     pool.stop()
+                if outstanding and time.monotonic() - renewed_at > lease.seconds / 4:
+                    ledger.renew(store, slug, lease)
+                    renewed_at = time.monotonic()
                 while not exhausted and not halted() and outstanding + batch <= limit:
-                    claims = ledger.claim(store, slug, batch, message_id)
-                    exhausted = not claims
-                    for c in claims:
+                    claimed = ledger.claim(store, slug, batch, message_id, lease)
+                    tally["skipped"] += claimed.skipped
+                    exhausted = not claimed.claims and not claimed.skipped
+                    for c in claimed.claims:
                         pool.submit(Job(c, render))
                         outstanding += 1
                 if outstanding == 0 and (exhausted or halted()):
@@ -223,12 +228,12 @@ def send_campaign(
         if buffer:
             settle()
         if pool.breaker.tripped and failed:  # the server refused everything: that says nothing about these readers
-            ledger.record(store, slug, [ledger.Result(sid, "deferred") for sid in failed])
+            ledger.record(store, slug, [ledger.Result(sid, "deferred") for sid in failed], lease)
             tally["failed"] -= len(failed)
             tally["deferred"] += len(failed)
             failures.clear()
             report()
-        ledger.resume(store, slug)  # rows claimed but never handed to a thread (an interrupt mid-claim)
+        ledger.release(store, slug, lease)  # rows claimed but never handed to a thread (an interrupt mid-claim)
     seconds = time.monotonic() - started
     failure = failures.most_common(1)[0][0] if failures else ""
     return CampaignRun(
@@ -243,4 +248,5 @@ def send_campaign(
         deferred=tally["deferred"],
         failure=failure,
         stopped=pool.breaker.tripped,
+        lost=lost,
     )

@@ -22,7 +22,6 @@ import datetime as dt
 import html
 import ipaddress
 import logging
-import sqlite3
 import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import CONFIG_NAME, Config, load_config
 from ..errors import ConfigError, PressError, StorageError
 from ..newsletter import confirm_url
-from ..store import db_path, storage_error
+from ..store import explain_error, open_store, raw_errors
 from ..theme import Theme
 from ..tokens import site_secret
 from .confirm import BadToken, confirm_key
@@ -315,11 +314,11 @@ async def unavailable(request: Request, exc: Exception) -> Response:
     """The database is busy in another process (past the store's wait), full or read-only: 503
     with Retry-After and a short page; one log line, no traceback (nothing was half-done).
 
-    A raw `sqlite3.Error` (a read the store does not wrap) is read the store's way
-    (`store.storage_error`): busy, full, read-only or I/O is this 503, anything else a 500.
+    A raw database error (a read the store does not wrap) is read the store's way
+    (`store.explain_error`): busy, full, read-only or I/O is this 503, anything else a 500.
     """
-    if isinstance(exc, sqlite3.Error):
-        problem = storage_error(exc, db_path(_web(request).config))
+    if isinstance(exc, raw_errors(_web(request).config)):
+        problem = explain_error(exc, _web(request).config)
         if not isinstance(problem, StorageError):
             raise exc
         exc = problem
@@ -428,7 +427,9 @@ def create_app(site_root: Path, limits: WebLimits | None = None) -> Starlette:
     pages = Pages(config, theme)
     pages.warm()
     secret = site_secret(config)
-    database = Database(db_path(config), lambda store: Subscriptions(store, secret, confirm_key(secret), config.web.confirm_days))
+    database = Database(
+        lambda: open_store(config), lambda store: Subscriptions(store, secret, confirm_key(secret), config.web.confirm_days)
+    )
     web = Web(
         config=config,
         base=base,
@@ -459,7 +460,12 @@ def create_app(site_root: Path, limits: WebLimits | None = None) -> Starlette:
     app = WebApp(
         routes=routes(),
         middleware=middleware,
-        exception_handlers={HTTPException: http_error, StorageError: unavailable, sqlite3.Error: unavailable, 500: server_error},
+        exception_handlers={
+            HTTPException: http_error,
+            StorageError: unavailable,
+            **dict.fromkeys(raw_errors(config), unavailable),
+            500: server_error,
+        },
         lifespan=lifespan,
     )
     app.router.redirect_slashes = False  # its redirect would point at the request's Host

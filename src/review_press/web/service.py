@@ -15,7 +15,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from ..errors import DeliveryError
@@ -56,16 +55,16 @@ class Database:
     the ASGI server runs without lifespan events.
     """
 
-    def __init__(self, path: Path, make: Callable[[Store], Subscriptions]) -> None:
+    def __init__(self, open_store: Callable[[], Store], make: Callable[[Store], Subscriptions]) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-press-db")
-        self._path = path
+        self._open_store = open_store
         self._make = make
         self._store: Store | None = None
         self._service: Subscriptions | None = None
 
     def _open(self) -> Subscriptions:
         if self._service is None:
-            self._store = Store.open(self._path)
+            self._store = self._open_store()
             self._service = self._make(self._store)
         return self._service
 

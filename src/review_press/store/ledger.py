@@ -23,10 +23,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..identity import CampaignRecord, PostFacts
-from ..store import Store, now_iso
+from .base import Store
+from .model import now_iso
 
-# When a subscriber joined, for the late-joiner rule: their latest consent, never before they were stored.
-JOINED = "max(coalesce(s.consent_at, s.created_at), s.created_at)"
+
+def _joined(store: Store) -> str:
+    """When a subscriber `s` joined, for the late-joiner rule: their latest consent, never before they were stored."""
+    return f"{store.dialect.greatest}(coalesce(s.consent_at, s.created_at), s.created_at)"
+
+
 LEDGER_STATUSES = ("pending", "sending", "sent", "failed", "bounced", "skipped", "deferred")
 
 
@@ -121,7 +126,7 @@ def fill(store: Store, slug: str, *, late_joiners: bool, now: dt.datetime | None
     """Start the post's campaign if new, and add a `pending` row for every active subscriber due it.
 
     Due means: active, no row yet, and (unless `late_joiners`) joined no later than the
-    campaign's start. Joined is `JOINED`: the consent that made them active (the confirm
+    campaign's start. Joined is `_joined`: the consent that made them active (the confirm
     click, the `add`), so a reader who left and came back is a late joiner for the posts that
     went out while they were away, but never earlier than their arrival in this store (an
     import keeps a consent from years ago as proof, yet is not owed the posts sent before it).
@@ -135,7 +140,7 @@ def fill(store: Store, slug: str, *, late_joiners: bool, now: dt.datetime | None
         cur = conn.execute(
             "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at)"
             " SELECT ?, s.id, 'pending', ?, ? FROM subscribers s"
-            f" WHERE s.status = 'active' AND (? OR {JOINED} <= ?)"
+            f" WHERE s.status = 'active' AND (? OR {_joined(store)} <= ?)"
             " ON CONFLICT (slug, subscriber_id) DO NOTHING",
             (slug, stamp, stamp, late_joiners, started),
         )
@@ -145,7 +150,8 @@ def fill(store: Store, slug: str, *, late_joiners: bool, now: dt.datetime | None
 def resume(store: Store, slug: str | None = None) -> int:
     """Put rows left in `sending` by a killed run back to `pending`; return how many.
 
-    Only call this while holding the publish lock: in a live run those rows are in flight.
+    Only for a store with one sender (SQLite), while holding the publish lock: in a live run
+    those rows are in flight. With many senders, an expired lease returns them instead (`claim`).
     """
     with store.transaction() as conn:
         if slug is None:
@@ -173,56 +179,145 @@ def requeue_deferred(store: Store, slug: str) -> int:
     return cur.rowcount
 
 
-def claim(store: Store, slug: str, limit: int, message_id: Callable[[int], str], now: dt.datetime | None = None) -> list[Claim]:
-    """Take up to `limit` pending rows and commit them as `sending` (in one transaction).
+@dataclass(frozen=True)
+class Lease:
+    """Who holds claimed rows and until when: `owner` names one sender (host, process, run), and
+    its rows return to the pool when `until` (a `now_iso` time) passes without a renewal."""
 
-    Rows whose subscriber is no longer active (unsubscribed, bounced, complained, removed
-    mid-campaign) are marked `skipped` instead and not returned. An empty list means done.
+    owner: str
+    seconds: float
+
+    def until(self, now: dt.datetime | None = None) -> str:
+        return now_iso((now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=self.seconds))
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One claim: the messages to send, and how many rows it marked `skipped` (their reader left)."""
+
+    claims: list[Claim]
+    skipped: int = 0
+
+
+def claim(store: Store, slug: str, limit: int, message_id: Callable[[int], str], lease: Lease, now: dt.datetime | None = None) -> Batch:
+    """Take up to `limit` rows and commit them as `sending`, leased to `lease.owner` (one transaction).
+
+    Rows are taken from `pending`, and from `sending` rows of another sender whose lease has
+    expired (a sender killed on any host). On PostgreSQL the rows are locked `FOR UPDATE SKIP
+    LOCKED`, so senders running at once take different rows. Rows whose subscriber is no longer
+    active (unsubscribed, bounced, complained, removed mid-campaign) are marked `skipped` and not
+    returned. No claims and no skips means nothing is left to take.
     """
     stamp = now_iso(now)
+    until = lease.until(now)
+    select = (
+        "SELECT d.subscriber_id, s.address, s.envelope, s.name, s.status FROM deliveries d"
+        " JOIN subscribers s ON s.id = d.subscriber_id WHERE d.slug = ? AND {where}"
+        f" ORDER BY d.subscriber_id LIMIT ?{store.dialect.skip_locked}"
+    )
     with store.transaction() as conn:
-        while True:
-            rows = conn.execute(
-                "SELECT d.subscriber_id, s.address, s.envelope, s.name, s.status FROM deliveries d"
-                " JOIN subscribers s ON s.id = d.subscriber_id"
-                " WHERE d.slug = ? AND d.status = 'pending' ORDER BY d.subscriber_id LIMIT ?",
-                (slug, limit),
-            ).fetchall()
-            if not rows:
-                return []
-            gone = [(stamp, slug, r[0]) for r in rows if r[4] != "active"]
-            if gone:
-                conn.executemany("UPDATE deliveries SET status = 'skipped', updated_at = ? WHERE slug = ? AND subscriber_id = ?", gone)
-            claims = [Claim(r[0], r[1], r[2], r[3], message_id(r[0])) for r in rows if r[4] == "active"]
-            if claims:
-                conn.executemany(
-                    "UPDATE deliveries SET status = 'sending', message_id = ?, updated_at = ? WHERE slug = ? AND subscriber_id = ?",
-                    [(c.message_id, stamp, slug, c.subscriber_id) for c in claims],
-                )
-                return claims
+        rows = conn.execute(
+            select.format(where="d.status = 'sending' AND coalesce(d.lease_until, '') < ? AND coalesce(d.lease_owner, '') <> ?"),
+            (slug, stamp, lease.owner, limit),
+        ).fetchall()
+        if len(rows) < limit:
+            rows += conn.execute(select.format(where="d.status = 'pending'"), (slug, limit - len(rows))).fetchall()
+        gone = [(stamp, slug, r[0]) for r in rows if r[4] != "active"]
+        if gone:
+            conn.executemany(
+                "UPDATE deliveries SET status = 'skipped', lease_until = NULL, updated_at = ? WHERE slug = ? AND subscriber_id = ?", gone
+            )
+        claims = [Claim(r[0], r[1], r[2], r[3], message_id(r[0])) for r in rows if r[4] == "active"]
+        if claims:
+            conn.executemany(
+                "UPDATE deliveries SET status = 'sending', message_id = ?, lease_owner = ?, lease_until = ?, updated_at = ?"
+                " WHERE slug = ? AND subscriber_id = ?",
+                [(c.message_id, lease.owner, until, stamp, slug, c.subscriber_id) for c in claims],
+            )
+    return Batch(claims, len(gone))
 
 
-def record(store: Store, slug: str, results: Iterable[Result], now: dt.datetime | None = None) -> None:
+def renew(store: Store, slug: str, lease: Lease, now: dt.datetime | None = None) -> int:
+    """Extend the lease on every row `lease.owner` holds in `sending` for this campaign; return how many."""
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "UPDATE deliveries SET lease_until = ? WHERE slug = ? AND status = 'sending' AND lease_owner = ?",
+            (lease.until(now), slug, lease.owner),
+        )
+    return cur.rowcount
+
+
+def record(store: Store, slug: str, results: Iterable[Result], lease: Lease, now: dt.datetime | None = None) -> int:
     """Settle claimed rows in one transaction (sent, failed, bounced, deferred, or pending: not
-    tried); a bounce also marks the subscriber bounced."""
+    tried); a bounce also marks the subscriber bounced.
+
+    Fenced: a row is settled only while `lease.owner` still holds it. A sender that lost its
+    lease (paused past it, its rows taken by another) changes nothing; returns how many rows were
+    not settled for that reason.
+    """
     stamp = now_iso(now)
     rows, bounced = [], []
     for r in results:
         sent_at = stamp if r.status == "sent" else None
-        rows.append((r.status, r.attempts, r.error or None, r.reply or None, stamp, sent_at, slug, r.subscriber_id))
+        rows.append((r.status, r.attempts, r.error or None, r.reply or None, stamp, sent_at, slug, r.subscriber_id, lease.owner))
         if r.status == "bounced":
-            bounced.append((stamp, r.subscriber_id))
+            bounced.append((stamp, r.subscriber_id, slug, lease.owner))
     if not rows:
-        return
+        return 0
     with store.transaction() as conn:
-        conn.executemany(
+        if bounced:  # subscribers before deliveries: the order every transaction takes its row locks in
+            conn.executemany(
+                "UPDATE subscribers SET status = 'bounced', updated_at = ? WHERE id = ? AND status = 'active'"
+                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.slug = ? AND d.subscriber_id = subscribers.id AND d.lease_owner = ?)",
+                bounced,
+            )
+        cur = conn.executemany(
             "UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = coalesce(?, last_error),"
-            " smtp_reply = coalesce(?, smtp_reply), updated_at = ?, sent_at = coalesce(?, sent_at)"
-            " WHERE slug = ? AND subscriber_id = ?",
+            " smtp_reply = coalesce(?, smtp_reply), updated_at = ?, sent_at = coalesce(?, sent_at), lease_until = NULL"
+            " WHERE slug = ? AND subscriber_id = ? AND lease_owner = ?",
             rows,
         )
-        if bounced:
-            conn.executemany("UPDATE subscribers SET status = 'bounced', updated_at = ? WHERE id = ? AND status = 'active'", bounced)
+    return len(rows) - max(cur.rowcount, 0)
+
+
+def release(store: Store, slug: str, lease: Lease) -> int:
+    """Put back to `pending` the rows `lease.owner` still holds in `sending` (claimed, never handed
+    to a server: a run that stops returns them); return how many."""
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "UPDATE deliveries SET status = 'pending', lease_until = NULL WHERE slug = ? AND status = 'sending' AND lease_owner = ?",
+            (slug, lease.owner),
+        )
+    return cur.rowcount
+
+
+def in_progress(store: Store, now: dt.datetime | None = None) -> list[str]:
+    """The campaigns a sender can join now: with rows pending, or in `sending` under an expired lease."""
+    stamp = now_iso(now)
+    rows = store.conn.execute(
+        "SELECT slug FROM campaigns c WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.slug = c.slug"
+        " AND (d.status = 'pending' OR (d.status = 'sending' AND coalesce(d.lease_until, '') < ?))) ORDER BY started_at, slug",
+        (stamp,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def leased_campaigns(store: Store, now: dt.datetime | None = None) -> list[str]:
+    """The campaigns with rows in `sending` under a lease that has not expired (in flight somewhere)."""
+    rows = store.conn.execute(
+        "SELECT slug FROM campaigns c WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.slug = c.slug"
+        " AND d.status = 'sending' AND d.lease_until >= ?) ORDER BY started_at, slug",
+        (now_iso(now),),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def leased(store: Store, slug: str, now: dt.datetime | None = None) -> int:
+    """Rows of a campaign in `sending` under a lease that has not expired: messages in flight somewhere."""
+    row = store.conn.execute(
+        "SELECT count(*) FROM deliveries WHERE slug = ? AND status = 'sending' AND lease_until >= ?", (slug, now_iso(now))
+    ).fetchone()
+    return int(row[0])
 
 
 def counts(store: Store, slug: str) -> dict[str, int]:
@@ -255,7 +350,7 @@ def would_receive(store: Store, slug: str | None, *, late_joiners: bool, batch: 
             "SELECT s.id, s.address, s.name FROM subscribers s"
             " LEFT JOIN deliveries d ON d.slug = ? AND d.subscriber_id = s.id"
             " WHERE s.id > ? AND s.status = 'active'"
-            f" AND (d.status IN ('pending', 'sending', 'deferred') OR (d.status IS NULL AND (? OR ? IS NULL OR {JOINED} <= ?)))"
+            f" AND (d.status IN ('pending', 'sending', 'deferred') OR (d.status IS NULL AND (? OR ? IS NULL OR {_joined(store)} <= ?)))"
             " ORDER BY s.id LIMIT ?",
             (slug, last, late_joiners, started, started, batch),
         ).fetchall()

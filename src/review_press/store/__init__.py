@@ -1,0 +1,143 @@
+"""The store: every SQL statement review-press runs, behind one interface (`Store`).
+
+`open_store(config)` opens a site's store: PostgreSQL when `REVIEW_PRESS_DATABASE_URL` or
+`[store] url` names one (`postgres.PostgresStore`), else SQLite in `.review-press/press.db` (the
+embedded default, `SQLiteStore`). Subscribers, consent, suppression and erasure are `Store` methods
+(`base`); campaigns and the delivery ledger are the functions of `ledger`; the plain data and
+rules they share (addresses, rows, reports, timestamps) are in `model`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Mapping
+
+from ..config import Config, database_url_problem
+from ..errors import ConfigError, PressError
+from . import ledger
+from .base import Dialect, Store
+from .model import (
+    EXPORT_COLUMNS,
+    MAX_LISTED,
+    STATUSES,
+    SUPPRESSED,
+    Address,
+    Forget,
+    ImportReport,
+    ImportRow,
+    Refused,
+    RowProblem,
+    SecretMismatch,
+    Subscriber,
+    check_name,
+    now_iso,
+    parse_address,
+)
+from .sqlite import MIGRATIONS, SQLiteStore, db_path, storage_error
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "EXPORT_COLUMNS",
+    "MAX_LISTED",
+    "MIGRATIONS",
+    "STATUSES",
+    "SUPPRESSED",
+    "Address",
+    "Dialect",
+    "Forget",
+    "ImportReport",
+    "ImportRow",
+    "Refused",
+    "RowProblem",
+    "SQLiteStore",
+    "SecretMismatch",
+    "Store",
+    "Subscriber",
+    "check_name",
+    "database_url",
+    "db_path",
+    "explain_error",
+    "has_store",
+    "ledger",
+    "migrate",
+    "now_iso",
+    "open_store",
+    "parse_address",
+    "raw_errors",
+    "storage_error",
+    "upgrade",
+]
+
+
+DATABASE_URL_ENV = "REVIEW_PRESS_DATABASE_URL"
+
+
+def database_url(config: Config, environ: Mapping[str, str] | None = None) -> str | None:
+    """The PostgreSQL URL the site's store is at (the environment wins over press.toml), or None
+    for the SQLite file. A bad URL in the environment is a `ConfigError` that does not quote it."""
+    env = os.environ if environ is None else environ
+    url = env.get(DATABASE_URL_ENV, "").strip()
+    if url:
+        if problem := database_url_problem(url, password_allowed=True):
+            raise ConfigError(f"{DATABASE_URL_ENV} {problem}")
+        return url
+    return config.store.url or None
+
+
+def open_store(config: Config, environ: Mapping[str, str] | None = None) -> Store:
+    """Open the site's store: PostgreSQL if a URL is set (`database_url`), else the SQLite file
+    (created and migrated if needed)."""
+    url = database_url(config, environ)
+    if url is None:
+        return SQLiteStore.open(db_path(config))
+    from .postgres import PostgresStore  # psycopg is loaded only by sites that use it
+
+    return PostgresStore.open(url)
+
+
+def has_store(config: Config, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the site has a store yet (reading needs none: no store means no campaign)."""
+    return database_url(config, environ) is not None or db_path(config).exists()
+
+
+def raw_errors(config: Config) -> tuple[type[Exception], ...]:
+    """The database driver's own errors, which a read outside a transaction may raise unwrapped."""
+    if database_url(config) is None:
+        return (sqlite3.Error,)
+    import psycopg
+
+    return (sqlite3.Error, psycopg.Error)
+
+
+def explain_error(exc: Exception, config: Config) -> PressError:
+    """A driver error (one of `raw_errors()`) as a user reads it: busy, full, read-only, I/O or other."""
+    if isinstance(exc, sqlite3.Error):
+        return storage_error(exc, db_path(config))
+    from .postgres import pg_error, safe_url
+
+    return pg_error(exc, safe_url(database_url(config) or ""))  # type: ignore[arg-type]
+
+
+def migrate(config: Config, url: str) -> dict[str, int]:
+    """Copy the site's SQLite store into the empty PostgreSQL database at `url` (creating its
+    schema), verify the counts, and return them by table (`store migrate --to URL`)."""
+    from .copy import copy_store
+    from .postgres import PostgresStore
+
+    if problem := database_url_problem(url, password_allowed=True):
+        raise ConfigError(f"--to {problem}")
+    with SQLiteStore.open(db_path(config)) as source, PostgresStore.open(url) as target:
+        return copy_store(source, target).counts
+
+
+def upgrade(config: Config, environ: Mapping[str, str] | None = None) -> tuple[str, int | None, int]:
+    """Create or upgrade the site's store schema (`store upgrade`); return (where, before, after)."""
+    url = database_url(config, environ)
+    if url is None:
+        with SQLiteStore.open(db_path(config)) as store:
+            return (store.describe(), *store.upgrade())
+    from .postgres import PostgresStore
+
+    with PostgresStore.open(url, create=False, check=False) as store:
+        return (store.describe(), *store.upgrade())

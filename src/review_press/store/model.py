@@ -1,0 +1,201 @@
+"""What the store holds, as plain data and pure rules: a reader's address and name (validated),
+a subscriber row, an import's rows and report, the keyed hashes of erased addresses, and the
+one timestamp format every table uses. No SQL here: that is `base` (shared by every database),
+`sqlite` and `postgres`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
+
+from email_validator import EmailNotValidError, validate_email
+
+from ..errors import ConfigError
+
+STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+SUPPRESSED = ("unsubscribed", "bounced", "complained")  # an import or `add` never revives these
+EXPORT_COLUMNS = ("email", "name", "status", "consent_source", "consent_at", "consent_ip", "created_at", "updated_at")
+
+
+def now_iso(now: dt.datetime | None = None) -> str:
+    """A UTC timestamp in one fixed format, so that text comparison is time comparison."""
+    moment = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Address:
+    """A validated address: `address` to show, `envelope` for SMTP, `key` to find duplicates."""
+
+    address: str
+    envelope: str
+    key: str
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        """True when the local part is not ASCII: the server must offer SMTPUTF8."""
+        return not self.envelope.isascii()
+
+
+def parse_address(text: str) -> Address:
+    """Validate and normalize one address (IDN domains and Unicode local parts allowed).
+
+    Raises `ValueError` with the reason; callers turn it into a row problem or a `DeliveryError`.
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("no address")
+    if "\r" in text or "\n" in text:
+        raise ValueError("the address contains a line break")
+    try:
+        info = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+    envelope = info.ascii_email or f"{info.local_part}@{info.ascii_domain}"
+    return Address(address=info.normalized, envelope=envelope, key=f"{info.local_part.casefold()}@{info.ascii_domain.lower()}")
+
+
+def _unmailable(c: str) -> bool:
+    """A character no name may hold: a C0 or C1 control (tab and NUL included), a line or
+    paragraph separator (U+2028, U+2029), or a bidi embedding, override or isolate."""
+    o = ord(c)
+    return o < 0x20 or 0x7F <= o <= 0x9F or o in (0x2028, 0x2029) or 0x202A <= o <= 0x202E or 0x2066 <= o <= 0x2069
+
+
+def check_name(name: str) -> str:
+    """A display name, stripped; a line break (header injection), any other control character,
+    U+2028/U+2029 or a bidi control (a name no message could carry) raises `ValueError`."""
+    if "\r" in name or "\n" in name:
+        raise ValueError("the name contains a line break")
+    if len(name) > 200:
+        raise ValueError("the name is longer than 200 characters")
+    if bad := next((c for c in name if _unmailable(c)), None):
+        raise ValueError(f"the name contains a control character (U+{ord(bad):04X})")
+    return name.strip()
+
+
+_FORGOTTEN_LABEL = b"forgotten-address"
+_KEY_CHECK_LABEL = b"key check"  # no "@": never an address key, so never one of the hashes
+KEY_CHECK = "forget_key_check"  # its name in the settings table
+SECRET_DIFFERS = "the site secret differs from the one used when readers were forgotten: set REVIEW_PRESS_SECRET as before"
+
+
+class SecretMismatch(ConfigError):
+    """The site secret is not the one the erased addresses were hashed with: checking them with
+    it would let every one of them back, so nothing that adds a reader may run."""
+
+
+def _forget_key(secret: bytes) -> bytes:
+    """The key derived from the site secret for hashing erased addresses, and nothing else."""
+    return hmac.new(secret, _FORGOTTEN_LABEL, hashlib.sha256).digest()
+
+
+def forgotten_hash(secret: bytes, address_key: str) -> str:
+    """The keyed hash kept of an erased address: HMAC-SHA256 over its `Address.key`, under a key
+    derived from the site secret for this one purpose (so the table alone gives no address away)."""
+    return hmac.new(_forget_key(secret), address_key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def forget_key_check(secret: bytes) -> str:
+    """The check value kept beside the hashes (settings `KEY_CHECK`): the same keyed hash over a
+    fixed label, so a different secret is told apart without keeping the secret or any address."""
+    return hmac.new(_forget_key(secret), _KEY_CHECK_LABEL, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One row of the subscribers table."""
+
+    id: int
+    address: str
+    envelope: str
+    name: str
+    status: str
+    consent_source: str
+    consent_at: str | None
+    consent_ip: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A CSV row that was not imported: its line number and why."""
+
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One reader as an import brings them in (made by `importers` from a CSV row): what to store
+    if the address is new, and the status that decides what happens to a reader already stored.
+    There is no created_at: that is when the reader arrived in this store, the import's own time."""
+
+    line: int
+    address: Address
+    name: str
+    status: str
+    consent_source: str
+    consent_at: str | None
+    consent_ip: str | None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A row not imported because its address was erased at the reader's request (`forget`)."""
+
+    line: int
+    address: str
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did, counted by row: new readers by status, stored readers it suppressed,
+    rows of readers already on the list (unchanged), rows refused as forgotten, and bad rows.
+
+    `refused` and `problems` list the first `MAX_LISTED` of `forgotten` and `bad_rows`.
+    """
+
+    format: str = "CSV"
+    active: int = 0
+    pending: int = 0
+    unsubscribed: int = 0
+    bounced: int = 0
+    complained: int = 0
+    suppressed: int = 0
+    already: int = 0
+    forgotten: int = 0
+    refused: tuple[Refused, ...] = ()
+    bad_rows: int = 0
+    problems: tuple[RowProblem, ...] = ()
+
+    @property
+    def added(self) -> int:
+        """New readers, whatever their status."""
+        return self.active + self.pending + self.unsubscribed + self.bounced + self.complained
+
+    @property
+    def duplicates(self) -> int:
+        """Rows whose address was already on the list (stored, or earlier in the file)."""
+        return self.already + self.suppressed
+
+
+class Forget(Enum):
+    """How a `forget` ended: erased now, erased before (only the hash is left), or unknown."""
+
+    ERASED = "erased"
+    ALREADY = "already"
+    UNKNOWN = "unknown"
+
+
+MAX_LISTED = 1000  # rows an import report lists by line (all of them are counted)
+ForgottenPolicy = Literal["refuse", "keep", "clear"]

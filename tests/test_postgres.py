@@ -1,0 +1,316 @@
+"""The store on a real PostgreSQL server (see `pg_server`): the password never shown, schema
+versions checked, `store migrate` copying a SQLite store whole, publish on PostgreSQL, and many
+senders (`publish --workers`, `worker`) sharing a campaign while some are killed with SIGKILL or
+paused past their lease with SIGSTOP."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+import pg_server as pg
+import review_press
+from publishing import NEWSLETTER, smtp_table
+from review_press.campaigns import campaign_message_id
+from review_press.config import load_config
+from review_press.delivery.run import in_flight_limit
+from review_press.store import SQLiteStore, db_path, ledger
+from review_press.store.postgres import PostgresStore
+from smtp_servers import received, recording_server
+
+ONE_POST = {"2026-02-01-first.md": "---\ntitle: First\ndate: 2026-02-01\n---\n\nThe first letter.\n"}
+ENV = {"PYTHONPATH": str(Path(review_press.__file__).parents[1]), "NO_COLOR": "1", "COLUMNS": "200"}
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`python -m review_press ARGS` in a subprocess, with the test's environment plus `env`."""
+    full = {**os.environ, **ENV, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "review_press", *args], capture_output=True, text=True, env=full, timeout=timeout)
+
+
+def pg_env(url: str) -> dict[str, str]:
+    return {"REVIEW_PRESS_DATABASE_URL": url, "PGPASSWORD": pg.PASSWORD}
+
+
+def add_readers(root: Path, n: int, env: dict[str, str]) -> None:
+    """`n` readers through a real CSV import (r<i>@example.org)."""
+    csv = root / "readers.csv"
+    csv.write_text("email,name\n" + "".join(f"r{i}@example.org,Reader {i}\n" for i in range(n)))
+    done = cli("subscribers", "import", str(csv), "--site", str(root), env=env)
+    assert done.returncode == 0, done.stderr
+
+
+# --- the password, the URL, the schema ----------------------------------------------------------
+
+
+def test_a_password_in_press_toml_is_refused_without_being_shown(make_site: Callable[..., Path], pg_server: pg.Server) -> None:
+    root = make_site(ONE_POST, NEWSLETTER + f'[store]\nurl = "postgresql://press:{pg.PASSWORD}@127.0.0.1:{pg_server.port}/postgres"\n')
+    done = cli("subscribers", "count", "--site", str(root))
+    assert done.returncode == 1
+    assert "press.toml:" in done.stderr and "PGPASSWORD or ~/.pgpass" in done.stderr
+    assert pg.PASSWORD not in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_password_comes_from_pgpassword_and_is_never_shown(make_site: Callable[..., Path], pg_url: str, tmp_path: Path) -> None:
+    root = make_site(ONE_POST, NEWSLETTER)
+    wrong = cli("subscribers", "add", "ann@example.org", "--site", str(root), env={**pg_env(pg_url), "PGPASSWORD": "not-it-" + pg.PASSWORD})
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
+    assert "cannot use the database at postgresql://press@127.0.0.1" in wrong.stderr
+    assert pg.PASSWORD not in wrong.stdout + wrong.stderr
+    good = cli("subscribers", "add", "ann@example.org", "--site", str(root), env=pg_env(pg_url))
+    assert good.returncode == 0, good.stderr
+    counted = cli("subscribers", "count", "--site", str(root), env=pg_env(pg_url))
+    assert "active" in counted.stdout and "1" in counted.stdout
+    # ~/.pgpass works as libpq's other source
+    (tmp_path / "pgpass").write_text(f"127.0.0.1:*:*:press:{pg.PASSWORD}\n")
+    (tmp_path / "pgpass").chmod(0o600)
+    via_file = cli(
+        "subscribers",
+        "count",
+        "--site",
+        str(root),
+        env={"REVIEW_PRESS_DATABASE_URL": pg_url, "PGPASSWORD": "", "PGPASSFILE": str(tmp_path / "pgpass")},
+    )
+    assert via_file.returncode == 0, via_file.stderr
+    assert not (root / ".review-press" / "press.db").exists()  # the SQLite file was never made
+    for done in (wrong, good, counted, via_file):
+        assert pg.PASSWORD not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "postgresql://h:notaport/x", "not a url at all"])
+def test_a_bad_database_url_in_the_environment_is_a_clear_error(make_site: Callable[..., Path], url: str) -> None:
+    root = make_site(ONE_POST, NEWSLETTER)
+    done = cli("subscribers", "count", "--site", str(root), env={"REVIEW_PRESS_DATABASE_URL": url})
+    assert done.returncode == 1 and "REVIEW_PRESS_DATABASE_URL" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_older_or_newer_schema_is_refused_and_store_upgrade_creates_one(make_site: Callable[..., Path], pg_url: str) -> None:
+    root = make_site(ONE_POST, NEWSLETTER)
+    created = cli("store", "upgrade", "--site", str(root), env=pg_env(pg_url))
+    assert created.returncode == 0 and "schema version none -> 4" in created.stdout, created.stdout + created.stderr
+    again = cli("store", "upgrade", "--site", str(root), env=pg_env(pg_url))
+    assert "up to date" in again.stdout
+    for version, words in ((3, ["older", "review-press store upgrade"]), (99, ["newer", "upgrade review-press"])):
+        with PostgresStore.open(pg_url, check=False) as store:
+            store.conn.execute("UPDATE schema_version SET version = ?", (version,))
+        done = cli("subscribers", "count", "--site", str(root), env=pg_env(pg_url))
+        assert done.returncode == 1 and all(w in done.stderr for w in words), done.stderr
+        assert "Traceback" not in done.stderr
+
+
+# --- the store's rules, on PostgreSQL ----------------------------------------------------------
+
+
+def test_suppression_erasure_and_import_keep_their_rules_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    from review_press.importers import import_csv
+
+    secret = b"k" * 32
+    with PostgresStore.open(pg_url) as store:
+        ann, bob = store.add("ann@example.org", "Ann"), store.add("Bob@Example.org")
+        assert ledger.fill(store, "p1", late_joiners=True) == 2
+        assert store.unsubscribe(ann.id)
+        claimed = ledger.claim(store, "p1", 10, lambda i: f"<{i}@x>", ledger.Lease("me", 60))
+        assert [c.subscriber_id for c in claimed.claims] == [bob.id]  # the unsubscribe committed first stops her message
+        assert store.forget("bob@example.org", secret).value == "erased"
+        with pytest.raises(review_press.DeliveryError, match="erased at the reader's request"):
+            store.add("BOB@example.org", secret=secret)
+    # the erased reader's id is never given again; an import suppresses, never revives, and refuses the erased
+    export = tmp_path / "list.csv"
+    export.write_text(
+        "email,name,status\ncarl@example.org,Carl,active\nann@example.org,Ann,active\n"
+        "bob@example.org,Bob,active\ndee@example.org,Dee,unsubscribed\ncarl@example.org,Carl,bounced\n"
+    )
+    with PostgresStore.open(pg_url) as store:
+        report = import_csv(store, export, secret=secret)
+        assert (report.bounced, report.already, report.forgotten, report.unsubscribed) == (1, 2, 1, 1), report
+        statuses = {s.address: s.status for s in store.iter_subscribers()}
+        assert statuses == {"ann@example.org": "unsubscribed", "carl@example.org": "bounced", "dee@example.org": "unsubscribed"}
+        assert min(s.id for s in store.iter_subscribers() if s.address != "ann@example.org") > bob.id
+
+
+# --- store migrate ---------------------------------------------------------------------------
+
+
+def _tables(conn: object, query: Callable[[str], list[tuple[object, ...]]]) -> dict[str, list[tuple[object, ...]]]:
+    from review_press.store.copy import TABLES
+
+    return {t: [tuple(r) for r in query(f"SELECT {', '.join(cols)} FROM {t} ORDER BY {order}")] for t, cols, order in TABLES}
+
+
+def test_store_migrate_copies_everything_and_refuses_a_used_database(make_site: Callable[..., Path], pg_url: str) -> None:
+    root = make_site(ONE_POST, NEWSLETTER)
+    secret_env = {"REVIEW_PRESS_SECRET": "s" * 40}
+    for address in ("ann@example.org", "bob@example.org", "zoë@example.org", "dan@example.org", "eve@example.org"):
+        assert cli("subscribers", "add", address, "--site", str(root), env=secret_env).returncode == 0
+    assert cli("subscribers", "unsubscribe", "bob@example.org", "--site", str(root), env=secret_env).returncode == 0
+    assert cli("subscribers", "forget", "eve@example.org", "--site", str(root), env=secret_env).returncode == 0
+    sent = cli("publish", "--site", str(root), env=secret_env)  # into the Maildir outbox
+    assert sent.returncode == 0, sent.stderr
+    with SQLiteStore.open(db_path(load_config(root))) as source:
+        source.conn.execute("UPDATE deliveries SET status = 'sending', lease_owner = 'gone', lease_until = 'x' WHERE subscriber_id = 1")
+        high = source.id_high_water()
+        before = _tables(source, lambda q: source.conn.execute(q).fetchall())
+    moved = cli("store", "migrate", "--to", pg_url, "--site", str(root), env={"PGPASSWORD": pg.PASSWORD})
+    assert moved.returncode == 0, moved.stderr
+    assert "subscribers: 4" in moved.stdout and "deliveries: 3" in moved.stdout and pg.PASSWORD not in moved.stdout
+    with PostgresStore.open(pg_url) as target:
+        after = _tables(target, lambda q: target.conn.execute(q).fetchall())
+        assert target.id_high_water() == high == 5
+    in_doubt = [r for r in before["deliveries"] if r[2] == "sending"]
+    assert len(in_doubt) == 1
+    expected = {
+        **before,
+        "deliveries": [(*r[:2], "pending", *r[3:10], None, None) if r[2] == "sending" else r for r in before["deliveries"]],
+    }
+    assert after == expected  # every row of every table, the in-flight one put back to pending
+    again = cli("store", "migrate", "--to", pg_url, "--site", str(root), env={"PGPASSWORD": pg.PASSWORD})
+    assert again.returncode == 1 and "is not empty" in again.stderr and "Traceback" not in again.stderr
+    # the site on PostgreSQL: the forgotten reader stays refused, the sent post is not sent again
+    env = {**secret_env, **pg_env(pg_url)}
+    assert cli("subscribers", "add", "eve@example.org", "--site", str(root), env=env).returncode == 1
+    rerun = cli("publish", "--site", str(root), env=env)
+    assert rerun.returncode == 0 and "1 sent" in rerun.stdout, rerun.stdout + rerun.stderr  # only the in-doubt row, once more
+
+
+# --- publish and workers ---------------------------------------------------------------------
+
+
+def test_sqlite_says_why_it_cannot_have_workers(make_site: Callable[..., Path]) -> None:
+    root = make_site(ONE_POST, NEWSLETTER)
+    many = cli("publish", "--workers", "3", "--site", str(root))
+    assert many.returncode == 1 and "--workers 3 needs PostgreSQL" in many.stderr and "Traceback" not in many.stderr
+    joined = cli("worker", "--site", str(root))
+    assert joined.returncode == 1 and "worker needs PostgreSQL" in joined.stderr
+
+
+def test_publish_on_postgresql_sends_everyone_once(make_site: Callable[..., Path], pg_url: str, tmp_path: Path) -> None:
+    with recording_server(tmp_path) as (port, record):
+        root = make_site(ONE_POST, NEWSLETTER + smtp_table(port))
+        env = pg_env(pg_url)
+        add_readers(root, 60, env)
+        first = cli("publish", "--site", str(root), env=env)
+        assert first.returncode == 0 and "60 sent" in first.stdout, first.stdout + first.stderr
+        again = cli("publish", "--site", str(root), env=env)
+        assert again.returncode == 0 and "nothing to send" in again.stdout
+        got = received(record)
+    with PostgresStore.open(pg_url) as store:
+        ids = [s.id for s in store.iter_subscribers()]
+    assert got == {campaign_message_id("first", i, "example.org"): 1 for i in ids}
+
+
+def _senders(parent: psutil.Process) -> list[psutil.Process]:
+    """The sending processes `publish --workers` started (spawned Python children)."""
+    return [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]  # not multiprocessing's resource tracker
+
+
+def _in_doubt_of(url: str, pid: int) -> set[str]:
+    """Message-IDs of rows a killed sender (by its pid) held in `sending`: the only ones that may go twice."""
+    with PostgresStore.open(url) as store:
+        rows = store.conn.execute("SELECT message_id, lease_owner FROM deliveries WHERE status = 'sending'").fetchall()
+    return {m for m, owner in rows if owner and owner.split(":")[1] == str(pid)}
+
+
+@pytest.mark.slow
+def test_four_workers_and_a_joining_worker_share_a_campaign_two_killed_with_sigkill(
+    make_site: Callable[..., Path], pg_url: str, tmp_path: Path
+) -> None:
+    readers, batch, concurrency = 20_000, 100, 2
+    with recording_server(tmp_path) as (port, record):
+        root = make_site(ONE_POST, NEWSLETTER + smtp_table(port) + "\n[store]\nlease_seconds = 3\n")
+        env = pg_env(pg_url)
+        add_readers(root, readers, env)
+        full = {**os.environ, **ENV, **env}
+        rng = random.Random(int(os.environ.get("KILL_SEED", time.time())))
+        publisher = subprocess.Popen(
+            [sys.executable, "-m", "review_press", "publish", "--workers", "4", "--site", str(root)],
+            env=full,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while sum(received(record).values()) < 500 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        joiner = subprocess.Popen(
+            [sys.executable, "-m", "review_press", "worker", "--site", str(root)],
+            env=full,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        senders = _senders(psutil.Process(publisher.pid))
+        assert len(senders) == 4
+        doubtful: set[str] = set()
+        for victim in rng.sample(senders, 2):
+            time.sleep(rng.uniform(0.2, 2.0))
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+            doubtful |= _in_doubt_of(pg_url, victim.pid)
+        out, err = publisher.communicate(timeout=600)
+        _, joined_err = joiner.communicate(timeout=600)
+        assert "Traceback" not in err + joined_err
+        assert joiner.returncode == 0, joined_err
+        assert "ended with exit code -9" in out + err  # publish says two of its senders died
+        rerun = cli("publish", "--site", str(root), env=env)
+        assert rerun.returncode == 0 and "nothing to send" in rerun.stdout, rerun.stdout + rerun.stderr
+        got = received(record)
+    with PostgresStore.open(pg_url) as store:
+        ids = [s.id for s in store.iter_subscribers()]
+        left = dict(store.conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
+    assert left == {"sent": readers}
+    assert set(got) == {campaign_message_id("first", i, "example.org") for i in ids}  # every reader
+    duplicated = {m for m, n in got.items() if n > 1}
+    assert duplicated <= doubtful  # only what a killed sender had in flight
+    assert len(duplicated) <= 2 * in_flight_limit(batch, concurrency)
+    assert max(got.values()) <= 2
+    print(f"workers: {readers} readers, duplicates={len(duplicated)}, in doubt at the kills={len(doubtful)}")
+
+
+@pytest.mark.slow
+def test_a_sender_paused_past_its_lease_does_not_record_over_the_one_that_took_its_rows(
+    make_site: Callable[..., Path], pg_url: str, tmp_path: Path
+) -> None:
+    readers = 1500
+    with recording_server(tmp_path) as (port, record):
+        root = make_site(ONE_POST, NEWSLETTER + smtp_table(port, rate_per_second=150) + "\n[store]\nlease_seconds = 2\n")
+        env = pg_env(pg_url)
+        add_readers(root, readers, env)
+        full = {**os.environ, **ENV, **env}
+        paused = subprocess.Popen(
+            [sys.executable, "-m", "review_press", "publish", "--site", str(root)],
+            env=full,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while sum(received(record).values()) < 200 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        paused.send_signal(signal.SIGSTOP)
+        with PostgresStore.open(pg_url) as store:
+            held = store.conn.execute("SELECT subscriber_id, lease_owner FROM deliveries WHERE status = 'sending'").fetchall()
+        assert held  # it was paused with messages in flight
+        taker = cli("worker", "--site", str(root), env=env, timeout=300)  # takes the rest, and the paused one's rows after 2 s
+        assert taker.returncode == 0, taker.stderr
+        paused.send_signal(signal.SIGCONT)
+        _, err = paused.communicate(timeout=120)
+        assert "Traceback" not in err
+        got = received(record)
+    assert "results not recorded: another sender had taken those messages over" in err
+    with PostgresStore.open(pg_url) as store:
+        rows = dict(store.conn.execute("SELECT subscriber_id, lease_owner FROM deliveries").fetchall())
+        statuses = dict(store.conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
+    assert statuses == {"sent": readers}
+    paused_owner = held[0][1]
+    assert all(rows[sid] != paused_owner for sid, _ in held)  # each taken row recorded once, by the sender that took it
+    assert len(got) == readers and max(got.values()) <= 2
+    assert sum(n - 1 for n in got.values()) <= len(held)  # duplicates: at most what it had in flight
