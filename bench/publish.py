@@ -86,9 +86,10 @@ t0 = time.perf_counter()
 report = publish(Path(sys.argv[1]), PublishOptions(batch_size=int(sys.argv[2]), workers=int(sys.argv[3])), progress=progress)
 elapsed = time.perf_counter() - t0
 post = report.posts[0]
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"seconds": elapsed, "send_seconds": marks["last"] - marks["first"] if marks else elapsed, "sent": post.sent,
-                  "failed": post.failed, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "child_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+                  "failed": post.failed, "rss_mb": me.ru_maxrss / 1024, "child_rss_mb": kids.ru_maxrss / 1024,
+                  "cpu_seconds": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime}))
 """
 
 COUNTING_SINK = """
@@ -195,6 +196,21 @@ class Run:
     imported: dict[str, float]
     sent: dict[str, float]
     received: int
+    cpu: dict[str, float]  # CPU seconds during the publish: the machine's, the sink's, the database server's
+
+
+def cpu_snapshot(sink_pid: int) -> dict[str, float]:
+    """CPU seconds used so far: by the whole machine (busy time), the sink, PostgreSQL's processes."""
+    import psutil
+
+    t = psutil.cpu_times()
+    busy = t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
+    sink = sum(psutil.Process(sink_pid).cpu_times()[:2])
+    pg = 0.0  # the server and its backends, and (in the server's children times) the backends that have exited
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        if proc.info["name"] == "postgres" and proc.info["cpu_times"]:
+            pg += sum(proc.info["cpu_times"][:4])
+    return {"machine": busy, "sink": sink, "postgres": pg}
 
 
 def run_once(args: argparse.Namespace, db: str, workers: int) -> Run:
@@ -212,13 +228,15 @@ def run_once(args: argparse.Namespace, db: str, workers: int) -> Run:
         log = root / "sink.log"
         sink = start_sink(args.sink, port, log)
         try:
+            before = cpu_snapshot(sink.pid)
             sent = child(PUBLISH, str(root), str(args.batch), str(workers), env=env)
+            after = cpu_snapshot(sink.pid)
         finally:
             count = stop_sink(sink, log)
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     label = "SQLite, 1 sender" if db == "sqlite" else f"PostgreSQL, {workers} sender{'s' if workers > 1 else ''}"
-    return Run(label, imported, sent, count)
+    return Run(label, imported, sent, count, {k: after[k] - before[k] for k in after})
 
 
 def show(args: argparse.Namespace, run: Run) -> None:
@@ -236,6 +254,12 @@ def show(args: argparse.Namespace, run: Run) -> None:
         + (f"; largest sender process {sent['child_rss_mb']:.0f} MB" if sent["child_rss_mb"] else "")
     )
     print(f"sink ({sink_name}, {args.concurrency} connections per sender, batch {args.batch}): {run.received:,} messages received")
+    cores, wall = os.cpu_count() or 1, sent["seconds"]
+    print(
+        f"CPU during publish:  machine busy {run.cpu['machine'] / (wall * cores):.0%} of {cores} cores;"
+        f" review-press {sent['cpu_seconds']:.1f} s, sink {run.cpu['sink']:.1f} s, PostgreSQL {run.cpu['postgres']:.1f} s"
+        f" ({sent['cpu_seconds'] * 1000 / max(sent['sent'], 1):.2f} ms of review-press CPU per message)"
+    )
 
 
 def main() -> None:

@@ -64,6 +64,11 @@ class Script:
     drop: bool = False
     stall: float = 0.0
     times: int = 0
+    pipelining: bool = False  # advertise PIPELINING (RFC 2920): the client then sends MAIL, RCPT and DATA at once
+    domain_reply: dict[str, str] = field(default_factory=dict)  # recipient domain -> DATA reply, for its first `times` attempts
+
+
+PIPELINING = False  # the default for every server; a test module may turn it on for all its servers
 
 
 class Handler:
@@ -81,6 +86,8 @@ class Handler:
         with self._lock:
             self.sessions += 1
         session.host_name = hostname
+        if self.script.pipelining or PIPELINING:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
@@ -102,6 +109,8 @@ class Handler:
             return "250 2.0.0 never seen"
         if scripted and s.data_reply:
             return s.data_reply
+        if scripted and (reply := s.domain_reply.get(rcpt.rpartition("@")[2])):
+            return reply
         for r in envelope.rcpt_tos:
             self._record(r, envelope.content)
         return "250 2.0.0 OK queued"

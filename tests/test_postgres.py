@@ -5,6 +5,7 @@ paused past their lease with SIGSTOP."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import signal
@@ -314,3 +315,53 @@ def test_a_sender_paused_past_its_lease_does_not_record_over_the_one_that_took_i
     assert all(rows[sid] != paused_owner for sid, _ in held)  # each taken row recorded once, by the sender that took it
     assert len(got) == readers and max(got.values()) <= 2
     assert sum(n - 1 for n in got.values()) <= len(held)  # duplicates: at most what it had in flight
+
+
+# --- rate limits every sender shares ---------------------------------------------------------
+
+QUOTA_RACE = """
+import os, sys, datetime as dt
+from review_press.store import ledger
+from review_press.store.postgres import PostgresStore
+now = dt.datetime(2026, 11, 30, 9, 0, 0, 500000, tzinfo=dt.UTC)  # one fixed second: every grant is from the same window
+with PostgresStore.open(sys.argv[1]) as store:
+    got = sum(ledger.take_quota(store, 3, ledger.Limits(per_second=100, per_hour=1000), now=now) for _ in range(60))
+print(got)
+"""
+
+
+def test_the_shared_rate_limit_is_never_over_granted_by_senders_racing_for_it(pg_url: str) -> None:
+    with PostgresStore.open(pg_url):
+        pass  # the schema
+    env = {**os.environ, **ENV, "PGPASSWORD": pg.PASSWORD}
+    racers = [subprocess.Popen([sys.executable, "-c", QUOTA_RACE, pg_url], env=env, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    granted = [int(p.communicate(timeout=120)[0]) for p in racers]
+    assert sum(granted) == 100  # 4 processes x 60 asks x 3 each, one second's allowance of 100: exactly that, never more
+    later = dt.datetime(2026, 11, 30, 9, 0, 1, tzinfo=dt.UTC)
+    with PostgresStore.open(pg_url) as store:
+        limits = ledger.Limits(per_second=100, per_hour=300)  # the race used 100 of this hour
+        assert ledger.take_quota(store, 250, limits, now=later) == 100  # the next second has its own allowance
+        assert ledger.take_quota(store, 1000, limits, now=later + dt.timedelta(seconds=5)) == 100
+        assert ledger.take_quota(store, 1000, limits, now=later + dt.timedelta(seconds=9)) == 0  # the hour's 300 are used
+        assert ledger.take_quota(store, 10, limits, now=later + dt.timedelta(hours=1)) == 10
+        names = [r[0] for r in store.conn.execute("SELECT name FROM send_windows ORDER BY name").fetchall()]
+    assert len(names) == 3  # finished windows are removed: this second's, this hour's and the hour before
+
+
+def test_slow_rates_get_windows_longer_than_a_second(pg_url: str) -> None:
+    limits = ledger.Limits(per_second=0.25)
+    start = dt.datetime(2026, 11, 30, 9, 0, 0, tzinfo=dt.UTC)
+    with PostgresStore.open(pg_url) as store:
+        grants = [ledger.take_quota(store, 5, limits, now=start + dt.timedelta(seconds=s)) for s in range(8)]
+    assert grants == [1, 0, 0, 0, 1, 0, 0, 0]  # one message per four seconds
+
+
+def test_workers_with_a_shared_rate_limit_still_send_everyone_once(make_site: Callable[..., Path], pg_url: str, tmp_path: Path) -> None:
+    with recording_server(tmp_path) as (port, record):
+        root = make_site(ONE_POST, NEWSLETTER + smtp_table(port, rate_per_second=150))
+        env = pg_env(pg_url)
+        add_readers(root, 300, env)
+        done = cli("publish", "--workers", "2", "--site", str(root), env=env)
+        assert done.returncode == 0 and "300 sent" in done.stdout, done.stdout + done.stderr
+        got = received(record)
+    assert len(got) == 300 and max(got.values()) == 1

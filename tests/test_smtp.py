@@ -8,12 +8,19 @@ import time
 
 import pytest
 
+import smtp_servers
 from review_press.delivery.smtp import Breaker, Envelope, Job, Policy, Pool, RateLimiter, SmtpConnector, classify
 from review_press.errors import DeliveryError
 from review_press.store.ledger import Claim, Result
 from smtp_servers import Script, smtp_server
 
 FAST = Policy(max_attempts=3, backoff_base=0.01, backoff_cap=0.05, window=1000, min_samples=1000)
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["one-by-one", "pipelined"])
+def _pipelining(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs against a server without PIPELINING and one with it (RFC 2920)."""
+    monkeypatch.setattr(smtp_servers, "PIPELINING", request.param)
 
 
 def render(claim: Claim) -> Envelope:
@@ -178,3 +185,74 @@ def test_unicode_local_parts_go_out_with_smtputf8() -> None:
         results = run(port, [item])
     assert results[1].status == "sent"
     assert server.recipients() == {"josé@example.org": 1}
+
+
+def test_pipelining_is_used_when_offered_and_sends_each_message_once() -> None:
+    """With PIPELINING offered, MAIL, RCPT and DATA go in one write (the server sees them all
+    before it answers the first); a refused recipient in the middle of a pipelined session costs
+    no other message."""
+    script = Script(rcpt={"r2@example.org": "550 5.1.1 no such user"}, pipelining=True)
+    with smtp_server(script) as (server, port):
+        results = run(port, claims(5), concurrency=1)
+    assert [results[i].status for i in range(1, 6)] == ["sent", "bounced", "sent", "sent", "sent"]
+    assert server.recipients() == {f"r{i}@example.org": 1 for i in (1, 3, 4, 5)}
+    assert server.sessions == 1
+
+
+def test_with_pipelining_the_client_sends_mail_rcpt_and_data_before_any_reply() -> None:
+    """A raw server that answers nothing until it holds MAIL, RCPT and DATA: a client that waited
+    for each reply (no pipelining) would time out here."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(5)
+            conn.sendall(b"220 raw ESMTP\r\n")
+            buf = b""
+            while b"\r\n" not in buf:
+                buf += conn.recv(4096)
+            conn.sendall(b"250-raw\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            buf = b""
+            while b"DATA\r\n" not in buf:
+                buf += conn.recv(4096)
+            seen.append(buf)
+            conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n")
+            body = b""
+            while b"\r\n.\r\n" not in body:
+                body += conn.recv(65536)
+            seen.append(body)
+            conn.sendall(b"250 2.0.0 queued as RAW1\r\n")
+            rest = conn.recv(4096)
+            seen.append(rest)
+            conn.sendall(b"221 bye\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    connection = SmtpConnector("127.0.0.1", listener.getsockname()[1], starttls=False, timeout=3).open()
+    reply = connection.send(render(claims(1)[0]))
+    connection.close()
+    thread.join(5)
+    listener.close()
+    assert reply == "250 2.0.0 queued as RAW1"
+    assert seen[0] == b"MAIL FROM:<a@example.org>\r\nRCPT TO:<r1@example.org>\r\nDATA\r\n"  # one write, before any reply
+    assert seen[1].endswith(b"Hello\r\n.\r\n")
+    assert seen[2].upper() == b"QUIT\r\n"
+
+
+@pytest.mark.parametrize("recipient", ["r1@example.org\r\nRCPT TO:<x@evil.example>", "r1@example.org>", "<r1@example.org"])
+def test_an_envelope_address_with_a_line_break_or_bracket_is_refused_not_sent(recipient: str) -> None:
+    with smtp_server() as (server, port):
+        connection = SmtpConnector("127.0.0.1", port, starttls=False, timeout=5).open()
+        try:
+            with pytest.raises(Exception, match="not an envelope address") as caught:
+                connection.send(Envelope("a@example.org", recipient, b"Subject: x\r\n\r\nhi\r\n"))
+            assert getattr(caught.value, "temporary", None) is False
+            assert connection.send(render(claims(1)[0])).startswith("250")  # the session is still good
+        finally:
+            connection.close()
+    assert server.recipients() == {"r1@example.org": 1}

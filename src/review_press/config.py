@@ -61,6 +61,7 @@ class SmtpConfig:
     concurrency: int = 4
     rate_per_second: float = 0.0
     rate_per_hour: int = 0
+    domain_backoff_seconds: float = 60.0  # a domain answering 421/450/451 is left alone this long (doubling)
     max_attempts: int = 5
     dkim_key_file: str = ""
     dkim_selector: str = ""
@@ -272,6 +273,7 @@ _SMTP = (
     _Field("concurrency", int, check=_positive),
     _Field("rate_per_second", (int, float), check=_non_negative),
     _Field("rate_per_hour", int, check=_non_negative),
+    _Field("domain_backoff_seconds", (int, float), check=_positive),
     _Field("max_attempts", int, check=_positive),
     _Field("dkim_key_file", str),
     _Field("dkim_selector", str),

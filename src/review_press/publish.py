@@ -223,11 +223,18 @@ def _send(
     The breaker raises `SendingStopped` with what was done so far (`partial_report`)."""
     config, now = s.config, _now(options)
     smtp = config.smtp
-    limiter = RateLimiter(
-        smtp.rate_per_second if smtp else 0.0,
-        smtp.rate_per_hour if smtp else 0,
-        used_this_hour=ledger.sent_since(store, now - dt.timedelta(hours=1)) if smtp and smtp.rate_per_hour else 0,
-    )
+    limits = ledger.Limits(smtp.rate_per_second, smtp.rate_per_hour) if smtp else ledger.Limits()
+    quota = None
+    if store.dialect.many_senders and (limits.per_second or limits.per_hour):
+        # shared by every sender through the store; the local buckets only smooth this process's share
+        quota = partial(ledger.take_quota, store, limits=limits)
+        limiter = RateLimiter(limits.per_second, 0)
+    else:
+        limiter = RateLimiter(
+            limits.per_second,
+            limits.per_hour,
+            used_this_hour=ledger.sent_since(store, now - dt.timedelta(hours=1)) if limits.per_hour else 0,
+        )
     secret = site_secret(config)
     runs: list[CampaignRun] = []
     for campaign in due:
@@ -248,6 +255,8 @@ def _send(
                 s.lease,
                 progress,
                 stop,
+                quota,
+                smtp.domain_backoff_seconds if smtp else 60.0,
             )
             runs.append(dataclasses.replace(done, slug=post.slug))  # the post's slug now, not the campaign's key
             if done.stopped:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import os
 import re
@@ -93,7 +92,7 @@ def site_secret(config: Config) -> bytes:
 
 
 def _mac(secret: bytes, packed_id: bytes) -> bytes:
-    return hmac.new(secret, _PURPOSE + packed_id, hashlib.sha256).digest()[:_MAC_BYTES]
+    return hmac.digest(secret, _PURPOSE + packed_id, "sha256")[:_MAC_BYTES]  # the one-shot C path: one per message sent
 
 
 def _permute(secret: bytes, block: bytes, inverse: bool = False) -> bytes:
@@ -103,8 +102,8 @@ def _permute(secret: bytes, block: bytes, inverse: bool = False) -> bytes:
     for r in rounds:
         if inverse:
             left, right = right, left
-        mask = hmac.new(secret, b"id-mask:" + bytes([r]) + right, hashlib.sha256).digest()[:4]
-        left = bytes(a ^ b for a, b in zip(left, mask, strict=True))
+        mask = hmac.digest(secret, b"id-mask:" + bytes([r]) + right, "sha256")[:4]
+        left = (int.from_bytes(left, "big") ^ int.from_bytes(mask, "big")).to_bytes(4, "big")
         if not inverse:
             left, right = right, left
     return left + right

@@ -15,6 +15,7 @@ everything say nothing about the readers, so a plain re-run tries them again.
 
 from __future__ import annotations
 
+import datetime as dt
 import queue
 import signal
 import threading
@@ -29,6 +30,7 @@ from ..store import Store, ledger
 from .smtp import Envelope, Job, Pool
 
 SETTLE_EVERY = 0.5  # seconds: results never wait longer than this to be committed
+QUOTA_WAIT = 0.05  # seconds between asks when the shared rate limit is used up for now
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,13 @@ def stop_on_signals(stop: StopRequest, signals: tuple[int, ...] = (signal.SIGINT
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
+def _wait_until(moment: str, stop: StopRequest | None) -> None:
+    """Sleep until `moment` (a `now_iso` time) or a stop request, in short steps."""
+    end = dt.datetime.strptime(moment, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    while (stop is None or not stop.is_set()) and dt.datetime.now(dt.UTC) < end:
+        time.sleep(min(0.2, max(0.0, (end - dt.datetime.now(dt.UTC)).total_seconds())))
+
+
 def in_flight_limit(batch: int, concurrency: int) -> int:
     """The most rows a run keeps in `sending` at once: the bound on duplicates after a kill."""
     return max(2 * batch, concurrency)
@@ -147,12 +156,18 @@ def send_campaign(
     lease: ledger.Lease,
     progress: Callable[[Progress], None] | None = None,
     stop: StopRequest | None = None,
+    quota: Callable[[int], int] | None = None,
+    backoff_base: float = 60.0,
 ) -> CampaignRun:
     """Send one post's pending rows through `pool` (which this closes), keeping within the in-flight limit.
 
     Rows are claimed under `lease` and the lease is renewed while they are in flight, so other
     senders sharing the campaign (PostgreSQL) never take them; a row whose lease this sender lost
-    is not settled by it (`lost`). Stops after the messages in flight when `stop` is set (or a
+    is not settled by it (`lost`). `quota(n)` (the rate limits all senders share, counted in the
+    store) says how many of a batch may be claimed now; 0 pauses claiming briefly. A destination
+    domain that answers 421/450/451 backs off for every sender (`ledger.back_off`, from
+    `backoff_base` seconds): its rows wait while the others go, and the run waits for the pause
+    to end before it is done. Stops after the messages in flight when `stop` is set (or a
     KeyboardInterrupt arrives, which then sets it) or the breaker trips. Rows deferred in this run
     are not claimed again in it, so a run always ends.
     """
@@ -163,6 +178,7 @@ def send_campaign(
     failures: Counter[str] = Counter()
     started = time.monotonic()
     outstanding, exhausted, buffer, settled_at, renewed_at, lost = 0, False, [], started, started, 0
+    throttled_until = 0.0
 
     def report() -> None:
         if progress:
@@ -190,16 +206,30 @@ def send_campaign(
             try:
                 if stop is not None and stop.is_set():
                     pool.stop()
+                while True:
+                    try:
+                        domain, reply = pool.backoffs.get_nowait()
+                    except queue.Empty:
+                        break
+                    ledger.back_off(store, domain, reply, backoff_base)
                 if outstanding and time.monotonic() - renewed_at > lease.seconds / 4:
                     ledger.renew(store, slug, lease)
                     renewed_at = time.monotonic()
-                while not exhausted and not halted() and outstanding + batch <= limit:
-                    claimed = ledger.claim(store, slug, batch, message_id, lease)
+                while not exhausted and not halted() and outstanding + batch <= limit and time.monotonic() >= throttled_until:
+                    allowed = quota(batch) if quota is not None else batch
+                    if allowed == 0:  # every sender's share of this window is used up
+                        throttled_until = time.monotonic() + QUOTA_WAIT
+                        break
+                    claimed = ledger.claim(store, slug, allowed, message_id, lease)
                     tally["skipped"] += claimed.skipped
                     exhausted = not claimed.claims and not claimed.skipped
                     for c in claimed.claims:
                         pool.submit(Job(c, render))
                         outstanding += 1
+                if outstanding == 0 and exhausted and not halted() and (ends := ledger.backoff_ends(store, slug)):
+                    _wait_until(ends, stop)  # only domains that asked for a pause have messages left: wait it out
+                    exhausted = False
+                    continue
                 if outstanding == 0 and (exhausted or halted()):
                     break
                 try:

@@ -71,13 +71,17 @@ class Dialect:
     """The pieces of SQL and the abilities that differ between databases.
 
     `greatest` is the two-argument maximum (`max` in SQLite, `greatest` in PostgreSQL);
-    `skip_locked` ends a claiming SELECT so concurrent senders take different rows;
+    `domain_of` the lower-cased domain of a subscriber `s`'s envelope address;
+    `skip_locked` ends a claiming SELECT so concurrent senders take different rows, and
+    `for_update` a SELECT whose rows the transaction must hold until it commits;
     `many_senders` says whether several processes may send one campaign at once.
     """
 
     name: str
     greatest: str
+    domain_of: str
     skip_locked: str
+    for_update: str
     many_senders: bool
 
 
@@ -117,6 +121,11 @@ class Store(ABC):
     @abstractmethod
     def set_id_high_water(self, value: int) -> None:
         """Make the next subscriber id greater than `value` (after a copy; inside its transaction)."""
+
+    def refresh_statistics(self) -> None:
+        """After a large change to the ledger (a campaign filled): let the query planner see the
+        new row counts at once, not when a background job gets to it. Nothing to do by default."""
+        return None
 
     def preparing(self) -> AbstractContextManager[None]:
         """Around starting and filling campaigns: where several senders share the store, only one

@@ -19,6 +19,7 @@ compares (id, file, slugs, date, title).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ def _joined(store: Store) -> str:
     return f"{store.dialect.greatest}(coalesce(s.consent_at, s.created_at), s.created_at)"
 
 
+MAX_BACKOFF = 3600.0  # seconds: the longest a domain's pause grows to
+RECORD_CHUNK = 500  # rows settled per statement (5 parameters each: far below SQLite's 32,766)
 LEDGER_STATUSES = ("pending", "sending", "sent", "failed", "bounced", "skipped", "deferred")
 
 
@@ -144,6 +147,8 @@ def fill(store: Store, slug: str, *, late_joiners: bool, now: dt.datetime | None
             " ON CONFLICT (slug, subscriber_id) DO NOTHING",
             (slug, stamp, stamp, late_joiners, started),
         )
+    if cur.rowcount > 0:
+        store.refresh_statistics()
     return cur.rowcount
 
 
@@ -206,35 +211,60 @@ def claim(store: Store, slug: str, limit: int, message_id: Callable[[int], str],
     expired (a sender killed on any host). On PostgreSQL the rows are locked `FOR UPDATE SKIP
     LOCKED`, so senders running at once take different rows. Rows whose subscriber is no longer
     active (unsubscribed, bounced, complained, removed mid-campaign) are marked `skipped` and not
-    returned. No claims and no skips means nothing is left to take.
+    returned. Rows of a destination domain that is backing off (`back_off`) are left for later.
+    No claims and no skips means nothing is left to take now (see `backoff_ends`).
     """
     stamp = now_iso(now)
     until = lease.until(now)
-    select = (
-        "SELECT d.subscriber_id, s.address, s.envelope, s.name, s.status FROM deliveries d"
-        " JOIN subscribers s ON s.id = d.subscriber_id WHERE d.slug = ? AND {where}"
-        f" ORDER BY d.subscriber_id LIMIT ?{store.dialect.skip_locked}"
-    )
     with store.transaction() as conn:
-        rows = conn.execute(
-            select.format(where="d.status = 'sending' AND coalesce(d.lease_until, '') < ? AND coalesce(d.lease_owner, '') <> ?"),
-            (slug, stamp, lease.owner, limit),
-        ).fetchall()
+        paused = conn.execute("SELECT 1 FROM domain_backoff WHERE until > ? LIMIT 1", (stamp,)).fetchone() is not None
+        if paused:  # leave the paused domains' rows: the filter needs each row's subscriber before the limit
+            select = (
+                "SELECT d.subscriber_id, s.address, s.envelope, s.name, s.status FROM deliveries d"
+                " JOIN subscribers s ON s.id = d.subscriber_id WHERE d.slug = ? AND {where}"
+                f" AND NOT EXISTS (SELECT 1 FROM domain_backoff b WHERE b.domain = {store.dialect.domain_of} AND b.until > ?)"
+                f" ORDER BY d.slug, d.status, d.subscriber_id LIMIT ?{store.dialect.skip_locked}"
+            )
+            extra: tuple[object, ...] = (stamp,)
+        else:  # the rows first, in the order of the (slug, status, subscriber_id) index (never walking past
+            # the rows already sent), then their subscribers by key
+            select = (
+                "SELECT c.subscriber_id, s.address, s.envelope, s.name, s.status FROM (SELECT d.subscriber_id FROM deliveries d"
+                f" WHERE d.slug = ? AND {{where}} ORDER BY d.slug, d.status, d.subscriber_id LIMIT ?{store.dialect.skip_locked}) c"
+                " JOIN subscribers s ON s.id = c.subscriber_id ORDER BY c.subscriber_id"
+            )
+            extra = ()
+        expired = "d.status = 'sending' AND coalesce(d.lease_until, '') < ? AND coalesce(d.lease_owner, '') <> ?"
+        rows = conn.execute(select.format(where=expired), (slug, stamp, lease.owner, *extra, limit)).fetchall()
         if len(rows) < limit:
-            rows += conn.execute(select.format(where="d.status = 'pending'"), (slug, limit - len(rows))).fetchall()
+            rows += conn.execute(select.format(where="d.status = 'pending'"), (slug, *extra, limit - len(rows))).fetchall()
         gone = [(stamp, slug, r[0]) for r in rows if r[4] != "active"]
         if gone:
             conn.executemany(
                 "UPDATE deliveries SET status = 'skipped', lease_until = NULL, updated_at = ? WHERE slug = ? AND subscriber_id = ?", gone
             )
         claims = [Claim(r[0], r[1], r[2], r[3], message_id(r[0])) for r in rows if r[4] == "active"]
-        if claims:
-            conn.executemany(
-                "UPDATE deliveries SET status = 'sending', message_id = ?, lease_owner = ?, lease_until = ?, updated_at = ?"
-                " WHERE slug = ? AND subscriber_id = ?",
-                [(c.message_id, lease.owner, until, stamp, slug, c.subscriber_id) for c in claims],
+        if claims:  # one statement for the batch, not one per row (a round trip each on PostgreSQL)
+            rows_sql, values = _values([(c.subscriber_id, c.message_id) for c in claims])  # column1: id, column2: Message-ID
+            conn.execute(
+                "UPDATE deliveries SET status = 'sending', message_id = v.column2, lease_owner = ?, lease_until = ?, updated_at = ?"
+                f" FROM ({rows_sql}) AS v WHERE deliveries.slug = ? AND deliveries.subscriber_id = v.column1"
+                f" AND deliveries.subscriber_id IN ({_marks(len(claims))})",  # the planner probes the key, never scans the ledger
+                (lease.owner, until, stamp, *values, slug, *(c.subscriber_id for c in claims)),
             )
     return Batch(claims, len(gone))
+
+
+def _marks(n: int) -> str:
+    """`?, ?, ...`: `n` placeholders for an IN list."""
+    return ", ".join("?" * n)
+
+
+def _values(rows: list[tuple[object, ...]]) -> tuple[str, list[object]]:
+    """`VALUES (?, ?), (?, ?) ...` for `rows`, and its parameters in order: a derived table both
+    databases read, its columns named column1, column2, ... (one plan node, quick to plan)."""
+    row = "(" + ", ".join("?" * len(rows[0])) + ")"
+    return "VALUES " + ", ".join([row] * len(rows)), [v for r in rows for v in r]
 
 
 def renew(store: Store, slug: str, lease: Lease, now: dt.datetime | None = None) -> int:
@@ -256,14 +286,11 @@ def record(store: Store, slug: str, results: Iterable[Result], lease: Lease, now
     not settled for that reason.
     """
     stamp = now_iso(now)
-    rows, bounced = [], []
-    for r in results:
-        sent_at = stamp if r.status == "sent" else None
-        rows.append((r.status, r.attempts, r.error or None, r.reply or None, stamp, sent_at, slug, r.subscriber_id, lease.owner))
-        if r.status == "bounced":
-            bounced.append((stamp, r.subscriber_id, slug, lease.owner))
+    rows = [(r.subscriber_id, r.status, r.attempts, r.error or None, r.reply or None) for r in results]
+    bounced = [(stamp, r[0], slug, lease.owner) for r in rows if r[1] == "bounced"]
     if not rows:
         return 0
+    settled = 0
     with store.transaction() as conn:
         if bounced:  # subscribers before deliveries: the order every transaction takes its row locks in
             conn.executemany(
@@ -271,13 +298,33 @@ def record(store: Store, slug: str, results: Iterable[Result], lease: Lease, now
                 " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.slug = ? AND d.subscriber_id = subscribers.id AND d.lease_owner = ?)",
                 bounced,
             )
-        cur = conn.executemany(
-            "UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = coalesce(?, last_error),"
-            " smtp_reply = coalesce(?, smtp_reply), updated_at = ?, sent_at = coalesce(?, sent_at), lease_until = NULL"
-            " WHERE slug = ? AND subscriber_id = ? AND lease_owner = ?",
-            rows,
-        )
-    return len(rows) - max(cur.rowcount, 0)
+        for start in range(0, len(rows), RECORD_CHUNK):  # one statement per chunk, not one per row
+            chunk = rows[start : start + RECORD_CHUNK]
+            # the fence: the rows this sender still holds, locked until the commit (so no other
+            # sender takes one in between); the update then probes only those, by key
+            held = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT subscriber_id FROM deliveries WHERE slug = ? AND lease_owner = ? AND subscriber_id IN ({_marks(len(chunk))})"
+                    f"{store.dialect.for_update}",
+                    (slug, lease.owner, *(r[0] for r in chunk)),
+                ).fetchall()
+            }
+            chunk = [r for r in chunk if r[0] in held]
+            if not chunk:
+                continue
+            rows_sql, values = _values(chunk)  # column1: id, 2: status, 3: attempts, 4: error, 5: reply
+            cur = conn.execute(
+                "UPDATE deliveries SET status = v.column2, attempts = deliveries.attempts + v.column3,"
+                " last_error = coalesce(v.column4, deliveries.last_error), smtp_reply = coalesce(v.column5, deliveries.smtp_reply),"
+                " updated_at = ?, sent_at = CASE WHEN v.column2 = 'sent' THEN ? ELSE deliveries.sent_at END, lease_until = NULL"
+                f" FROM ({rows_sql}) AS v"
+                " WHERE deliveries.slug = ? AND deliveries.subscriber_id = v.column1"
+                f" AND deliveries.subscriber_id IN ({_marks(len(chunk))})",  # the planner probes the key, never scans the ledger
+                (stamp, stamp, *values, slug, *(r[0] for r in chunk)),
+            )
+            settled += max(cur.rowcount, 0)
+    return len(rows) - settled
 
 
 def release(store: Store, slug: str, lease: Lease) -> int:
@@ -289,6 +336,83 @@ def release(store: Store, slug: str, lease: Lease) -> int:
             (slug, lease.owner),
         )
     return cur.rowcount
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The sending rates every sender of a store shares (0: no limit). Counted in the store, per
+    window: `per_second` over windows of one second (or of 1 / rate seconds below one a second),
+    `per_hour` over clock hours."""
+
+    per_second: float = 0.0
+    per_hour: int = 0
+
+    def windows(self, now: dt.datetime) -> list[tuple[str, int]]:
+        """(window name, its allowance) for the windows `now` falls in."""
+        found = []
+        if self.per_second > 0:
+            length = max(1, math.ceil(1 / self.per_second))
+            start = int(now.timestamp()) // length * length
+            found.append((f"s{length}:{start}", max(1, int(self.per_second * length))))
+        if self.per_hour > 0:
+            found.append((f"h:{now.astimezone(dt.UTC):%Y-%m-%dT%H}", self.per_hour))
+        return found
+
+
+def take_quota(store: Store, want: int, limits: Limits, now: dt.datetime | None = None) -> int:
+    """Reserve up to `want` messages under `limits`, counted in the store so that every sender on
+    every host shares them; return how many may be claimed now (0: wait for the next window).
+    A new window removes the finished ones of its kind (the hour before stays, for `status`)."""
+    moment = now or dt.datetime.now(dt.UTC)
+    windows = limits.windows(moment)
+    if not windows or want <= 0:
+        return max(want, 0)
+    with store.transaction() as conn:
+        granted = want
+        for name, allowance in windows:  # in a fixed order (second, then hour): no two senders lock them crosswise
+            created = conn.execute("INSERT INTO send_windows (name, used) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (name,)).rowcount
+            if created:  # a new window: the finished ones of its kind are of no more use
+                kind = name.split(":")[0] + ":"
+                keep = name if kind != "h:" else f"h:{(moment - dt.timedelta(hours=1)).astimezone(dt.UTC):%Y-%m-%dT%H}"
+                conn.execute("DELETE FROM send_windows WHERE substr(name, 1, ?) = ? AND name < ?", (len(kind), kind, keep))
+            used = conn.execute(f"SELECT used FROM send_windows WHERE name = ?{store.dialect.for_update}", (name,)).fetchone()[0]
+            granted = min(granted, max(0, allowance - int(used)))
+        if granted:
+            for name, _ in windows:
+                conn.execute("UPDATE send_windows SET used = used + ? WHERE name = ?", (granted, name))
+    return granted
+
+
+def back_off(store: Store, domain: str, reason: str, base: float, now: dt.datetime | None = None) -> str:
+    """Make every sender leave `domain`'s messages alone for a while: it answered `reason` (421,
+    450 or 451). The pause starts at `base` seconds and doubles each time the domain says so again
+    after a pause has ended (at most an hour); an hour of quiet starts it over. Returns its end."""
+    moment = now or dt.datetime.now(dt.UTC)
+    stamp = now_iso(moment)
+    with store.transaction() as conn:
+        row = conn.execute(f"SELECT until, seconds FROM domain_backoff WHERE domain = ?{store.dialect.for_update}", (domain,)).fetchone()
+        if row is not None and row[0] > stamp:
+            return str(row[0])  # already pausing: the replies of messages that were in flight change nothing
+        quiet_since = now_iso(moment - dt.timedelta(hours=1))
+        seconds = base if row is None or row[0] < quiet_since else min(float(row[1]) * 2, MAX_BACKOFF)
+        until = now_iso(moment + dt.timedelta(seconds=seconds))
+        conn.execute(
+            "INSERT INTO domain_backoff (domain, until, seconds, reason) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (domain) DO UPDATE SET until = excluded.until, seconds = excluded.seconds, reason = excluded.reason",
+            (domain, until, seconds, reason[:200]),
+        )
+    return until
+
+
+def backoff_ends(store: Store, slug: str, now: dt.datetime | None = None) -> str | None:
+    """When the first pause ends of the domains that still have pending messages in this campaign
+    (None: no pending message is waiting for a domain)."""
+    row = store.conn.execute(
+        "SELECT min(b.until) FROM domain_backoff b WHERE b.until > ? AND EXISTS (SELECT 1 FROM deliveries d"
+        f" JOIN subscribers s ON s.id = d.subscriber_id WHERE d.slug = ? AND d.status = 'pending' AND {store.dialect.domain_of} = b.domain)",
+        (now_iso(now), slug),
+    ).fetchone()
+    return str(row[0]) if row and row[0] else None
 
 
 def in_progress(store: Store, now: dt.datetime | None = None) -> list[str]:

@@ -86,7 +86,7 @@ CREATE INDEX deliveries_by_subscriber ON deliveries (subscriber_id);
 CREATE TABLE forgotten (address_hash {_TEXT} PRIMARY KEY, forgotten_at {_TEXT} NOT NULL);
 CREATE TABLE settings (name {_TEXT} PRIMARY KEY, value {_TEXT} NOT NULL);
 CREATE TABLE send_windows (name {_TEXT} PRIMARY KEY, used BIGINT NOT NULL);
-CREATE TABLE domain_backoff (domain {_TEXT} PRIMARY KEY, until {_TEXT} NOT NULL, reason {_TEXT} NOT NULL);
+CREATE TABLE domain_backoff (domain {_TEXT} PRIMARY KEY, until {_TEXT} NOT NULL, seconds REAL NOT NULL, reason {_TEXT} NOT NULL);
 CREATE TABLE schema_version (version INTEGER NOT NULL);
 INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION});
 """
@@ -147,7 +147,14 @@ def pg_error(exc: psycopg.Error, where: str) -> PressError:
 class PostgresStore(Store):
     """A store in a PostgreSQL database; one connection, used by one thread at a time."""
 
-    dialect = Dialect(name="PostgreSQL", greatest="greatest", skip_locked=" FOR UPDATE OF d SKIP LOCKED", many_senders=True)
+    dialect = Dialect(
+        name="PostgreSQL",
+        greatest="greatest",
+        domain_of="lower(split_part(s.envelope, '@', 2))",
+        skip_locked=" FOR UPDATE OF d SKIP LOCKED",
+        for_update=" FOR UPDATE",
+        many_senders=True,
+    )
 
     def __init__(self, pg: psycopg.Connection[Any], url: str) -> None:
         self.pg = pg
@@ -229,6 +236,14 @@ class PostgresStore(Store):
             " greatest(?, (SELECT coalesce(max(id), 0) FROM subscribers)) > 0)",
             (value, value),
         )
+
+    def refresh_statistics(self) -> None:
+        """ANALYZE the ledger: a campaign just filled is otherwise planned as the empty table it
+        was (autovacuum analyzes later), and a batch update then scans it whole."""
+        try:
+            self.conn.execute("ANALYZE deliveries")
+        except psycopg.Error as exc:
+            raise pg_error(exc, self.describe()) from None
 
     def describe(self) -> str:
         return safe_url(self.url)

@@ -114,7 +114,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE deliveries ADD COLUMN lease_owner TEXT;   -- the sender that claimed the row
     ALTER TABLE deliveries ADD COLUMN lease_until TEXT;   -- when its claim expires (now_iso form)
     CREATE TABLE send_windows (name TEXT PRIMARY KEY, used INTEGER NOT NULL) WITHOUT ROWID;
-    CREATE TABLE domain_backoff (domain TEXT PRIMARY KEY, until TEXT NOT NULL, reason TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE domain_backoff (domain TEXT PRIMARY KEY, until TEXT NOT NULL, seconds REAL NOT NULL, reason TEXT NOT NULL) WITHOUT ROWID;
     """,
 )
 
@@ -154,7 +154,14 @@ class SQLiteStore(Store):
     """A store in one SQLite file. It belongs to the thread that opened it (sqlite3's rule):
     `publish` keeps all database work on its main thread and hands only plain data to senders."""
 
-    dialect = Dialect(name="SQLite", greatest="max", skip_locked="", many_senders=False)
+    dialect = Dialect(
+        name="SQLite",
+        greatest="max",
+        domain_of="lower(substr(s.envelope, instr(s.envelope, '@') + 1))",
+        skip_locked="",
+        for_update="",
+        many_senders=False,
+    )
 
     def __init__(self, conn: sqlite3.Connection, path: Path, opened_at: int | None = None) -> None:
         self.conn = conn
