@@ -86,3 +86,16 @@ def in_doubt(site: Path) -> set[str]:
         return {row[0] for row in conn.execute("SELECT message_id FROM deliveries WHERE status = 'sending'")}
     finally:
         conn.close()
+
+
+def wait_out_pauses(site: Path) -> None:
+    """Sleep until every destination domain's pause (421/450/451, `ledger.back_off`) is over, so a
+    re-run may send to it again (a wait for the store's clock, never a check on how long things took)."""
+    import datetime as dt
+    import time
+
+    with open_store(load_config(site)) as store:
+        (until,) = store.conn.execute("SELECT max(until) FROM domain_backoff").fetchone()
+    if until:
+        end = dt.datetime.strptime(until, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+        time.sleep(max(0.0, (end - dt.datetime.now(dt.UTC)).total_seconds()) + 0.05)

@@ -15,7 +15,6 @@ everything say nothing about the readers, so a plain re-run tries them again.
 
 from __future__ import annotations
 
-import datetime as dt
 import queue
 import signal
 import threading
@@ -133,13 +132,6 @@ def stop_on_signals(stop: StopRequest, signals: tuple[int, ...] = (signal.SIGINT
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
-def _wait_until(moment: str, stop: StopRequest | None) -> None:
-    """Sleep until `moment` (a `now_iso` time) or a stop request, in short steps."""
-    end = dt.datetime.strptime(moment, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
-    while (stop is None or not stop.is_set()) and dt.datetime.now(dt.UTC) < end:
-        time.sleep(min(0.2, max(0.0, (end - dt.datetime.now(dt.UTC)).total_seconds())))
-
-
 def in_flight_limit(batch: int, concurrency: int) -> int:
     """The most rows a run keeps in `sending` at once: the bound on duplicates after a kill."""
     return max(2 * batch, concurrency)
@@ -166,8 +158,8 @@ def send_campaign(
     is not settled by it (`lost`). `quota(n)` (the rate limits all senders share, counted in the
     store) says how many of a batch may be claimed now; 0 pauses claiming briefly. A destination
     domain that answers 421/450/451 backs off for every sender (`ledger.back_off`, from
-    `backoff_base` seconds): its rows wait while the others go, and the run waits for the pause
-    to end before it is done. Stops after the messages in flight when `stop` is set (or a
+    `backoff_base` seconds): its rows wait while the others go, and those still waiting when the
+    rest is done are deferred (the next plain run retries them). Stops after the messages in flight when `stop` is set (or a
     KeyboardInterrupt arrives, which then sets it) or the breaker trips. Rows deferred in this run
     are not claimed again in it, so a run always ends.
     """
@@ -226,10 +218,8 @@ def send_campaign(
                     for c in claimed.claims:
                         pool.submit(Job(c, render))
                         outstanding += 1
-                if outstanding == 0 and exhausted and not halted() and (ends := ledger.backoff_ends(store, slug)):
-                    _wait_until(ends, stop)  # only domains that asked for a pause have messages left: wait it out
-                    exhausted = False
-                    continue
+                if outstanding == 0 and exhausted and not halted():
+                    tally["deferred"] += ledger.defer_paused(store, slug)  # left: only domains that asked for a pause
                 if outstanding == 0 and (exhausted or halted()):
                     break
                 try:

@@ -212,7 +212,7 @@ def claim(store: Store, slug: str, limit: int, message_id: Callable[[int], str],
     LOCKED`, so senders running at once take different rows. Rows whose subscriber is no longer
     active (unsubscribed, bounced, complained, removed mid-campaign) are marked `skipped` and not
     returned. Rows of a destination domain that is backing off (`back_off`) are left for later.
-    No claims and no skips means nothing is left to take now (see `backoff_ends`).
+    No claims and no skips means nothing is left to take now (see `defer_paused`).
     """
     stamp = now_iso(now)
     until = lease.until(now)
@@ -404,15 +404,20 @@ def back_off(store: Store, domain: str, reason: str, base: float, now: dt.dateti
     return until
 
 
-def backoff_ends(store: Store, slug: str, now: dt.datetime | None = None) -> str | None:
-    """When the first pause ends of the domains that still have pending messages in this campaign
-    (None: no pending message is waiting for a domain)."""
-    row = store.conn.execute(
-        "SELECT min(b.until) FROM domain_backoff b WHERE b.until > ? AND EXISTS (SELECT 1 FROM deliveries d"
-        f" JOIN subscribers s ON s.id = d.subscriber_id WHERE d.slug = ? AND d.status = 'pending' AND {store.dialect.domain_of} = b.domain)",
-        (now_iso(now), slug),
-    ).fetchone()
-    return str(row[0]) if row and row[0] else None
+def defer_paused(store: Store, slug: str, now: dt.datetime | None = None) -> int:
+    """Defer the campaign's pending rows whose domain is paused (`back_off`), with the reason as
+    their last error: the run can end, and the next plain run retries them (once the pause is over
+    claims take them again). Returns how many."""
+    stamp = now_iso(now)
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "UPDATE deliveries SET status = 'deferred', updated_at = ?, last_error = (SELECT 'waiting for ' || b.domain || ': ' || b.reason"
+            f" FROM domain_backoff b JOIN subscribers s ON {store.dialect.domain_of} = b.domain WHERE s.id = deliveries.subscriber_id)"
+            " WHERE slug = ? AND status = 'pending' AND EXISTS (SELECT 1 FROM subscribers s JOIN domain_backoff b"
+            f" ON {store.dialect.domain_of} = b.domain WHERE s.id = deliveries.subscriber_id AND b.until > ?)",
+            (stamp, slug, stamp),
+        )
+    return cur.rowcount
 
 
 def in_progress(store: Store, now: dt.datetime | None = None) -> list[str]:
