@@ -5,6 +5,7 @@ paused past their lease with SIGSTOP."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import random
@@ -365,3 +366,127 @@ def test_workers_with_a_shared_rate_limit_still_send_everyone_once(make_site: Ca
         assert done.returncode == 0 and "300 sent" in done.stdout, done.stdout + done.stderr
         got = received(record)
     assert len(got) == 300 and max(got.values()) == 1
+
+
+# --- what the review found -------------------------------------------------------------------
+
+
+def test_a_password_libpq_cannot_read_is_never_quoted_back(make_site: Callable[..., Path], pg_server: pg.Server) -> None:
+    """libpq's message for an unreadable URL quotes the part it choked on, here the password."""
+    root = make_site(ONE_POST, NEWSLETTER)
+    secret = "S3cret%PassW0rd"
+    url = f"postgresql://press:{secret}@127.0.0.1:{pg_server.port}/postgres"
+    for args in (("subscribers", "count"), ("store", "migrate", "--to", url)):
+        done = cli(*args, "--site", str(root), env={"REVIEW_PRESS_DATABASE_URL": url} if args[0] != "store" else {})
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert "S3cret" not in done.stdout + done.stderr and "PassW0rd" not in done.stdout + done.stderr
+        assert "cannot be read" in done.stderr
+
+
+def test_a_password_hidden_in_an_escaped_query_key_is_refused_in_press_toml(make_site: Callable[..., Path]) -> None:
+    root = make_site(ONE_POST, NEWSLETTER + '[store]\nurl = "postgresql://press@db.example.org/press?passwor%64=hunter2"\n')
+    done = cli("subscribers", "count", "--site", str(root))
+    assert done.returncode == 1 and "must not hold a password" in done.stderr and "hunter2" not in done.stderr
+
+
+def test_store_migrate_prints_the_url_to_use_with_its_settings_but_no_password() -> None:
+    from review_press.store.postgres import without_password
+
+    assert (
+        without_password("postgresql://press:pw@db:5432/press?sslmode=verify-full")
+        == "postgresql://press@db:5432/press?sslmode=verify-full"
+    )
+    assert without_password("postgresql:///press?host=/var/run/postgresql") == "postgresql:///press?host=/var/run/postgresql"
+    assert without_password("postgresql://u@h/d?password=x&sslmode=require") == "postgresql://u@h/d?sslmode=require"
+
+
+def test_a_lagging_sender_at_a_second_boundary_finds_its_window_not_a_fresh_one(pg_url: str) -> None:
+    limits = ledger.Limits(per_second=100)
+    second = dt.datetime(2026, 11, 30, 9, 0, 0, 900000, tzinfo=dt.UTC)
+    with PostgresStore.open(pg_url) as store:
+        assert ledger.take_quota(store, 100, limits, now=second) == 100
+        assert ledger.take_quota(store, 10, limits, now=second + dt.timedelta(seconds=0.2)) == 10  # the next second begins
+        assert ledger.take_quota(store, 50, limits, now=second) == 0  # a sender still in the old one: it is used up
+    assert ledger.Limits(per_second=1.5).windows(second)[0][1] == 3  # 1.5 a second: 3 every 2 s, not 2 a second
+
+
+def test_a_host_whose_clock_is_off_the_servers_refuses_to_send() -> None:
+    from review_press.config import StoreConfig
+    from review_press.errors import DeliveryError
+    from review_press.senders import check_clock
+
+    class Skewed:  # the one thing this machine cannot have: a second host with a wrong clock
+        def clock_skew(self) -> float:
+            return 30.0
+
+    config = load_config(Path(__file__).parents[1])
+    config = dataclasses.replace(config, store=StoreConfig(lease_seconds=120))
+    with pytest.raises(DeliveryError, match="clock is 30.0 s ahead of the database server"):
+        check_clock(Skewed(), config)  # type: ignore[arg-type]
+
+
+def test_the_real_clock_skew_against_the_server_is_small(pg_url: str) -> None:
+    with PostgresStore.open(pg_url) as store:
+        assert abs(store.clock_skew()) < 1.0  # same machine, same clock
+
+
+def test_store_migrate_waits_for_no_publish(make_site: Callable[..., Path], pg_url: str) -> None:
+    from review_press.statedir import publish_lock
+
+    root = make_site(ONE_POST, NEWSLETTER)
+    assert cli("subscribers", "add", "ann@example.org", "--site", str(root)).returncode == 0
+    with publish_lock(load_config(root).state_dir):
+        done = cli("store", "migrate", "--to", pg_url, "--site", str(root), env={"PGPASSWORD": pg.PASSWORD})
+    assert done.returncode == 1 and "another publish" in done.stderr
+    with PostgresStore.open(pg_url) as target:
+        assert target.count()["active"] == 0  # nothing copied
+
+
+def test_a_reply_with_a_nul_is_recorded_on_postgresql(pg_url: str) -> None:
+    with PostgresStore.open(pg_url) as store:
+        ann = store.add("ann@example.org")
+        ledger.fill(store, "p", late_joiners=True)
+        lease = ledger.Lease("me", 60)
+        ledger.claim(store, "p", 10, lambda i: f"<{i}@x>", lease)
+        assert ledger.record(store, "p", [ledger.Result(ann.id, "sent", 1, "250 ok\x00queued")], lease) == 0
+        assert store.conn.execute("SELECT status, smtp_reply FROM deliveries").fetchone() == ("sent", "250 okqueued")
+
+
+def test_a_worker_refusing_a_broken_post_exits_instead_of_spinning(make_site: Callable[..., Path], pg_url: str) -> None:
+    from review_press import identity
+    from review_press.content import load_posts
+
+    root = make_site(ONE_POST, NEWSLETTER)
+    env = pg_env(pg_url)
+    add_readers(root, 5, env)
+    config = load_config(root)
+    post = next(p for p in load_posts(config) if p.slug == "first")
+    with PostgresStore.open(pg_url) as store:  # a campaign a publish started, as another host saw the post
+        key = ledger.start_campaign(store, identity.facts(post, config.posts_dir), post.content_hash)
+        ledger.fill(store, key, late_joiners=True)
+    (root / "posts" / "2026-02-01-first.md").write_text(
+        "---\ntitle: First\ndate: 2026-02-01\n---\n\nThe first letter, edited here:\n\n"
+        '<blockquote class="instagram-media"><a href="https://www.instagram.com/p/abc/">'
+        '<img src="https://scontent.example.com/p.jpg"></a></blockquote>\n'  # an embed the email cannot show: refused
+    )
+    done = cli("worker", "--site", str(root), env=env, timeout=120)  # a spin would never end: the timeout fails the test
+    assert done.returncode == 1 and "not sent" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_web_app_reconnects_after_the_server_cut_its_connection(
+    tmp_path: Path, pg_url: str, pg_server: pg.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from live_web import SECRET, running
+    from review_press.tokens import make_token
+
+    monkeypatch.setenv("REVIEW_PRESS_SECRET", SECRET)
+    monkeypatch.setenv("REVIEW_PRESS_DATABASE_URL", pg_url)
+    with running(tmp_path) as live:
+        with live.store() as store:
+            ann = store.add("ann@example.org")
+        assert live.http.get("healthz").status_code == 200  # the app's connection is open
+        database = pg_url.rsplit("/", 1)[1]
+        pg_server.admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")  # a restart, a failover
+        answer = live.http.post(f"unsubscribe/{make_token(SECRET.encode(), ann.id)}", content=b"List-Unsubscribe=One-Click")
+        assert answer.status_code == 200
+        assert live.status("ann@example.org") == "unsubscribed"

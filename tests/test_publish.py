@@ -16,7 +16,8 @@ from review_press.config import load_config
 from review_press.delivery.smtp import Policy
 from review_press.errors import DeliveryError
 from review_press.newsletter import message_id
-from review_press.publish import dry_run, publish, publish_lock, publish_status, send_test
+from review_press.publish import dry_run, publish, publish_status, send_test
+from review_press.statedir import publish_lock
 from review_press.store import now_iso, open_store
 from review_press.tokens import site_secret, verify_token
 from smtp_servers import Script, smtp_server
@@ -231,7 +232,7 @@ def test_a_missing_password_variable_is_named_and_a_wrong_password_never_shown(s
 def test_two_publishes_at_once_are_refused(site: Callable[..., Path]) -> None:
     root = site()
     subscribe(root, 1)
-    with publish_lock(load_config(root)), pytest.raises(DeliveryError, match="another publish"):
+    with publish_lock(load_config(root).state_dir), pytest.raises(DeliveryError, match="another publish"):
         publish(root, options())
 
 

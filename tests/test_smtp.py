@@ -256,3 +256,36 @@ def test_an_envelope_address_with_a_line_break_or_bracket_is_refused_not_sent(re
         finally:
             connection.close()
     assert server.recipients() == {"r1@example.org": 1}
+
+
+def test_a_pipelined_refusal_followed_by_a_hang_up_is_read_as_the_refusal() -> None:
+    """The server answers 421 to MAIL and closes the connection: the message is deferred for that
+    reply (its domain pauses), not as a mere 'connection lost'."""
+    import socket
+    import threading
+
+    from review_press.delivery.smtp import SendError
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(5)
+            conn.sendall(b"220 raw ESMTP\r\n")
+            conn.recv(4096)
+            conn.sendall(b"250-raw\r\n250 PIPELINING\r\n")
+            buf = b""
+            while b"DATA\r\n" not in buf:
+                buf += conn.recv(4096)
+            conn.sendall(b"421 4.7.0 too many connections from your host, slow down\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    connection = SmtpConnector("127.0.0.1", listener.getsockname()[1], starttls=False, timeout=3).open()
+    with pytest.raises(SendError) as caught:
+        connection.send(render(claims(1)[0]))
+    thread.join(5)
+    listener.close()
+    error = caught.value
+    assert error.reply.startswith("421 4.7.0 too many connections") and error.temporary and error.reconnect

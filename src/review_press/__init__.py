@@ -29,7 +29,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Plan": ("build", "Plan"),
     # publishing
     "dry_run": ("publish", "dry_run"),
-    "join": ("publish", "join"),
+    "join": ("senders", "join"),
     "send_test": ("publish", "send_test"),
     "publish_status": ("publish", "publish_status"),
     "PublishOptions": ("publish", "PublishOptions"),

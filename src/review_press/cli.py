@@ -633,12 +633,12 @@ def store_migrate(
     """
     from .config import load_config
     from .store import migrate
-    from .store.postgres import safe_url
+    from .store.postgres import safe_url, without_password
 
     counts = migrate(load_config(site), to)
     for table, n in counts.items():
         typer.echo(f"{table}: {n}")
-    typer.echo(f'copied into {safe_url(to)}; now set [store] url = "{safe_url(to)}" in press.toml')
+    typer.echo(f'copied into {safe_url(to)}; now set [store] url = "{without_password(to)}" in press.toml')
 
 
 def _report_sending(report: Any, stopped: Any, again: str) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError, PressError, raise_all
@@ -297,7 +297,8 @@ def database_url_problem(v: str, *, password_allowed: bool = False) -> str | Non
         return "is not a URL (write postgresql://user@host:5432/dbname)"
     if parts.scheme not in ("postgresql", "postgres"):
         return "must start with postgresql:// (e.g. postgresql://user@host:5432/press)"
-    if not password_allowed and (parts.password is not None or "password=" in parts.query):
+    keys = {key.strip().lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}  # decoded, as libpq reads them
+    if not password_allowed and (parts.password is not None or "password" in keys):
         return "must not hold a password: put it in PGPASSWORD or ~/.pgpass (libpq reads them)"
     return None
 

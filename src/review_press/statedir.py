@@ -5,11 +5,14 @@ readable by its owner only (0700), and a folder an older version made wider is t
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import write_error
+from .errors import DeliveryError, write_error
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
@@ -36,3 +39,19 @@ def private_file(path: Path) -> Path:
     except OSError as exc:
         raise write_error(path, exc) from None
     return path
+
+
+@contextmanager
+def publish_lock(state_dir: Path) -> Iterator[None]:
+    """Hold the site's publish lock (one SQLite sender; `store migrate` takes it too); a second holder is refused."""
+    path = private_dir(state_dir) / "publish.lock"
+    try:
+        f = open(path, "w")  # noqa: SIM115 - closed below, after the lock is released
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DeliveryError("another publish of this site is running", hint="wait for it to finish, or stop it with Ctrl-C") from None
+        yield

@@ -248,7 +248,7 @@ def send_campaign(
         if buffer:
             settle()
         if pool.breaker.tripped and failed:  # the server refused everything: that says nothing about these readers
-            ledger.record(store, slug, [ledger.Result(sid, "deferred") for sid in failed], lease)
+            ledger.defer_failed(store, slug, failed, lease)
             tally["failed"] -= len(failed)
             tally["deferred"] += len(failed)
             failures.clear()

@@ -39,6 +39,7 @@ class Envelope:
     smtputf8: bool = False
 
 
+_PIPELINE_OK = ((250,), (250, 251), (354,))  # the good replies to MAIL, RCPT and DATA
 BACKOFF_CODES = ("421", "450", "451")  # "slow down" from a destination: its domain backs off for every sender
 
 
@@ -183,7 +184,9 @@ def _b64(raw: bytes) -> str:
 
 
 def _text(raw: bytes | str) -> str:
-    return (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw).replace("\r", " ").replace("\n", " ")
+    """A reply's text on one line, without NUL (a store cannot keep it)."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return text.replace("\r", " ").replace("\n", " ").replace("\x00", "")
 
 
 def _describe(exc: BaseException) -> str:
@@ -273,7 +276,19 @@ class SmtpConnection:
         extra = "".join(f" {o}" for o in options)
         commands = f"MAIL FROM:{sender}{extra}\r\nRCPT TO:{recipient}\r\nDATA\r\n"
         c.send(commands.encode(encoding))
-        (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = c.getreply(), c.getreply(), c.getreply()
+        replies: list[tuple[int, bytes]] = []
+        try:
+            while len(replies) < 3:
+                replies.append(c.getreply())
+        except (smtplib.SMTPException, OSError):  # it hung up after refusing: the refusal is the news, not the hang-up
+            refused = next(((i, code, text) for i, (code, text) in enumerate(replies) if code not in _PIPELINE_OK[i]), None)
+            if refused is None:
+                raise
+            i, code, text = refused
+            error = classify(code, _text(text), recipient_stage=i > 0)
+            error.reconnect = True
+            raise error from None
+        (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = replies
         if mail_code == 250 and rcpt_code in (250, 251) and data_code == 354:
             c.send(_stuffed(envelope.data))
             return c.getreply()

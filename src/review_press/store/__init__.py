@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from ..config import Config, database_url_problem
 from ..errors import ConfigError, PressError
+from ..statedir import publish_lock
 from . import ledger
 from .base import Dialect, Store
 from .model import (
@@ -121,13 +122,21 @@ def explain_error(exc: Exception, config: Config) -> PressError:
 
 def migrate(config: Config, url: str) -> dict[str, int]:
     """Copy the site's SQLite store into the empty PostgreSQL database at `url` (creating its
-    schema), verify the counts, and return them by table (`store migrate --to URL`)."""
+    schema), verify the counts, and return them by table (`store migrate --to URL`). Holds the
+    publish lock and a write lock on the SQLite file while it copies."""
     from .copy import copy_store
     from .postgres import PostgresStore
 
     if problem := database_url_problem(url, password_allowed=True):
         raise ConfigError(f"--to {problem}")
-    with SQLiteStore.open(db_path(config)) as source, PostgresStore.open(url) as target:
+    # the publish lock (no SQLite publish runs meanwhile) and one write transaction on the source
+    # (web signups and unsubscribes wait, and the copy reads one consistent state of every table)
+    with (
+        publish_lock(config.state_dir),
+        SQLiteStore.open(db_path(config)) as source,
+        PostgresStore.open(url) as target,
+        source.transaction(),
+    ):
         return copy_store(source, target).counts
 
 

@@ -127,6 +127,15 @@ class Store(ABC):
         new row counts at once, not when a background job gets to it. Nothing to do by default."""
         return None
 
+    @property
+    def broken(self) -> bool:
+        """Whether the connection is gone and the store must be opened again (a server restart)."""
+        return False
+
+    def clock_skew(self) -> float:
+        """Seconds this host's clock is ahead of the store's (one file on this host: none)."""
+        return 0.0
+
     def preparing(self) -> AbstractContextManager[None]:
         """Around starting and filling campaigns: where several senders share the store, only one
         process at a time may do it (one sender: its publish lock already says so)."""

@@ -287,7 +287,7 @@ def record(store: Store, slug: str, results: Iterable[Result], lease: Lease, now
     """
     stamp = now_iso(now)
     rows = [(r.subscriber_id, r.status, r.attempts, r.error or None, r.reply or None) for r in results]
-    bounced = [(stamp, r[0], slug, lease.owner) for r in rows if r[1] == "bounced"]
+    bounced = sorted((stamp, r[0], slug, lease.owner) for r in rows if r[1] == "bounced")  # rows locked in id order: no deadlock
     if not rows:
         return 0
     settled = 0
@@ -327,6 +327,22 @@ def record(store: Store, slug: str, results: Iterable[Result], lease: Lease, now
     return len(rows) - settled
 
 
+def defer_failed(store: Store, slug: str, subscriber_ids: list[int], lease: Lease, now: dt.datetime | None = None) -> int:
+    """Turn this sender's `failed` rows among `subscriber_ids` into `deferred` (the breaker tripped:
+    a server refusing everything says nothing about these readers); a row no longer `failed`
+    (requeued and sent meanwhile) is left alone. Returns how many."""
+    changed = 0
+    with store.transaction() as conn:
+        for start in range(0, len(subscriber_ids), RECORD_CHUNK):
+            chunk = subscriber_ids[start : start + RECORD_CHUNK]
+            changed += conn.execute(
+                "UPDATE deliveries SET status = 'deferred', updated_at = ? WHERE slug = ? AND lease_owner = ? AND status = 'failed'"
+                f" AND subscriber_id IN ({_marks(len(chunk))})",
+                (now_iso(now), slug, lease.owner, *chunk),
+            ).rowcount
+    return changed
+
+
 def release(store: Store, slug: str, lease: Lease) -> int:
     """Put back to `pending` the rows `lease.owner` still holds in `sending` (claimed, never handed
     to a server: a run that stops returns them); return how many."""
@@ -348,12 +364,17 @@ class Limits:
     per_hour: int = 0
 
     def windows(self, now: dt.datetime) -> list[tuple[str, int]]:
-        """(window name, its allowance) for the windows `now` falls in."""
+        """(window name, its allowance) for the windows `now` falls in. A per-second rate that is
+        not whole gets the shortest window (up to 10 s) in which it is, so 1.5 a second is 3 every
+        2 s, never rounded up; below one a second, one message per 1 / rate seconds."""
         found = []
         if self.per_second > 0:
-            length = max(1, math.ceil(1 / self.per_second))
+            if self.per_second < 1:
+                length = math.ceil(1 / self.per_second)
+            else:
+                length = next((n for n in range(1, 11) if abs(self.per_second * n - round(self.per_second * n)) < 1e-9), 10)
             start = int(now.timestamp()) // length * length
-            found.append((f"s{length}:{start}", max(1, int(self.per_second * length))))
+            found.append((f"s{length}:{start:012d}", max(1, math.floor(self.per_second * length + 1e-9))))
         if self.per_hour > 0:
             found.append((f"h:{now.astimezone(dt.UTC):%Y-%m-%dT%H}", self.per_hour))
         return found
@@ -362,25 +383,42 @@ class Limits:
 def take_quota(store: Store, want: int, limits: Limits, now: dt.datetime | None = None) -> int:
     """Reserve up to `want` messages under `limits`, counted in the store so that every sender on
     every host shares them; return how many may be claimed now (0: wait for the next window).
-    A new window removes the finished ones of its kind (the hour before stays, for `status`)."""
+
+    Each window row is taken with an upsert that returns and locks it (in a fixed order: second,
+    then hour), so no sender ever sees a window missing or counts from zero twice. Finished
+    windows are kept ten minutes (a sender whose clock runs a little behind still finds its
+    window, never a fresh one) and removed when a new second begins.
+    """
     moment = now or dt.datetime.now(dt.UTC)
     windows = limits.windows(moment)
     if not windows or want <= 0:
         return max(want, 0)
     with store.transaction() as conn:
-        granted = want
-        for name, allowance in windows:  # in a fixed order (second, then hour): no two senders lock them crosswise
-            created = conn.execute("INSERT INTO send_windows (name, used) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", (name,)).rowcount
-            if created:  # a new window: the finished ones of its kind are of no more use
-                kind = name.split(":")[0] + ":"
-                keep = name if kind != "h:" else f"h:{(moment - dt.timedelta(hours=1)).astimezone(dt.UTC):%Y-%m-%dT%H}"
-                conn.execute("DELETE FROM send_windows WHERE substr(name, 1, ?) = ? AND name < ?", (len(kind), kind, keep))
-            used = conn.execute(f"SELECT used FROM send_windows WHERE name = ?{store.dialect.for_update}", (name,)).fetchone()[0]
+        granted, fresh = want, False
+        for name, allowance in windows:
+            used = conn.execute(
+                "INSERT INTO send_windows (name, used) VALUES (?, 0)"
+                " ON CONFLICT (name) DO UPDATE SET used = send_windows.used RETURNING used",
+                (name,),
+            ).fetchone()[0]
+            fresh = fresh or (int(used) == 0 and name.startswith("s"))
             granted = min(granted, max(0, allowance - int(used)))
         if granted:
             for name, _ in windows:
                 conn.execute("UPDATE send_windows SET used = used + ? WHERE name = ?", (granted, name))
+        if fresh:
+            for kind, oldest in _oldest_windows(limits, moment):
+                conn.execute("DELETE FROM send_windows WHERE substr(name, 1, ?) = ? AND name < ?", (len(kind), kind, oldest))
     return granted
+
+
+def _oldest_windows(limits: Limits, now: dt.datetime) -> list[tuple[str, str]]:
+    """(kind prefix, name of the oldest window of that kind to keep): ten minutes of seconds, two hours."""
+    keep = []
+    for (name, _), earlier in zip(limits.windows(now), limits.windows(now - dt.timedelta(minutes=10)), strict=True):
+        kind = name.split(":")[0] + ":"
+        keep.append((kind, earlier[0] if kind != "h:" else f"h:{(now - dt.timedelta(hours=2)).astimezone(dt.UTC):%Y-%m-%dT%H}"))
+    return keep
 
 
 def back_off(store: Store, domain: str, reason: str, base: float, now: dt.datetime | None = None) -> str:

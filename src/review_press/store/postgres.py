@@ -18,10 +18,14 @@ review-press itself is upgraded (several hosts never run two schema versions at 
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import psycopg
 from psycopg import ClientCursor, errors
@@ -32,7 +36,17 @@ from .base import Connection, Cursor, Dialect, Store
 
 SCHEMA_VERSION = 4  # the SQLite schema's version with the same tables (sqlite.MIGRATIONS)
 LOCK_PREPARE = 0x7265_7072  # advisory lock: one publish at a time starts and fills campaigns
-CONNECT_TIMEOUT = 10  # seconds
+# Every connection: a timeout to connect, keepalives (a host that vanished is noticed in about a
+# minute), and no transaction left open over a minute (a paused process must not hold row locks
+# that every other sender's claim would skip over for hours).
+SESSION: dict[str, Any] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "options": "-c idle_in_transaction_session_timeout=60000",
+}
 
 _TEXT = 'TEXT COLLATE "C"'  # byte order, as SQLite compares: timestamps and keys sort the same on both
 SCHEMA = f"""
@@ -102,18 +116,33 @@ def _pg(sql: str) -> str:
 
 
 class Conn:
-    """A psycopg connection that runs the store's `?`-placeholder statements (see `Connection`)."""
+    """A psycopg connection that runs the store's `?`-placeholder statements (see `Connection`).
+    A failure is a `PressError` here already (a read outside a transaction too), never a driver
+    error with the server's words in it."""
 
-    def __init__(self, pg: psycopg.Connection[Any]) -> None:
+    def __init__(self, pg: psycopg.Connection[Any], url: str) -> None:
         self.pg = pg
+        self.url = url
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor:
-        return self.pg.execute(_pg(sql), params)  # type: ignore[arg-type]
+        try:
+            return self.pg.execute(_pg(sql), [_clean(p) for p in params])  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise pg_error(exc, safe_url(self.url), self.url) from None
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Cursor:
         cur = self.pg.cursor()
-        cur.executemany(_pg(sql), params)  # type: ignore[arg-type]
+        try:
+            cur.executemany(_pg(sql), ([_clean(p) for p in row] for row in params))  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise pg_error(exc, safe_url(self.url), self.url) from None
         return cur
+
+
+def _clean(value: Any) -> Any:
+    """A parameter as PostgreSQL takes it: text without NUL (which SQLite stores and PostgreSQL
+    refuses; an SMTP reply may carry one)."""
+    return value.replace("\x00", "") if isinstance(value, str) and "\x00" in value else value
 
 
 def safe_url(url: str) -> str:
@@ -128,8 +157,30 @@ def safe_url(url: str) -> str:
     return f"postgresql://{user}{host}{port}/{info.get('dbname') or ''}"
 
 
-def pg_error(exc: psycopg.Error, where: str) -> PressError:
-    """A PostgreSQL failure as a user reads it; never quoting the connection string."""
+def without_password(url: str) -> str:
+    """The URL as the user wrote it (host, port, database, sslmode and every other setting), with
+    any password taken out: what `store migrate` tells them to put in press.toml."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")
+    userinfo = netloc[0].partition(":")[0]
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.strip().lower() != "password"], safe="/")
+    host = f"{userinfo}@{netloc[2]}" if netloc[1] else netloc[2]
+    return f"{parts.scheme}://{host}{parts.path}" + (f"?{query}" if query else "")
+
+
+def _secrets(url: str) -> list[str]:
+    """The passwords a message must never show: the URL's own, and libpq's PGPASSWORD."""
+    found = [os.environ.get("PGPASSWORD", "")]
+    with contextlib.suppress(psycopg.Error):
+        found.append(str(conninfo_to_dict(url).get("password") or ""))
+    with contextlib.suppress(ValueError):
+        found.append(unquote(urlsplit(url).password or ""))
+    return [f for f in found if len(f) >= 3]
+
+
+def pg_error(exc: psycopg.Error, where: str, url: str = "") -> PressError:
+    """A PostgreSQL failure as a user reads it: the server (`where`, no password) and the kind of
+    failure; libpq's own words only for a failure to connect, with any password scrubbed out."""
     if isinstance(exc, errors.DiskFull):
         return StorageError(f"{where}: the database server's disk is full", hint="free space on the server, then run this again")
     if isinstance(exc, errors.ReadOnlySqlTransaction):
@@ -138,10 +189,10 @@ def pg_error(exc: psycopg.Error, where: str) -> PressError:
         return StorageError(f"{where} is busy ({exc.sqlstate}: {type(exc).__name__})", hint="run this again; nothing of it was committed")
     if isinstance(exc, psycopg.OperationalError):
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        for secret in _secrets(url):
+            reason = reason.replace(secret, "***")
         return StorageError(f"cannot use the database at {where}: {reason}", hint="is the server running, and may this user connect?")
-    return DeliveryError(
-        f"the database failed ({where}): {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    )
+    return DeliveryError(f"the database failed ({where}): {type(exc).__name__} (SQLSTATE {exc.sqlstate or 'none'})")
 
 
 class PostgresStore(Store):
@@ -158,7 +209,7 @@ class PostgresStore(Store):
 
     def __init__(self, pg: psycopg.Connection[Any], url: str) -> None:
         self.pg = pg
-        self.conn: Connection = Conn(pg)
+        self.conn: Connection = Conn(pg, url)
         self.url = url
 
     @classmethod
@@ -167,9 +218,13 @@ class PostgresStore(Store):
         schema of another version is a `StorageError` saying what to run (`check`)."""
         where = safe_url(url)
         try:
-            pg = psycopg.connect(url, autocommit=True, cursor_factory=ClientCursor, connect_timeout=CONNECT_TIMEOUT)
+            conninfo_to_dict(url)
+        except psycopg.Error:  # libpq's message quotes the part it cannot read, which may be the password
+            raise StorageError("the PostgreSQL URL cannot be read", hint="a % in a URL must be written %25 (in the password too)") from None
+        try:
+            pg = psycopg.connect(url, autocommit=True, cursor_factory=ClientCursor, **SESSION)
         except psycopg.Error as exc:
-            raise pg_error(exc, where) from None
+            raise pg_error(exc, where, url) from None
         store = cls(pg, url)
         try:
             version = store.schema_version()
@@ -248,6 +303,18 @@ class PostgresStore(Store):
     def describe(self) -> str:
         return safe_url(self.url)
 
+    @property
+    def broken(self) -> bool:
+        """The connection is gone (server restarted, failed over, or cut it off): reopen to go on."""
+        return bool(self.pg.closed or self.pg.broken)
+
+    def clock_skew(self) -> float:
+        """Seconds this host's clock is ahead of the database server's (leases are times)."""
+        before = dt.datetime.now(dt.UTC)
+        server = self.conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        after = dt.datetime.now(dt.UTC)
+        return ((before + (after - before) / 2) - server).total_seconds()
+
     def close(self) -> None:
         self.pg.close()
 
@@ -258,7 +325,7 @@ class PostgresStore(Store):
             with self.pg.transaction():
                 yield self.conn
         except psycopg.Error as exc:
-            raise pg_error(exc, self.describe()) from None
+            raise pg_error(exc, self.describe(), self.url) from None
 
     @contextmanager
     def erasing(self) -> Iterator[None]:

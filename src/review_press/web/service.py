@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Concatenate, ParamSpec, TypeVar
 
-from ..errors import DeliveryError
+from ..errors import DeliveryError, PressError
 from ..store import Store, Subscriber
 from ..tokens import verify_token
 from .confirm import BadToken, check_confirm_token, make_confirm_token, read_confirm_token
@@ -79,7 +79,18 @@ class Database:
 
     async def run(self, method: Callable[Concatenate[Subscriptions, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Call `method(subscriptions, *args)` on the database thread and await its result."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: method(self._open(), *args, **kwargs))
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: self._call(method, *args, **kwargs))
+
+    def _call(self, method: Callable[Concatenate[Subscriptions, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """`method` on the open store; once more on a fresh connection when the old one is gone (the
+        database server restarted or failed over): an unsubscribe must not wait for a web restart."""
+        try:
+            return method(self._open(), *args, **kwargs)
+        except PressError:
+            if self._store is None or not self._store.broken:
+                raise
+            self._close()
+            return method(self._open(), *args, **kwargs)
 
     async def stop(self) -> None:
         """Close the database and let the thread end."""

@@ -1,0 +1,399 @@
+"""The senders: what one sending process needs (`Sender`), its loop over the due campaigns
+(`send_due`), joining the campaigns in progress beside the other senders (`join`, the `worker`
+command), and the fan-out of `publish --workers` to fresh processes. `publish` starts the
+campaigns and calls these; every sender, in any process on any host, sends the same messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import multiprocessing
+import os
+import queue
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from .campaigns import (
+    Campaign,
+    Campaigns,
+    EditionMaker,
+    MessageBuilder,
+    campaign_message_id,
+    identify,
+    refuse_unmailable,
+    renderer,
+)
+from .config import Config, load_config
+from .content import Post, load_posts
+from .delivery.connect import connector_for
+from .delivery.run import CampaignRun, Progress, StopRequest, send_campaign, stop_on_signals
+from .delivery.smtp import Connector, Policy, Pool, RateLimiter
+from .errors import DeliveryError, PressError
+from .identity import Refusal
+from .newsletter import require_since, require_web_url, sender
+from .site import make_site
+from .store import Store, ledger, open_store
+from .theme import Theme
+from .tokens import site_secret
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    """What one run did: the posts it sent, where to, how many messages an interrupted run had
+    left in flight (`resumed`, re-sent now), how many an earlier run had deferred (`retried`:
+    temporary failures, tried again now), and whether a signal cut it short (`interrupted`;
+    `signum` is SIGINT for Ctrl-C, SIGTERM from systemd, docker stop or timeout)."""
+
+    posts: tuple[CampaignRun, ...]
+    target: str
+    resumed: int = 0
+    interrupted: bool = False
+    refused: tuple[Refusal, ...] = ()  # posts not sent: their identity is in doubt, or their email breaks a lint rule
+    retried: int = 0
+    signum: int | None = None
+    warnings: tuple[PressError, ...] = ()  # email-lint warnings of the posts sent (an http: link): sent all the same
+
+    @property
+    def failed(self) -> int:
+        """Messages refused permanently in this run (not bounces): `--retry-failed` tries them again."""
+        return sum(p.failed for p in self.posts)
+
+    @property
+    def deferred(self) -> int:
+        """Messages this run deferred (temporary failures): the next plain run retries them."""
+        return sum(p.deferred for p in self.posts)
+
+
+class SendingStopped(DeliveryError):
+    """The circuit breaker stopped a run: the server refused nearly everything. `report` holds
+    what the run did until then (the CLI prints it before the error)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, report: PublishReport | None = None, **kw: Any) -> None:
+        super().__init__(message, hint=hint, **kw)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    """How to publish. `connector`, `make_edition` and `build_message` are for tests and benchmarks."""
+
+    slug: str | None = None
+    batch_size: int = 100
+    retry_failed: bool = False
+    now: dt.datetime | None = None
+    policy: Policy | None = None
+    connector: Connector | None = None
+    make_edition: EditionMaker | None = None
+    build_message: MessageBuilder | None = None
+    environ: dict[str, str] | None = field(default=None, repr=False)
+    workers: int = 1  # sending processes (PostgreSQL only)
+    follow: bool = False  # `join`: keep waiting for new campaigns until stopped
+    poll_seconds: float = 2.0  # how often a waiting sender looks at the store again
+
+
+def run_time(options: PublishOptions) -> dt.datetime:
+    return options.now or dt.datetime.now(dt.UTC)
+
+
+def load_site(root: Path, now: dt.datetime) -> tuple[Config, tuple[Post, ...], Theme]:
+    """The site's config, every post (drafts and future ones too: identity needs them all) and theme."""
+    config = load_config(root)
+    posts = load_posts(config)
+    site = make_site(config, posts, now=now)
+    return config, posts, Theme.for_site(config.templates_dir, site=site, config=config)
+
+
+def edition_tools(options: PublishOptions) -> tuple[EditionMaker, MessageBuilder]:
+    make, build = options.make_edition, options.build_message
+    if make is None:
+        from .edition import make_edition as make
+    if build is None:
+        from .delivery.message import build_message as build
+    return make, build
+
+
+def sender_name() -> str:
+    """This sender's name on the rows it leases: host, process and a random part (a restarted
+    process is another sender, so it never settles a row its previous life claimed)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class Sender:
+    """What one process needs to send any campaign: made once, before a campaign starts, so a
+    setting that fails (no web URL, a bad DKIM key) fails before anything is sent."""
+
+    config: Config
+    theme: Theme
+    make: EditionMaker
+    build: MessageBuilder
+    connector: Connector
+    concurrency: int
+    policy: Policy
+    sign: Callable[[bytes], bytes] | None
+    domain: str
+    lease: ledger.Lease
+
+    @classmethod
+    def for_run(cls, config: Config, theme: Theme, options: PublishOptions) -> Sender:
+        from .delivery.dkim import signer_for
+
+        make, build = edition_tools(options)
+        sign = signer_for(config)
+        domain = sender(config).domain
+        require_web_url(config)
+        require_since(config)
+        return cls(
+            config=config,
+            theme=theme,
+            make=make,
+            build=build,
+            connector=options.connector or connector_for(config, options.environ),
+            concurrency=config.smtp.concurrency if config.smtp else 1,
+            policy=options.policy or Policy(max_attempts=config.smtp.max_attempts if config.smtp else 3),
+            sign=sign,
+            domain=domain,
+            lease=ledger.Lease(sender_name(), config.store.lease_seconds),
+        )
+
+
+def check_clock(store: Store, config: Config) -> None:
+    """Refuse to send from a host whose clock is off the database server's by more than an eighth
+    of a lease: leases, rate windows and domain pauses are times, and a clock that far ahead would
+    take rows a live sender still holds (docs/scaling.md)."""
+    skew = store.clock_skew()
+    if abs(skew) > config.store.lease_seconds / 8:
+        raise DeliveryError(
+            f"this host's clock is {abs(skew):.1f} s {'ahead of' if skew > 0 else 'behind'} the database server's;"
+            f" senders share leases of {config.store.lease_seconds:g} s, so nothing was sent",
+            hint="keep every sending host's clock in sync (NTP: systemd-timesyncd or chrony)",
+        )
+
+
+def send_due(
+    s: Sender,
+    store: Store,
+    due: list[Campaign],
+    editions: dict[str, Any],
+    options: PublishOptions,
+    progress: Callable[[Progress], None] | None,
+    stop: StopRequest,
+    partial_report: Callable[[list[CampaignRun]], PublishReport],
+) -> list[CampaignRun]:
+    """Send each due campaign in turn, oldest first; stop early on a stop request. Where other
+    senders share the store, a campaign is left only when no row of it is pending or leased
+    (rows a dead sender leased come back when the lease expires, and this sender takes them).
+    The breaker raises `SendingStopped` with what was done so far (`partial_report`)."""
+    config, now = s.config, run_time(options)
+    smtp = config.smtp
+    limits = ledger.Limits(smtp.rate_per_second, smtp.rate_per_hour) if smtp else ledger.Limits()
+    quota = None
+    if store.dialect.many_senders and (limits.per_second or limits.per_hour):
+        # shared by every sender through the store; the local buckets only smooth this process's share
+        quota = partial(ledger.take_quota, store, limits=limits)
+        limiter = RateLimiter(limits.per_second, 0)
+    else:
+        limiter = RateLimiter(
+            limits.per_second,
+            limits.per_hour,
+            used_this_hour=ledger.sent_since(store, now - dt.timedelta(hours=1)) if limits.per_hour else 0,
+        )
+    secret = site_secret(config)
+    runs: list[CampaignRun] = []
+    for campaign in due:
+        post, key = campaign.post, campaign.key
+        assert key is not None
+        edition = editions.get(post.slug) or s.make(post, config, s.theme)
+        subject = getattr(edition, "subject", post.title)
+        render = renderer(config, edition, secret, s.build, s.sign)
+        while not stop.is_set():
+            done = send_campaign(
+                store,
+                key,
+                subject,
+                Pool(s.connector, s.concurrency, s.policy, limiter),
+                render,
+                partial(campaign_message_id, key, domain=s.domain),
+                options.batch_size,
+                s.lease,
+                progress,
+                stop,
+                quota,
+                smtp.domain_backoff_seconds if smtp else 60.0,
+            )
+            runs.append(dataclasses.replace(done, slug=post.slug))  # the post's slug now, not the campaign's key
+            if done.stopped:
+                where, left = s.connector.describe(), ledger.counts(store, key)["pending"]
+                raise SendingStopped(
+                    f"stopped sending {post.slug!r}: {done.stopped}; {where} refuses nearly everything."
+                    f" In this run: {done.sent} sent, {done.deferred} deferred (to retry), {left} not tried yet",
+                    hint=f"check {where}; once it accepts mail, run publish again: it retries the deferred and sends the rest",
+                    report=partial_report(runs),
+                )
+            if not store.dialect.many_senders or not _wait_for_others(store, key, stop, options.poll_seconds):
+                break
+            if not (done.sent or done.failed or done.bounced or done.deferred or done.skipped):
+                _sleep(stop, options.poll_seconds)  # rows pending but locked by another sender's claim: no busy loop
+        if stop.is_set():
+            break
+    return _merged(runs)
+
+
+def _wait_for_others(store: Store, key: str, stop: StopRequest, poll: float) -> bool:
+    """While other senders hold rows of campaign `key`, wait; True when some of them came back to
+    be taken (their lease expired), False when the campaign has nothing pending or leased."""
+    while not stop.is_set():
+        if key in ledger.in_progress(store):
+            return True
+        if not ledger.leased(store, key):
+            return False
+        _sleep(stop, poll)
+    return False
+
+
+def _sleep(stop: StopRequest, seconds: float) -> None:
+    """Sleep up to `seconds`, waking early on a stop request."""
+    end = time.monotonic() + seconds
+    while not stop.is_set() and time.monotonic() < end:
+        time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+
+
+def _merged(runs: list[CampaignRun]) -> list[CampaignRun]:
+    """One `CampaignRun` per post: the rounds (or processes) that sent the same post, added up."""
+    by_slug: dict[str, CampaignRun] = {}
+    for r in runs:
+        if (seen := by_slug.get(r.slug)) is None:
+            by_slug[r.slug] = r
+            continue
+        by_slug[r.slug] = dataclasses.replace(
+            seen,
+            sent=seen.sent + r.sent,
+            failed=seen.failed + r.failed,
+            bounced=seen.bounced + r.bounced,
+            skipped=seen.skipped + r.skipped,
+            deferred=seen.deferred + r.deferred,
+            lost=seen.lost + r.lost,
+            seconds=max(seen.seconds, r.seconds),
+            interrupted=seen.interrupted or r.interrupted,
+            failure=seen.failure or r.failure,
+            stopped=seen.stopped or r.stopped,
+        )
+    return list(by_slug.values())
+
+
+def join(root: Path, options: PublishOptions = PublishOptions(), keys: tuple[str, ...] | None = None) -> PublishReport:
+    """Send, beside the other senders, the campaigns in progress (started by a `publish` on any
+    host; only `keys` if given): `review-press worker`. Never starts or fills a campaign.
+
+    Returns when no campaign has a row pending or leased, or with `options.follow` keeps waiting
+    for new ones until SIGINT/SIGTERM. Needs a store many senders share (PostgreSQL).
+    """
+    now = run_time(options)
+    config, posts, theme = load_site(root, now)
+    s = Sender.for_run(config, theme, options)
+    stop = StopRequest()
+    runs: list[CampaignRun] = []
+
+    refused: dict[str, Refusal] = {}
+
+    def report(done: list[CampaignRun]) -> PublishReport:
+        return PublishReport(
+            posts=tuple(_merged(runs + done)),
+            target=s.connector.describe(),
+            interrupted=stop.is_set(),
+            signum=stop.signum,
+            refused=tuple({id(r): r for r in refused.values()}.values()),
+        )
+
+    with open_store(config, options.environ) as store, stop_on_signals(stop):
+        if not store.dialect.many_senders:
+            raise DeliveryError(
+                "worker needs PostgreSQL: SQLite allows one writer, and publish is its one sender",
+                hint="set [store] url or REVIEW_PRESS_DATABASE_URL (README: Scaling out), or run review-press publish",
+            )
+        check_clock(store, config)
+        while not stop.is_set():
+            active = [k for k in ledger.in_progress(store) if (keys is None or k in keys) and k not in refused]
+            due = [c for c in identify(config, posts, store, run_time(options), options.slug).chosen if c.key in active]
+            if due:
+                judged = refuse_unmailable(config, theme, Campaigns(tuple(due), ()), store, s.make)
+                for refusal in judged.campaigns.refused:  # its email breaks a lint rule here: not sent by this worker
+                    refused.update({c.key: refusal for c in due if c.post.slug == refusal.post.slug and c.key})
+                done = send_due(s, store, list(judged.campaigns.chosen), judged.editions, options, None, stop, report)
+                runs.extend(done)
+                if any(r.sent or r.failed or r.bounced or r.deferred or r.skipped for r in done):
+                    continue
+            elif not options.follow and not [k for k in ledger.leased_campaigns(store) if keys is None or k in keys]:
+                break
+            _sleep(stop, options.poll_seconds)  # nothing to take now (other senders hold it, or none): never a busy loop
+    return report([])
+
+
+def _sender_process(root: str, options: PublishOptions, keys: tuple[str, ...], results: Any) -> None:
+    """The body of one sending process of `publish --workers`: `join`, then its report on `results`."""
+    try:
+        report = join(Path(root), options, keys)
+        results.put((os.getpid(), report.posts, None))
+    except SendingStopped as exc:
+        results.put((os.getpid(), exc.report.posts if exc.report else (), str(exc)))
+    except PressError as exc:
+        results.put((os.getpid(), (), str(exc)))
+
+
+def send_in_processes(
+    root: Path,
+    options: PublishOptions,
+    keys: list[str],
+    stop: StopRequest,
+    partial_report: Callable[[list[CampaignRun]], PublishReport],
+) -> list[CampaignRun]:
+    """Send the campaigns `keys` with `options.workers` processes (each a `join`), forwarding a
+    stop request to them and adding up what they did. A process that failed is a `DeliveryError`
+    (after the others finished); a breaker that tripped in any of them is a `SendingStopped`."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no connection or thread is inherited
+    results = context.Queue()
+    child = dataclasses.replace(options, workers=1, follow=False, connector=None)
+    procs = [context.Process(target=_sender_process, args=(str(root), child, tuple(keys), results)) for _ in range(options.workers)]
+    for proc in procs:
+        proc.start()
+    runs: list[CampaignRun] = []
+    problems: list[str] = []
+    reported: set[int] = set()
+    forwarded = False
+    while len(reported) < len(procs):
+        if stop.is_set() and not forwarded:
+            for proc in procs:
+                if proc.pid is not None and proc.is_alive():
+                    os.kill(proc.pid, stop.signum or signal.SIGTERM)
+            forwarded = True
+        try:
+            pid, posts, problem = results.get(timeout=0.2)
+        except queue.Empty:
+            gone = [p for p in procs if not p.is_alive() and p.pid not in reported]
+            for p in gone:  # died without a report (killed): its leased rows come back after the lease
+                reported.add(p.pid or 0)
+                problems.append(f"a sending process (pid {p.pid}) ended with exit code {p.exitcode} before reporting")
+            continue
+        reported.add(pid)
+        runs.extend(posts)
+        if problem:
+            problems.append(problem)
+    for proc in procs:
+        proc.join()
+    merged = _merged(runs)
+    stopped = next((r for r in merged if r.stopped), None)
+    if stopped is not None:
+        raise SendingStopped(f"stopped sending {stopped.slug!r}: {stopped.stopped}", report=partial_report(merged))
+    if problems:
+        raise DeliveryError(
+            problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""), hint="run publish again: it sends the rest"
+        )
+    return merged
