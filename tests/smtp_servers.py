@@ -175,6 +175,22 @@ def recording_server(folder: Path) -> Iterator[tuple[int, Path]]:
         server.wait(timeout=10)
 
 
+@contextmanager
+def fast_recording_server(folder: Path) -> Iterator[tuple[int, Path]]:
+    """`recording_server`'s twin for tens of thousands of messages: `fast_sink.py` (asyncio,
+    PIPELINING, only the Message-ID read), in its own process; the same record file."""
+    port, record = free_port(), folder / "received.tsv"
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("fast_sink.py")), str(port), str(record)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        yield port, record
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+
+
 def received(path: Path) -> Counter[str]:
     """Message-IDs a recording server in another process accepted, with how many times each."""
     if not path.exists():

@@ -27,7 +27,7 @@ from review_press.config import load_config
 from review_press.delivery.run import in_flight_limit
 from review_press.store import SQLiteStore, db_path, ledger
 from review_press.store.postgres import PostgresStore
-from smtp_servers import received, recording_server
+from smtp_servers import fast_recording_server, received, recording_server
 
 ONE_POST = {"2026-02-01-first.md": "---\ntitle: First\ndate: 2026-02-01\n---\n\nThe first letter.\n"}
 ENV = {"PYTHONPATH": str(Path(review_press.__file__).parents[1]), "NO_COLOR": "1", "COLUMNS": "200"}
@@ -226,7 +226,7 @@ def test_four_workers_and_a_joining_worker_share_a_campaign_two_killed_with_sigk
     make_site: Callable[..., Path], pg_url: str, tmp_path: Path
 ) -> None:
     readers, batch, concurrency = 20_000, 100, 2
-    with recording_server(tmp_path) as (port, record):
+    with fast_recording_server(tmp_path) as (port, record):
         root = make_site(ONE_POST, NEWSLETTER + smtp_table(port) + "\n[store]\nlease_seconds = 3\n")
         env = pg_env(pg_url)
         add_readers(root, readers, env)
