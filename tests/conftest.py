@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import pg_server as pg
+from review_press.store import Store
 from sites import write_site
 
 SiteMaker = Callable[..., Path]
@@ -48,3 +49,17 @@ def pg_url(pg_server: pg.Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     monkeypatch.delenv("REVIEW_PRESS_DATABASE_URL", raising=False)
     with pg_server.fresh_database() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """An empty store of each kind: an SQLite file, and a fresh PostgreSQL database (see `pg_url`)."""
+    from review_press.store import SQLiteStore
+    from review_press.store.postgres import PostgresStore
+
+    if request.param == "sqlite":
+        with SQLiteStore.open(tmp_path / "press.db") as store:
+            yield store
+    else:
+        with PostgresStore.open(request.getfixturevalue("pg_url")) as store:
+            yield store

@@ -447,8 +447,8 @@ def test_a_reply_with_a_nul_is_recorded_on_postgresql(pg_url: str) -> None:
         ann = store.add("ann@example.org")
         ledger.fill(store, "p", late_joiners=True)
         lease = ledger.Lease("me", 60)
-        ledger.claim(store, "p", 10, lambda i: f"<{i}@x>", lease)
-        assert ledger.record(store, "p", [ledger.Result(ann.id, "sent", 1, "250 ok\x00queued")], lease) == 0
+        (claim,) = ledger.claim(store, "p", 10, lambda i: f"<{i}@x>", lease).claims
+        assert ledger.record(store, "p", [ledger.Result(ann.id, "sent", 1, "250 ok\x00queued")], {ann.id: claim.token}) == 0
         assert store.conn.execute("SELECT status, smtp_reply FROM deliveries").fetchone() == ("sent", "250 okqueued")
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable, Iterator
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ..identity import CampaignRecord, PostFacts
@@ -47,6 +48,7 @@ class Claim:
     envelope: str
     name: str
     message_id: str
+    token: str = ""  # the claim's own lease mark (`Lease.owner` + a part new for every claim): the fence
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,15 @@ class Lease:
     def until(self, now: dt.datetime | None = None) -> str:
         return now_iso((now or dt.datetime.now(dt.UTC)) + dt.timedelta(seconds=self.seconds))
 
+    @property
+    def prefix(self) -> str:
+        """What every token of this sender's claims starts with."""
+        return self.owner + "/"
+
+    def token(self) -> str:
+        """A new claim's mark: this sender, and a part no other claim of it has."""
+        return self.prefix + secrets.token_hex(6)
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -234,8 +245,8 @@ def claim(store: Store, slug: str, limit: int, message_id: Callable[[int], str],
                 " JOIN subscribers s ON s.id = c.subscriber_id ORDER BY c.subscriber_id"
             )
             extra = ()
-        expired = "d.status = 'sending' AND coalesce(d.lease_until, '') < ? AND coalesce(d.lease_owner, '') <> ?"
-        rows = conn.execute(select.format(where=expired), (slug, stamp, lease.owner, *extra, limit)).fetchall()
+        expired = "d.status = 'sending' AND coalesce(d.lease_until, '') < ? AND substr(coalesce(d.lease_owner, ''), 1, ?) <> ?"
+        rows = conn.execute(select.format(where=expired), (slug, stamp, len(lease.prefix), lease.prefix, *extra, limit)).fetchall()
         if len(rows) < limit:
             rows += conn.execute(select.format(where="d.status = 'pending'"), (slug, *extra, limit - len(rows))).fetchall()
         gone = [(stamp, slug, r[0]) for r in rows if r[4] != "active"]
@@ -243,14 +254,15 @@ def claim(store: Store, slug: str, limit: int, message_id: Callable[[int], str],
             conn.executemany(
                 "UPDATE deliveries SET status = 'skipped', lease_until = NULL, updated_at = ? WHERE slug = ? AND subscriber_id = ?", gone
             )
-        claims = [Claim(r[0], r[1], r[2], r[3], message_id(r[0])) for r in rows if r[4] == "active"]
+        token = lease.token()
+        claims = [Claim(r[0], r[1], r[2], r[3], message_id(r[0]), token) for r in rows if r[4] == "active"]
         if claims:  # one statement for the batch, not one per row (a round trip each on PostgreSQL)
             rows_sql, values = _values([(c.subscriber_id, c.message_id) for c in claims])  # column1: id, column2: Message-ID
             conn.execute(
                 "UPDATE deliveries SET status = 'sending', message_id = v.column2, lease_owner = ?, lease_until = ?, updated_at = ?"
                 f" FROM ({rows_sql}) AS v WHERE deliveries.slug = ? AND deliveries.subscriber_id = v.column1"
                 f" AND deliveries.subscriber_id IN ({_marks(len(claims))})",  # the planner probes the key, never scans the ledger
-                (lease.owner, until, stamp, *values, slug, *(c.subscriber_id for c in claims)),
+                (token, until, stamp, *values, slug, *(c.subscriber_id for c in claims)),
             )
     return Batch(claims, len(gone))
 
@@ -271,25 +283,28 @@ def renew(store: Store, slug: str, lease: Lease, now: dt.datetime | None = None)
     """Extend the lease on every row `lease.owner` holds in `sending` for this campaign; return how many."""
     with store.transaction() as conn:
         cur = conn.execute(
-            "UPDATE deliveries SET lease_until = ? WHERE slug = ? AND status = 'sending' AND lease_owner = ?",
-            (lease.until(now), slug, lease.owner),
+            "UPDATE deliveries SET lease_until = ? WHERE slug = ? AND status = 'sending' AND substr(lease_owner, 1, ?) = ?",
+            (lease.until(now), slug, len(lease.prefix), lease.prefix),
         )
     return cur.rowcount
 
 
-def record(store: Store, slug: str, results: Iterable[Result], lease: Lease, now: dt.datetime | None = None) -> int:
+def record(store: Store, slug: str, results: Iterable[Result], tokens: Mapping[int, str], now: dt.datetime | None = None) -> int:
     """Settle claimed rows in one transaction (sent, failed, bounced, deferred, or pending: not
     tried); a bounce also marks the subscriber bounced.
 
-    Fenced: a row is settled only while `lease.owner` still holds it. A sender that lost its
-    lease (paused past it, its rows taken by another) changes nothing; returns how many rows were
-    not settled for that reason.
+    Fenced: a row is settled only while it still carries the token of the claim that handed it
+    out (`tokens`, by subscriber id: `Claim.token`). A sender that lost the row (paused past its
+    lease, the row taken by another, even if it has claimed the row again since) changes nothing
+    with the stale result; returns how many rows were not settled for that reason.
     """
     stamp = now_iso(now)
-    rows = [(r.subscriber_id, r.status, r.attempts, r.error or None, r.reply or None) for r in results]
-    bounced = sorted((stamp, r[0], slug, lease.owner) for r in rows if r[1] == "bounced")  # rows locked in id order: no deadlock
+    results = list(results)
+    rows = [(r.subscriber_id, r.status, r.attempts, r.error or None, r.reply or None) for r in results if r.subscriber_id in tokens]
+    stray = len(results) - len(rows)  # results of rows this run never claimed: nothing to settle
+    bounced = sorted((stamp, r[0], slug, tokens[r[0]]) for r in rows if r[1] == "bounced")  # rows locked in id order: no deadlock
     if not rows:
-        return 0
+        return stray
     settled = 0
     with store.transaction() as conn:
         if bounced:  # subscribers before deliveries: the order every transaction takes its row locks in
@@ -300,15 +315,16 @@ def record(store: Store, slug: str, results: Iterable[Result], lease: Lease, now
             )
         for start in range(0, len(rows), RECORD_CHUNK):  # one statement per chunk, not one per row
             chunk = rows[start : start + RECORD_CHUNK]
-            # the fence: the rows this sender still holds, locked until the commit (so no other
-            # sender takes one in between); the update then probes only those, by key
+            # the fence: the rows still carrying their claim's token, locked until the commit (so no
+            # other sender takes one in between); the update then probes only those, by key
             held = {
-                r[0]
-                for r in conn.execute(
-                    f"SELECT subscriber_id FROM deliveries WHERE slug = ? AND lease_owner = ? AND subscriber_id IN ({_marks(len(chunk))})"
+                sid
+                for sid, owner in conn.execute(
+                    f"SELECT subscriber_id, lease_owner FROM deliveries WHERE slug = ? AND subscriber_id IN ({_marks(len(chunk))})"
                     f"{store.dialect.for_update}",
-                    (slug, lease.owner, *(r[0] for r in chunk)),
+                    (slug, *(r[0] for r in chunk)),
                 ).fetchall()
+                if owner == tokens[sid]
             }
             chunk = [r for r in chunk if r[0] in held]
             if not chunk:
@@ -324,7 +340,7 @@ def record(store: Store, slug: str, results: Iterable[Result], lease: Lease, now
                 (stamp, stamp, *values, slug, *(r[0] for r in chunk)),
             )
             settled += max(cur.rowcount, 0)
-    return len(rows) - settled
+    return len(rows) - settled + stray
 
 
 def defer_failed(store: Store, slug: str, subscriber_ids: list[int], lease: Lease, now: dt.datetime | None = None) -> int:
@@ -336,9 +352,9 @@ def defer_failed(store: Store, slug: str, subscriber_ids: list[int], lease: Leas
         for start in range(0, len(subscriber_ids), RECORD_CHUNK):
             chunk = subscriber_ids[start : start + RECORD_CHUNK]
             changed += conn.execute(
-                "UPDATE deliveries SET status = 'deferred', updated_at = ? WHERE slug = ? AND lease_owner = ? AND status = 'failed'"
-                f" AND subscriber_id IN ({_marks(len(chunk))})",
-                (now_iso(now), slug, lease.owner, *chunk),
+                "UPDATE deliveries SET status = 'deferred', updated_at = ? WHERE slug = ? AND substr(lease_owner, 1, ?) = ?"
+                f" AND status = 'failed' AND subscriber_id IN ({_marks(len(chunk))})",
+                (now_iso(now), slug, len(lease.prefix), lease.prefix, *chunk),
             ).rowcount
     return changed
 
@@ -348,8 +364,9 @@ def release(store: Store, slug: str, lease: Lease) -> int:
     to a server: a run that stops returns them); return how many."""
     with store.transaction() as conn:
         cur = conn.execute(
-            "UPDATE deliveries SET status = 'pending', lease_until = NULL WHERE slug = ? AND status = 'sending' AND lease_owner = ?",
-            (slug, lease.owner),
+            "UPDATE deliveries SET status = 'pending', lease_until = NULL"
+            " WHERE slug = ? AND status = 'sending' AND substr(lease_owner, 1, ?) = ?",
+            (slug, len(lease.prefix), lease.prefix),
         )
     return cur.rowcount
 
