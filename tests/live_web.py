@@ -144,9 +144,9 @@ def start_site(tmp_path: Path, limits: WebLimits = LOOSE, name: str = "site") ->
 
 
 @contextmanager
-def running(tmp_path: Path, limits: WebLimits = LOOSE) -> Iterator[Live]:
+def running(tmp_path: Path, limits: WebLimits = LOOSE, name: str = "site") -> Iterator[Live]:
     """The app of a fresh test site (`start_site`), served while the block runs."""
-    root, sock, app = start_site(tmp_path, limits)
+    root, sock, app = start_site(tmp_path, limits, name)
     with serve(app, sock) as url, httpx.Client(base_url=url, timeout=10.0, follow_redirects=False) as http:
         yield Live(root, url, http)
 

@@ -490,3 +490,48 @@ def test_the_web_app_reconnects_after_the_server_cut_its_connection(
         answer = live.http.post(f"unsubscribe/{make_token(SECRET.encode(), ann.id)}", content=b"List-Unsubscribe=One-Click")
         assert answer.status_code == 200
         assert live.status("ann@example.org") == "unsubscribed"
+
+
+def test_two_web_instances_share_one_database(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a load balancer: a reader subscribes through one instance, confirms through the
+    other, and unsubscribes through the first; each sees what the other wrote."""
+    from live_web import SECRET, running
+    from review_press.tokens import make_token
+
+    monkeypatch.setenv("REVIEW_PRESS_SECRET", SECRET)
+    monkeypatch.setenv("REVIEW_PRESS_DATABASE_URL", pg_url)
+    with running(tmp_path, name="one") as one, running(tmp_path, name="two") as two:
+        link = one.subscribe_and_confirm_link("ann@example.org")
+        assert two.http.get(link.replace(one.url.rstrip("/"), two.url.rstrip("/"))).status_code == 200
+        assert one.status("ann@example.org") == "active"
+        with two.store() as store:
+            ann = store.find("ann@example.org")
+        assert ann is not None
+        assert one.http.post(f"unsubscribe/{make_token(SECRET.encode(), ann.id)}", content=b"List-Unsubscribe=One-Click").status_code == 200
+        assert two.status("ann@example.org") == "unsubscribed"
+
+
+def test_worker_follow_waits_for_campaigns_and_stops_cleanly_on_sigterm(
+    make_site: Callable[..., Path], pg_url: str, tmp_path: Path
+) -> None:
+    with recording_server(tmp_path) as (port, record):
+        root = make_site(ONE_POST, NEWSLETTER + smtp_table(port, rate_per_second=100))
+        env = pg_env(pg_url)
+        add_readers(root, 400, env)
+        full = {**os.environ, **ENV, **env}
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "review_press", "worker", "--follow", "--site", str(root)],
+            env=full,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        published = cli("publish", "--site", str(root), env=env)  # starts the campaign; the follower may join it
+        assert published.returncode == 0, published.stderr
+        assert follower.poll() is None  # nothing left to send, and it is still waiting for the next campaign
+        follower.send_signal(signal.SIGTERM)
+        _, err = follower.communicate(timeout=60)
+        got = received(record)
+    assert follower.returncode == 143, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    assert len(got) == 400 and max(got.values()) == 1  # the two senders together: everyone once
