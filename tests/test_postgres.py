@@ -448,7 +448,7 @@ def test_a_reply_with_a_nul_is_recorded_on_postgresql(pg_url: str) -> None:
         ledger.fill(store, "p", late_joiners=True)
         lease = ledger.Lease("me", 60)
         (claim,) = ledger.claim(store, "p", 10, lambda i: f"<{i}@x>", lease).claims
-        assert ledger.record(store, "p", [ledger.Result(ann.id, "sent", 1, "250 ok\x00queued")], {ann.id: claim.token}) == 0
+        assert ledger.record(store, "p", [ledger.Result(ann.id, "sent", 1, "250 ok\x00queued", token=claim.token)]) == 0
         assert store.conn.execute("SELECT status, smtp_reply FROM deliveries").fetchone() == ("sent", "250 okqueued")
 
 
@@ -535,3 +535,28 @@ def test_worker_follow_waits_for_campaigns_and_stops_cleanly_on_sigterm(
     assert follower.returncode == 143, err
     assert "stopped by SIGTERM" in err and "Traceback" not in err
     assert len(got) == 400 and max(got.values()) == 1  # the two senders together: everyone once
+
+
+def test_the_urls_own_options_are_kept(pg_url: str, pg_server: pg.Server) -> None:
+    """A site that keeps its tables in a schema of its own (`options=-c search_path=...` in the URL)."""
+    import psycopg
+
+    with psycopg.connect(pg_url, password=pg.PASSWORD, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA mail")
+    with PostgresStore.open(pg_url + "?options=-c%20search_path%3Dmail") as store:
+        store.add("ann@example.org")
+        assert store.conn.execute("SELECT to_regclass('mail.subscribers') IS NOT NULL").fetchone()[0]
+        assert store.conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "1min"
+    from review_press.store.postgres import without_password
+
+    assert without_password(pg_url + "?options=-c%20search_path%3Dmail") == pg_url + "?options=-c%20search_path%3Dmail"
+
+
+def test_an_hourly_limit_alone_keeps_only_recent_windows(pg_url: str) -> None:
+    limits = ledger.Limits(per_hour=1000)
+    start = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
+    with PostgresStore.open(pg_url) as store:
+        for hour in range(6):
+            assert ledger.take_quota(store, 10, limits, now=start + dt.timedelta(hours=hour)) == 10
+        names = [r[0] for r in store.conn.execute("SELECT name FROM send_windows ORDER BY name").fetchall()]
+    assert names == ["h:2026-11-30T12", "h:2026-11-30T13", "h:2026-11-30T14"]

@@ -289,3 +289,11 @@ def test_a_pipelined_refusal_followed_by_a_hang_up_is_read_as_the_refusal() -> N
     listener.close()
     error = caught.value
     assert error.reply.startswith("421 4.7.0 too many connections") and error.temporary and error.reconnect
+
+
+def test_every_result_carries_the_token_of_the_claim_it_answers() -> None:
+    """The fence needs it: a result is settled only under its own claim's token."""
+    items = [Claim(i, f"r{i}@example.org", f"r{i}@example.org", "", f"<m{i}@example.org>", token=f"me:1:aa/{i:04x}") for i in range(1, 6)]
+    with smtp_server(Script(rcpt={"r2@example.org": "550 5.1.1 no such user"})) as (_, port):
+        results = run(port, items)
+    assert {sid: r.token for sid, r in results.items()} == {c.subscriber_id: c.token for c in items}

@@ -171,7 +171,6 @@ def send_campaign(
     started = time.monotonic()
     outstanding, exhausted, buffer, settled_at, renewed_at, lost = 0, False, [], started, started, 0
     throttled_until = 0.0
-    tokens: dict[int, str] = {}  # the claim token of every row handed out and not settled yet
 
     def report() -> None:
         if progress:
@@ -179,9 +178,7 @@ def send_campaign(
 
     def settle() -> None:
         nonlocal outstanding, buffer, settled_at, lost
-        lost += ledger.record(store, slug, buffer, tokens)
-        for r in buffer:
-            tokens.pop(r.subscriber_id, None)
+        lost += ledger.record(store, slug, buffer)
         for r in buffer:
             if r.status in tally:
                 tally[r.status] += 1
@@ -219,7 +216,6 @@ def send_campaign(
                     tally["skipped"] += claimed.skipped
                     exhausted = not claimed.claims and not claimed.skipped
                     for c in claimed.claims:
-                        tokens[c.subscriber_id] = c.token
                         pool.submit(Job(c, render))
                         outstanding += 1
                 if outstanding == 0 and exhausted and not halted():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import queue
 import random
 import re
@@ -431,7 +432,7 @@ class Pool:
         try:
             while (job := self.jobs.get()) is not None:
                 if self.stopping.is_set() or self.breaker.tripped:
-                    self.results.put(Result(job.claim.subscriber_id, "pending"))
+                    self.results.put(Result(job.claim.subscriber_id, "pending", token=job.claim.token))
                     continue
                 try:
                     result, conn = self._deliver(job, conn)
@@ -440,7 +441,7 @@ class Pool:
                     if conn is not None:
                         conn.close()
                         conn = None
-                self.results.put(result)
+                self.results.put(dataclasses.replace(result, token=job.claim.token))  # the claim it answers: the fence
         finally:
             if conn is not None:
                 conn.close()

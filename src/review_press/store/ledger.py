@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..identity import CampaignRecord, PostFacts
@@ -60,6 +60,7 @@ class Result:
     attempts: int = 0
     reply: str = ""
     error: str = ""
+    token: str = ""  # the token of the claim whose message this is (`Claim.token`): the fence
 
 
 @dataclass(frozen=True)
@@ -289,44 +290,47 @@ def renew(store: Store, slug: str, lease: Lease, now: dt.datetime | None = None)
     return cur.rowcount
 
 
-def record(store: Store, slug: str, results: Iterable[Result], tokens: Mapping[int, str], now: dt.datetime | None = None) -> int:
+def record(store: Store, slug: str, results: Iterable[Result], now: dt.datetime | None = None) -> int:
     """Settle claimed rows in one transaction (sent, failed, bounced, deferred, or pending: not
     tried); a bounce also marks the subscriber bounced.
 
-    Fenced: a row is settled only while it still carries the token of the claim that handed it
-    out (`tokens`, by subscriber id: `Claim.token`). A sender that lost the row (paused past its
-    lease, the row taken by another, even if it has claimed the row again since) changes nothing
-    with the stale result; returns how many rows were not settled for that reason.
+    Fenced: a result settles its row only while the row is `sending` under the token of the
+    claim that handed that message out (`Result.token`). A late result of an earlier claim (the
+    sender was paused past its lease, the row taken by another, even claimed by this sender again
+    since) changes nothing; returns how many results were not recorded for that reason.
     """
     stamp = now_iso(now)
     results = list(results)
-    rows = [(r.subscriber_id, r.status, r.attempts, r.error or None, r.reply or None) for r in results if r.subscriber_id in tokens]
-    stray = len(results) - len(rows)  # results of rows this run never claimed: nothing to settle
-    bounced = sorted((stamp, r[0], slug, tokens[r[0]]) for r in rows if r[1] == "bounced")  # rows locked in id order: no deadlock
+    rows = [(r.subscriber_id, r.status, r.attempts, r.error or None, r.reply or None, r.token) for r in results]
+    bounced = sorted((stamp, r[0], slug, r[5]) for r in rows if r[1] == "bounced")  # rows locked in id order: no deadlock
     if not rows:
-        return stray
+        return 0
     settled = 0
     with store.transaction() as conn:
         if bounced:  # subscribers before deliveries: the order every transaction takes its row locks in
             conn.executemany(
                 "UPDATE subscribers SET status = 'bounced', updated_at = ? WHERE id = ? AND status = 'active'"
-                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.slug = ? AND d.subscriber_id = subscribers.id AND d.lease_owner = ?)",
+                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.slug = ? AND d.subscriber_id = subscribers.id"
+                " AND d.status = 'sending' AND d.lease_owner = ?)",
                 bounced,
             )
         for start in range(0, len(rows), RECORD_CHUNK):  # one statement per chunk, not one per row
             chunk = rows[start : start + RECORD_CHUNK]
-            # the fence: the rows still carrying their claim's token, locked until the commit (so no
-            # other sender takes one in between); the update then probes only those, by key
+            # the fence: the rows still `sending` under their claim's token, locked until the commit
+            # (so no other sender takes one in between); the update then probes only those, by key
+            ids = sorted({r[0] for r in chunk})
             held = {
-                sid
+                (sid, owner)
                 for sid, owner in conn.execute(
-                    f"SELECT subscriber_id, lease_owner FROM deliveries WHERE slug = ? AND subscriber_id IN ({_marks(len(chunk))})"
-                    f"{store.dialect.for_update}",
-                    (slug, *(r[0] for r in chunk)),
+                    f"SELECT subscriber_id, lease_owner FROM deliveries WHERE slug = ? AND status = 'sending'"
+                    f" AND subscriber_id IN ({_marks(len(ids))}){store.dialect.for_update}",
+                    (slug, *ids),
                 ).fetchall()
-                if owner == tokens[sid]
+                if owner
             }
-            chunk = [r for r in chunk if r[0] in held]
+            # a row's current claim settles it; a late result of an earlier claim of the same row (in
+            # this batch too) does not match its token
+            chunk = [r[:5] for r in chunk if (r[0], r[5]) in held]
             if not chunk:
                 continue
             rows_sql, values = _values(chunk)  # column1: id, 2: status, 3: attempts, 4: error, 5: reply
@@ -340,7 +344,7 @@ def record(store: Store, slug: str, results: Iterable[Result], tokens: Mapping[i
                 (stamp, stamp, *values, slug, *(r[0] for r in chunk)),
             )
             settled += max(cur.rowcount, 0)
-    return len(rows) - settled + stray
+    return len(rows) - settled
 
 
 def defer_failed(store: Store, slug: str, subscriber_ids: list[int], lease: Lease, now: dt.datetime | None = None) -> int:
@@ -418,7 +422,7 @@ def take_quota(store: Store, want: int, limits: Limits, now: dt.datetime | None 
                 " ON CONFLICT (name) DO UPDATE SET used = send_windows.used RETURNING used",
                 (name,),
             ).fetchone()[0]
-            fresh = fresh or (int(used) == 0 and name.startswith("s"))
+            fresh = fresh or int(used) == 0  # a new window: time to remove the finished ones
             granted = min(granted, max(0, allowance - int(used)))
         if granted:
             for name, _ in windows:

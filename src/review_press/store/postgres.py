@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import ClientCursor, errors
@@ -45,8 +45,8 @@ SESSION: dict[str, Any] = {
     "keepalives_idle": 30,
     "keepalives_interval": 10,
     "keepalives_count": 3,
-    "options": "-c idle_in_transaction_session_timeout=60000",
-}
+}  # defaults only: a setting the URL makes itself is kept
+IDLE_IN_TRANSACTION_MS = 60_000
 
 _TEXT = 'TEXT COLLATE "C"'  # byte order, as SQLite compares: timestamps and keys sort the same on both
 SCHEMA = f"""
@@ -163,7 +163,8 @@ def without_password(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc.rpartition("@")
     userinfo = netloc[0].partition(":")[0]
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.strip().lower() != "password"], safe="/")
+    # the query as written (never decoded and encoded again: libpq reads `+` as a plus), less any password
+    query = "&".join(pair for pair in parts.query.split("&") if pair and unquote(pair.partition("=")[0]).strip().lower() != "password")
     host = f"{userinfo}@{netloc[2]}" if netloc[1] else netloc[2]
     return f"{parts.scheme}://{host}{parts.path}" + (f"?{query}" if query else "")
 
@@ -218,11 +219,12 @@ class PostgresStore(Store):
         schema of another version is a `StorageError` saying what to run (`check`)."""
         where = safe_url(url)
         try:
-            conninfo_to_dict(url)
+            given = conninfo_to_dict(url)
         except psycopg.Error:  # libpq's message quotes the part it cannot read, which may be the password
             raise StorageError("the PostgreSQL URL cannot be read", hint="a % in a URL must be written %25 (in the password too)") from None
         try:
-            pg = psycopg.connect(url, autocommit=True, cursor_factory=ClientCursor, **SESSION)
+            pg = psycopg.connect(url, autocommit=True, cursor_factory=ClientCursor, **{k: v for k, v in SESSION.items() if k not in given})
+            pg.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")  # the URL's own options stay
         except psycopg.Error as exc:
             raise pg_error(exc, where, url) from None
         store = cls(pg, url)
