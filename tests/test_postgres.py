@@ -307,7 +307,10 @@ def test_a_sender_paused_past_its_lease_does_not_record_over_the_one_that_took_i
         _, err = paused.communicate(timeout=120)
         assert "Traceback" not in err
         got = received(record)
-    assert "results not recorded: another sender had taken those messages over" in err
+    # paused between transactions it finds its rows taken and says so; paused inside one, the server ended
+    # that transaction (its row locks held up the taker) and it stops with the reason: either way nothing
+    # it does after waking overwrites the taker
+    assert "results not recorded: another sender had taken those messages over" in err or "the connection is lost" in err, err
     with PostgresStore.open(pg_url) as store:
         rows = dict(store.conn.execute("SELECT subscriber_id, lease_owner FROM deliveries").fetchall())
         statuses = dict(store.conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())

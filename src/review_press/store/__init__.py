@@ -94,7 +94,9 @@ def open_store(config: Config, environ: Mapping[str, str] | None = None) -> Stor
         return SQLiteStore.open(db_path(config))
     from .postgres import PostgresStore  # psycopg is loaded only by sites that use it
 
-    return PostgresStore.open(url)
+    # a transaction left open (its process paused, its host gone quiet) holds rows the other senders
+    # skip; the server ends it well within a lease, yet never under five seconds
+    return PostgresStore.open(url, idle_seconds=max(5.0, min(60.0, config.store.lease_seconds / 2)))
 
 
 def has_store(config: Config, environ: Mapping[str, str] | None = None) -> bool:

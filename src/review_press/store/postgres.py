@@ -46,7 +46,6 @@ SESSION: dict[str, Any] = {
     "keepalives_interval": 10,
     "keepalives_count": 3,
 }  # defaults only: a setting the URL makes itself is kept
-IDLE_IN_TRANSACTION_MS = 60_000
 
 _TEXT = 'TEXT COLLATE "C"'  # byte order, as SQLite compares: timestamps and keys sort the same on both
 SCHEMA = f"""
@@ -214,9 +213,10 @@ class PostgresStore(Store):
         self.url = url
 
     @classmethod
-    def open(cls, url: str, *, create: bool = True, check: bool = True) -> PostgresStore:
+    def open(cls, url: str, *, create: bool = True, check: bool = True, idle_seconds: float = 60.0) -> PostgresStore:
         """Connect to the database at `url`. An empty database gets the schema (`create`); a
-        schema of another version is a `StorageError` saying what to run (`check`)."""
+        schema of another version is a `StorageError` saying what to run (`check`). A transaction
+        left idle for `idle_seconds` is ended by the server (its row locks released)."""
         where = safe_url(url)
         try:
             given = conninfo_to_dict(url)
@@ -224,7 +224,7 @@ class PostgresStore(Store):
             raise StorageError("the PostgreSQL URL cannot be read", hint="a % in a URL must be written %25 (in the password too)") from None
         try:
             pg = psycopg.connect(url, autocommit=True, cursor_factory=ClientCursor, **{k: v for k, v in SESSION.items() if k not in given})
-            pg.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")  # the URL's own options stay
+            pg.execute(f"SET idle_in_transaction_session_timeout = {int(idle_seconds * 1000)}")  # the URL's own options stay
         except psycopg.Error as exc:
             raise pg_error(exc, where, url) from None
         store = cls(pg, url)
