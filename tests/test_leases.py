@@ -23,14 +23,14 @@ def test_a_stale_result_of_an_earlier_claim_is_fenced_out_even_by_the_same_sende
     (again,) = ledger.claim(store, "p", 5, mid, a, now=T0 + dt.timedelta(seconds=22)).claims  # A claims it once more
     assert len({first.token, taken.token, again.token}) == 3
     stale = ledger.Result(ann.id, "pending", token=first.token)  # the result of A's first attempt, arriving late
-    assert ledger.record(store, "p", [stale]) == 1  # fenced out
-    assert ledger.record(store, "p", [ledger.Result(ann.id, "sent", 1, "250 ok", token=taken.token)]) == 1  # B is gone too
+    assert ledger.record(store, "p", [stale]) == [stale]  # fenced out
+    assert len(ledger.record(store, "p", [ledger.Result(ann.id, "sent", 1, "250 ok", token=taken.token)])) == 1  # B is gone too
     assert store.conn.execute("SELECT status FROM deliveries").fetchone()[0] == "sending"
     current = ledger.Result(ann.id, "sent", 1, "250 ok", token=again.token)
     late = ledger.Result(ann.id, "deferred", 1, error="452 4.2.2 mailbox busy", token=first.token)
-    assert ledger.record(store, "p", [current, late]) == 1  # both in one batch: only the current claim's result counts
+    assert ledger.record(store, "p", [current, late]) == [late]  # both in one batch: only the current claim's result counts
     assert store.conn.execute("SELECT status, smtp_reply FROM deliveries").fetchone() == ("sent", "250 ok")
-    assert ledger.record(store, "p", [ledger.Result(ann.id, "deferred", token=again.token)]) == 1  # settled: a repeat changes nothing
+    assert len(ledger.record(store, "p", [ledger.Result(ann.id, "deferred", token=again.token)])) == 1  # settled: a repeat changes nothing
 
 
 def test_renew_and_release_cover_every_claim_of_one_sender_and_no_other(any_store: Store) -> None:

@@ -451,7 +451,7 @@ def test_a_reply_with_a_nul_is_recorded_on_postgresql(pg_url: str) -> None:
         ledger.fill(store, "p", late_joiners=True)
         lease = ledger.Lease("me", 60)
         (claim,) = ledger.claim(store, "p", 10, lambda i: f"<{i}@x>", lease).claims
-        assert ledger.record(store, "p", [ledger.Result(ann.id, "sent", 1, "250 ok\x00queued", token=claim.token)]) == 0
+        assert ledger.record(store, "p", [ledger.Result(ann.id, "sent", 1, "250 ok\x00queued", token=claim.token)]) == []
         assert store.conn.execute("SELECT status, smtp_reply FROM deliveries").fetchone() == ("sent", "250 okqueued")
 
 

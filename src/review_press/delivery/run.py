@@ -178,8 +178,11 @@ def send_campaign(
 
     def settle() -> None:
         nonlocal outstanding, buffer, settled_at, lost
-        lost += ledger.record(store, slug, buffer)
+        refused = {id(r) for r in ledger.record(store, slug, buffer)}
+        lost += len(refused)
         for r in buffer:
+            if id(r) in refused:  # another claim holds its row now: counted there, not here
+                continue
             if r.status in tally:
                 tally[r.status] += 1
             if r.status == "failed":

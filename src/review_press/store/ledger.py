@@ -290,22 +290,22 @@ def renew(store: Store, slug: str, lease: Lease, now: dt.datetime | None = None)
     return cur.rowcount
 
 
-def record(store: Store, slug: str, results: Iterable[Result], now: dt.datetime | None = None) -> int:
+def record(store: Store, slug: str, results: Iterable[Result], now: dt.datetime | None = None) -> list[Result]:
     """Settle claimed rows in one transaction (sent, failed, bounced, deferred, or pending: not
     tried); a bounce also marks the subscriber bounced.
 
     Fenced: a result settles its row only while the row is `sending` under the token of the
     claim that handed that message out (`Result.token`). A late result of an earlier claim (the
     sender was paused past its lease, the row taken by another, even claimed by this sender again
-    since) changes nothing; returns how many results were not recorded for that reason.
+    since) changes nothing; returns the results that were not recorded for that reason.
     """
     stamp = now_iso(now)
     results = list(results)
     rows = [(r.subscriber_id, r.status, r.attempts, r.error or None, r.reply or None, r.token) for r in results]
     bounced = sorted((stamp, r[0], slug, r[5]) for r in rows if r[1] == "bounced")  # rows locked in id order: no deadlock
     if not rows:
-        return 0
-    settled = 0
+        return []
+    settled: set[tuple[int, str]] = set()
     with store.transaction() as conn:
         if bounced:  # subscribers before deliveries: the order every transaction takes its row locks in
             conn.executemany(
@@ -331,10 +331,11 @@ def record(store: Store, slug: str, results: Iterable[Result], now: dt.datetime 
             # a row's current claim settles it; a late result of an earlier claim of the same row (in
             # this batch too) does not match its token
             chunk = [r[:5] for r in chunk if (r[0], r[5]) in held]
+            settled |= {(r[0], r[5]) for r in rows[start : start + RECORD_CHUNK] if (r[0], r[5]) in held}
             if not chunk:
                 continue
             rows_sql, values = _values(chunk)  # column1: id, 2: status, 3: attempts, 4: error, 5: reply
-            cur = conn.execute(
+            conn.execute(
                 "UPDATE deliveries SET status = v.column2, attempts = deliveries.attempts + v.column3,"
                 " last_error = coalesce(v.column4, deliveries.last_error), smtp_reply = coalesce(v.column5, deliveries.smtp_reply),"
                 " updated_at = ?, sent_at = CASE WHEN v.column2 = 'sent' THEN ? ELSE deliveries.sent_at END, lease_until = NULL"
@@ -343,8 +344,7 @@ def record(store: Store, slug: str, results: Iterable[Result], now: dt.datetime 
                 f" AND deliveries.subscriber_id IN ({_marks(len(chunk))})",  # the planner probes the key, never scans the ledger
                 (stamp, stamp, *values, slug, *(r[0] for r in chunk)),
             )
-            settled += max(cur.rowcount, 0)
-    return len(rows) - settled
+    return [r for r in results if (r.subscriber_id, r.token) not in settled]
 
 
 def defer_failed(store: Store, slug: str, subscriber_ids: list[int], lease: Lease, now: dt.datetime | None = None) -> int:
