@@ -10,6 +10,7 @@ import email.policy
 import mailbox
 import re
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -155,3 +156,16 @@ def assert_clean(response: httpx.Response, *extra: str) -> None:
     """No stack trace, no secret, and none of `extra` (tokens, addresses) in a response."""
     for needle in (*LEAKS, *extra):
         assert needle not in response.text, needle
+
+
+def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, logs: Path) -> None:
+    """Wait until a real web server process answers /healthz; its log in the error if it died or never did."""
+
+    def ready() -> bool:
+        try:
+            return httpx.get(url + "healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    if not wait_for(lambda: proc.poll() is not None or ready(), timeout=60) or proc.poll() is not None:
+        raise AssertionError("the server did not start:\n" + logs.read_text("utf-8", "replace"))

@@ -46,7 +46,7 @@ from aiosmtpd.smtp import AuthResult
 from typer.testing import CliRunner
 
 import review_press
-from live_web import LOOSE, SECRET, SITE_TOML, Live, assert_clean, confirm_link, loopback_socket, running, serve
+from live_web import LOOSE, SECRET, SITE_TOML, Live, assert_clean, confirm_link, loopback_socket, running, serve, wait_until_healthy
 from publishing import NEWSLETTER, smtp_table
 from review_press.cli import app as cli
 from review_press.config import Config, load_config
@@ -515,17 +515,6 @@ def web_process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=30)
-
-
-def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, logs: Path) -> None:
-    def ready() -> bool:
-        try:
-            return httpx.get(url + "healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    if not wait_for(lambda: proc.poll() is not None or ready(), timeout=60) or proc.poll() is not None:
-        raise AssertionError("the server did not start:\n" + logs.read_text("utf-8", "replace"))
 
 
 def site_for_port(tmp_path: Path, port: int) -> Path:

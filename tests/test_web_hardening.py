@@ -33,7 +33,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from live_web import SECRET, SITE_TOML, Live, assert_clean, confirm_link, loopback_socket, outbox, running, serve
+from live_web import SECRET, SITE_TOML, Live, assert_clean, confirm_link, loopback_socket, outbox, running, serve, wait_until_healthy
 from review_press.cli import app as cli
 from review_press.config import load_config
 from review_press.errors import ConfigError
@@ -307,15 +307,7 @@ def web_process(root: Path, how: str, port: int, logs: Path) -> Iterator[str]:
         proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
         url = f"http://127.0.0.1:{port}/"
         try:
-
-            def ready() -> bool:
-                try:
-                    return httpx.get(url + "healthz", timeout=2).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            if not wait_for(lambda: proc.poll() is not None or ready(), timeout=60) or proc.poll() is not None:
-                raise AssertionError("the server did not start:\n" + logs.read_text("utf-8", "replace"))
+            wait_until_healthy(proc, url, logs)
             yield url
         finally:
             proc.send_signal(signal.SIGINT)
