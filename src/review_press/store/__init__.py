@@ -42,6 +42,7 @@ __all__ = [
     "EXPORT_COLUMNS",
     "MAX_LISTED",
     "MIGRATIONS",
+    "RAW_ERRORS",
     "STATUSES",
     "SUPPRESSED",
     "Address",
@@ -65,7 +66,6 @@ __all__ = [
     "now_iso",
     "open_store",
     "parse_address",
-    "raw_errors",
     "storage_error",
     "upgrade",
 ]
@@ -104,22 +104,15 @@ def has_store(config: Config, environ: Mapping[str, str] | None = None) -> bool:
     return database_url(config, environ) is not None or db_path(config).exists()
 
 
-def raw_errors(config: Config) -> tuple[type[Exception], ...]:
-    """The database driver's own errors, which a read outside a transaction may raise unwrapped."""
-    if database_url(config) is None:
-        return (sqlite3.Error,)
-    import psycopg
-
-    return (sqlite3.Error, psycopg.Error)
+RAW_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
+"""Driver errors a read outside a transaction may raise unwrapped: SQLite's (the PostgreSQL store
+turns every driver error into a `PressError` itself, in `postgres.Conn`)."""
 
 
 def explain_error(exc: Exception, config: Config) -> PressError:
-    """A driver error (one of `raw_errors()`) as a user reads it: busy, full, read-only, I/O or other."""
-    if isinstance(exc, sqlite3.Error):
-        return storage_error(exc, db_path(config))
-    from .postgres import pg_error, safe_url
-
-    return pg_error(exc, safe_url(database_url(config) or ""))  # type: ignore[arg-type]
+    """A driver error (one of `RAW_ERRORS`) as a user reads it: busy, full, read-only, I/O or other."""
+    assert isinstance(exc, sqlite3.Error)
+    return storage_error(exc, db_path(config))
 
 
 def migrate(config: Config, url: str) -> dict[str, int]:

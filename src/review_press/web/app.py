@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import CONFIG_NAME, Config, load_config
 from ..errors import ConfigError, PressError, StorageError
 from ..newsletter import confirm_url
-from ..store import explain_error, open_store, raw_errors
+from ..store import RAW_ERRORS, explain_error, open_store
 from ..theme import Theme
 from ..tokens import site_secret
 from .confirm import BadToken, confirm_key
@@ -317,7 +317,7 @@ async def unavailable(request: Request, exc: Exception) -> Response:
     A raw database error (a read the store does not wrap) is read the store's way
     (`store.explain_error`): busy, full, read-only or I/O is this 503, anything else a 500.
     """
-    if isinstance(exc, raw_errors(_web(request).config)):
+    if isinstance(exc, RAW_ERRORS):
         problem = explain_error(exc, _web(request).config)
         if not isinstance(problem, StorageError):
             raise exc
@@ -463,7 +463,7 @@ def create_app(site_root: Path, limits: WebLimits | None = None) -> Starlette:
         exception_handlers={
             HTTPException: http_error,
             StorageError: unavailable,
-            **dict.fromkeys(raw_errors(config), unavailable),
+            **dict.fromkeys(RAW_ERRORS, unavailable),
             500: server_error,
         },
         lifespan=lifespan,
