@@ -269,7 +269,7 @@ def test_a_post_renamed_between_a_kill_9_and_the_resume_finishes_its_campaign_on
 
     import review_press
     from publishing import in_doubt, publish_command
-    from review_press.campaigns import campaign_message_id
+    from review_press.newsletter import campaign_message_id
     from smtp_servers import received, recording_server
 
     with recording_server(tmp_path) as (port, log):

@@ -467,7 +467,7 @@ def test_our_export_round_trips_losslessly(store: Store, tmp_path: Path) -> None
     store.add("josé@example.org", "José", status="pending", source="web form", ip="192.0.2.1", now=NOW - dt.timedelta(days=8))
     for i, status in enumerate(["unsubscribed", "bounced", "complained"]):
         sub = store.add(f"s{i}@example.org", f"S {i}", source="cli", now=NOW - dt.timedelta(days=7 - i))
-        store.set_status(sub.id, status, now=NOW - dt.timedelta(days=1))
+        store.set_status(sub.id, status, now=NOW - dt.timedelta(days=1), reason=f"why: {status}, =1+1")
     load(store, tmp_path, SUBSTACK_SUBSCRIBERS)  # consent_ip empty, source import:...
     first = io.StringIO()
     assert store.export_csv(first) == 8
@@ -480,7 +480,9 @@ def test_our_export_round_trips_losslessly(store: Store, tmp_path: Path) -> None
         fresh.export_csv(second)
     before, after = (list(csv.reader(io.StringIO(text))) for text in (first.getvalue(), second.getvalue()))
     assert [row[:6] for row in after] == [row[:6] for row in before]  # address, name, status and the proof of consent
-    assert {tuple(row[6:]) for row in after[1:]} == {(now_iso(later), now_iso(later))}  # created and updated: this store's own
+    assert {tuple(row[6:8]) for row in after[1:]} == {(now_iso(later), now_iso(later))}  # created and updated: this store's own
+    assert [row[8] for row in after] == [row[8] for row in before]  # why each reader left
+    assert {row[9] for row in after[1:]} == {now_iso(later)}  # the status is this store's from the import on
 
 
 def test_a_reader_from_our_export_arrives_in_this_store_when_imported(store: Store, tmp_path: Path) -> None:
@@ -819,7 +821,9 @@ def test_the_same_file_gives_the_same_result_under_any_hash_seed(tmp_path: Path)
             return done.stdout
 
         imported = run("subscribers", "import", "own.csv")
-        exported = [row[:-2] for row in csv.reader(io.StringIO(run("subscribers", "export")))]  # created_at, updated_at: when it ran
+        exported = [  # created_at, updated_at and status_at: when it ran
+            row[:6] + row[8:9] for row in csv.reader(io.StringIO(run("subscribers", "export")))
+        ]
         outputs.append((imported, exported, run("subscribers", "import", "mixed.csv"), run("subscribers", "list")))
     assert outputs[0] == outputs[1]
     assert "own.csv: review-press export" in outputs[0][0] and len(outputs[0][1]) == 61

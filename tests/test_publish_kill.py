@@ -17,9 +17,9 @@ import pytest
 
 import review_press
 from publishing import NEWSLETTER, POSTS, in_doubt, publish_command, smtp_table
-from review_press.campaigns import campaign_message_id
 from review_press.config import load_config
 from review_press.delivery.run import in_flight_limit
+from review_press.newsletter import campaign_message_id
 from review_press.store import open_store
 from smtp_servers import received, recording_server
 

@@ -35,6 +35,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "PublishOptions": ("publish", "PublishOptions"),
     "PublishReport": ("publish", "PublishReport"),
     "StatusReport": ("publish", "StatusReport"),
+    # bounces and complaints
+    "fetch_bounces": ("bounces.inbox", "fetch_bounces"),
+    "FetchReport": ("bounces.inbox", "FetchReport"),
     # configuration and subscribers
     "load_config": ("config", "load_config"),
     "find_site": ("config", "find_site"),

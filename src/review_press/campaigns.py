@@ -19,7 +19,7 @@ from .content import Post
 from .delivery.smtp import Envelope
 from .errors import DeliveryError, PressError
 from .identity import Refusal
-from .newsletter import message_id, newsletter_posts, require_since, sender, unsubscribe_url
+from .newsletter import newsletter_posts, require_since, return_path, sender, unsubscribe_url
 from .store import Store, ledger
 from .theme import Theme
 from .tokens import make_token
@@ -155,15 +155,11 @@ def start_campaigns(config: Config, campaigns: Campaigns, store: Store, now: dt.
     return due
 
 
-def campaign_message_id(key: str, subscriber_id: int, domain: str) -> str:
-    """The Message-ID of campaign `key` to one subscriber (`newsletter.message_id`, kind campaign)."""
-    return message_id("campaign", domain, slug=key, subscriber_id=subscriber_id)
-
-
 def renderer(
-    config: Config, edition: Any, secret: bytes, build: MessageBuilder, sign: Callable[[bytes], bytes] | None
+    config: Config, edition: Any, secret: bytes, build: MessageBuilder, sign: Callable[[bytes], bytes] | None, key: str | None
 ) -> Callable[[ledger.Claim], Envelope]:
-    """The function a sending thread calls to turn a claim into MIME bytes (DKIM-signed if configured)."""
+    """The function a sending thread calls to turn a claim of campaign `key` (None: a test send)
+    into MIME bytes (DKIM-signed if configured) and the envelope (`newsletter.return_path`)."""
     who = sender(config)
 
     def render(claim: ledger.Claim) -> Envelope:
@@ -180,6 +176,7 @@ def renderer(
             message_id=claim.message_id,
             date=dt.datetime.now(dt.UTC),
         )
-        return Envelope(who.envelope, claim.envelope, sign(data) if sign else data, smtputf8=not claim.envelope.isascii())
+        envelope_from = return_path(config, secret, key, claim.subscriber_id)
+        return Envelope(envelope_from, claim.envelope, sign(data) if sign else data, smtputf8=not claim.envelope.isascii())
 
     return render

@@ -699,6 +699,46 @@ def _when(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+bounces_app = typer.Typer(
+    help="Bounces and complaints that arrive after sending (see README: Bounces and complaints).", cls=PlainGroup, no_args_is_help=True
+)
+app.add_typer(bounces_app, name="bounces")
+
+
+@bounces_app.command("fetch", cls=PlainCommand)
+@reports_errors
+def bounces_fetch(
+    site: SiteOption = Path("."),
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            metavar="SOURCE",
+            help="Read this mailbox instead of [bounces] source: maildir:PATH, imaps://user@host/INBOX, pop3s://user@host.",
+        ),
+    ] = None,
+) -> None:
+    """Read the bounce mailbox: hard bounces and complaints stop a reader at once, soft bounces
+    count; each message is moved (or removed) only after its outcome is recorded. Exits 1 when
+    some messages could not be read or attributed (they are kept aside, never lost)."""
+    from .bounces.inbox import fetch_bounces
+
+    report = fetch_bounces(site, source)
+    c = report.count
+    typer.echo(
+        f"{report.messages} messages from {report.source}: {c('bounced')} readers bounced, {c('complained')} complained,"
+        f" {c('soft')} soft bounces counted, {c('unchanged')} already stopped, {c('duplicate')} read before,"
+        f" {c('ignored')} ignored (delays, notices), {c('unknown')} for readers no longer on the list"
+    )
+    kept = c("unreadable") + c("unmatched")
+    if kept:
+        typer.echo(
+            f"{kept} kept aside: {c('unreadable')} not a bounce or complaint we can read, {c('unmatched')} about no message we sent",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
 def scheduled_lines(posts: Any) -> list[str]:
     """`N scheduled:` and one line per post dated in the future, for build, check and status."""
     if not posts:

@@ -45,6 +45,7 @@ class NewsletterConfig:
     unsubscribe_mailto: str = ""
     late_joiners: bool = False
     continue_reading: str = "Continue reading on the web"  # the link that ends an email cut short of Gmail's clipping
+    bounce_address: str = ""  # VERP: each message's envelope sender is bounces+<signed token>@domain (see `bounces.verp`)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,36 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class BouncesConfig:
+    """The `[bounces]` table: where bounce and complaint reports are read from, what they do to a
+    reader, when the guard rails pause a campaign, and what the provider webhooks trust.
+
+    `source` is `maildir:PATH` (relative to the site), `imaps://user@host[:port]/FOLDER` or
+    `imap://...` (STARTTLS), `pop3s://user@host[:port]` or `pop3://...` (STLS); TLS always, the
+    password in the environment variable `password_env`. A reader with `soft_limit` soft bounces
+    within `soft_days` days is bounced. `publish` pauses a campaign once `pause_min_sent` messages
+    went and its complaints pass `pause_complaint_rate` or its hard bounces `pause_bounce_rate`.
+    Webhooks: SES through SNS topics in `ses_topic_arns`; Postmark with HTTP basic auth
+    (`postmark_user`, password in `postmark_password_env`); Mailgun's signing key in
+    `mailgun_key_env`; SendGrid's verification key (public) in `sendgrid_public_key`.
+    """
+
+    source: str = ""
+    password_env: str = ""
+    soft_limit: int = 3
+    soft_days: float = 7.0
+    pause_complaint_rate: float = 0.003
+    pause_bounce_rate: float = 0.05
+    pause_min_sent: int = 1000
+    ses_topic_arns: tuple[str, ...] = ()
+    postmark_user: str = ""
+    postmark_password_env: str = ""
+    mailgun_key_env: str = ""
+    sendgrid_public_key: str = ""
+    webhook_max_age: float = 300.0  # seconds: a signed post older than this is refused as a replay
+
+
+@dataclass(frozen=True)
 class ContentConfig:
     """The `[content]` table: how the author's own HTML is treated on the site's pages."""
 
@@ -117,6 +148,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     content: ContentConfig = field(default_factory=ContentConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    bounces: BouncesConfig = field(default_factory=BouncesConfig)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -253,6 +285,11 @@ _NEWSLETTER = (
     _Field("unsubscribe_mailto", str, check=_address),
     _Field("late_joiners", bool),
     _Field("continue_reading", str, check=lambda v: _no_newline(v) or (None if v.strip() else "must not be empty")),
+    _Field(
+        "bounce_address",
+        str,
+        check=lambda v: _address(v) or (None if "+" not in v.split("@")[0] else "must not hold a + (it separates the token)"),
+    ),
 )
 _SMTP = (
     _Field("host", str, required=True, check=_no_newline),
@@ -287,6 +324,54 @@ _WEB = (
 _CONTENT = (_Field("sanitize_pages", bool),)
 
 
+def _env_name(v: str) -> str | None:
+    ok = re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v)
+    return None if ok else "must name an environment variable, e.g. BOUNCES_PASSWORD (never the secret itself)"
+
+
+def bounce_source_problem(v: str) -> str | None:
+    """Why a `[bounces] source` cannot be used (never quoting it), or None."""
+    if v.startswith("maildir:"):
+        return None if v[len("maildir:") :].strip() else "maildir: needs a folder, e.g. maildir:bounces"
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "is not a URL (write imaps://user@host/INBOX, pop3s://user@host or maildir:PATH)"
+    if parts.scheme not in ("imap", "imaps", "pop3", "pop3s"):
+        return "must be maildir:PATH, imaps://user@host/FOLDER, imap:// (STARTTLS), pop3s://user@host or pop3:// (STLS)"
+    if parts.password is not None:
+        return "must not hold a password: put it in an environment variable named by password_env"
+    if not parts.hostname or not parts.username:
+        return "needs a user and a host, e.g. imaps://bounces@mail.example.org/INBOX"
+    return None
+
+
+def _rate(v: Any) -> str | None:
+    return None if 0 < v < 1 else "must be a fraction between 0 and 1 (0.003 is 0.3%)"
+
+
+_BOUNCES = (
+    _Field("source", str, check=bounce_source_problem),
+    _Field("password_env", str, check=_env_name),
+    _Field("soft_limit", int, check=_positive),
+    _Field("soft_days", (int, float), check=_positive),
+    _Field("pause_complaint_rate", (int, float), check=_rate),
+    _Field("pause_bounce_rate", (int, float), check=_rate),
+    _Field("pause_min_sent", int, check=_positive),
+    _Field("ses_topic_arns", list),
+    _Field("postmark_user", str, check=_no_newline),
+    _Field("postmark_password_env", str, check=_env_name),
+    _Field("mailgun_key_env", str, check=_env_name),
+    _Field(
+        "sendgrid_public_key",
+        str,
+        check=lambda v: None if re.fullmatch(r"[A-Za-z0-9+/=\s]*", v) else "must be the base64 key SendGrid shows",
+    ),
+    _Field("webhook_max_age", (int, float), check=_positive),
+)
+
+
 def database_url_problem(v: str, *, password_allowed: bool = False) -> str | None:
     """Why a PostgreSQL URL cannot be used (never quoting it: it might hold a password), or None.
     A password is allowed only where a secret may live (the environment), never in press.toml."""
@@ -304,7 +389,15 @@ def database_url_problem(v: str, *, password_allowed: bool = False) -> str | Non
 
 
 _STORE = (_Field("url", str, check=database_url_problem), _Field("lease_seconds", (int, float), check=_positive))
-_TABLES = {"author": _AUTHOR, "newsletter": _NEWSLETTER, "smtp": _SMTP, "web": _WEB, "content": _CONTENT, "store": _STORE}
+_TABLES = {
+    "author": _AUTHOR,
+    "newsletter": _NEWSLETTER,
+    "smtp": _SMTP,
+    "web": _WEB,
+    "content": _CONTENT,
+    "store": _STORE,
+    "bounces": _BOUNCES,
+}
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dt.date: "a date (YYYY-MM-DD)"}
 
 
@@ -412,6 +505,17 @@ def parse_config(text: str, root: Path, path: Path | None = None) -> Config:
                 ConfigError("[web] allowed_origins must be a list of strings", path=path, line=lines.get(("web", "allowed_origins")))
             )
         web["allowed_origins"] = tuple(str(o) for o in web["allowed_origins"])
+    bounces = tables.get("bounces", {})
+    if "ses_topic_arns" in bounces:
+        if not all(isinstance(a, str) and a.startswith("arn:aws:sns:") for a in bounces["ses_topic_arns"]):
+            errors.append(
+                ConfigError(
+                    "[bounces] ses_topic_arns must be a list of SNS topic ARNs (arn:aws:sns:REGION:ACCOUNT:NAME)",
+                    path=path,
+                    line=lines.get(("bounces", "ses_topic_arns")),
+                )
+            )
+        bounces["ses_topic_arns"] = tuple(str(a) for a in bounces["ses_topic_arns"])
     smtp = tables.get("smtp")
     if smtp is not None and smtp.get("ssl") and smtp.get("starttls"):
         errors.append(
@@ -433,6 +537,7 @@ def parse_config(text: str, root: Path, path: Path | None = None) -> Config:
         web=WebConfig(**web),
         content=ContentConfig(**tables.get("content", {})),
         store=StoreConfig(**tables.get("store", {})),
+        bounces=BouncesConfig(**bounces),
         **top,
     )
 

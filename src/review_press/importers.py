@@ -425,7 +425,10 @@ def map_row(layout: Layout, row: Sequence[str], line: int) -> ImportRow:
         status = most_suppressed(status, _from_table(cells, layout.also, GHOST_STATUSES if layout.format == "ghost" else STATUS_WORDS))
     if layout.forced is not None and _RANK[layout.forced] >= _RANK[status]:
         status = layout.forced
-    return ImportRow(line, address, name, status, source, consent_at, consent_ip)
+    reason = ""
+    if layout.format == "review-press" and status in SUPPRESSED and "status reason" in cells:  # our export keeps why they left
+        reason = " ".join(cells("status reason").split())[:300]
+    return ImportRow(line, address, name, status, source, consent_at, consent_ip, reason)
 
 
 def _trimmed(row: Sequence[str]) -> list[str]:

@@ -10,6 +10,8 @@ app's confirmation email all ask this module, so what a writer previews is what 
   `[newsletter] since`, not a draft, and not in the future. Drafts and future posts are never
   mailed, so the build makes no email files for them either (`preview` renders any post).
 - Message-IDs (`message_id`): `<label.part.hex12@domain>` for every kind.
+- The return path (`return_path`): a signed VERP address per message under `[newsletter]
+  bounce_address`, else the sender's address.
 - Links (`unsubscribe_url`, `confirm_url`, `require_web_url`): under `[web] url`.
 """
 
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from .bounces import verp
 from .config import CONFIG_NAME, Config
 from .content import Post
 from .errors import DeliveryError
@@ -116,6 +119,20 @@ def message_id(kind: MessageKind, domain: str, *, slug: str = "", subscriber_id:
     if kind == "confirm":
         return f"<confirm.{os.urandom(4).hex()}.{os.urandom(6).hex()}@{domain}>"
     raise ValueError(f"unknown Message-ID kind {kind!r}")
+
+
+def campaign_message_id(key: str, subscriber_id: int, domain: str) -> str:
+    """The Message-ID of campaign `key` to one subscriber (`message_id`, kind campaign)."""
+    return message_id("campaign", domain, slug=key, subscriber_id=subscriber_id)
+
+
+def return_path(config: Config, secret: bytes, key: str | None, subscriber_id: int) -> str:
+    """The envelope sender of campaign `key`'s message to one reader, where its bounces go: the
+    signed VERP address under `[newsletter] bounce_address` when set (`bounces.verp`), else (and
+    for a message outside any campaign, `key` None: a test send) the sender's own address."""
+    if config.newsletter.bounce_address and key is not None:
+        return verp.return_path(config.newsletter.bounce_address, secret, key, subscriber_id)
+    return sender(config).envelope
 
 
 def require_web_url(config: Config) -> str:

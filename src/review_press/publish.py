@@ -167,7 +167,7 @@ def send_test(root: Path, to: str, options: PublishOptions = PublishOptions()) -
     require_web_url(config)
     make, build = edition_tools(options)
     post = candidates[-1]
-    render = renderer(config, make(post, config, theme), site_secret(config), build, signer_for(config))
+    render = renderer(config, make(post, config, theme), site_secret(config), build, signer_for(config), None)
     test_id = message_id("test", sender(config).domain, slug=post.slug)
     envelope = render(ledger.Claim(0, address.address, address.envelope, "", test_id))
     connection = (options.connector or connector_for(config, options.environ)).open()

@@ -26,7 +26,6 @@ from .campaigns import (
     Campaigns,
     EditionMaker,
     MessageBuilder,
-    campaign_message_id,
     identify,
     refuse_unmailable,
     renderer,
@@ -38,7 +37,7 @@ from .delivery.run import CampaignRun, Progress, StopRequest, send_campaign, sto
 from .delivery.smtp import Connector, Policy, Pool, RateLimiter
 from .errors import DeliveryError, PressError
 from .identity import Refusal
-from .newsletter import require_since, require_web_url, sender
+from .newsletter import campaign_message_id, require_since, require_web_url, sender
 from .site import make_site
 from .store import Store, ledger, open_store
 from .theme import Theme
@@ -213,7 +212,7 @@ def send_due(
         assert key is not None
         edition = editions.get(post.slug) or s.make(post, config, s.theme)
         subject = getattr(edition, "subject", post.title)
-        render = renderer(config, edition, secret, s.build, s.sign)
+        render = renderer(config, edition, secret, s.build, s.sign, key)
         while not stop.is_set():
             done = send_campaign(
                 store,

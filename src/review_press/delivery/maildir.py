@@ -45,14 +45,17 @@ def clean_tmp(path: Path) -> int:
 
 
 class MaildirConnection:
-    """A Maildir open for delivery; adds a `Delivered-To` line naming the envelope recipient."""
+    """A Maildir open for delivery; adds the lines a final delivery adds (RFC 5321 4.4): a
+    `Return-Path` naming the envelope sender (where bounces would go) and a `Delivered-To`
+    naming the envelope recipient."""
 
     def __init__(self, box: mailbox.Maildir) -> None:
         self.box = box
 
     def send(self, envelope: Envelope) -> str:
         data = envelope.data.replace(b"\r\n", b"\n")
-        key = self.box.add(b"Delivered-To: " + envelope.recipient.encode("utf-8") + b"\n" + data)
+        trace = b"Return-Path: <" + envelope.sender.encode("utf-8") + b">\nDelivered-To: " + envelope.recipient.encode("utf-8") + b"\n"
+        key = self.box.add(trace + data)
         return f"250 stored as {key}"
 
     def close(self) -> None:

@@ -45,8 +45,19 @@ from .model import (
     parse_address,
 )
 
-_SUB_COLUMNS = "id, address, envelope, name, status, consent_source, consent_at, consent_ip, created_at, updated_at"
+_SUB_COLUMNS = (
+    "id, address, envelope, name, status, consent_source, consent_at, consent_ip, created_at, updated_at, status_reason, status_at"
+)
 _SUPPRESSED_SQL = "(" + ", ".join(f"'{s}'" for s in SUPPRESSED) + ")"
+
+
+def _imported_reason(row: str = "") -> str:
+    """SQL for an imported reader's status reason (from the import row `row`): none while mailable,
+    else the file's own (our export keeps it) or how they came ("imported as bounced")."""
+    return (
+        f"CASE WHEN {row}status IN ('pending', 'active') THEN '' WHEN {row}reason <> '' THEN {row}reason"
+        f" ELSE 'imported as ' || {row}status END"
+    )
 
 
 class Cursor(Protocol):
@@ -196,8 +207,8 @@ class Store(ABC):
                 conn.execute("DELETE FROM forgotten WHERE address_hash = ?", (digest,))
             new_id = conn.execute(
                 "INSERT INTO subscribers (address, envelope, address_key, name, status, consent_source, consent_at, consent_ip,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (addr.address, addr.envelope, addr.key, name, status, source, stamp, ip, stamp, stamp),
+                " created_at, updated_at, status_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (addr.address, addr.envelope, addr.key, name, status, source, stamp, ip, stamp, stamp, stamp),
             ).fetchone()[0]
         sub = self.get(new_id)
         assert sub is not None
@@ -225,10 +236,10 @@ class Store(ABC):
             conn.execute("DROP TABLE IF EXISTS import_rows")
             conn.execute(
                 "CREATE TEMP TABLE import_rows (line INTEGER PRIMARY KEY, address TEXT, envelope TEXT, address_key TEXT, name TEXT,"
-                " status TEXT, consent_source TEXT, consent_at TEXT, consent_ip TEXT, address_hash TEXT, outcome TEXT)"
+                " status TEXT, consent_source TEXT, consent_at TEXT, consent_ip TEXT, address_hash TEXT, outcome TEXT, reason TEXT)"
             )
             conn.executemany(
-                "INSERT INTO import_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT INTO import_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
                 (_import_values(r, digest(r.address.key)) for r in rows),
             )
             conn.execute("CREATE INDEX import_rows_by_key ON import_rows (address_key, line)")
@@ -250,9 +261,10 @@ class Store(ABC):
             )
             conn.execute(
                 "INSERT INTO subscribers (address, envelope, address_key, name, status, consent_source, consent_at, consent_ip,"
-                " created_at, updated_at) SELECT address, envelope, address_key, name, status, consent_source, consent_at, consent_ip,"
-                " ?, ? FROM import_rows WHERE outcome = 'new' ORDER BY line",
-                (stamp, stamp),
+                " created_at, updated_at, status_at, status_reason) SELECT address, envelope, address_key, name, status, consent_source,"
+                f" consent_at, consent_ip, ?, ?, ?, {_imported_reason()}"
+                " FROM import_rows WHERE outcome = 'new' ORDER BY line",
+                (stamp, stamp, stamp),
             )
             # the first suppressed row of each reader on the list who is not suppressed yet
             conn.execute(
@@ -263,9 +275,10 @@ class Store(ABC):
                 f" AND s.status NOT IN {_SUPPRESSED_SQL})"
             )
             conn.execute(
-                "UPDATE subscribers SET status = r.status, updated_at = ? FROM import_rows r"
-                " WHERE r.outcome = 'suppressed' AND r.address_key = subscribers.address_key",
-                (stamp,),
+                f"UPDATE subscribers SET status = r.status, status_reason = {_imported_reason('r.')},"
+                " status_at = ?, updated_at = ?"
+                " FROM import_rows r WHERE r.outcome = 'suppressed' AND r.address_key = subscribers.address_key",
+                (stamp, stamp),
             )
             conn.execute(
                 "UPDATE deliveries SET status = 'skipped', last_error = r.status, updated_at = ?"
@@ -343,12 +356,16 @@ class Store(ABC):
         counts.update(dict(self.conn.execute("SELECT status, count(*) FROM subscribers GROUP BY status").fetchall()))
         return counts
 
-    def set_status(self, subscriber_id: int, status: str, now: dt.datetime | None = None) -> bool:
-        """Change one subscriber's status (unsubscribe, bounce, confirm); False if no such id."""
+    def set_status(self, subscriber_id: int, status: str, now: dt.datetime | None = None, *, reason: str = "") -> bool:
+        """Change one subscriber's status (unsubscribe, bounce, confirm), saying why; False if no such id."""
         if status not in STATUSES:
             raise DeliveryError(f"unknown status {status!r}", hint="one of " + ", ".join(STATUSES))
         with self.transaction() as conn:
-            cur = conn.execute("UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?", (status, now_iso(now), subscriber_id))
+            stamp = now_iso(now)
+            cur = conn.execute(
+                "UPDATE subscribers SET status = ?, status_reason = ?, status_at = ?, updated_at = ? WHERE id = ?",
+                (status, reason, stamp, stamp, subscriber_id),
+            )
         return cur.rowcount > 0
 
     def forget(self, address: str, secret: bytes, now: dt.datetime | None = None) -> Forget:
@@ -396,28 +413,17 @@ class Store(ABC):
         deferred: `last_error` 'unsubscribed'), in one transaction. True if their status changed;
         a reader already suppressed keeps their status (their unsent rows are skipped all the same).
         """
-        stamp = now_iso(now)
         with self.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE subscribers SET status = 'unsubscribed', updated_at = ? WHERE id = ? AND status IN ('pending', 'active')",
-                (stamp, subscriber_id),
-            )
-            # by primary key (slug, subscriber_id), one probe per campaign rather than a scan of the ledger
-            conn.execute(
-                "UPDATE deliveries SET status = 'skipped', last_error = 'unsubscribed', updated_at = ?"
-                " WHERE slug IN (SELECT slug FROM campaigns) AND subscriber_id = ? AND status IN ('pending', 'deferred')",
-                (stamp, subscriber_id),
-            )
-        return cur.rowcount > 0
+            return suppress_reader(conn, subscriber_id, "unsubscribed", "unsubscribed", now_iso(now), ("pending", "active"))
 
     def reopen(self, subscriber_id: int, was: str, *, name: str, source: str, ip: str | None, now: dt.datetime | None = None) -> bool:
         """Put a reader whose status is still `was` back to pending (they asked again and must
         confirm again); a non-empty `name` replaces theirs. True if they were changed."""
         with self.transaction() as conn:
             cur = conn.execute(
-                "UPDATE subscribers SET status = 'pending', name = CASE WHEN ? = '' THEN name ELSE ? END,"
+                "UPDATE subscribers SET status = 'pending', status_reason = '', status_at = ?, name = CASE WHEN ? = '' THEN name ELSE ? END,"
                 " consent_source = ?, consent_ip = ?, updated_at = ? WHERE id = ? AND status = ?",
-                (name, name, source, ip, now_iso(now), subscriber_id, was),
+                (now_iso(now), name, name, source, ip, now_iso(now), subscriber_id, was),
             )
         return cur.rowcount > 0
 
@@ -427,9 +433,9 @@ class Store(ABC):
         stamp = now_iso(now)
         with self.transaction() as conn:
             cur = conn.execute(
-                "UPDATE subscribers SET status = 'active', consent_source = ?, consent_at = ?, consent_ip = ?, updated_at = ?"
-                " WHERE id = ? AND status = 'pending'",
-                (source, stamp, ip, stamp, subscriber_id),
+                "UPDATE subscribers SET status = 'active', status_reason = '', status_at = ?, consent_source = ?, consent_at = ?,"
+                " consent_ip = ?, updated_at = ? WHERE id = ? AND status = 'pending'",
+                (stamp, source, stamp, ip, stamp, subscriber_id),
             )
             row = conn.execute("SELECT address_key FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
             if cur.rowcount and row and self._has_forgotten():
@@ -450,7 +456,18 @@ class Store(ABC):
         writer.writerow(EXPORT_COLUMNS)
         n = 0
         for s in self.iter_subscribers():
-            row = (s.address, s.name, s.status, s.consent_source, s.consent_at or "", s.consent_ip or "", s.created_at, s.updated_at)
+            row = (
+                s.address,
+                s.name,
+                s.status,
+                s.consent_source,
+                s.consent_at or "",
+                s.consent_ip or "",
+                s.created_at,
+                s.updated_at,
+                s.status_reason,
+                s.status_at or "",
+            )
             writer.writerow([neutralize_cell(cell) for cell in row])
             n += 1
         return n
@@ -487,6 +504,26 @@ class Store(ABC):
         return n
 
 
+def suppress_reader(conn: Connection, subscriber_id: int, status: str, reason: str, stamp: str, unless: Sequence[str]) -> bool:
+    """Give a reader a suppressed `status` (unsubscribed, bounced, complained) with its `reason`,
+    when their status is one of `unless`, and skip their unsent deliveries (pending or deferred,
+    `last_error` the status) whatever it was: the one statement pair every way of leaving takes
+    (unsubscribe, a bounce, a complaint). Inside the caller's transaction, the subscriber row
+    first (the order every transaction locks in). True if their status changed."""
+    marks = ", ".join("?" * len(unless))
+    cur = conn.execute(
+        f"UPDATE subscribers SET status = ?, status_reason = ?, status_at = ?, updated_at = ? WHERE id = ? AND status IN ({marks})",
+        (status, reason, stamp, stamp, subscriber_id, *unless),
+    )
+    # by primary key (slug, subscriber_id), one probe per campaign rather than a scan of the ledger
+    conn.execute(
+        "UPDATE deliveries SET status = 'skipped', last_error = ?, updated_at = ?"
+        " WHERE slug IN (SELECT slug FROM campaigns) AND subscriber_id = ? AND status IN ('pending', 'deferred')",
+        (status, stamp, subscriber_id),
+    )
+    return cur.rowcount > 0
+
+
 def _import_values(row: ImportRow, digest: str | None) -> tuple[object, ...]:
     """One row of the import's temporary table (its `outcome` is decided later, in SQL)."""
     a = row.address
@@ -501,4 +538,5 @@ def _import_values(row: ImportRow, digest: str | None) -> tuple[object, ...]:
         row.consent_at,
         row.consent_ip,
         digest,
+        row.reason,
     )

@@ -32,10 +32,16 @@ TABLES: tuple[tuple[str, tuple[str, ...], str], ...] = (
             "consent_ip",
             "created_at",
             "updated_at",
+            "status_reason",
+            "status_at",
         ),
         "id",
     ),
-    ("campaigns", ("slug", "started_at", "post_id", "source", "current_slug", "post_date", "title", "content_hash"), "slug"),
+    (
+        "campaigns",
+        ("slug", "started_at", "post_id", "source", "current_slug", "post_date", "title", "content_hash", "paused_at", "paused_reason"),
+        "slug",
+    ),
     ("campaign_slugs", ("campaign", "slug"), "campaign, slug"),
     (
         "deliveries",
@@ -57,6 +63,8 @@ TABLES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ),
     ("forgotten", ("address_hash", "forgotten_at"), "address_hash"),
     ("settings", ("name", "value"), "name"),
+    ("feedback", ("event_key", "kind", "subscriber_id", "campaign", "source", "code", "detail", "received_at"), "event_key"),
+    ("webhook_seen", ("nonce", "seen_at"), "nonce"),
 )
 
 

@@ -302,14 +302,18 @@ def record(store: Store, slug: str, results: Iterable[Result], now: dt.datetime 
     stamp = now_iso(now)
     results = list(results)
     rows = [(r.subscriber_id, r.status, r.attempts, r.error or None, r.reply or None, r.token) for r in results]
-    bounced = sorted((stamp, r[0], slug, r[5]) for r in rows if r[1] == "bounced")  # rows locked in id order: no deadlock
+    bounced = [  # rows locked in id order: no deadlock
+        (f"bounced (smtp): {r[4] or r[3] or ''}"[:300], stamp, stamp, r[0], slug, r[5])
+        for r in sorted(rows, key=lambda r: r[0])
+        if r[1] == "bounced"
+    ]
     if not rows:
         return []
     settled: set[tuple[int, str]] = set()
     with store.transaction() as conn:
         if bounced:  # subscribers before deliveries: the order every transaction takes its row locks in
             conn.executemany(
-                "UPDATE subscribers SET status = 'bounced', updated_at = ? WHERE id = ? AND status = 'active'"
+                "UPDATE subscribers SET status = 'bounced', status_reason = ?, status_at = ?, updated_at = ? WHERE id = ? AND status = 'active'"
                 " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.slug = ? AND d.subscriber_id = subscribers.id"
                 " AND d.status = 'sending' AND d.lease_owner = ?)",
                 bounced,

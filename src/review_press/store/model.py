@@ -19,7 +19,19 @@ from ..errors import ConfigError
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 SUPPRESSED = ("unsubscribed", "bounced", "complained")  # an import or `add` never revives these
-EXPORT_COLUMNS = ("email", "name", "status", "consent_source", "consent_at", "consent_ip", "created_at", "updated_at")
+EXPORT_COLUMNS = (
+    "email",
+    "name",
+    "status",
+    "consent_source",
+    "consent_at",
+    "consent_ip",
+    "created_at",
+    "updated_at",
+    "status_reason",
+    "status_at",
+)
+FEEDBACK_KINDS = ("hard", "soft", "complaint")  # a permanent bounce, a temporary one, a "this is spam" report
 
 
 def now_iso(now: dt.datetime | None = None) -> str:
@@ -121,6 +133,33 @@ class Subscriber:
     consent_ip: str | None
     created_at: str
     updated_at: str
+    status_reason: str = ""  # why the status is what it is: "5.1.1 user unknown", "complaint (abuse) via ses"
+    status_at: str | None = None  # when it was set
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One bounce or complaint report about one message to one reader, attributed already.
+
+    `key` names the report, so recording it twice does nothing (a bounce mailbox re-read after a
+    crash, a webhook retried): a DSN's own Message-ID with the recipient, a provider's event id.
+    `kind` is one of `FEEDBACK_KINDS`; `code` the enhanced status code (5.1.1) or the feedback
+    type (abuse); `campaign` the campaign key of the message, when known.
+    """
+
+    key: str
+    kind: str
+    subscriber_id: int
+    source: str
+    campaign: str | None = None
+    code: str = ""
+    detail: str = ""
+
+    def reason(self) -> str:
+        """The reader's status reason this report gives (`Subscriber.status_reason`)."""
+        what = {"hard": "bounced", "soft": "soft bounce", "complaint": "complaint"}[self.kind]
+        text = " ".join(part for part in (self.code, self.detail) if part)
+        return f"{what} ({self.source}): {text}"[:300] if text else f"{what} ({self.source})"
 
 
 @dataclass(frozen=True)
@@ -147,6 +186,7 @@ class ImportRow:
     consent_source: str
     consent_at: str | None
     consent_ip: str | None
+    reason: str = ""  # why a suppressed reader left, as our own export says (else "imported as <status>")
 
 
 @dataclass(frozen=True)

@@ -103,8 +103,30 @@ CREATE TABLE domain_backoff (domain {_TEXT} PRIMARY KEY, until {_TEXT} NOT NULL,
 CREATE TABLE schema_version (version INTEGER NOT NULL);
 INSERT INTO schema_version (version) VALUES ({SCHEMA_VERSION});
 """
-# Steps from version i to i + 1 (i >= SCHEMA_VERSION), each run in its own transaction; none yet.
-UPGRADES: dict[int, str] = {}
+# Steps from version i to i + 1 (i >= SCHEMA_VERSION), each run in its own transaction (a new
+# database gets SCHEMA and then every step); the same tables as SQLite's migration i + 1.
+UPGRADES: dict[int, str] = {
+    4: f"""
+ALTER TABLE subscribers ADD COLUMN status_reason {_TEXT} NOT NULL DEFAULT '';
+ALTER TABLE subscribers ADD COLUMN status_at {_TEXT};
+UPDATE subscribers SET status_at = updated_at;
+ALTER TABLE campaigns ADD COLUMN paused_at {_TEXT};
+ALTER TABLE campaigns ADD COLUMN paused_reason {_TEXT};
+CREATE TABLE feedback (
+    event_key {_TEXT} PRIMARY KEY,
+    kind {_TEXT} NOT NULL CHECK (kind IN ('hard', 'soft', 'complaint')),
+    subscriber_id BIGINT NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+    campaign {_TEXT},
+    source {_TEXT} NOT NULL,
+    code {_TEXT} NOT NULL DEFAULT '',
+    detail {_TEXT} NOT NULL DEFAULT '',
+    received_at {_TEXT} NOT NULL
+);
+CREATE INDEX feedback_by_subscriber ON feedback (subscriber_id, kind, received_at);
+CREATE INDEX feedback_by_campaign ON feedback (campaign, kind);
+CREATE TABLE webhook_seen (nonce {_TEXT} PRIMARY KEY, seen_at {_TEXT} NOT NULL);
+""",
+}
 NEWEST = SCHEMA_VERSION + len(UPGRADES)
 
 
@@ -266,6 +288,9 @@ class PostgresStore(Store):
             conn.execute("SELECT pg_advisory_xact_lock(?)", (LOCK_PREPARE,))
             if conn.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:  # another process may have won
                 self.pg.execute(SCHEMA)
+                for version in range(SCHEMA_VERSION, NEWEST):
+                    self.pg.execute(UPGRADES[version])
+                conn.execute("UPDATE schema_version SET version = ?", (NEWEST,))
 
     def upgrade(self) -> tuple[int | None, int]:
         """Create or upgrade the schema to the newest version; return (before, after)."""

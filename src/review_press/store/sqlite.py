@@ -116,6 +116,29 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE send_windows (name TEXT PRIMARY KEY, used INTEGER NOT NULL) WITHOUT ROWID;
     CREATE TABLE domain_backoff (domain TEXT PRIMARY KEY, until TEXT NOT NULL, seconds REAL NOT NULL, reason TEXT NOT NULL) WITHOUT ROWID;
     """,
+    # 5: bounces and complaints after the SMTP session (issue 13): why and when each reader got
+    # their status, every bounce or complaint report once (by its key), campaigns the guard rails
+    # paused, and the webhook posts already taken (a replay is refused).
+    """
+    ALTER TABLE subscribers ADD COLUMN status_reason TEXT NOT NULL DEFAULT '';
+    ALTER TABLE subscribers ADD COLUMN status_at TEXT;
+    UPDATE subscribers SET status_at = updated_at;
+    ALTER TABLE campaigns ADD COLUMN paused_at TEXT;
+    ALTER TABLE campaigns ADD COLUMN paused_reason TEXT;
+    CREATE TABLE feedback (
+        event_key TEXT PRIMARY KEY,        -- what the report is (a DSN's Message-ID and recipient, a provider's event id): recorded once
+        kind TEXT NOT NULL CHECK (kind IN ('hard', 'soft', 'complaint')),
+        subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+        campaign TEXT,                     -- the campaign key the message belonged to (NULL: not known)
+        source TEXT NOT NULL,              -- maildir, imap, pop3, ses, postmark, mailgun, sendgrid
+        code TEXT NOT NULL DEFAULT '',     -- the enhanced status code (5.1.1) or the feedback type (abuse)
+        detail TEXT NOT NULL DEFAULT '',
+        received_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX feedback_by_subscriber ON feedback (subscriber_id, kind, received_at);
+    CREATE INDEX feedback_by_campaign ON feedback (campaign, kind);
+    CREATE TABLE webhook_seen (nonce TEXT PRIMARY KEY, seen_at TEXT NOT NULL) WITHOUT ROWID;
+    """,
 )
 
 

@@ -1,0 +1,180 @@
+"""Bounces and complaints after the SMTP session, and the guard rails they drive: every SQL
+statement about them.
+
+A report, once attributed to a reader (`bounces`), is a `Feedback`; `record` keeps each one once
+(by its key: re-reading a bounce mailbox after a crash, or a provider retrying a webhook, changes
+nothing) and applies it to the reader in the same transaction: a hard bounce -> `bounced`, a
+complaint -> `complained` (whatever they were: it is the strongest way of leaving), soft bounces
+-> `bounced` once `SoftRule.limit` of them fell within `SoftRule.days`. Their unsent deliveries
+are skipped (`base.suppress_reader`, the statements every way of leaving shares).
+
+The guard rails (`judge`, `pause`, `resume`): a campaign whose complaints or hard bounces pass
+a rate is paused (its pending rows stay pending) until the writer resumes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .base import Store, suppress_reader
+from .model import Feedback, now_iso
+
+OUTCOMES = ("bounced", "complained", "soft", "unchanged", "duplicate", "unknown")
+"""What recording a report did: suppressed the reader (bounced, complained), counted a soft
+bounce below the limit (soft), found the reader already suppressed (unchanged), found the
+report recorded before (duplicate), or found no such reader any more (unknown: erased)."""
+
+
+@dataclass(frozen=True)
+class SoftRule:
+    """A reader with `limit` soft bounces within `days` days is bounced."""
+
+    limit: int = 3
+    days: float = 7.0
+
+
+def record(store: Store, events: Sequence[Feedback], rule: SoftRule = SoftRule(), now: dt.datetime | None = None) -> list[str]:
+    """Record reports (one message's worth, usually) in one transaction; return each one's outcome
+    (one of `OUTCOMES`), in the order given."""
+    stamp = now_iso(now)
+    since = now_iso((now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=rule.days))
+    outcomes: dict[int, str] = {}
+    with store.transaction() as conn:
+        # subscribers in id order, each row locked before its deliveries: the order every transaction takes
+        for i, e in sorted(enumerate(events), key=lambda pair: pair[1].subscriber_id):
+            found = conn.execute(f"SELECT status FROM subscribers WHERE id = ?{store.dialect.for_update}", (e.subscriber_id,)).fetchone()
+            if found is None:
+                outcomes[i] = "unknown"
+                continue
+            inserted = conn.execute(
+                "INSERT INTO feedback (event_key, kind, subscriber_id, campaign, source, code, detail, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
+                (e.key, e.kind, e.subscriber_id, e.campaign, e.source, e.code[:40], e.detail[:500], stamp),
+            ).fetchone()
+            if inserted is None:
+                outcomes[i] = "duplicate"
+            elif e.kind == "complaint":
+                left = ("pending", "active", "unsubscribed", "bounced")
+                outcomes[i] = "complained" if suppress_reader(conn, e.subscriber_id, "complained", e.reason(), stamp, left) else "unchanged"
+            elif e.kind == "hard":
+                bounced = suppress_reader(conn, e.subscriber_id, "bounced", e.reason(), stamp, ("pending", "active"))
+                outcomes[i] = "bounced" if bounced else "unchanged"
+            else:
+                soft = conn.execute(
+                    "SELECT count(*) FROM feedback WHERE subscriber_id = ? AND kind = 'soft' AND received_at >= ?", (e.subscriber_id, since)
+                ).fetchone()[0]
+                if soft < rule.limit:
+                    outcomes[i] = "soft" if found[0] in ("pending", "active") else "unchanged"
+                    continue
+                reason = f"{soft} soft bounces in {rule.days:g} days; last: {e.reason()}"[:300]
+                bounced = suppress_reader(conn, e.subscriber_id, "bounced", reason, stamp, ("pending", "active"))
+                outcomes[i] = "bounced" if bounced else "unchanged"
+    return [outcomes[i] for i in range(len(events))]
+
+
+def first_seen(store: Store, nonce: str, keep_seconds: float, now: dt.datetime | None = None) -> bool:
+    """Remember a signed webhook post by its nonce (its signature, token or message id); False
+    when it was seen already (a replay). Nonces older than `keep_seconds` are forgotten (a post
+    that old is refused by its timestamp anyway)."""
+    moment = now or dt.datetime.now(dt.UTC)
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM webhook_seen WHERE seen_at < ?", (now_iso(moment - dt.timedelta(seconds=keep_seconds)),))
+        row = conn.execute(
+            "INSERT INTO webhook_seen (nonce, seen_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
+            (nonce, now_iso(moment)),
+        ).fetchone()
+    return row is not None
+
+
+@dataclass(frozen=True)
+class CampaignFeedback:
+    """One campaign's reports: hard bounces (after the session and during it), soft bounces,
+    complaints, and the messages sent."""
+
+    campaign: str
+    sent: int = 0
+    hard: int = 0
+    soft: int = 0
+    complaints: int = 0
+    smtp_bounced: int = 0  # refused with 5.1.x during the SMTP session (the ledger's `bounced`)
+
+    @property
+    def bounced(self) -> int:
+        return self.hard + self.smtp_bounced
+
+    @property
+    def bounce_rate(self) -> float:
+        """Hard bounces per message handed over (sent or bounced in the session)."""
+        handed = self.sent + self.smtp_bounced
+        return self.bounced / handed if handed else 0.0
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.complaints / self.sent if self.sent else 0.0
+
+
+def per_campaign(store: Store) -> dict[str, CampaignFeedback]:
+    """Every campaign's reports (those with none are absent; `CampaignFeedback(key)` is their zero)."""
+    counts: dict[str, dict[str, int]] = {}
+    for campaign, kind, n in store.conn.execute(
+        "SELECT campaign, kind, count(*) FROM feedback WHERE campaign IS NOT NULL GROUP BY campaign, kind"
+    ).fetchall():
+        counts.setdefault(campaign, {})[{"hard": "hard", "soft": "soft", "complaint": "complaints"}[kind]] = n
+    return {key: CampaignFeedback(key, **c) for key, c in counts.items()}
+
+
+@dataclass(frozen=True)
+class Guard:
+    """When a campaign is paused: after `min_sent` messages, complaints over `complaint_rate` of
+    the messages sent, or hard bounces over `bounce_rate` of those handed over."""
+
+    complaint_rate: float = 0.003
+    bounce_rate: float = 0.05
+    min_sent: int = 1000
+
+
+def judge(store: Store, slug: str, guard: Guard) -> str | None:
+    """Why campaign `slug` must pause now (its rates against `guard`), or None. Cheap while the
+    campaign has no reports: the messages sent are counted only when there is something to weigh."""
+    conn = store.conn
+    reports = dict(conn.execute("SELECT kind, count(*) FROM feedback WHERE campaign = ? GROUP BY kind", (slug,)).fetchall())
+    smtp_bounced = conn.execute("SELECT count(*) FROM deliveries WHERE slug = ? AND status = 'bounced'", (slug,)).fetchone()[0]
+    if not reports.get("complaint") and not reports.get("hard") and not smtp_bounced:
+        return None
+    sent = conn.execute("SELECT count(*) FROM deliveries WHERE slug = ? AND status = 'sent'", (slug,)).fetchone()[0]
+    seen = CampaignFeedback(slug, sent, reports.get("hard", 0), reports.get("soft", 0), reports.get("complaint", 0), smtp_bounced)
+    if sent + smtp_bounced < guard.min_sent:
+        return None
+    if seen.complaint_rate > guard.complaint_rate:
+        return f"complaints at {seen.complaint_rate:.2%} ({seen.complaints:,} of {sent:,} sent), over the {guard.complaint_rate:.2%} limit"
+    if seen.bounce_rate > guard.bounce_rate:
+        return (
+            f"hard bounces at {seen.bounce_rate:.2%} ({seen.bounced:,} of {sent + smtp_bounced:,}), over the {guard.bounce_rate:.2%} limit"
+        )
+    return None
+
+
+def pause(store: Store, slug: str, reason: str, now: dt.datetime | None = None) -> bool:
+    """Pause campaign `slug` (no sender claims its rows) saying why; False if it was paused already."""
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "UPDATE campaigns SET paused_at = ?, paused_reason = ? WHERE slug = ? AND paused_at IS NULL", (now_iso(now), reason, slug)
+        )
+    return cur.rowcount > 0
+
+
+def paused(store: Store) -> dict[str, tuple[str, str]]:
+    """The paused campaigns: key -> (when, why)."""
+    rows = store.conn.execute("SELECT slug, paused_at, paused_reason FROM campaigns WHERE paused_at IS NOT NULL ORDER BY slug").fetchall()
+    return {slug: (at, reason or "") for slug, at, reason in rows}
+
+
+def resume(store: Store, slugs: Sequence[str] | None = None) -> list[str]:
+    """Lift the pause of these campaigns (None: of every paused one); return the keys resumed."""
+    with store.transaction() as conn:
+        rows = conn.execute("SELECT slug FROM campaigns WHERE paused_at IS NOT NULL ORDER BY slug").fetchall()
+        keys = [r[0] for r in rows if slugs is None or r[0] in slugs]
+        conn.executemany("UPDATE campaigns SET paused_at = NULL, paused_reason = NULL WHERE slug = ?", [(k,) for k in keys])
+    return keys
