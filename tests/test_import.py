@@ -440,7 +440,10 @@ def test_a_new_reader_who_leaves_later_in_the_file_is_reported_as_one_new_suppre
     assert "readers already on the list, now suppressed: 0\n" in result.stdout
     assert "already on the list, unchanged: 2\n" in result.stdout
     listed = runner.invoke(app, ["subscribers", "list", "--site", str(site)])
-    assert listed.stdout == "q@y.org\t\tunsubscribed\nr@y.org\t\tbounced\n"
+    assert [line.split("\t")[:3] + line.split("\t")[4:] for line in listed.stdout.splitlines()] == [
+        ["q@y.org", "", "unsubscribed", "imported as unsubscribed"],
+        ["r@y.org", "", "bounced", "imported as bounced"],
+    ]
 
 
 @pytest.mark.parametrize(
@@ -772,7 +775,7 @@ def test_the_command_maps_columns_and_forces_a_status(site: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "new readers: 1, 1 unsubscribed" in result.stdout
     listed = runner.invoke(app, ["subscribers", "list", "--site", str(site)])
-    assert listed.stdout == "ann@example.org\tAnn\tunsubscribed\n"
+    assert listed.stdout.split("\t")[:3] == ["ann@example.org", "Ann", "unsubscribed"]
 
 
 @pytest.mark.parametrize(
@@ -796,7 +799,8 @@ def test_list_refuses_an_unknown_status_naming_the_valid_ones(site: Path) -> Non
     result = runner.invoke(app, ["subscribers", "list", "--status", "active", "--status", "bogus", "--site", str(site)])
     assert result.exit_code == 1 and "Traceback" not in result.output and result.stdout == ""
     assert "unknown status 'bogus' (one of pending, active, unsubscribed, bounced, complained)" in result.stderr
-    assert runner.invoke(app, ["subscribers", "list", "--status", "active", "--site", str(site)]).stdout == "a@example.org\t\tactive\n"
+    listed = runner.invoke(app, ["subscribers", "list", "--status", "active", "--site", str(site)]).stdout
+    assert listed.startswith("a@example.org\t\tactive\t") and listed.endswith("\t\n") and listed.count("\n") == 1
 
 
 def test_the_same_file_gives_the_same_result_under_any_hash_seed(tmp_path: Path) -> None:
@@ -824,7 +828,8 @@ def test_the_same_file_gives_the_same_result_under_any_hash_seed(tmp_path: Path)
         exported = [  # created_at, updated_at and status_at: when it ran
             row[:6] + row[8:9] for row in csv.reader(io.StringIO(run("subscribers", "export")))
         ]
-        outputs.append((imported, exported, run("subscribers", "import", "mixed.csv"), run("subscribers", "list")))
+        listed = [line.split("\t")[:3] + line.split("\t")[4:] for line in run("subscribers", "list").splitlines()]  # not when
+        outputs.append((imported, exported, run("subscribers", "import", "mixed.csv"), listed))
     assert outputs[0] == outputs[1]
     assert "own.csv: review-press export" in outputs[0][0] and len(outputs[0][1]) == 61
 

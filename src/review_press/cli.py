@@ -406,10 +406,10 @@ def subscribers_add(
 @subscribers_app.command("list", cls=PlainCommand)
 @reports_errors
 def subscribers_list(site: SiteOption = Path("."), status: StatusOption = None) -> None:
-    """Print one subscriber a line: address, name, status (tab-separated)."""
+    """Print one subscriber a line: address, name, status, since when, and why (tab-separated)."""
     with _store(site) as store:
         for s in store.iter_subscribers(status or ()):
-            typer.echo(f"{s.address}\t{s.name}\t{s.status}")
+            typer.echo(f"{s.address}\t{s.name}\t{s.status}\t{s.status_at or ''}\t{s.status_reason}")
 
 
 @subscribers_app.command("count", cls=PlainCommand)
@@ -515,6 +515,9 @@ def publish(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List who would get what; send and record nothing.")] = False,
     test_to: Annotated[str | None, typer.Option("--test-to", help="Send the post to this one address; the ledger is untouched.")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Give failed (not bounced) messages another go.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Go on with campaigns the guard rails paused (too many complaints or bounces).")
+    ] = False,
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Send with this many processes (PostgreSQL only; see README: Scaling out).")
     ] = 1,
@@ -536,7 +539,7 @@ def publish(
     from .publish import dry_run as plan_sends
     from .publish import publish as run_publish
 
-    options = PublishOptions(slug=slug, retry_failed=retry_failed, workers=workers)
+    options = PublishOptions(slug=slug, retry_failed=retry_failed, resume=resume, workers=workers)
     if dry_run:
         count, refused = 0, []
         for planned in plan_sends(site, slug):
@@ -669,6 +672,13 @@ def _report_sending(report: Any, stopped: Any, again: str) -> None:
         )
     if report.deferred:
         typer.echo(f"{report.deferred} deferred (temporary failures): run `review-press publish` again to retry them", err=True)
+    paused = [p for p in report.posts if p.paused]
+    for p in paused:
+        typer.echo(
+            f"paused {p.slug}: {p.paused}. The rest waits: look at `review-press status` and the reports"
+            f" (README: Bounces and complaints), then `review-press publish {p.slug} --resume` goes on",
+            err=True,
+        )
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
     _refusals(report.refused, exit_now=False)
@@ -679,7 +689,7 @@ def _report_sending(report: Any, stopped: Any, again: str) -> None:
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         typer.echo(f"stopped by {name} after the messages in flight; run `{again}` again to send the rest", err=True)
         raise typer.Exit(128 + signum)
-    if report.failed or report.refused:
+    if report.failed or report.refused or paused:
         raise typer.Exit(1)
 
 
@@ -765,10 +775,18 @@ def status(site: SiteOption = Path(".")) -> None:
             notes.append("was " + ", ".join(s.old_slugs))
         if s.edited:
             notes.append("edited after sending")
+        if s.paused:
+            notes.append(f"PAUSED: {s.paused}; publish {name} --resume goes on")
+        f = s.feedback
         typer.echo(
             f"{name}: {c.sent} sent, {c.pending + c.sending} pending, {c.deferred} deferred, {c.failed} failed,"
             f" {c.bounced} bounced, {c.skipped} skipped ({'; '.join(notes)})"
         )
+        if f is not None and (f.bounced or f.soft or f.complaints):
+            typer.echo(
+                f"  after sending: {f.bounced} hard bounces ({f.bounce_rate:.2%}), {f.soft} soft,"
+                f" {f.complaints} complaints ({f.complaint_rate:.2%} of {f.sent} sent)"
+            )
     if report.unsent:
         typer.echo(f"{len(report.unsent)} not sent yet (run review-press publish):")
         for p in report.unsent:

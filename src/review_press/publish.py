@@ -18,6 +18,7 @@ Everyone else is either settled or still `pending`: no one is missed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,7 +50,7 @@ from .senders import (
 )
 from .site import scheduled
 from .statedir import publish_lock
-from .store import Store, ledger, open_store, parse_address
+from .store import Store, feedback, ledger, open_store, parse_address
 from .tokens import site_secret
 
 __all__ = ["PublishOptions", "PublishReport", "SendingStopped", "dry_run", "join", "publish", "publish_status", "send_test"]
@@ -103,6 +104,8 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
             clean_tmp(outbox_path(config))  # what a killed run left half-written in outbox/tmp/
         with store.preparing():
             campaigns = identify(config, posts, store, now, options.slug)
+            if options.resume:
+                feedback.resume(store, [c.key for c in campaigns.chosen if c.key is not None])
             if options.retry_failed:
                 for campaign in campaigns.chosen:
                     if campaign.key is not None:
@@ -187,6 +190,8 @@ class SentPost:
     post: Post | None
     edited: bool  # title, subject or body changed since it first went out
     old_slugs: tuple[str, ...]  # slugs it went out under before its current one (their URLs redirect)
+    feedback: feedback.CampaignFeedback | None = None  # bounces and complaints reported after sending
+    paused: str | None = None  # why the guard rails paused it (None: not paused)
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,7 @@ def publish_status(root: Path, now: dt.datetime | None = None) -> StatusReport:
     with open_store(config) as store:
         records = ledger.campaigns(store)
         counts = {s.slug: s for s in ledger.status(store)}
+        reports, paused = feedback.per_campaign(store), feedback.paused(store)
         matching = identity.match(posts, records, config.posts_dir)
         campaigns = identify(config, posts, store, now, matching=matching) if config.newsletter.since else Campaigns((), ())
     post_of = {record.key: post for post in posts if (record := matching.campaign_of(post)) is not None}
@@ -220,6 +226,12 @@ def publish_status(root: Path, now: dt.datetime | None = None) -> StatusReport:
                 post=post,
                 edited=post is not None and record.content_hash is not None and post.content_hash != record.content_hash,
                 old_slugs=tuple(s for s in record.slugs if post is None or s != post.slug),
+                feedback=dataclasses.replace(
+                    reports.get(record.key, feedback.CampaignFeedback(record.key)),
+                    sent=counts[record.key].sent,
+                    smtp_bounced=counts[record.key].bounced,
+                ),
+                paused=paused[record.key][1] if record.key in paused else None,
             )
         )
     unsent = tuple(c.post for c in campaigns.chosen if c.key is None)

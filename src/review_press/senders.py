@@ -39,7 +39,7 @@ from .errors import DeliveryError, PressError
 from .identity import Refusal
 from .newsletter import campaign_message_id, require_since, require_web_url, sender
 from .site import make_site
-from .store import Store, ledger, open_store
+from .store import Store, feedback, ledger, open_store
 from .theme import Theme
 from .tokens import site_secret
 
@@ -87,6 +87,7 @@ class PublishOptions:
     slug: str | None = None
     batch_size: int = 100
     retry_failed: bool = False
+    resume: bool = False  # lift the guard rails' pause of the campaigns this run considers
     now: dt.datetime | None = None
     policy: Policy | None = None
     connector: Connector | None = None
@@ -206,10 +207,15 @@ def send_due(
             used_this_hour=ledger.sent_since(store, now - dt.timedelta(hours=1)) if limits.per_hour else 0,
         )
     secret = site_secret(config)
+    bounces = config.bounces
+    guard = feedback.Guard(bounces.pause_complaint_rate, bounces.pause_bounce_rate, bounces.pause_min_sent)
     runs: list[CampaignRun] = []
     for campaign in due:
         post, key = campaign.post, campaign.key
         assert key is not None
+        if (why := feedback.pause_reason(store, key)) is not None:  # paused by the guard rails: until --resume
+            runs.append(CampaignRun(post.slug, post.title, 0, 0, 0, 0, 0.0, False, paused=why))
+            continue
         edition = editions.get(post.slug) or s.make(post, config, s.theme)
         subject = getattr(edition, "subject", post.title)
         render = renderer(config, edition, secret, s.build, s.sign, key)
@@ -227,6 +233,7 @@ def send_due(
                 stop,
                 quota,
                 smtp.domain_backoff_seconds if smtp else 60.0,
+                partial(feedback.check, store, key, guard),
             )
             runs.append(dataclasses.replace(done, slug=post.slug))  # the post's slug now, not the campaign's key
             if done.stopped:
@@ -237,7 +244,7 @@ def send_due(
                     hint=f"check {where}; once it accepts mail, run publish again: it retries the deferred and sends the rest",
                     report=partial_report(runs),
                 )
-            if not store.dialect.many_senders or not _wait_for_others(store, key, stop, options.poll_seconds):
+            if done.paused or not store.dialect.many_senders or not _wait_for_others(store, key, stop, options.poll_seconds):
                 break
             if not (done.sent or done.failed or done.bounced or done.deferred or done.skipped):
                 _sleep(stop, options.poll_seconds)  # rows pending but locked by another sender's claim: no busy loop
@@ -284,6 +291,7 @@ def _merged(runs: list[CampaignRun]) -> list[CampaignRun]:
             interrupted=seen.interrupted or r.interrupted,
             failure=seen.failure or r.failure,
             stopped=seen.stopped or r.stopped,
+            paused=seen.paused or r.paused,
         )
     return list(by_slug.values())
 

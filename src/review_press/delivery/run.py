@@ -30,6 +30,7 @@ from .smtp import Envelope, Job, Pool
 
 SETTLE_EVERY = 0.5  # seconds: results never wait longer than this to be committed
 QUOTA_WAIT = 0.05  # seconds between asks when the shared rate limit is used up for now
+GUARD_EVERY = 2.0  # seconds between looks at a campaign's complaint and bounce rates (the guard rails)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class CampaignRun:
     failure: str = ""
     stopped: str | None = None
     lost: int = 0  # results not recorded: the lease on their rows had passed to another sender
+    paused: str | None = None  # why the guard rails paused the campaign (complaint or bounce rate): resumable
 
 
 class StopRequest:
@@ -150,6 +152,7 @@ def send_campaign(
     stop: StopRequest | None = None,
     quota: Callable[[int], int] | None = None,
     backoff_base: float = 60.0,
+    guard: Callable[[], str | None] | None = None,
 ) -> CampaignRun:
     """Send one post's pending rows through `pool` (which this closes), keeping within the in-flight limit.
 
@@ -161,7 +164,9 @@ def send_campaign(
     `backoff_base` seconds): its rows wait while the others go, and those still waiting when the
     rest is done are deferred (the next plain run retries them). Stops after the messages in flight when `stop` is set (or a
     KeyboardInterrupt arrives, which then sets it) or the breaker trips. Rows deferred in this run
-    are not claimed again in it, so a run always ends.
+    are not claimed again in it, so a run always ends. `guard()` (the guard rails,
+    `feedback.check`) is asked at the start and every `GUARD_EVERY` seconds: a reason stops the
+    run after the messages in flight, leaving the rest pending (`paused`).
     """
     limit = in_flight_limit(batch, len(pool.threads))
     total = ledger.counts(store, slug)["pending"]  # once per campaign: never a count per batch
@@ -171,6 +176,10 @@ def send_campaign(
     started = time.monotonic()
     outstanding, exhausted, buffer, settled_at, renewed_at, lost = 0, False, [], started, started, 0
     throttled_until = 0.0
+    paused = guard() if guard is not None else None
+    guarded_at = started
+    if paused is not None:
+        pool.stop()
 
     def report() -> None:
         if progress:
@@ -201,6 +210,10 @@ def send_campaign(
             try:
                 if stop is not None and stop.is_set():
                     pool.stop()
+                if guard is not None and paused is None and time.monotonic() - guarded_at > GUARD_EVERY:
+                    guarded_at = time.monotonic()
+                    if (paused := guard()) is not None:
+                        pool.stop()
                 while True:
                     try:
                         domain, reply = pool.backoffs.get_nowait()
@@ -272,4 +285,5 @@ def send_campaign(
         failure=failure,
         stopped=pool.breaker.tripped,
         lost=lost,
+        paused=paused,
     )

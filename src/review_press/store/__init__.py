@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from ..config import Config, database_url_problem
 from ..errors import ConfigError, PressError
 from ..statedir import publish_lock
-from . import ledger
+from . import feedback, ledger
 from .base import Dialect, Store
 from .model import (
     EXPORT_COLUMNS,
@@ -60,6 +60,7 @@ __all__ = [
     "database_url",
     "db_path",
     "explain_error",
+    "feedback",
     "has_store",
     "ledger",
     "migrate",

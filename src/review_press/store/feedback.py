@@ -135,24 +135,37 @@ class Guard:
     min_sent: int = 1000
 
 
-def judge(store: Store, slug: str, guard: Guard) -> str | None:
-    """Why campaign `slug` must pause now (its rates against `guard`), or None. Cheap while the
-    campaign has no reports: the messages sent are counted only when there is something to weigh."""
+def _counts(store: Store, slug: str) -> CampaignFeedback | None:
+    """Campaign `slug`'s reports and messages so far; None while it has no hard bounce or
+    complaint (then the messages sent are not even counted: the guard stays cheap)."""
     conn = store.conn
     reports = dict(conn.execute("SELECT kind, count(*) FROM feedback WHERE campaign = ? GROUP BY kind", (slug,)).fetchall())
     smtp_bounced = conn.execute("SELECT count(*) FROM deliveries WHERE slug = ? AND status = 'bounced'", (slug,)).fetchone()[0]
     if not reports.get("complaint") and not reports.get("hard") and not smtp_bounced:
         return None
     sent = conn.execute("SELECT count(*) FROM deliveries WHERE slug = ? AND status = 'sent'", (slug,)).fetchone()[0]
-    seen = CampaignFeedback(slug, sent, reports.get("hard", 0), reports.get("soft", 0), reports.get("complaint", 0), smtp_bounced)
-    if sent + smtp_bounced < guard.min_sent:
+    return CampaignFeedback(slug, sent, reports.get("hard", 0), reports.get("soft", 0), reports.get("complaint", 0), smtp_bounced)
+
+
+def judge(store: Store, slug: str, guard: Guard) -> str | None:
+    """Why campaign `slug` must pause now (its rates against `guard`), or None. After a `resume`
+    only what came since counts (the writer weighed what came before), from `min_sent` more on."""
+    seen = _counts(store, slug)
+    if seen is None:
+        return None
+    row = store.conn.execute("SELECT guard_base FROM campaigns WHERE slug = ?", (slug,)).fetchone()
+    if row and row[0]:
+        sent0, hard0, complaints0, smtp0 = (int(n) for n in row[0].split())
+        seen = CampaignFeedback(
+            slug, seen.sent - sent0, seen.hard - hard0, seen.soft, seen.complaints - complaints0, seen.smtp_bounced - smtp0
+        )
+    handed = seen.sent + seen.smtp_bounced
+    if handed < guard.min_sent:
         return None
     if seen.complaint_rate > guard.complaint_rate:
-        return f"complaints at {seen.complaint_rate:.2%} ({seen.complaints:,} of {sent:,} sent), over the {guard.complaint_rate:.2%} limit"
+        return f"complaints at {seen.complaint_rate:.2%} ({seen.complaints:,} of {seen.sent:,} sent), over the {guard.complaint_rate:.2%} limit"
     if seen.bounce_rate > guard.bounce_rate:
-        return (
-            f"hard bounces at {seen.bounce_rate:.2%} ({seen.bounced:,} of {sent + smtp_bounced:,}), over the {guard.bounce_rate:.2%} limit"
-        )
+        return f"hard bounces at {seen.bounce_rate:.2%} ({seen.bounced:,} of {handed:,}), over the {guard.bounce_rate:.2%} limit"
     return None
 
 
@@ -165,6 +178,23 @@ def pause(store: Store, slug: str, reason: str, now: dt.datetime | None = None) 
     return cur.rowcount > 0
 
 
+def pause_reason(store: Store, slug: str) -> str | None:
+    """Why campaign `slug` is paused, or None while it is not."""
+    row = store.conn.execute("SELECT paused_at, paused_reason FROM campaigns WHERE slug = ?", (slug,)).fetchone()
+    return (row[1] or "paused") if row and row[0] else None
+
+
+def check(store: Store, slug: str, guard: Guard, now: dt.datetime | None = None) -> str | None:
+    """What a sender asks while it sends campaign `slug`: why it must stop now (paused already, by
+    any sender or a webhook's reports, or its rates just passed `guard`: then paused here), or None."""
+    if (reason := pause_reason(store, slug)) is not None:
+        return reason
+    if (reason := judge(store, slug, guard)) is not None:
+        pause(store, slug, reason, now)
+        return pause_reason(store, slug)
+    return None
+
+
 def paused(store: Store) -> dict[str, tuple[str, str]]:
     """The paused campaigns: key -> (when, why)."""
     rows = store.conn.execute("SELECT slug, paused_at, paused_reason FROM campaigns WHERE paused_at IS NOT NULL ORDER BY slug").fetchall()
@@ -172,9 +202,13 @@ def paused(store: Store) -> dict[str, tuple[str, str]]:
 
 
 def resume(store: Store, slugs: Sequence[str] | None = None) -> list[str]:
-    """Lift the pause of these campaigns (None: of every paused one); return the keys resumed."""
+    """Lift the pause of these campaigns (None: of every paused one); return the keys resumed.
+    From here on the guard rails weigh only the messages and reports that come after."""
     with store.transaction() as conn:
         rows = conn.execute("SELECT slug FROM campaigns WHERE paused_at IS NOT NULL ORDER BY slug").fetchall()
         keys = [r[0] for r in rows if slugs is None or r[0] in slugs]
-        conn.executemany("UPDATE campaigns SET paused_at = NULL, paused_reason = NULL WHERE slug = ?", [(k,) for k in keys])
+        for key in keys:
+            seen = _counts(store, key) or CampaignFeedback(key)
+            base = f"{seen.sent} {seen.hard} {seen.complaints} {seen.smtp_bounced}"
+            conn.execute("UPDATE campaigns SET paused_at = NULL, paused_reason = NULL, guard_base = ? WHERE slug = ?", (base, key))
     return keys

@@ -484,10 +484,11 @@ def defer_paused(store: Store, slug: str, now: dt.datetime | None = None) -> int
 
 
 def in_progress(store: Store, now: dt.datetime | None = None) -> list[str]:
-    """The campaigns a sender can join now: with rows pending, or in `sending` under an expired lease."""
+    """The campaigns a sender can join now: not paused (`feedback.pause`), with rows pending or in
+    `sending` under an expired lease."""
     stamp = now_iso(now)
     rows = store.conn.execute(
-        "SELECT slug FROM campaigns c WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.slug = c.slug"
+        "SELECT slug FROM campaigns c WHERE c.paused_at IS NULL AND EXISTS (SELECT 1 FROM deliveries d WHERE d.slug = c.slug"
         " AND (d.status = 'pending' OR (d.status = 'sending' AND coalesce(d.lease_until, '') < ?))) ORDER BY started_at, slug",
         (stamp,),
     ).fetchall()

@@ -112,6 +112,7 @@ ALTER TABLE subscribers ADD COLUMN status_at {_TEXT};
 UPDATE subscribers SET status_at = updated_at;
 ALTER TABLE campaigns ADD COLUMN paused_at {_TEXT};
 ALTER TABLE campaigns ADD COLUMN paused_reason {_TEXT};
+ALTER TABLE campaigns ADD COLUMN guard_base {_TEXT};
 CREATE TABLE feedback (
     event_key {_TEXT} PRIMARY KEY,
     kind {_TEXT} NOT NULL CHECK (kind IN ('hard', 'soft', 'complaint')),

@@ -125,6 +125,7 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE subscribers SET status_at = updated_at;
     ALTER TABLE campaigns ADD COLUMN paused_at TEXT;
     ALTER TABLE campaigns ADD COLUMN paused_reason TEXT;
+    ALTER TABLE campaigns ADD COLUMN guard_base TEXT;     -- "sent hard complaints" when last resumed: the guard weighs what came after
     CREATE TABLE feedback (
         event_key TEXT PRIMARY KEY,        -- what the report is (a DSN's Message-ID and recipient, a provider's event id): recorded once
         kind TEXT NOT NULL CHECK (kind IN ('hard', 'soft', 'complaint')),

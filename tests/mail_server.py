@@ -1,0 +1,336 @@
+"""A real IMAP and POP3 server for the tests: Debian's Dovecot (`dovecot-imapd`,
+`dovecot-pop3d`), started on loopback on free ports in a temporary folder, and stopped at the end
+of the session.
+
+It listens for IMAPS, IMAP with STARTTLS, POP3S and POP3 with STLS, with a server certificate
+for 127.0.0.1 and localhost signed by a CA made here (`Server.ca_file`: a client trusts it through
+SSL_CERT_FILE, which OpenSSL's default paths honour). One user, `USER`, with the password
+`PASSWORD`, keeps mail in a Maildir under the folder. When the tests run as root, the mail is
+owned by the unprivileged user `nobody` (Dovecot will not keep mail as root); otherwise Dovecot
+runs rootless, as ourselves. `deliver` puts a message in the INBOX (written into the Maildir, as a
+local delivery agent would), `contents` reads what each folder holds through IMAP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import imaplib
+import ipaddress
+import os
+import pwd
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+DOVECOT = "/usr/sbin/dovecot"
+USER = "bounces"
+PASSWORD = "imap-secret-" + uuid.uuid4().hex[:12]  # a test asserts it never shows up in output
+
+
+def available() -> bool:
+    """Whether Dovecot with its IMAP and POP3 servers is installed."""
+    binary = shutil.which("dovecot") or (DOVECOT if os.path.exists(DOVECOT) else None)
+    return binary is not None and any(os.path.exists(f"/usr/lib/dovecot/{p}") for p in ("imap", "pop3"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """A CA (`ca_file`, the one a client trusts) and a server certificate it signed."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def make_certificates(folder: Path, name: str = "Test") -> Certificates:
+    """A self-signed CA and a server certificate for 127.0.0.1 and localhost, written in `folder`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"review-press {name} CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    found = Certificates(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+    found.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    found.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    found.key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    os.chmod(found.key_file, 0o600)
+    return found
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Where the server listens on 127.0.0.1."""
+
+    imaps: int
+    imap: int  # STARTTLS
+    pop3s: int
+    pop3: int  # STLS
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running Dovecot: `USER` / `PASSWORD` on 127.0.0.1 at `ports`; its CA in `ca_file`."""
+
+    folder: Path
+    ports: Ports
+    ca_file: Path
+    uid: int
+    gid: int
+
+    @property
+    def maildir(self) -> Path:
+        return self.folder / "mail" / USER
+
+    def url(self, scheme: str, folder: str = "") -> str:
+        """A `[bounces] source` for this server (no password in it)."""
+        port = getattr(self.ports, scheme)
+        return f"{scheme}://{USER}@127.0.0.1:{port}" + (f"/{folder}" if folder else "")
+
+    def environ(self, variable: str = "BOUNCES_PASSWORD") -> dict[str, str]:
+        """Environment for a client: it trusts the test CA, and finds the password in `variable`."""
+        return {**os.environ, "SSL_CERT_FILE": str(self.ca_file), variable: PASSWORD}
+
+    def deliver(self, data: bytes) -> None:
+        """Put one message in the INBOX, as a local delivery agent does (tmp/, then new/)."""
+        name = f"{time.time_ns()}.P{os.getpid()}Q{uuid.uuid4().hex[:12]}.localhost"
+        tmp = self.maildir / "tmp" / name
+        tmp.write_bytes(data.replace(b"\r\n", b"\n"))
+        os.chown(tmp, self.uid, self.gid)
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, self.maildir / "new" / name)
+
+    @contextmanager
+    def imap(self) -> Iterator[imaplib.IMAP4_SSL]:
+        """A logged-in IMAPS session as `USER` (for looking, from the test)."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        conn = imaplib.IMAP4_SSL("127.0.0.1", self.ports.imaps, ssl_context=context, timeout=30)
+        try:
+            conn.login(USER, PASSWORD)
+            yield conn
+        finally:
+            try:
+                conn.logout()
+            except (imaplib.IMAP4.error, OSError):
+                pass
+
+    def contents(self) -> dict[str, list[str]]:
+        """Every folder's messages, as their Message-IDs (or a digest of a message without one),
+        in UID order; messages flagged \\Deleted are left out."""
+        found: dict[str, list[str]] = {}
+        with self.imap() as conn:
+            _, listing = conn.list()
+            for line in listing:
+                if not isinstance(line, bytes):
+                    continue
+                m = re.match(rb'^\((?P<flags>[^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) (?P<name>.+)$', line)
+                assert m, line
+                if b"\\Noselect" in m.group("flags") or b"\\NonExistent" in m.group("flags"):
+                    continue
+                name = m.group("name").decode()
+                typ, _ = conn.select(name, readonly=True)
+                assert typ == "OK", name
+                _, data = conn.uid("SEARCH", "UNDELETED")
+                ids = data[0].split() if data and data[0] else []
+                items = []
+                for uid in ids:
+                    _, parts = conn.uid("FETCH", uid, "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+                    header = next(p[1] for p in parts if isinstance(p, tuple))
+                    msg = email.message_from_bytes(header, policy=email.policy.compat32)
+                    items.append(" ".join(str(msg.get("Message-ID") or f"no-id:{uid.decode()}").split()))
+                found[name.strip('"')] = items
+
+        return found
+
+
+def _owner() -> tuple[int, int, dict[str, str]]:
+    """The uid and gid that own the mail, and the Dovecot users to run as: `nobody` and the
+    package's own users when we are root, else ourselves (a rootless Dovecot)."""
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("nobody")
+        return user.pw_uid, user.pw_gid, {}
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    return os.geteuid(), os.getegid(), {"default_internal_user": me, "default_login_user": me}
+
+
+CONFIG = """
+base_dir = {folder}/run
+state_dir = {folder}/state
+log_path = {folder}/dovecot.log
+instance_name = review-press-test-{tag}
+protocols = imap pop3
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = yes
+auth_mechanisms = plain login
+mail_location = maildir:{folder}/mail/%u
+first_valid_uid = 1
+first_valid_gid = 1
+{users}
+namespace inbox {{
+  inbox = yes
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {folder}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={folder}/home/%u
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {imaps}
+    ssl = yes
+  }}
+}}
+service pop3-login {{
+  chroot =
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    address = 127.0.0.1
+    port = {pop3s}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service stats {{
+  unix_listener stats-reader {{
+    mode = 0600
+  }}
+  unix_listener stats-writer {{
+    mode = 0666
+  }}
+}}
+"""
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_server() -> Iterator[Server]:
+    """Start Dovecot in a temporary folder and stop it afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="rp-dovecot-"))
+    os.chmod(folder, 0o755)
+    uid, gid, users = _owner()
+    certs = make_certificates(folder / "tls")
+    ports = Ports(_free_port(), _free_port(), _free_port(), _free_port())
+    for sub in ("mail", "home", f"mail/{USER}", f"mail/{USER}/tmp", f"mail/{USER}/new", f"mail/{USER}/cur"):
+        (folder / sub).mkdir(mode=0o700)
+        os.chown(folder / sub, uid, gid)
+    (folder / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
+    os.chmod(folder / "passwd", 0o600)
+    if os.geteuid() == 0:  # read by Dovecot's auth process, which runs as the package's `dovecot` user
+        internal = pwd.getpwnam("dovecot")
+        os.chown(folder / "passwd", internal.pw_uid, internal.pw_gid)
+    config = folder / "dovecot.conf"
+    config.write_text(
+        CONFIG.format(
+            folder=folder,
+            tag=uuid.uuid4().hex[:8],
+            cert=certs.cert_file,
+            key=certs.key_file,
+            uid=uid,
+            gid=gid,
+            users="\n".join(f"{k} = {v}" for k, v in users.items()),
+            **vars(ports),
+        )
+    )
+    log = folder / "dovecot.log"
+    proc = subprocess.Popen(
+        [DOVECOT, "-F", "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "stderr.log", "wb"),  # noqa: SIM115 - the server's own errors, kept for a failing test
+        cwd=folder,
+        env={"PATH": os.environ.get("PATH", ""), "LANG": "C", "LC_ALL": "C"},
+    )
+    server = Server(folder, ports, certs.ca_file, uid, gid)
+    try:
+        deadline = time.monotonic() + 60
+        while not all(_listening(p) for p in vars(ports).values()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                text = (folder / "stderr.log").read_text(errors="replace") + (log.read_text(errors="replace") if log.exists() else "")
+                raise RuntimeError("Dovecot did not start: " + text[-3000:])
+            time.sleep(0.1)
+
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(folder, ignore_errors=True) if not os.environ.get("KEEP_DOVECOT") else None
