@@ -168,3 +168,12 @@ def test_a_postgresql_store_of_schema_4_is_refused_until_store_upgrade_then_work
         sub = store.find("a@example.org")
         assert sub is not None and sub.status_at == "2025-02-01T00:00:00.000000Z"
         assert feedback.record(store, [Feedback("k", "hard", sub.id, "maildir", code="5.1.1")], RULE) == ["bounced"]
+
+
+def test_store_migrate_knows_every_table_and_column_of_the_schema(tmp_path: Path) -> None:
+    from review_press.store.copy import TABLES
+
+    with SQLiteStore.open(tmp_path / "press.db") as store:
+        tables = [r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        schema = {t: {r[1] for r in store.conn.execute(f"PRAGMA table_info({t})")} for t in tables}
+    assert {t: set(cols) for t, cols, _ in TABLES} == schema  # a table or column left out would not move to PostgreSQL

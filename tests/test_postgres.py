@@ -25,7 +25,8 @@ from publishing import NEWSLETTER, smtp_table
 from review_press.config import load_config
 from review_press.delivery.run import in_flight_limit
 from review_press.newsletter import campaign_message_id
-from review_press.store import SQLiteStore, db_path, ledger
+from review_press.store import SQLiteStore, db_path, feedback, ledger
+from review_press.store.model import Feedback
 from review_press.store.postgres import NEWEST, PostgresStore
 from smtp_servers import fast_recording_server, received, recording_server
 
@@ -159,11 +160,16 @@ def test_store_migrate_copies_everything_and_refuses_a_used_database(make_site: 
     assert sent.returncode == 0, sent.stderr
     with SQLiteStore.open(db_path(load_config(root))) as source:
         source.conn.execute("UPDATE deliveries SET status = 'sending', lease_owner = 'gone', lease_until = 'x' WHERE subscriber_id = 1")
+        # bounces and complaints after sending, a replay guard, a paused campaign: all of it moves
+        reports = [Feedback("mail:1", "soft", 3, "maildir", "first", "4.2.2", "full"), Feedback("ses:2", "complaint", 4, "ses", "first")]
+        assert feedback.record(source, reports) == ["soft", "complained"]
+        assert feedback.first_seen(source, "mailgun:tok", 600) and feedback.pause(source, "first", "complaints at 50%")
         high = source.id_high_water()
         before = _tables(source, lambda q: source.conn.execute(q).fetchall())
     moved = cli("store", "migrate", "--to", pg_url, "--site", str(root), env={"PGPASSWORD": pg.PASSWORD})
     assert moved.returncode == 0, moved.stderr
     assert "subscribers: 4" in moved.stdout and "deliveries: 3" in moved.stdout and pg.PASSWORD not in moved.stdout
+    assert "feedback: 2" in moved.stdout and "webhook_seen: 1" in moved.stdout
     with PostgresStore.open(pg_url) as target:
         after = _tables(target, lambda q: target.conn.execute(q).fetchall())
         assert target.id_high_water() == high == 5
@@ -179,7 +185,9 @@ def test_store_migrate_copies_everything_and_refuses_a_used_database(make_site: 
     # the site on PostgreSQL: the forgotten reader stays refused, the sent post is not sent again
     env = {**secret_env, **pg_env(pg_url)}
     assert cli("subscribers", "add", "eve@example.org", "--site", str(root), env=env).returncode == 1
-    rerun = cli("publish", "--site", str(root), env=env)
+    paused = cli("publish", "--site", str(root), env=env)
+    assert paused.returncode == 1 and "paused first: complaints at 50%" in paused.stderr  # the pause moved too
+    rerun = cli("publish", "--resume", "--site", str(root), env=env)
     assert rerun.returncode == 0 and "1 sent" in rerun.stdout, rerun.stdout + rerun.stderr  # only the in-doubt row, once more
 
 
