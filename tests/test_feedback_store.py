@@ -171,9 +171,10 @@ def test_a_postgresql_store_of_schema_4_is_refused_until_store_upgrade_then_work
 
 
 def test_store_migrate_knows_every_table_and_column_of_the_schema(tmp_path: Path) -> None:
-    from review_press.store.copy import TABLES
+    from review_press.store.copy import LEFT_BEHIND, TABLES
 
     with SQLiteStore.open(tmp_path / "press.db") as store:
         tables = [r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        tables = [t for t in tables if t not in LEFT_BEHIND]
         schema = {t: {r[1] for r in store.conn.execute(f"PRAGMA table_info({t})")} for t in tables}
     assert {t: set(cols) for t, cols, _ in TABLES} == schema  # a table or column left out would not move to PostgreSQL

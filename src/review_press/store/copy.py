@@ -16,7 +16,9 @@ from .base import Store
 
 BATCH = 5000
 
-# Every table the stores share, parents first, with its columns (all of them: nothing is left behind).
+# The counters of the moment, not copied: rate windows and domain pauses start afresh on the new store.
+LEFT_BEHIND = ("send_windows", "domain_backoff")
+# Every other table the stores share, parents first, with its columns (all of them: nothing is left behind).
 TABLES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         "subscribers",
