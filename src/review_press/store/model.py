@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
+import email_validator
 from email_validator import EmailNotValidError, validate_email
 
 from ..errors import ConfigError
@@ -54,16 +56,47 @@ class Address:
         return not self.envelope.isascii()
 
 
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*")
+_PLAIN_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _plain(text: str) -> Address | None:
+    """The common case without email-validator: a plain ASCII address (letters, digits, `_+-`
+    and single dots in the local part; a lower-cased domain of ordinary labels under an alphabetic
+    top-level label, none of them punycode, not a special-use name), normalized exactly as
+    email-validator does (`tests/test_address_fast_path.py` checks that over a corpus). None for
+    anything else, which goes to email-validator: this never accepts what it would refuse."""
+    if len(text) > 254 or not text.isascii():
+        return None
+    local, at, domain = text.rpartition("@")
+    if not at or len(local) > 64 or not _PLAIN_LOCAL.fullmatch(local):
+        return None
+    domain = domain.lower()
+    labels = domain.split(".")
+    if len(domain) > 253 or len(labels) < 2 or not (labels[-1].isalpha() and len(labels[-1]) >= 2):
+        return None
+    if any(not _PLAIN_LABEL.fullmatch(label) or label[2:4] == "--" for label in labels):
+        return None
+    if any(domain == name or domain.endswith("." + name) for name in email_validator.SPECIAL_USE_DOMAIN_NAMES):
+        return None
+    address = f"{local}@{domain}"
+    return Address(address=address, envelope=address, key=f"{local.casefold()}@{domain}")
+
+
 def parse_address(text: str) -> Address:
     """Validate and normalize one address (IDN domains and Unicode local parts allowed).
 
     Raises `ValueError` with the reason; callers turn it into a row problem or a `DeliveryError`.
+    A plain ASCII address takes a fast path with the same verdict (`_plain`): an import of a
+    million rows spent 70% of its time in email-validator.
     """
     text = text.strip()
     if not text:
         raise ValueError("no address")
     if "\r" in text or "\n" in text:
         raise ValueError("the address contains a line break")
+    if (plain := _plain(text)) is not None:
+        return plain
     try:
         info = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
