@@ -178,3 +178,17 @@ def test_store_migrate_knows_every_table_and_column_of_the_schema(tmp_path: Path
         tables = [t for t in tables if t not in LEFT_BEHIND]
         schema = {t: {r[1] for r in store.conn.execute(f"PRAGMA table_info({t})")} for t in tables}
     assert {t: set(cols) for t, cols, _ in TABLES} == schema  # a table or column left out would not move to PostgreSQL
+
+
+def test_a_webhook_post_is_taken_with_its_reports_or_not_at_all(any_store: Store) -> None:
+    from review_press.errors import PressError
+
+    store = any_store
+    ann = _reader(store, "ann@example.org")
+    broken = Feedback("pm:1", "bogus", ann, "postmark")  # the database refuses it: the transaction rolls back
+    with pytest.raises(PressError):
+        feedback.record(store, [broken], RULE, now=T0, nonce="postmark:1", keep_seconds=600)
+    good = Feedback("pm:1", "hard", ann, "postmark", code="5.1.1")
+    assert feedback.record(store, [good], RULE, now=T0, nonce="postmark:1", keep_seconds=600) == ["bounced"]  # the retry is taken
+    assert feedback.record(store, [good], RULE, now=T0, nonce="postmark:1", keep_seconds=600) is None  # a replay is not
+    assert store.conn.execute("SELECT count(*) FROM feedback").fetchone()[0] == 1

@@ -7,7 +7,9 @@ returned message (each campaign message's is `newsletter.message_id`, recomputed
 campaigns on record). A Message-ID alone is public knowledge, so a report attributed only by it
 must name the reader's address when it names any recipient; and while `[newsletter]
 bounce_address` is set, a complaint that carries neither the token nor the reader's address is
-not believed. A report nothing attributes is kept aside (`unmatched`), never recorded.
+not believed. A report nothing attributes is kept aside (`unmatched`), never recorded. A report
+about a reader erased by `forget` since (attributed by the token, or naming an address whose
+keyed hash is on record) changes nothing and is counted `unknown`.
 
 `fetch` reads every message of the configured source (`[bounces] source`: a Maildir folder, an
 IMAP mailbox or POP3), records what each says in one transaction, and only then moves or removes
@@ -85,6 +87,10 @@ class Attributor:
         sub = self.store.get(subscriber_id)
         return _key(sub.address) if sub else None
 
+    def erased(self, address: str) -> bool:
+        """Whether `address` was erased by `forget` (its keyed hash is on record)."""
+        return bool(address) and self.store.forgotten_at(address, self.secret) is not None
+
 
 def feedback_of(report: Report, who: Attributor, source: str) -> list[Feedback] | None:
     """The `Feedback` a bounce or complaint report gives, attributed; None when it cannot be
@@ -94,18 +100,22 @@ def feedback_of(report: Report, who: Attributor, source: str) -> list[Feedback] 
     if found is None:
         return None
     key, sid = found
-    reader = who.reader(sid)
-    if reader is None:
-        return None
+    reader = who.reader(sid)  # None: erased meanwhile (`record` then says unknown), or never on the list
+
+    def names_reader(address: str) -> bool:
+        if not address:
+            return False
+        return _key(address) == reader if reader is not None else who.erased(address)
+
     event = f"mail:{hashlib.sha256(report.report_id.encode()).hexdigest()[:40]}:{sid}"
     if report.kind == "complaint":
-        named = [_key(r) for r in report.complaint_recipients if r]
-        if verp is None and (reader not in named if named else bool(who.bounce_address)):
+        named = [r for r in report.complaint_recipients if r]
+        if verp is None and (not any(names_reader(r) for r in named) if named else bool(who.bounce_address)):
             return None
         return [Feedback(event, "complaint", sid, source, key, report.feedback_type)]
     failures = report.failures
     if verp is None:  # a Message-ID alone: the failed recipient must be the reader
-        failures = tuple(f for f in failures if reader in (_key(f.recipient), _key(f.original)) or not (f.recipient or f.original))
+        failures = tuple(f for f in failures if names_reader(f.recipient) or names_reader(f.original) or not (f.recipient or f.original))
         if not failures or not any(f.recipient or f.original for f in failures):
             return None
     worst = next((f for f in failures if f.kind == "hard"), failures[0] if failures else None)
@@ -190,7 +200,7 @@ def fetch(
                 mail.set_aside(ref, "unmatched")
                 counts["unmatched"] += 1
             else:
-                outcomes = record(store, events, rule, now() if now else None)
+                outcomes = record(store, events, rule, now() if now else None) or []
                 mail.done(ref)  # only after the outcome is committed
                 counts.update(outcomes)
         if progress:

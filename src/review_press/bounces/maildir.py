@@ -4,6 +4,8 @@ Messages are read from `new/` and `cur/` in name order (the same order on every 
 done with is renamed into the Maildir++ subfolder `.processed/cur/`, one set aside into
 `.unparsed/cur/` (a mail client shows both as folders): a rename within one file system, so a
 message is always in exactly one place, and a crash before the rename leaves it to be read again.
+A name already taken there gets a suffix (a rename would replace, and lose, the message before).
+Of a message longer than `reports.MAX_BYTES` only that much and one byte is read (it is kept aside).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DeliveryError, write_error
+from .reports import MAX_BYTES
 
 PROCESSED = ".processed"
 SET_ASIDE = ".unparsed"
@@ -50,7 +53,8 @@ class MaildirSource:
         for sub, name in names:
             file = self.path / sub / name
             try:
-                data = file.read_bytes()
+                with open(file, "rb") as f:
+                    data = f.read(MAX_BYTES + 1)  # enough for read_report to tell it is too long
             except FileNotFoundError:  # taken by another reader meanwhile
                 continue
             except OSError as exc:
@@ -63,7 +67,13 @@ class MaildirSource:
         try:
             _make_maildir(target)
             base = name.split(":", 1)[0]
-            os.rename(self.path / sub / name, target / "cur" / (f"{base}:2,S" if sub == "new" else name))
+            final = f"{base}:2,S" if sub == "new" else name
+            stem, colon, info = final.partition(":")
+            dest, n = target / "cur" / final, 0
+            while os.path.lexists(dest):  # never over another message (a name the source reused)
+                n += 1
+                dest = target / "cur" / f"{stem}.{n}{colon}{info}"
+            os.rename(self.path / sub / name, dest)
             _fsync_dir(target / "cur")
         except OSError as exc:
             raise write_error(target / "cur", exc) from None

@@ -2,10 +2,12 @@
 feedback report, or an older bounce format; pure, no store.
 
 `read_report(data)` says what the message is (`Report.kind`): a bounce with its failed
-recipients (hard: a 5.x.x status; soft: 4.x.x, and 5.7.x, which is the receiving server's policy
-about us, not about the address), a complaint, a delay warning or anything else. Bounces that
+recipients (hard: a 5.x.x status; soft: 4.x.x, 5.7.x, which is the receiving server's policy
+about us, not about the address, and the 5.x.x that say nothing about the address either: a full
+mailbox, 5.2.2, and a message too large, 5.2.3 and 5.3.4), a complaint, a delay warning or anything else. Bounces that
 are not RFC 3464 (an Exim or qmail text bounce, an old Exchange) are recognised by flufl.bounce's
-detectors (Apache-2.0), only in a message that comes from a mailer daemon. It also collects
+detectors (Apache-2.0), only in a message that comes from a mailer daemon. Header values with
+8-bit bytes (a diagnostic quoted in Latin-1) are read as text like any other. It also collects
 what attributes a report to a message we sent: every address that may be a VERP return path
 (`return_paths`) and the Message-IDs of the returned message (`message_ids`).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -27,6 +30,8 @@ _REPLY = re.compile(r"\b([245])\d\d\b")
 _MESSAGE_ID = re.compile(r"^\s*Message-ID:\s*(<[^<>\s]{3,250}>)", re.IGNORECASE | re.MULTILINE)
 _VERP = re.compile(r"[A-Za-z0-9._%=-]{1,64}\+[a-z0-9]{1,13}-[a-z2-7]{8}-[a-z2-7]{16}@[A-Za-z0-9.-]{1,253}", re.IGNORECASE)
 _DAEMON = re.compile(r"mailer-daemon|postmaster|mail delivery (?:subsystem|system)", re.IGNORECASE)
+_SOFT_PERMANENT = {("2", "2"), ("2", "3"), ("3", "4")}  # 5.2.2 mailbox full, 5.2.3 / 5.3.4 message too large
+_STATUS_PARTS = ("message/delivery-status", "message/global-delivery-status")  # RFC 3464, RFC 6533 (SMTPUTF8)
 _ADDRESS_HEADERS = ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "X-Failed-Recipients")
 
 
@@ -59,10 +64,12 @@ class Report:
     notes: tuple[str, ...] = field(default=())
 
 
-def _address_of(value: str | None) -> str:
-    """The address in a DSN address field: `rfc822; user@example.org` -> `user@example.org`."""
+def _address_of(value: object) -> str:
+    """The address in a DSN address field: `rfc822; user@example.org` -> `user@example.org`.
+    `value` may be an `email.header.Header` (what the parser gives for 8-bit bytes)."""
     if not value:
         return ""
+    value = str(value)
     text = value.split(";", 1)[1] if ";" in value else value
     return " ".join(text.split()).strip().strip("<>")
 
@@ -76,7 +83,7 @@ def _kind_of(code: str, detail: str) -> str | None:
     if m := _STATUS.search(code) or _STATUS.search(detail):
         klass, subject = m.group(1), m.group(2)
         if klass == "5":
-            return "soft" if subject == "7" else "hard"
+            return "soft" if subject == "7" or (subject, m.group(3)) in _SOFT_PERMANENT else "hard"
         return "soft" if klass == "4" else None
     if m := _REPLY.search(detail):
         return "hard" if m.group(1) == "5" else "soft" if m.group(1) == "4" else None
@@ -88,12 +95,22 @@ def _parts(msg: Message, kind: str) -> list[Message]:
 
 
 def _blocks(part: Message) -> list[Message]:
+    """The field blocks of a delivery-status or feedback-report part, in order."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return [b for b in payload if isinstance(b, Message)]
+        blocks = [b for b in payload if isinstance(b, Message)]
+        if len(blocks) == 1 and isinstance(body := blocks[0].get_payload(), str) and body.strip():
+            # message/global-delivery-status is parsed as one message: its first block the
+            # headers, every other block left in its body
+            return blocks + _text_blocks(body)
+        return blocks
     if isinstance(payload, str):  # a parser that left it text: fields in blocks split by blank lines
-        return [HeaderParser().parsestr(block.strip() + "\n") for block in re.split(r"\r?\n\s*\r?\n", payload) if block.strip()]
+        return _text_blocks(payload)
     return []
+
+
+def _text_blocks(text: str) -> list[Message]:
+    return [HeaderParser().parsestr(block.strip() + "\n") for block in re.split(r"\r?\n\s*\r?\n", text) if block.strip()]
 
 
 def _returned_headers(msg: Message) -> list[Message]:
@@ -101,7 +118,7 @@ def _returned_headers(msg: Message) -> list[Message]:
     found: list[Message] = []
     for part in msg.walk():
         kind = part.get_content_type()
-        if kind in ("message/rfc822", "message/global") and isinstance(part.get_payload(), list):
+        if kind in ("message/rfc822", "message/global", "message/global-headers") and isinstance(part.get_payload(), list):
             found.extend(m for m in part.get_payload() if isinstance(m, Message))
         elif kind in ("text/rfc822-headers", "message/rfc822-headers", "text/global-headers"):
             text = _text(part)
@@ -175,7 +192,7 @@ def _read(msg: Message, data: bytes) -> Report:
         kind = "complaint" if ftype in COMPLAINT_TYPES else "other"
         return Report(kind, feedback_type=ftype or "unknown", complaint_recipients=recipients, format="arf", **common)
 
-    if status := _parts(msg, "message/delivery-status"):
+    if status := [p for kind in _STATUS_PARTS for p in _parts(msg, kind)]:
         failures, delayed = [], False
         for block in _blocks(status[0]):
             if not (block.get("Final-Recipient") or block.get("Original-Recipient")):
@@ -207,9 +224,16 @@ def _read(msg: Message, data: bytes) -> Report:
             return Report("bounce", failures=tuple(failures), format="rfc3464", **common)
         return Report("delay" if delayed else "other", format="rfc3464", **common)
 
+    auto = str(msg.get("Auto-Submitted") or "").strip().lower().startswith("auto-") or bool(
+        msg.get("X-Autoreply") or msg.get("X-Autorespond")
+    )
     if _from_daemon(msg):
-        return _heuristic(msg, text, common)
-    if msg.get("Auto-Submitted", "").strip().lower().startswith("auto-") or msg.get("X-Autoreply") or msg.get("X-Autorespond"):
+        report = _heuristic(msg, text, common)
+        # an auto-reply (RFC 3834: sent with a null return path) from a person's address is not a
+        # bounce; a mailer daemon's message naming no recipient stays unreadable (kept aside)
+        if report.kind != "unreadable" or not auto or _DAEMON.search(str(msg.get("From") or "")):
+            return report
+    if auto:
         return Report("other", format="auto-reply", **common)
     return Report("unreadable", notes=("not a delivery-status notification or a feedback report",), **common)
 
@@ -217,23 +241,32 @@ def _read(msg: Message, data: bytes) -> Report:
 def _from_daemon(msg: Message) -> bool:
     """Whether a message is from a mail system rather than a person: a null return path, or a
     From of MAILER-DAEMON or postmaster."""
-    return msg.get("Return-Path", "").strip() == "<>" or bool(_DAEMON.search(str(msg.get("From") or "")))
+    return str(msg.get("Return-Path") or "").strip() == "<>" or bool(_DAEMON.search(str(msg.get("From") or "")))
 
 
 def _heuristic(msg: Message, text: str, common: dict[str, object]) -> Report:
     """A bounce without a delivery-status part, read by flufl.bounce's detectors."""
     from flufl.bounce import all_failures
 
+    # flufl.bounce logs a detector's exception with its traceback (and every detector it runs):
+    # on a hostile message that would print a traceback from a command. The exception is handled here.
+    flufl_log = logging.getLogger("flufl.bounce")
+    if not flufl_log.handlers:
+        flufl_log.addHandler(logging.NullHandler())
+        flufl_log.propagate = False
     try:
         temporary, permanent = all_failures(msg)
     except Exception:  # a detector choking on a hostile message: nothing found
         temporary, permanent = frozenset(), frozenset()
     failures = []
+    m = _STATUS.search(text)
+    code = m.group(0) if m else ""
     for kind, found in (("hard", permanent), ("soft", temporary)):
+        if kind == "hard" and _kind_of(code, "") == "soft":
+            kind = "soft"  # "permanent" to the detector, but a status that is no verdict on the address (4.2.2 after retries, 5.7.1)
         for raw in sorted(found):
             address = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-            m = _STATUS.search(text)
-            failures.append(Failure(recipient=address.strip("<>"), kind=kind, code=m.group(0) if m else "", detail=_clean(text)[:200]))
+            failures.append(Failure(recipient=address.strip("<>"), kind=kind, code=code, detail=_clean(text)[:200]))
     if failures:
         return Report("bounce", failures=tuple(failures), format="flufl.bounce", **common)  # type: ignore[arg-type]
     return Report("unreadable", notes=("a mailer daemon's message naming no failed recipient",), **common)  # type: ignore[arg-type]

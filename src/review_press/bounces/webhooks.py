@@ -30,6 +30,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -186,7 +187,7 @@ def bracketed(message_id: Any) -> str | None:
 
 def check_age(stamp: float, max_age: float, now: dt.datetime) -> None:
     """400 when the Unix time `stamp` is more than `max_age` seconds from `now`, either way."""
-    if abs(now.timestamp() - stamp) > max_age:
+    if not math.isfinite(stamp) or abs(now.timestamp() - stamp) > max_age:
         raise WebhookError(400, "the timestamp is too old (or in the future)")
 
 
@@ -201,7 +202,7 @@ POSTMARK_SOFT = ("SoftBounce", "Transient", "DnsError", "Blocked")
 
 
 def _basic_auth(header: str | None) -> tuple[bytes, bytes] | None:
-    if not header or not header[:6].lower() == "basic ":
+    if not header or header[:6].lower() != "basic ":
         return None
     try:
         user, sep, password = base64.b64decode(header[6:].strip(), validate=True).partition(b":")
@@ -318,7 +319,9 @@ def verify_sendgrid(keys: WebhookKeys, headers: Mapping[str, str], body: bytes, 
         if kind is not None:
             event_id = text(field(item, "sg_event_id"), 100)
             code = text(item.get("status"), 40) if kind != "complaint" else "spamreport"
-            events.append(ProviderEvent(event_id, kind, field(item, "email"), bracketed(item.get("smtp-id")), code, text(item.get("reason"))))
+            events.append(
+                ProviderEvent(event_id, kind, field(item, "email"), bracketed(item.get("smtp-id")), code, text(item.get("reason")))
+            )
     # the nonce is what was signed, not the signature: an ECDSA signature has a twin (r, n - s)
     nonce = hashlib.sha256(stamp.encode() + b"\n" + body).hexdigest()
     return Verified("sendgrid", nonce, tuple(events))

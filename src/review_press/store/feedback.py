@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .base import Store, suppress_reader
+from .base import Connection, Store, suppress_reader
 from .model import Feedback, now_iso
 
 OUTCOMES = ("bounced", "complained", "soft", "unchanged", "duplicate", "unknown")
@@ -35,13 +35,25 @@ class SoftRule:
     days: float = 7.0
 
 
-def record(store: Store, events: Sequence[Feedback], rule: SoftRule = SoftRule(), now: dt.datetime | None = None) -> list[str]:
-    """Record reports (one message's worth, usually) in one transaction; return each one's outcome
-    (one of `OUTCOMES`), in the order given."""
+def record(
+    store: Store,
+    events: Sequence[Feedback],
+    rule: SoftRule = SoftRule(),
+    now: dt.datetime | None = None,
+    *,
+    nonce: str | None = None,
+    keep_seconds: float = 0.0,
+) -> list[str] | None:
+    """Record reports (one message's or one webhook post's worth) in one transaction; return each
+    one's outcome (one of `OUTCOMES`), in the order given. With a `nonce` (a webhook post's, see
+    `first_seen`) the post is taken in the same transaction: None, and nothing recorded, when it
+    was seen before; a failure records neither, so the provider's retry is not taken for a replay."""
     stamp = now_iso(now)
     since = now_iso((now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=rule.days))
     outcomes: dict[int, str] = {}
     with store.transaction() as conn:
+        if nonce is not None and not _take_nonce(conn, nonce, keep_seconds, now or dt.datetime.now(dt.UTC)):
+            return None
         # subscribers in id order, each row locked before its deliveries: the order every transaction takes
         for i, e in sorted(enumerate(events), key=lambda pair: pair[1].subscriber_id):
             found = conn.execute(f"SELECT status FROM subscribers WHERE id = ?{store.dialect.for_update}", (e.subscriber_id,)).fetchone()
@@ -78,13 +90,15 @@ def first_seen(store: Store, nonce: str, keep_seconds: float, now: dt.datetime |
     """Remember a signed webhook post by its nonce (its signature, token or message id); False
     when it was seen already (a replay). Nonces older than `keep_seconds` are forgotten (a post
     that old is refused by its timestamp anyway)."""
-    moment = now or dt.datetime.now(dt.UTC)
     with store.transaction() as conn:
-        conn.execute("DELETE FROM webhook_seen WHERE seen_at < ?", (now_iso(moment - dt.timedelta(seconds=keep_seconds)),))
-        row = conn.execute(
-            "INSERT INTO webhook_seen (nonce, seen_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
-            (nonce, now_iso(moment)),
-        ).fetchone()
+        return _take_nonce(conn, nonce, keep_seconds, now or dt.datetime.now(dt.UTC))
+
+
+def _take_nonce(conn: Connection, nonce: str, keep_seconds: float, moment: dt.datetime) -> bool:
+    conn.execute("DELETE FROM webhook_seen WHERE seen_at < ?", (now_iso(moment - dt.timedelta(seconds=keep_seconds)),))
+    row = conn.execute(
+        "INSERT INTO webhook_seen (nonce, seen_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING RETURNING nonce", (nonce, now_iso(moment))
+    ).fetchone()
     return row is not None
 
 

@@ -1,4 +1,5 @@
-"""The subscription endpoints: subscribe with double opt-in, confirm, one-click unsubscribe.
+"""The subscription endpoints: subscribe with double opt-in, confirm, one-click unsubscribe;
+and the providers' webhooks for bounces and complaints (`webhooks`).
 
 `create_app(site_root)` makes the ASGI app of one site. `app` is the same for the site named
 by the environment variable `REVIEW_PRESS_SITE` (default: the working folder), built on first

@@ -1,4 +1,4 @@
-"""The Starlette app: routes, limits, CORS and error pages around `Subscriptions`.
+"""The Starlette app: routes, limits and CORS around `Subscriptions` (its error pages and headers: `errors`).
 
     GET  /healthz                      200 {"ok": true} while the database answers
     GET  /subscribe                    the form, for readers without JavaScript
@@ -7,6 +7,11 @@
     GET  /unsubscribe/<token>          the masked address and one button
     POST /unsubscribe/<token>          RFC 8058 one-click: unsubscribed at once, 200
     (also /unsubscribe?token=..., the form `publish` puts in List-Unsubscribe)
+    POST /webhooks/ses                 Amazon SES bounces and complaints through SNS (signature, topic)
+    POST /webhooks/postmark            Postmark bounces and spam complaints (HTTP basic auth)
+    POST /webhooks/mailgun             Mailgun failed and complained events (HMAC signature)
+    POST /webhooks/sendgrid            SendGrid's signed event webhook (ECDSA signature)
+    (each webhook a 404 unless [bounces] sets its provider up; see `webhooks`)
 
 Every answer to /subscribe that gets past the limits and the form checks is the same
 "check your inbox", whether the address was new, pending, active or suppressed.
@@ -19,7 +24,6 @@ without an absolute `[web] url`, and no route redirects (no trailing-slash redir
 from __future__ import annotations
 
 import datetime as dt
-import html
 import ipaddress
 import logging
 import unicodedata
@@ -38,33 +42,31 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import CONFIG_NAME, Config, load_config
 from ..errors import ConfigError, PressError, StorageError
 from ..newsletter import confirm_url
-from ..store import RAW_ERRORS, explain_error, open_store
+from ..store import RAW_ERRORS, open_store
 from ..theme import Theme
 from ..tokens import site_secret
 from .confirm import BadToken, confirm_key
-from .forms import FormError, Signup, check_signup, media_type, parse_fields, read_body
+from .errors import FALLBACK_500 as FALLBACK_500
+from .errors import RETRY_AFTER_BUSY as RETRY_AFTER_BUSY
+from .errors import SECURITY_HEADERS as SECURITY_HEADERS
+from .errors import SecurityHeaders as SecurityHeaders
+from .errors import WebApp, http_error, server_error, unavailable, wants_json
+from .errors import bare_page as bare_page
+from .forms import FormError, Signup, check_signup, parse_fields, read_body
 from .logs import mask_tokens_in_logs
 from .mail import Mailer
 from .ratelimit import Rate, TokenBuckets, retry_after
 from .render import SUBSCRIBE, UNSUBSCRIBE, Pages
 from .service import Confirmed, Database, Subscriptions, mask
+from .webhooks import Fetch, Hooks, make_hooks, webhook_routes
 
-SECURITY_HEADERS = (
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),  # a token in this page's URL never reaches the site's logs
-    (b"x-frame-options", b"DENY"),
-    (b"content-security-policy", b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
-    (b"cache-control", b"no-store"),
-)
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")  # where a plain http [web] url is allowed
 URL_HINT = 'set  url = "https://your-site/newsletter/"  under [web]: the public address of these endpoints'
 INVALID_LINK = ("This link does not work", "It may have expired, or been copied only in part. Subscribe again to get a new one.")
-RETRY_AFTER_BUSY = "30"  # seconds a client should wait after a 503 for a busy (or full) database
 log = logging.getLogger("review_press.web")
 
 
@@ -88,6 +90,7 @@ class Web:
     db: Database
     by_ip: TokenBuckets
     by_address: TokenBuckets
+    hooks: Hooks
 
 
 def _web(request: Request) -> Web:
@@ -112,12 +115,6 @@ def limit_key(ip: str) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address.ipv4_mapped or address) if isinstance(address, ipaddress.IPv6Address) else str(address)
-
-
-def wants_json(request: Request) -> bool:
-    """True when the client sent JSON, or asks for JSON rather than HTML."""
-    accept = request.headers.get("accept", "")
-    return media_type(request) == "application/json" or ("application/json" in accept and "text/html" not in accept)
 
 
 def public_url(config: Config) -> str:
@@ -283,112 +280,7 @@ async def unsubscribe(request: Request) -> Response:
     )
 
 
-# --- errors, headers, the app -------------------------------------------------------------
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    """404, 405 and other HTTP errors as a themed page; the detail is a fixed phrase."""
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    titles = {404: "Page not found", 405: "Method not allowed"}
-    headers = getattr(exc, "headers", None)
-    return _web(request).pages.notice(
-        titles.get(status, "Something went wrong"), status=status, as_json=wants_json(request), headers=headers
-    )
-
-
-def bare_page(title: str, text: str, status: int, as_json: bool = False, headers: dict[str, str] | None = None) -> Response:
-    """A short page that loads nothing (no stylesheet, image or script: no request, so no Referer,
-    leaves it), for failures, when the theme itself may be what failed; or its JSON twin."""
-    if as_json:
-        return JSONResponse({"ok": False, "message": f"{title}. {text}"}, status_code=status, headers=headers)
-    t, x = html.escape(title), html.escape(text)
-    body = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{t}</title></head>'
-        f'<body style="font:17px/1.5 Georgia,serif;max-width:36rem;margin:3rem auto;padding:0 1rem"><h1>{t}</h1><p>{x}</p></body></html>'
-    )
-    return Response(body, status_code=status, headers=headers, media_type="text/html")
-
-
-async def unavailable(request: Request, exc: Exception) -> Response:
-    """The database is busy in another process (past the store's wait), full or read-only: 503
-    with Retry-After and a short page; one log line, no traceback (nothing was half-done).
-
-    A raw database error (a read the store does not wrap) is read the store's way
-    (`store.explain_error`): busy, full, read-only or I/O is this 503, anything else a 500.
-    """
-    if isinstance(exc, RAW_ERRORS):
-        problem = explain_error(exc, _web(request).config)
-        if not isinstance(problem, StorageError):
-            raise exc
-        exc = problem
-    log.warning("answered 503: %s", exc)
-    return bare_page(
-        "Service busy",
-        "Please try again in a minute.",
-        503,
-        as_json=wants_json(request),
-        headers={"Retry-After": RETRY_AFTER_BUSY},
-    )
-
-
-async def server_error(request: Request, exc: Exception) -> Response:
-    """Any unexpected failure: a short 500 page that loads nothing; the traceback goes to the server log only."""
-    return bare_page("Something went wrong", "Please try again later.", 500, as_json=wants_json(request))
-
-
-FALLBACK_500 = (b"content-type", b"text/plain; charset=utf-8")
-
-
-class SecurityHeaders:
-    """Adds no-sniff, no-referrer, no-framing, a CSP and no-store to every HTTP response.
-
-    It wraps the whole app, outside Starlette's `ServerErrorMiddleware` (see `WebApp`), so the
-    500 page of an unexpected failure carries them too. A failure that escapes before any
-    response started is answered with a plain 500 (with the headers) here. Either way, once
-    the answer is complete the error goes to the server's log (`uvicorn.error`, tokens
-    masked, as uvicorn would log it) and goes no further, so the server keeps the connection
-    open for the client's next request; only an answer cut off half-way is left to the server.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = complete = False
-
-        async def add_headers(message: Message) -> None:
-            nonlocal started, complete
-            if message["type"] == "http.response.start":
-                started = True
-                ours = {name for name, _ in SECURITY_HEADERS}
-                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in ours]
-                message["headers"] = [*kept, *SECURITY_HEADERS]
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                complete = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, add_headers)
-        except Exception:
-            if not started:
-                body = b"Something went wrong."
-                headers = [FALLBACK_500, (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS]
-                await send({"type": "http.response.start", "status": 500, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-            elif not complete:
-                raise
-            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
-
-
-class WebApp(Starlette):
-    """Starlette with `SecurityHeaders` around everything, its error middleware included."""
-
-    def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeaders(super().build_middleware_stack())
+# --- the app ----------------------------------------------------------------------------
 
 
 def allowed_origins(config: Config) -> list[str]:
@@ -410,14 +302,16 @@ def routes() -> list[Route]:
         Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
         Route("/unsubscribe", unsubscribe_page, methods=["GET"]),
         Route("/unsubscribe", unsubscribe, methods=["POST"]),
+        *webhook_routes(),
     ]
 
 
-def create_app(site_root: Path, limits: WebLimits | None = None) -> Starlette:
+def create_app(site_root: Path, limits: WebLimits | None = None, *, fetch: Fetch | None = None) -> Starlette:
     """The subscription endpoints of the site at `site_root` (reads press.toml and the secret now).
 
     Refuses (`ConfigError`) a site without a usable `[web] url` (see `public_url`), and masks
-    tokens in the server's log lines from here on (`logs.mask_tokens_in_logs`).
+    tokens in the server's log lines from here on (`logs.mask_tokens_in_logs`). `fetch` is how
+    SNS signing certificates are fetched and subscriptions confirmed (default: HTTPS, `webhook_sns`).
     """
     limits = limits or WebLimits()
     config = load_config(site_root)
@@ -438,6 +332,7 @@ def create_app(site_root: Path, limits: WebLimits | None = None) -> Starlette:
         db=database,
         by_ip=TokenBuckets(limits.per_ip, limits.max_keys),
         by_address=TokenBuckets(limits.per_address, limits.max_keys),
+        hooks=make_hooks(config, secret, fetch),
     )
 
     @asynccontextmanager
