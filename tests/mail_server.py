@@ -4,8 +4,8 @@ of the session.
 
 It listens for IMAPS, IMAP with STARTTLS, POP3S and POP3 with STLS, with a server certificate
 for 127.0.0.1 and localhost signed by a CA made here (`Server.ca_file`: a client trusts it through
-SSL_CERT_FILE, which OpenSSL's default paths honour). One user, `USER`, with the password
-`PASSWORD`, keeps mail in a Maildir under the folder. When the tests run as root, the mail is
+SSL_CERT_FILE, which OpenSSL's default paths honour). Each test makes an account of its own
+(`Server.account`), with the password `PASSWORD` and a Maildir under the folder. When the tests run as root, the mail is
 owned by the unprivileged user `nobody` (Dovecot will not keep mail as root); otherwise Dovecot
 runs rootless, as ourselves. `deliver` puts a message in the INBOX (written into the Maildir, as a
 local delivery agent would), `contents` reads what each folder holds through IMAP.
@@ -16,8 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import grp
 import imaplib
 import ipaddress
+import itertools
 import os
 import pwd
 import re
@@ -29,19 +31,19 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DOVECOT = "/usr/sbin/dovecot"
-USER = "bounces"
+HOSTS = {"imaps": "127.0.0.1", "nomove": "127.0.0.2", "bare": "127.0.0.3"}  # where each IMAPS listener is
+ACCOUNTS = 200  # more than one test session uses
 PASSWORD = "imap-secret-" + uuid.uuid4().hex[:12]  # a test asserts it never shows up in output
 
 
 def available() -> bool:
     """Whether Dovecot with its IMAP and POP3 servers is installed."""
-    binary = shutil.which("dovecot") or (DOVECOT if os.path.exists(DOVECOT) else None)
-    return binary is not None and any(os.path.exists(f"/usr/lib/dovecot/{p}") for p in ("imap", "pop3"))
+    return os.access(DOVECOT, os.X_OK) and all(os.path.exists(f"/usr/lib/dovecot/{p}") for p in ("imap", "pop3"))
 
 
 def _free_port() -> int:
@@ -93,7 +95,8 @@ def make_certificates(folder: Path, name: str = "Test") -> Certificates:
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in HOSTS.values())]),
+            critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -118,56 +121,78 @@ class Ports:
     imap: int  # STARTTLS
     pop3s: int
     pop3: int  # STLS
+    nomove: int  # IMAPS on 127.0.0.2, announcing UIDPLUS but not MOVE
+    bare: int  # IMAPS on 127.0.0.3, announcing neither MOVE nor UIDPLUS
 
 
 @dataclass(frozen=True)
 class Server:
-    """A running Dovecot: `USER` / `PASSWORD` on 127.0.0.1 at `ports`; its CA in `ca_file`."""
+    """A running Dovecot on 127.0.0.1 at `ports`, its CA in `ca_file`; every account's password
+    is `PASSWORD`. `account()` makes a fresh one (so tests never see each other's mail)."""
 
     folder: Path
     ports: Ports
     ca_file: Path
     uid: int
     gid: int
+    serial: Iterator[int] = field(default_factory=itertools.count)
+
+    def account(self) -> Account:
+        """An account no one used yet, with an empty INBOX (all are made at start: Dovecot
+        re-reads its passwd-file at most once a second, so one added later may be unknown)."""
+        return Account(self, f"u{next(self.serial):03d}")
+
+
+@dataclass(frozen=True)
+class Account:
+    """One user of the server: where its mail is, how a client reaches it, what it holds."""
+
+    server: Server
+    user: str
 
     @property
     def maildir(self) -> Path:
-        return self.folder / "mail" / USER
+        return self.server.folder / "mail" / self.user
 
-    def url(self, scheme: str, folder: str = "") -> str:
-        """A `[bounces] source` for this server (no password in it)."""
-        port = getattr(self.ports, scheme)
-        return f"{scheme}://{USER}@127.0.0.1:{port}" + (f"/{folder}" if folder else "")
-
-    def environ(self, variable: str = "BOUNCES_PASSWORD") -> dict[str, str]:
-        """Environment for a client: it trusts the test CA, and finds the password in `variable`."""
-        return {**os.environ, "SSL_CERT_FILE": str(self.ca_file), variable: PASSWORD}
+    def url(self, scheme: str, folder: str = "", port: int | None = None) -> str:
+        """A `[bounces] source` for this account (no password in it); `scheme` is a protocol or
+        one of the IMAPS listeners that announce fewer capabilities (`nomove`, `bare`)."""
+        host = HOSTS.get(scheme, "127.0.0.1")
+        port = port or getattr(self.server.ports, scheme)
+        return f"{'imaps' if scheme in HOSTS else scheme}://{self.user}@{host}:{port}" + (f"/{folder}" if folder else "")
 
     def deliver(self, data: bytes) -> None:
         """Put one message in the INBOX, as a local delivery agent does (tmp/, then new/)."""
         name = f"{time.time_ns()}.P{os.getpid()}Q{uuid.uuid4().hex[:12]}.localhost"
         tmp = self.maildir / "tmp" / name
         tmp.write_bytes(data.replace(b"\r\n", b"\n"))
-        os.chown(tmp, self.uid, self.gid)
+        os.chown(tmp, self.server.uid, self.server.gid)
         os.chmod(tmp, 0o600)
         os.rename(tmp, self.maildir / "new" / name)
 
     @contextmanager
     def imap(self) -> Iterator[imaplib.IMAP4_SSL]:
-        """A logged-in IMAPS session as `USER` (for looking, from the test)."""
-        context = ssl.create_default_context(cafile=str(self.ca_file))
-        conn = imaplib.IMAP4_SSL("127.0.0.1", self.ports.imaps, ssl_context=context, timeout=30)
+        """A logged-in IMAPS session (for looking, from the test)."""
+        context = ssl.create_default_context(cafile=str(self.server.ca_file))
+        conn = imaplib.IMAP4_SSL("127.0.0.1", self.server.ports.imaps, ssl_context=context, timeout=30)
         try:
-            conn.login(USER, PASSWORD)
+            conn.login(self.user, PASSWORD)
             yield conn
         finally:
-            try:
+            with suppress(imaplib.IMAP4.error, OSError):
                 conn.logout()
-            except (imaplib.IMAP4.error, OSError):
-                pass
+
+    def count(self, folder: str) -> int:
+        """How many messages `folder` holds (0 when there is no such folder)."""
+        with self.imap() as conn:
+            typ, data = conn.status(f'"{folder}"', "(MESSAGES)")
+        if typ != "OK":
+            return 0
+        m = re.search(rb"MESSAGES (\d+)", data[0])
+        return int(m.group(1)) if m else 0
 
     def contents(self) -> dict[str, list[str]]:
-        """Every folder's messages, as their Message-IDs (or a digest of a message without one),
+        """Every folder's messages, as their Message-IDs (`no-id:UID` for a message without one),
         in UID order; messages flagged \\Deleted are left out."""
         found: dict[str, list[str]] = {}
         with self.imap() as conn:
@@ -183,15 +208,13 @@ class Server:
                 typ, _ = conn.select(name, readonly=True)
                 assert typ == "OK", name
                 _, data = conn.uid("SEARCH", "UNDELETED")
-                ids = data[0].split() if data and data[0] else []
                 items = []
-                for uid in ids:
+                for uid in data[0].split() if data and data[0] else []:
                     _, parts = conn.uid("FETCH", uid, "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
                     header = next(p[1] for p in parts if isinstance(p, tuple))
                     msg = email.message_from_bytes(header, policy=email.policy.compat32)
                     items.append(" ".join(str(msg.get("Message-ID") or f"no-id:{uid.decode()}").split()))
                 found[name.strip('"')] = items
-
         return found
 
 
@@ -201,8 +224,8 @@ def _owner() -> tuple[int, int, dict[str, str]]:
     if os.geteuid() == 0:
         user = pwd.getpwnam("nobody")
         return user.pw_uid, user.pw_gid, {}
-    me = pwd.getpwuid(os.geteuid()).pw_name
-    return os.geteuid(), os.getegid(), {"default_internal_user": me, "default_login_user": me}
+    me, group = pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
+    return os.geteuid(), os.getegid(), {"default_internal_user": me, "default_internal_group": group, "default_login_user": me}
 
 
 CONFIG = """
@@ -244,6 +267,16 @@ service imap-login {{
     port = {imaps}
     ssl = yes
   }}
+  inet_listener imaps_nomove {{
+    address = 127.0.0.2
+    port = {nomove}
+    ssl = yes
+  }}
+  inet_listener imaps_bare {{
+    address = 127.0.0.3
+    port = {bare}
+    ssl = yes
+  }}
 }}
 service pop3-login {{
   chroot =
@@ -255,6 +288,16 @@ service pop3-login {{
     address = 127.0.0.1
     port = {pop3s}
     ssl = yes
+  }}
+}}
+local 127.0.0.2 {{
+  protocol imap {{
+    imap_capability = IMAP4rev1 LITERAL+ UIDPLUS
+  }}
+}}
+local 127.0.0.3 {{
+  protocol imap {{
+    imap_capability = IMAP4rev1 LITERAL+
   }}
 }}
 service anvil {{
@@ -271,9 +314,9 @@ service stats {{
 """
 
 
-def _listening(port: int) -> bool:
+def _listening(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
+        with socket.create_connection((host, port), timeout=1):
             return True
     except OSError:
         return False
@@ -286,11 +329,16 @@ def running_server() -> Iterator[Server]:
     os.chmod(folder, 0o755)
     uid, gid, users = _owner()
     certs = make_certificates(folder / "tls")
-    ports = Ports(_free_port(), _free_port(), _free_port(), _free_port())
-    for sub in ("mail", "home", f"mail/{USER}", f"mail/{USER}/tmp", f"mail/{USER}/new", f"mail/{USER}/cur"):
+    ports = Ports(*(_free_port() for _ in range(6)))
+    for sub in ("mail", "home"):
         (folder / sub).mkdir(mode=0o700)
         os.chown(folder / sub, uid, gid)
-    (folder / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
+    (folder / "passwd").write_text("".join(f"u{n:03d}:{{PLAIN}}{PASSWORD}::::::\n" for n in range(ACCOUNTS)))
+    for n in range(ACCOUNTS):
+        maildir = folder / "mail" / f"u{n:03d}"
+        for sub in (maildir, maildir / "tmp", maildir / "new", maildir / "cur"):
+            sub.mkdir(mode=0o700)
+            os.chown(sub, uid, gid)
     os.chmod(folder / "passwd", 0o600)
     if os.geteuid() == 0:  # read by Dovecot's auth process, which runs as the package's `dovecot` user
         internal = pwd.getpwnam("dovecot")
@@ -319,7 +367,7 @@ def running_server() -> Iterator[Server]:
     server = Server(folder, ports, certs.ca_file, uid, gid)
     try:
         deadline = time.monotonic() + 60
-        while not all(_listening(p) for p in vars(ports).values()):
+        while not all(_listening(p, HOSTS.get(name, "127.0.0.1")) for name, p in vars(ports).items()):
             if proc.poll() is not None or time.monotonic() > deadline:
                 text = (folder / "stderr.log").read_text(errors="replace") + (log.read_text(errors="replace") if log.exists() else "")
                 raise RuntimeError("Dovecot did not start: " + text[-3000:])
@@ -333,4 +381,4 @@ def running_server() -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        shutil.rmtree(folder, ignore_errors=True) if not os.environ.get("KEEP_DOVECOT") else None
+        shutil.rmtree(folder, ignore_errors=True)

@@ -16,7 +16,7 @@ from review_press.newsletter import campaign_message_id
 SECRET = b"s" * 32
 SID = 7
 VERP_SENT = Sent(
-    message_id=campaign_message_id("first", SID, "example.org"),
+    message_id=campaign_message_id("first", SID, "example.org", SECRET),
     return_path=verp.return_path("bounces@example.org", SECRET, "first", SID),
     recipient="reader7@remote.example",
 )

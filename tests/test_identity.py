@@ -23,6 +23,7 @@ from review_press.errors import PressError
 from review_press.identity import CampaignRecord, match, utc_text
 from review_press.publish import dry_run, publish, publish_status
 from review_press.store import SQLiteStore, db_path
+from review_press.tokens import site_secret
 from smtp_servers import smtp_server
 
 FIRST = "---\ntitle: First\ndate: 2026-01-05\n---\n\nThe *first* letter.\n"
@@ -289,7 +290,8 @@ def test_a_post_renamed_between_a_kill_9_and_the_resume_finishes_its_campaign_on
         final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert final.returncode == 0, final.stderr
     got = received(log)
-    assert set(got) == {campaign_message_id("first", i, "example.org") for i in ids}  # everyone once, under the campaign's own key
+    secret = site_secret(load_config(root))
+    assert set(got) == {campaign_message_id("first", i, "example.org", secret) for i in ids}  # everyone once, under the campaign's own key
     assert {mid for mid, n in got.items() if n > 1} <= doubtful
 
 

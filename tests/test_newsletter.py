@@ -92,13 +92,16 @@ def test_a_build_with_drafts_and_future_posts_makes_no_email_files_for_them(make
 
 def test_message_ids_share_one_form() -> None:
     ids = [
-        message_id("campaign", "example.org", slug="a post", subscriber_id=7),
+        message_id("campaign", "example.org", slug="a post", subscriber_id=7, secret=b"k" * 32),
         message_id("preview", "example.org", slug="a post", seed="x"),
         message_id("test", "example.org", slug="a post"),
         message_id("confirm", "example.org"),
     ]
     assert all(MID_FORM.match(i) for i in ids), ids
-    assert ids[0] == message_id("campaign", "example.org", slug="a post", subscriber_id=7)  # a re-send has the same one
+    assert ids[0] == message_id("campaign", "example.org", slug="a post", subscriber_id=7, secret=b"k" * 32)  # a re-send has the same one
+    assert ids[0] != message_id("campaign", "example.org", slug="a post", subscriber_id=7, secret=b"j" * 32)  # keyed: no one else makes one
+    with pytest.raises(ValueError):
+        message_id("campaign", "example.org", slug="a post", subscriber_id=7)
     assert message_id("test", "example.org", slug="p") != message_id("test", "example.org", slug="p")
 
 

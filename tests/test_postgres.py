@@ -28,6 +28,7 @@ from review_press.newsletter import campaign_message_id
 from review_press.store import SQLiteStore, db_path, feedback, ledger
 from review_press.store.model import Feedback
 from review_press.store.postgres import NEWEST, PostgresStore
+from review_press.tokens import site_secret
 from smtp_servers import fast_recording_server, received, recording_server
 
 ONE_POST = {"2026-02-01-first.md": "---\ntitle: First\ndate: 2026-02-01\n---\n\nThe first letter.\n"}
@@ -214,7 +215,8 @@ def test_publish_on_postgresql_sends_everyone_once(make_site: Callable[..., Path
         got = received(record)
     with PostgresStore.open(pg_url) as store:
         ids = [s.id for s in store.iter_subscribers()]
-    assert got == {campaign_message_id("first", i, "example.org"): 1 for i in ids}
+    secret = site_secret(load_config(root))
+    assert got == {campaign_message_id("first", i, "example.org", secret): 1 for i in ids}
 
 
 def _senders(parent: psutil.Process) -> list[psutil.Process]:
@@ -277,7 +279,8 @@ def test_four_workers_and_a_joining_worker_share_a_campaign_two_killed_with_sigk
         ids = [s.id for s in store.iter_subscribers()]
         left = dict(store.conn.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
     assert left == {"sent": readers}
-    assert set(got) == {campaign_message_id("first", i, "example.org") for i in ids}  # every reader
+    secret = site_secret(load_config(root))
+    assert set(got) == {campaign_message_id("first", i, "example.org", secret) for i in ids}  # every reader
     duplicated = {m for m, n in got.items() if n > 1}
     assert duplicated <= doubtful  # only what a killed sender had in flight
     assert len(duplicated) <= 2 * in_flight_limit(batch, concurrency)

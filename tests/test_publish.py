@@ -43,7 +43,8 @@ def test_every_due_post_goes_to_everyone_once_and_a_second_run_sends_nothing(sit
     subjects = sorted({r.message["Subject"] for r in server.received})
     assert subjects == ["First", "Second"]  # not the old post, the draft or the future one
     first = next(r.message for r in server.received if r.recipient == "r3@example.org" and r.message["Subject"] == "First")
-    assert first["Message-ID"] == message_id("campaign", "example.org", slug="first", subscriber_id=ids[3])
+    secret = site_secret(load_config(root))
+    assert first["Message-ID"] == message_id("campaign", "example.org", slug="first", subscriber_id=ids[3], secret=secret)
     assert "Reader 3" in first["To"]
     token = first["List-Unsubscribe"].split("token=")[1].rstrip(">")
     assert verify_token(site_secret(load_config(root)), token) == ids[3]

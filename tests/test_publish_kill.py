@@ -21,6 +21,7 @@ from review_press.config import load_config
 from review_press.delivery.run import in_flight_limit
 from review_press.newsletter import campaign_message_id
 from review_press.store import open_store
+from review_press.tokens import site_secret
 from smtp_servers import received, recording_server
 
 CONCURRENCY = 2
@@ -55,8 +56,8 @@ def test_kill_9_at_random_points_then_resume_misses_no_one(make_site: Callable[.
         assert again.returncode == 0, again.stderr
         got = received(record)
         assert sum(got.values()) == before  # a publish after a complete one sends nothing
-    domain = "example.org"
-    expected = {campaign_message_id(slug, i, domain) for slug in ("first", "second") for i in ids}
+    domain, secret = "example.org", site_secret(load_config(root))
+    expected = {campaign_message_id(slug, i, domain, secret) for slug in ("first", "second") for i in ids}
     assert set(got) == expected  # no one missed, nothing extra
     duplicated = {mid for mid, n in got.items() if n > 1}
     assert duplicated <= doubtful  # only messages in flight at a kill went twice
@@ -97,5 +98,6 @@ def test_a_signalled_real_publish_process_stops_cleanly_and_duplicates_nothing(
         final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert final.returncode == 0, final.stderr
     got = received(record)
-    assert set(got) == {campaign_message_id(slug, i, "example.org") for slug in ("first", "second") for i in ids}
+    secret = site_secret(load_config(root))
+    assert set(got) == {campaign_message_id(slug, i, "example.org", secret) for slug in ("first", "second") for i in ids}
     assert max(got.values()) == 1

@@ -157,7 +157,7 @@ def refused(h: Hooked, status: int, provider: str, payload: Any = None, **kw: An
 def test_ses_hard_bounce_by_message_id_bounces_the_reader(hooked: Hooked) -> None:
     ids = hooked.add("ann@example.org", "bo@example.org")
     key = hooked.campaign()
-    mid = campaign_message_id(key, ids["ann@example.org"], DOMAIN)
+    mid = campaign_message_id(key, ids["ann@example.org"], DOMAIN, SECRET.encode())
     r = hooked.post("ses", sns_post("Notification", ses_bounce(["Ann@Example.org"], "Permanent", mid)))
     assert r.status_code == 200 and r.json() == {"ok": True, "events": 1, "ignored": 0, "bounced": 1}
     ann = hooked.reader("ann@example.org")
@@ -200,7 +200,7 @@ def test_ses_events_for_nobody_and_deliveries_are_ignored(hooked: Hooked) -> Non
 def test_a_message_id_of_another_reader_is_attributed_by_address(hooked: Hooked) -> None:
     ids = hooked.add("fay@example.org", "gus@example.org")
     key = hooked.campaign()
-    mid = campaign_message_id(key, ids["fay@example.org"], DOMAIN)  # Fay's message, Gus's bounce
+    mid = campaign_message_id(key, ids["fay@example.org"], DOMAIN, SECRET.encode())  # Fay's message, Gus's bounce
     assert hooked.post("ses", sns_post("Notification", ses_bounce(["gus@example.org"], message_id=mid))).status_code == 200
     assert (hooked.reader("fay@example.org").status, hooked.reader("gus@example.org").status) == ("active", "bounced")
     assert [row[2:4] for row in hooked.feedback()] == [(ids["gus@example.org"], None)]  # campaign unknown
@@ -445,7 +445,7 @@ def test_postmark_refuses_bad_credentials(hooked: Hooked) -> None:
 def test_mailgun_failures_and_complaints(hooked: Hooked) -> None:
     ids = hooked.add("xia@example.org", "yan@example.org", "zed@example.org")
     key = hooked.campaign()
-    mid = campaign_message_id(key, ids["xia@example.org"], DOMAIN)
+    mid = campaign_message_id(key, ids["xia@example.org"], DOMAIN, SECRET.encode())
     r = hooked.post("mailgun", mailgun_post(mailgun_failed("xia@example.org", "permanent", mid)))
     assert r.status_code == 200 and r.json()["bounced"] == 1
     assert [row[1:4] for row in hooked.feedback()] == [("hard", ids["xia@example.org"], key)]  # the Message-ID without <> found it
@@ -476,7 +476,7 @@ def test_mailgun_refuses_wrong_keys_and_stale_timestamps(hooked: Hooked) -> None
 def test_sendgrid_batch(hooked: Hooked) -> None:
     ids = hooked.add("bea@example.org", "cal@example.org", "dan@example.org", "eli@example.org", "flo@example.org")
     key = hooked.campaign()
-    mid = campaign_message_id(key, ids["bea@example.org"], DOMAIN)
+    mid = campaign_message_id(key, ids["bea@example.org"], DOMAIN, SECRET.encode())
     events = [
         sendgrid_event("bea@example.org", "bounce", mid, type="bounce", status="5.1.1", reason="550 unknown user"),
         sendgrid_event("cal@example.org", "bounce", type="blocked", status="4.0.0", reason="blocked"),

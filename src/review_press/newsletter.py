@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import os
 import re
 from collections.abc import Iterable
@@ -101,15 +102,20 @@ def _label(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip(".-")[:60] or "post"
 
 
-def message_id(kind: MessageKind, domain: str, *, slug: str = "", subscriber_id: int = 0, seed: str = "") -> str:
+def message_id(kind: MessageKind, domain: str, *, slug: str = "", subscriber_id: int = 0, seed: str = "", secret: bytes = b"") -> str:
     """A Message-ID, `<label.part.hex12@domain>` for every kind.
 
-    campaign: one post (`slug`, the campaign key) to one subscriber, deterministic (a re-send has the same one);
+    campaign: one post (`slug`, the campaign key) to one subscriber, deterministic (a re-send has
+    the same one), its hex12 an HMAC under a key derived from the site `secret`: a bounce or
+    complaint naming it is about a message we sent, since no one else can make one (`bounces`);
     preview: the build's .eml of `slug`, deterministic from `seed`; test: a test send of `slug`, random;
     confirm: a confirmation email, random.
     """
     if kind == "campaign":
-        digest = hashlib.sha256(f"{slug}\0{subscriber_id}\0{domain}".encode()).hexdigest()[:12]
+        if not secret:
+            raise ValueError("a campaign Message-ID needs the site secret")
+        derived = hmac.digest(secret, b"campaign message-id", "sha256")
+        digest = hmac.digest(derived, f"{slug}\0{subscriber_id}\0{domain}".encode(), "sha256").hex()[:12]
         return f"<{_label(slug)}.{subscriber_id}.{digest}@{domain}>"
     if kind == "preview":
         digest = hashlib.sha256(f"{slug}\0{seed}".encode()).hexdigest()[:12]
@@ -121,9 +127,9 @@ def message_id(kind: MessageKind, domain: str, *, slug: str = "", subscriber_id:
     raise ValueError(f"unknown Message-ID kind {kind!r}")
 
 
-def campaign_message_id(key: str, subscriber_id: int, domain: str) -> str:
+def campaign_message_id(key: str, subscriber_id: int, domain: str, secret: bytes) -> str:
     """The Message-ID of campaign `key` to one subscriber (`message_id`, kind campaign)."""
-    return message_id("campaign", domain, slug=key, subscriber_id=subscriber_id)
+    return message_id("campaign", domain, slug=key, subscriber_id=subscriber_id, secret=secret)
 
 
 def return_path(config: Config, secret: bytes, key: str | None, subscriber_id: int) -> str:

@@ -226,7 +226,7 @@ def send_due(
                 subject,
                 Pool(s.connector, s.concurrency, s.policy, limiter),
                 render,
-                partial(campaign_message_id, key, domain=s.domain),
+                partial(campaign_message_id, key, domain=s.domain, secret=secret),
                 options.batch_size,
                 s.lease,
                 progress,

@@ -3,11 +3,12 @@ through the store's `feedback` (each report once).
 
 A report is attributed to the message it is about before anything is recorded (`Attributor`):
 by the VERP return path it was sent to (`verp`: signed, exact), else by the Message-ID of the
-returned message (each campaign message's is `newsletter.message_id`, recomputed here for the
-campaigns on record). A Message-ID alone is public knowledge, so a report attributed only by it
-must name the reader's address when it names any recipient; and while `[newsletter]
-bounce_address` is set, a complaint that carries neither the token nor the reader's address is
-not believed. A report nothing attributes is kept aside (`unmatched`), never recorded. A report
+returned message (each campaign message's is `newsletter.message_id`, keyed with the site
+secret like the token, recomputed here for the campaigns on record). A report attributed by the
+Message-ID that names recipients must name the reader among them (the message may have been
+forwarded; without the token we do not follow it there); a complaint whose recipient is
+redacted (Microsoft's JMRP, AOL) is believed on the Message-ID alone. A report nothing
+attributes is kept aside (`unmatched`), never recorded. A report
 about a reader erased by `forget` since (attributed by the token, or naming an address whose
 keyed hash is on record) changes nothing and is counted `unknown`.
 
@@ -78,7 +79,7 @@ class Attributor:
                 continue
             sid, domain = int(m.group(1)), m.group(2)
             for key in self.campaigns:
-                if campaign_message_id(key, sid, domain) == mid.strip():
+                if campaign_message_id(key, sid, domain, self.secret) == mid.strip():
                     return key, sid
         return None
 
@@ -110,7 +111,7 @@ def feedback_of(report: Report, who: Attributor, source: str) -> list[Feedback] 
     event = f"mail:{hashlib.sha256(report.report_id.encode()).hexdigest()[:40]}:{sid}"
     if report.kind == "complaint":
         named = [r for r in report.complaint_recipients if r]
-        if verp is None and (not any(names_reader(r) for r in named) if named else bool(who.bounce_address)):
+        if verp is None and named and not any(names_reader(r) for r in named):
             return None
         return [Feedback(event, "complaint", sid, source, key, report.feedback_type)]
     failures = report.failures
@@ -153,7 +154,7 @@ def open_source(config: Config, environ: Mapping[str, str] | None = None, source
         return MaildirSource(config.root / spec[len("maildir:") :].strip())
     from .remote import open_remote
 
-    return open_remote(spec, config.bounces.password_env, environ)
+    return open_remote(spec, config.bounces.password_env, environ, keep_dir=config.state_dir / "bounces-unparsed")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ marked read); one done with is moved to `review-press/processed`, one set aside 
 atomic, so a message is always in exactly one folder; a crash before it leaves the message to be
 read again (a duplicate for the store). Without MOVE: UID COPY, then flag it \\Deleted and UID
 EXPUNGE that one message (UIDPLUS), never a plain EXPUNGE, which would remove messages someone
-else flagged.
+else flagged (a crash between the copy and the flag leaves a second copy behind, never a loss).
 
 POP3 has no folders: a message done with is deleted (DELE, which the server applies only at QUIT:
 a crash before leaves every message to be read again); one set aside is first saved durably in a
@@ -21,6 +21,7 @@ connection lost) is a `DeliveryError` naming the server and the user, never the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import imaplib
 import os
@@ -31,11 +32,15 @@ import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from ..config import bounce_source_problem
-from ..errors import DeliveryError
+from ..errors import DeliveryError, write_error
 from ..statedir import PRIVATE_FILE, private_dir
+
+if TYPE_CHECKING:
+    from .inbox import MailSource
 
 TIMEOUT = 60.0  # seconds a server may stay silent before the connection counts as lost
 PROCESSED = ("review-press", "processed")
@@ -159,8 +164,8 @@ class ImapSource:
             self._drop()
             raise _failed(box, "connecting", exc) from None
         try:
-            if password.isascii():
-                self.conn.login(box.user, password)
+            if password.isascii() and box.user.isascii():
+                self.conn.login(_quote(box.user), password)  # imaplib quotes the password, not the user
             else:
                 self.conn.authenticate("PLAIN", lambda _: f"\0{box.user}\0{password}".encode())
         except imaplib.IMAP4.abort as exc:
@@ -201,10 +206,8 @@ class ImapSource:
     def _drop(self) -> None:
         """Close the connection without a word to the server (it is broken, or unwanted)."""
         if self.conn is not None:
-            try:
+            with contextlib.suppress(OSError, imaplib.IMAP4.error):
                 self.conn.shutdown()
-            except (OSError, imaplib.IMAP4.error):
-                pass
             self.conn = None
 
     def _live(self) -> imaplib.IMAP4:
@@ -258,7 +261,7 @@ class ImapSource:
                     typ, data = conn.uid("STORE", uid, "+FLAGS.SILENT", r"(\Deleted)")
                 if typ == "OK" and "UIDPLUS" in self.capabilities:
                     typ, data = conn.uid("EXPUNGE", uid)
-                # without UIDPLUS the copy stays flagged \Deleted: skipped by the next run, never expunged by us
+                # without UIDPLUS the original stays flagged \Deleted: the next run skips it; we never expunge it
             conn.untagged_responses.clear()
         except DeliveryError:
             raise
@@ -278,10 +281,8 @@ class ImapSource:
         """Log out (never CLOSE: it would expunge messages someone else flagged \\Deleted)."""
         if self.conn is None:
             return
-        try:
+        with contextlib.suppress(_ERRORS):
             self.conn.logout()
-        except _ERRORS:
-            pass
         self.conn = None
 
 
@@ -325,6 +326,7 @@ class Pop3Source:
         self.keep_dir = keep_dir
         self.conn: poplib.POP3 | None = None
         self.numbers: dict[str, int] = {}
+        self.current: tuple[str, bytes] = ("", b"")  # the message last read (set aside: saved from here)
         context = ssl.create_default_context()
         try:
             if box.scheme == "pop3s":
@@ -362,10 +364,8 @@ class Pop3Source:
     def _drop(self) -> None:
         """Close the connection without QUIT: the server deletes nothing."""
         if self.conn is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self.conn.close()
-            except OSError:
-                pass
             self.conn = None
 
     def _live(self) -> poplib.POP3:
@@ -386,12 +386,17 @@ class Pop3Source:
         for uid, number in sorted(self.numbers.items(), key=lambda item: item[1]):
             try:
                 _, lines, _ = self._live().retr(number)
-            except poplib.error_proto:
-                continue  # gone meanwhile (another session deleted it)
+            except poplib.error_proto as exc:
+                if exc.args and isinstance(exc.args[0], bytes):
+                    continue  # the server's -ERR: gone meanwhile (another session deleted it)
+                self._drop()  # not an answer: the connection broke
+                raise _failed(self.box, f"reading message {number}", exc) from None
             except _ERRORS as exc:
                 self._drop()
                 raise _failed(self.box, f"reading message {number}", exc) from None
-            yield uid, b"\r\n".join(lines) + b"\r\n"
+            data = b"\r\n".join(lines) + b"\r\n"
+            self.current = (uid, data)
+            yield uid, data
 
     def _delete(self, uid: str) -> None:
         try:
@@ -405,12 +410,16 @@ class Pop3Source:
 
     def set_aside(self, ref: str, why: str) -> None:
         """Save the message in `keep_dir` (tmp/, fsync, then new/), then delete it on the server."""
-        try:
-            _, lines, _ = self._live().retr(self.numbers[ref])
-        except _ERRORS as exc:
-            self._drop()
-            raise _failed(self.box, f"reading message {self.numbers[ref]}", exc) from None
-        keep(self.keep_dir, b"\r\n".join(lines) + b"\r\n", why)
+        if self.current[0] == ref:
+            data = self.current[1]
+        else:
+            try:
+                _, lines, _ = self._live().retr(self.numbers[ref])
+            except _ERRORS as exc:
+                self._drop()
+                raise _failed(self.box, f"reading message {self.numbers[ref]}", exc) from None
+            data = b"\r\n".join(lines) + b"\r\n"
+        keep(self.keep_dir, data, why)
         self._delete(ref)
 
     def close(self) -> None:
@@ -429,7 +438,7 @@ def keep(folder: Path, data: bytes, why: str) -> Path:
     """Write `data` durably into the Maildir `folder` (0700, files 0600) under a name made of its
     digest (saving the same message twice keeps one file); the file's path."""
     try:
-        for sub in ("tmp", "new", "cur"):
+        for sub in ("", "tmp", "new", "cur"):
             private_dir(folder / sub)
         name = f"{hashlib.sha256(data).hexdigest()[:32]}.{re.sub(r'[^a-z]', '', why.lower())[:20] or 'kept'}"
         target = folder / "new" / name
@@ -448,22 +457,17 @@ def keep(folder: Path, data: bytes, why: str) -> Path:
         _fsync_dir(folder / "new")
         return target
     except OSError as exc:
-        from ..errors import write_error
-
         raise write_error(folder, exc) from None
 
 
-def open_remote(
-    spec: str, password_env: str, environ: Mapping[str, str] | None = None, *, keep_dir: Path | None = None
-) -> ImapSource | Pop3Source:
+def open_remote(spec: str, password_env: str, environ: Mapping[str, str] | None = None, *, keep_dir: Path | None = None) -> MailSource:
     """The mailbox at `spec` (imaps://, imap://, pop3s://, pop3://), connected over verified TLS
     and logged in with the password in the variable `password_env` of `environ` (default: the
     process's). POP3 needs `keep_dir`, where messages set aside are kept."""
     box = parse_source(spec)
-    if box.protocol == "POP3" and keep_dir is None:
-        raise DeliveryError(f"{box.describe()}: no local folder to keep unreadable messages in (keep_dir)")
     password = _password(password_env, environ)
     if box.protocol == "IMAP":
         return ImapSource(box, password)
-    assert keep_dir is not None
+    if keep_dir is None:
+        raise DeliveryError(f"{box.describe()}: no local folder to keep unreadable messages in (keep_dir)")
     return Pop3Source(box, password, keep_dir)

@@ -139,6 +139,15 @@ def per_campaign(store: Store) -> dict[str, CampaignFeedback]:
     return {key: CampaignFeedback(key, **c) for key, c in counts.items()}
 
 
+def of_reader(store: Store, subscriber_id: int) -> dict[str, int]:
+    """How many reports of each kind (hard, soft, complaint) are on record for one reader."""
+    counts = dict.fromkeys(("hard", "soft", "complaint"), 0)
+    counts.update(
+        dict(store.conn.execute("SELECT kind, count(*) FROM feedback WHERE subscriber_id = ? GROUP BY kind", (subscriber_id,)).fetchall())
+    )
+    return counts
+
+
 @dataclass(frozen=True)
 class Guard:
     """When a campaign is paused: after `min_sent` messages, complaints over `complaint_rate` of
