@@ -518,7 +518,7 @@ def test_a_fetch_killed_mid_way_and_run_again_counts_every_report_once(dovecot: 
     account = dovecot.account()
     readers, total = 8, 300
     root, ids, sent = site_with_mail(make_site, account.url("imaps", "INBOX"), readers=readers, soft_limit=10_000)
-    rng = random.Random()
+    rng = random.Random(int(os.environ.get("KILL_SEED", "20261130")))
     expected: dict[int, int] = {}
     mids = []
     for n in range(total):
@@ -551,7 +551,10 @@ def test_a_fetch_killed_mid_way_and_run_again_counts_every_report_once(dovecot: 
     m = re.match(r"(\d+) messages from imap: .* (\d+) soft bounces counted, .* (\d+) read before,", again.stdout)
     assert m, again.stdout
     read, soft, duplicate = (int(g) for g in m.groups())
-    assert read == total - moved and duplicate <= 1 and soft + duplicate == read  # at most the one in flight read twice
+    # a MOVE the killed client had sent may complete after the count above: then one fewer is left
+    assert (
+        total - moved - 1 <= read <= total - moved and duplicate <= 1 and soft + duplicate == read
+    )  # at most the one in flight read twice
 
     after = account.contents()
     assert after["INBOX"] == [] and UNPARSED not in after

@@ -105,7 +105,7 @@ class Hooked:
             rows = store.conn.execute("SELECT event_key, kind, subscriber_id, campaign, source FROM feedback ORDER BY event_key")
             return [tuple(r) for r in rows]  # type: ignore[misc]
 
-    def snapshot(self) -> tuple[object, ...]:
+    def state(self) -> tuple[object, ...]:
         """Everything a refused post must leave as it was: readers, reports, remembered nonces."""
         with self.live.store() as store:
             subs = [(s.address, s.status, s.status_reason) for s in store.iter_subscribers()]
@@ -143,11 +143,11 @@ def hooked(store_kind: str, tmp_path: Path) -> Iterator[Hooked]:
 
 def refused(h: Hooked, status: int, provider: str, payload: Any = None, **kw: Any) -> httpx.Response:
     """Post, expect `status`, and check that nothing in the store changed."""
-    before = h.snapshot()
+    before = h.state()
     r = h.post(provider, payload, **kw)
     assert r.status_code == status, (r.status_code, r.text)
     assert r.json()["ok"] is False
-    assert h.snapshot() == before
+    assert h.state() == before
     return r
 
 
@@ -399,9 +399,9 @@ def test_oversized_bodies_are_refused(hooked: Hooked) -> None:
         for _ in range(20):
             yield b"a" * 65536
 
-    before = hooked.snapshot()
+    before = hooked.state()
     r = hooked.live.http.post("webhooks/mailgun", content=chunks(), headers={"Content-Type": "application/json"})
-    assert r.status_code == 413 and hooked.snapshot() == before
+    assert r.status_code == 413 and hooked.state() == before
 
 
 # --- Postmark ------------------------------------------------------------------------------
@@ -525,9 +525,9 @@ def test_providers_not_configured_are_404(store_kind: str, tmp_path: Path) -> No
     with hook_site(tmp_path, "") as h:
         h.add("hu@example.org")
         for provider, (body, headers) in _posts(h, "hu@example.org").items():
-            before = h.snapshot()
+            before = h.state()
             r = h.post(provider, body=body, headers=headers)
-            assert r.status_code == 404 and h.snapshot() == before, provider
+            assert r.status_code == 404 and h.state() == before, provider
         assert h.reader("hu@example.org").status == "active"
 
 
