@@ -2,11 +2,16 @@
 
 usage: python bench/publish.py N [--concurrency C] [--batch B] [--sink postfix|aiosmtpd] [--keep DIR]
                                [--database sqlite|auto|postgresql://...] [--workers W] [--compare]
+                               [--peer] [--dkim] [--import-only]
 
 `--database auto` starts a PostgreSQL server of its own (Debian's package, fsync on, as the
 test fixture does) for the run; a URL uses yours (password from PGPASSWORD). `--workers W`
 sends with W processes (`publish --workers`, PostgreSQL only). `--compare` runs the same corpus
 twice in one run, SQLite with one sender and then PostgreSQL with W senders, and prints the ratio.
+`--peer` also runs Postfix's own client, `smtp-source`, with C sessions and messages of the same
+size into a fresh `smtp-sink`, before and after review-press (the machine drifts), and prints
+review-press's rate against theirs. `--dkim` publishes the same corpus twice, without and with
+DKIM (an RSA-2048 key), and prints the ratio. `--import-only` stops after the import.
 
 Makes N subscribers with bench/make_corpus.py, imports them (timed, in a fresh
 process), then publishes the sample post (posts/ of this repository) to a sink in a separate
@@ -59,7 +64,9 @@ port = {port}
 starttls = false
 concurrency = {concurrency}
 max_attempts = 3
-"""
+{dkim}"""
+DKIM = 'dkim_key_file = "dkim.pem"\ndkim_selector = "bench"\ndkim_domain = "bench.example.org"\n'
+
 
 IMPORT = """
 import json, resource, sys, time
@@ -213,18 +220,31 @@ def cpu_snapshot(sink_pid: int) -> dict[str, float]:
     return {"machine": busy, "sink": sink, "postgres": pg}
 
 
-def run_once(args: argparse.Namespace, db: str, workers: int) -> Run:
+def write_key(path: Path) -> None:
+    """A fresh RSA-2048 DKIM key (PEM) at `path`."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
+def run_once(args: argparse.Namespace, db: str, workers: int, dkim: bool = False) -> Run:
     """Make a site, import the corpus into the store `db`, publish it into a fresh sink."""
     root = (args.keep / db.split(":")[0]) if args.keep else Path(tempfile.mkdtemp(prefix="review-press-publish-"))
     port = free_port()
     (root / "posts").mkdir(parents=True, exist_ok=True)
     for post in (REPO / "posts").glob("*.md"):
         shutil.copy(post, root / "posts" / post.name)
-    (root / "press.toml").write_text(PRESS_TOML.format(port=port, concurrency=args.concurrency), "utf-8")
+    (root / "press.toml").write_text(PRESS_TOML.format(port=port, concurrency=args.concurrency, dkim=DKIM if dkim else ""), "utf-8")
+    if dkim:
+        write_key(root / "dkim.pem")
     csv_path = root / "subscribers.csv"
     subprocess.run([sys.executable, str(CORPUS), "subscribers", str(args.n), str(csv_path)], check=True)
     with database(db) as env:
         imported = child(IMPORT, str(root), str(csv_path), env=env)
+        if args.import_only:
+            return Run("import only", imported, {}, 0, {})
         log = root / "sink.log"
         sink = start_sink(args.sink, port, log)
         try:
@@ -236,7 +256,74 @@ def run_once(args: argparse.Namespace, db: str, workers: int) -> Run:
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     label = "SQLite, 1 sender" if db == "sqlite" else f"PostgreSQL, {workers} sender{'s' if workers > 1 else ''}"
+    label += ", DKIM on" if dkim else ""
     return Run(label, imported, sent, count, {k: after[k] - before[k] for k in after})
+
+
+def message_size() -> int:
+    """The bytes of one newsletter message of the sample post, as publish sends it."""
+    code = (
+        "import sys, datetime as dt; from pathlib import Path; from review_press.publish import load_site;"
+        " from review_press.edition import make_edition; from review_press.delivery.message import build_message;"
+        " c, posts, theme = load_site(Path(sys.argv[1]), dt.datetime.now(dt.UTC)); post = max(posts, key=lambda p: p.date);"
+        " e = make_edition(post, c, theme);"
+        " print(len(build_message(e, to_name='Reader 1', to_address='reader1@example.com', from_name='Bench Press',"
+        " from_address='letters@bench.example.org', reply_to='', list_id='', unsubscribe_url='https://bench.example.org/u?t=' + 'x' * 32,"
+        " unsubscribe_mailto='', message_id='<first.1.abcdef012345@bench.example.org>', date=dt.datetime.now(dt.UTC))))"
+    )
+    root = Path(tempfile.mkdtemp(prefix="review-press-size-"))
+    try:
+        (root / "posts").mkdir()
+        for post in (REPO / "posts").glob("*.md"):
+            shutil.copy(post, root / "posts" / post.name)
+        (root / "press.toml").write_text(PRESS_TOML.format(port=25, concurrency=1, dkim=""), "utf-8")
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(root)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")}
+        )
+        if out.returncode != 0:
+            raise SystemExit(out.stderr)
+        return int(out.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def smtp_source_rate(n: int, sessions: int, size: int) -> tuple[float, int]:
+    """Postfix's smtp-source sending `n` messages of `size` bytes over `sessions` sessions into a
+    fresh smtp-sink: (messages/second, messages the sink received)."""
+    binary = smtp_sink()
+    if binary is None:
+        raise SystemExit("--peer needs Postfix's smtp-source (apt-get download postfix)")
+    source = binary.with_name("smtp-source")
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="review-press-peer-")) / "sink.log"
+    sink = start_sink("postfix", port, log)
+    env = {**os.environ, "LD_LIBRARY_PATH": str(POSTFIX_CACHE / "usr" / "lib" / "postfix")}
+    try:
+        t0 = time.perf_counter()
+        subprocess.run(
+            [
+                str(source),
+                "-c",
+                "-s",
+                str(sessions),
+                "-m",
+                str(n),
+                "-l",
+                str(size),
+                "-f",
+                "letters@bench.example.org",
+                "-t",
+                "reader@example.com",
+                f"127.0.0.1:{port}",
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+        seconds = time.perf_counter() - t0
+    finally:
+        count = stop_sink(sink, log)
+    return n / seconds, count
 
 
 def show(args: argparse.Namespace, run: Run) -> None:
@@ -272,7 +359,37 @@ def main() -> None:
     parser.add_argument("--database", default="sqlite", help="sqlite (default), auto (a PostgreSQL server for this run), or a URL")
     parser.add_argument("--workers", type=int, default=1, help="sending processes (PostgreSQL only)")
     parser.add_argument("--compare", action="store_true", help="SQLite with 1 sender, then PostgreSQL with --workers, same corpus")
+    parser.add_argument("--peer", action="store_true", help="also time Postfix's smtp-source with --concurrency sessions")
+    parser.add_argument("--dkim", action="store_true", help="publish without and with DKIM signing, same corpus")
+    parser.add_argument("--import-only", action="store_true", help="import the corpus, print the figures, stop")
     args = parser.parse_args()
+    if args.import_only:
+        run = run_once(args, args.database, 1)
+        print(
+            f"import of {args.n:,} rows: {run.imported['seconds']:.2f} s, {run.imported['added']:,} added,"
+            f" {int(run.imported['problems'])} bad rows, peak RSS {run.imported['rss_mb']:.0f} MB"
+        )
+        return
+    if args.peer:
+        size = message_size()
+        print(f"== Postfix smtp-source, {args.concurrency} sessions, {args.n:,} messages of {size:,} bytes")
+        before, got = smtp_source_rate(args.n, args.concurrency, size)
+        print(f"messages/second:    {before:,.0f} ({got:,} received)")
+        ours = run_once(args, args.database, args.workers)
+        show(args, ours)
+        after, got = smtp_source_rate(args.n, args.concurrency, size)
+        print(f"== Postfix smtp-source again: {after:,.0f} messages/second ({got:,} received)")
+        rate = ours.sent["sent"] / ours.sent["send_seconds"]
+        print(f"== ratio: review-press / smtp-source = {rate / max(before, after):.2f}x (against the faster of its two runs)")
+        return
+    if args.dkim:
+        off = run_once(args, args.database, args.workers)
+        show(args, off)
+        on = run_once(args, args.database, args.workers, dkim=True)
+        show(args, on)
+        rate = lambda r: r.sent["sent"] / r.sent["send_seconds"]  # noqa: E731
+        print(f"== ratio: DKIM on / DKIM off = {rate(on) / rate(off):.2f}x messages/second")
+        return
     if args.compare:
         base = run_once(args, "sqlite", 1)
         show(args, base)

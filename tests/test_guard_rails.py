@@ -63,7 +63,7 @@ def test_complaints_arriving_mid_campaign_pause_it_and_resume_sends_the_rest_onc
         status = subprocess.run(
             [sys.executable, "-m", "review_press", "status", "--site", str(root)], capture_output=True, text=True, timeout=120
         )
-        assert "PAUSED: complaints at" in status.stdout and "5 complaints" in status.stdout, status.stdout
+        assert "PAUSED: complaints at" in status.stdout and "who complained: 5 (" in status.stdout, status.stdout
 
         again = _publish(root)
         assert again.returncode == 1 and "paused first" in again.stderr

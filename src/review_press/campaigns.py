@@ -19,7 +19,7 @@ from .content import Post
 from .delivery.smtp import Envelope
 from .errors import DeliveryError, PressError
 from .identity import Refusal
-from .newsletter import newsletter_posts, require_since, return_path, sender, unsubscribe_url
+from .newsletter import newsletter_posts, require_since, return_paths, sender, unsubscribe_url
 from .store import Store, ledger
 from .theme import Theme
 from .tokens import make_token
@@ -159,8 +159,9 @@ def renderer(
     config: Config, edition: Any, secret: bytes, build: MessageBuilder, sign: Callable[[bytes], bytes] | None, key: str | None
 ) -> Callable[[ledger.Claim], Envelope]:
     """The function a sending thread calls to turn a claim of campaign `key` (None: a test send)
-    into MIME bytes (DKIM-signed if configured) and the envelope (`newsletter.return_path`)."""
+    into MIME bytes (DKIM-signed if configured) and the envelope (`newsletter.return_paths`)."""
     who = sender(config)
+    envelope_from = return_paths(config, secret, key)
 
     def render(claim: ledger.Claim) -> Envelope:
         data = build(
@@ -176,7 +177,8 @@ def renderer(
             message_id=claim.message_id,
             date=dt.datetime.now(dt.UTC),
         )
-        envelope_from = return_path(config, secret, key, claim.subscriber_id)
-        return Envelope(envelope_from, claim.envelope, sign(data) if sign else data, smtputf8=not claim.envelope.isascii())
+        return Envelope(
+            envelope_from(claim.subscriber_id), claim.envelope, sign(data) if sign else data, smtputf8=not claim.envelope.isascii()
+        )
 
     return render

@@ -784,8 +784,8 @@ def status(site: SiteOption = Path(".")) -> None:
         )
         if f is not None and (f.bounced or f.soft or f.complaints):
             typer.echo(
-                f"  after sending: {f.bounced} hard bounces ({f.bounce_rate:.2%}), {f.soft} soft,"
-                f" {f.complaints} complaints ({f.complaint_rate:.2%} of {f.sent} sent)"
+                f"  readers who bounced (in the session or after): {f.bounced} ({f.bounce_rate:.2%}), {f.soft} soft,"
+                f" who complained: {f.complaints} ({f.complaint_rate:.2%} of {f.sent} sent)"
             )
     if report.unsent:
         typer.echo(f"{len(report.unsent)} not sent yet (run review-press publish):")

@@ -7,6 +7,7 @@ environment (see `SmtpConfig.password_env`).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import tomllib
 from collections.abc import Callable
@@ -227,6 +228,10 @@ class _Field:
 
 
 def _positive(v: Any) -> str | None:
+    if isinstance(v, float) and not math.isfinite(v):
+        return "must be a finite number"
+    if v > 1e9:
+        return "is too large (at most 1000000000)"
     return None if v > 0 else "must be greater than 0"
 
 

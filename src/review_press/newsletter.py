@@ -10,7 +10,7 @@ app's confirmation email all ask this module, so what a writer previews is what 
   `[newsletter] since`, not a draft, and not in the future. Drafts and future posts are never
   mailed, so the build makes no email files for them either (`preview` renders any post).
 - Message-IDs (`message_id`): `<label.part.hex12@domain>` for every kind.
-- The return path (`return_path`): a signed VERP address per message under `[newsletter]
+- The return path (`return_paths`): a signed VERP address per message under `[newsletter]
   bounce_address`, else the sender's address.
 - Links (`unsubscribe_url`, `confirm_url`, `require_web_url`): under `[web] url`.
 """
@@ -22,8 +22,9 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -132,13 +133,16 @@ def campaign_message_id(key: str, subscriber_id: int, domain: str, secret: bytes
     return message_id("campaign", domain, slug=key, subscriber_id=subscriber_id, secret=secret)
 
 
-def return_path(config: Config, secret: bytes, key: str | None, subscriber_id: int) -> str:
-    """The envelope sender of campaign `key`'s message to one reader, where its bounces go: the
-    signed VERP address under `[newsletter] bounce_address` when set (`bounces.verp`), else (and
-    for a message outside any campaign, `key` None: a test send) the sender's own address."""
-    if config.newsletter.bounce_address and key is not None:
-        return verp.return_path(config.newsletter.bounce_address, secret, key, subscriber_id)
-    return sender(config).envelope
+def return_paths(config: Config, secret: bytes, key: str | None) -> Callable[[int], str]:
+    """The envelope sender of campaign `key`'s message to each reader (by subscriber id), where its
+    bounces go: the signed VERP address under `[newsletter] bounce_address` when set
+    (`bounces.verp`), else (and for a message outside any campaign, `key` None: a test send) the
+    sender's own address. Made once per campaign: a sender asks it for every message."""
+    bounce_address = config.newsletter.bounce_address
+    if bounce_address and key is not None:
+        return partial(verp.return_path, bounce_address, secret, key)
+    envelope = sender(config).envelope
+    return lambda subscriber_id: envelope
 
 
 def require_web_url(config: Config) -> str:

@@ -5,7 +5,7 @@ A report, once attributed to a reader (`bounces`), is a `Feedback`; `record` kee
 (by its key: re-reading a bounce mailbox after a crash, or a provider retrying a webhook, changes
 nothing) and applies it to the reader in the same transaction: a hard bounce -> `bounced`, a
 complaint -> `complained` (whatever they were: it is the strongest way of leaving), soft bounces
--> `bounced` once `SoftRule.limit` of them fell within `SoftRule.days`. Their unsent deliveries
+-> `bounced` once `SoftRule.limit` of them (about as many messages) fell within `SoftRule.days`. Their unsent deliveries
 are skipped (`base.suppress_reader`, the statements every way of leaving shares).
 
 The guard rails (`judge`, `pause`, `resume`): a campaign whose complaints or hard bounces pass
@@ -49,7 +49,7 @@ def record(
     `first_seen`) the post is taken in the same transaction: None, and nothing recorded, when it
     was seen before; a failure records neither, so the provider's retry is not taken for a replay."""
     stamp = now_iso(now)
-    since = now_iso((now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=rule.days))
+    since = now_iso(_before(now or dt.datetime.now(dt.UTC), rule.days * 86400.0))
     outcomes: dict[int, str] = {}
     with store.transaction() as conn:
         if nonce is not None and not _take_nonce(conn, nonce, keep_seconds, now or dt.datetime.now(dt.UTC)):
@@ -74,8 +74,11 @@ def record(
                 bounced = suppress_reader(conn, e.subscriber_id, "bounced", e.reason(), stamp, ("pending", "active"))
                 outcomes[i] = "bounced" if bounced else "unchanged"
             else:
+                # by message: the mailbox's DSN and the provider's webhook about one message are one bounce
                 soft = conn.execute(
-                    "SELECT count(*) FROM feedback WHERE subscriber_id = ? AND kind = 'soft' AND received_at >= ?", (e.subscriber_id, since)
+                    "SELECT count(DISTINCT COALESCE(campaign, event_key)) FROM feedback"
+                    " WHERE subscriber_id = ? AND kind = 'soft' AND received_at >= ?",
+                    (e.subscriber_id, since),
                 ).fetchone()[0]
                 if soft < rule.limit:
                     outcomes[i] = "soft" if found[0] in ("pending", "active") else "unchanged"
@@ -94,8 +97,28 @@ def first_seen(store: Store, nonce: str, keep_seconds: float, now: dt.datetime |
         return _take_nonce(conn, nonce, keep_seconds, now or dt.datetime.now(dt.UTC))
 
 
+def forget_seen(store: Store, nonce: str) -> None:
+    """Forget a nonce `first_seen` (or `record`) took for a post whose handling then failed
+    after the commit (an SNS subscription whose confirmation did not go through): the provider's
+    retry of that same post is then taken, not refused as a replay."""
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM webhook_seen WHERE nonce = ?", (nonce,))
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _before(moment: dt.datetime, seconds: float) -> dt.datetime:
+    """`seconds` before `moment`; a span longer than any date goes back to 1970, before every
+    report (press.toml may say `soft_days = 1e12` or `webhook_max_age = inf`: "forever")."""
+    try:
+        return max(moment - dt.timedelta(seconds=seconds), _EPOCH)
+    except (OverflowError, ValueError):
+        return _EPOCH
+
+
 def _take_nonce(conn: Connection, nonce: str, keep_seconds: float, moment: dt.datetime) -> bool:
-    conn.execute("DELETE FROM webhook_seen WHERE seen_at < ?", (now_iso(moment - dt.timedelta(seconds=keep_seconds)),))
+    conn.execute("DELETE FROM webhook_seen WHERE seen_at < ?", (now_iso(_before(moment, keep_seconds)),))
     row = conn.execute(
         "INSERT INTO webhook_seen (nonce, seen_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING RETURNING nonce", (nonce, now_iso(moment))
     ).fetchone()
@@ -104,8 +127,8 @@ def _take_nonce(conn: Connection, nonce: str, keep_seconds: float, moment: dt.da
 
 @dataclass(frozen=True)
 class CampaignFeedback:
-    """One campaign's reports: hard bounces (after the session and during it), soft bounces,
-    complaints, and the messages sent."""
+    """One campaign's reports, each kind counted by reader: hard bounces (after the session and
+    during it), soft bounces, complaints, and the messages sent."""
 
     campaign: str
     sent: int = 0
@@ -129,11 +152,18 @@ class CampaignFeedback:
         return self.complaints / self.sent if self.sent else 0.0
 
 
+_READERS = "count(DISTINCT subscriber_id)"
+"""How a campaign's reports of one kind are counted: by reader, not by report. A message is
+complained about or bounces once, however many reports say so (a feedback loop and a webhook, two
+hops' DSNs, or a reader mailing in complaints about their own message to pause the campaign)."""
+
+
 def per_campaign(store: Store) -> dict[str, CampaignFeedback]:
-    """Every campaign's reports (those with none are absent; `CampaignFeedback(key)` is their zero)."""
+    """Every campaign's reports (those with none are absent; `CampaignFeedback(key)` is their zero),
+    each kind counted by reader (`_READERS`)."""
     counts: dict[str, dict[str, int]] = {}
     for campaign, kind, n in store.conn.execute(
-        "SELECT campaign, kind, count(*) FROM feedback WHERE campaign IS NOT NULL GROUP BY campaign, kind"
+        f"SELECT campaign, kind, {_READERS} FROM feedback WHERE campaign IS NOT NULL GROUP BY campaign, kind"
     ).fetchall():
         counts.setdefault(campaign, {})[{"hard": "hard", "soft": "soft", "complaint": "complaints"}[kind]] = n
     return {key: CampaignFeedback(key, **c) for key, c in counts.items()}
@@ -162,7 +192,7 @@ def _counts(store: Store, slug: str) -> CampaignFeedback | None:
     """Campaign `slug`'s reports and messages so far; None while it has no hard bounce or
     complaint (then the messages sent are not even counted: the guard stays cheap)."""
     conn = store.conn
-    reports = dict(conn.execute("SELECT kind, count(*) FROM feedback WHERE campaign = ? GROUP BY kind", (slug,)).fetchall())
+    reports = dict(conn.execute(f"SELECT kind, {_READERS} FROM feedback WHERE campaign = ? GROUP BY kind", (slug,)).fetchall())
     smtp_bounced = conn.execute("SELECT count(*) FROM deliveries WHERE slug = ? AND status = 'bounced'", (slug,)).fetchone()[0]
     if not reports.get("complaint") and not reports.get("hard") and not smtp_bounced:
         return None

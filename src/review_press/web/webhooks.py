@@ -55,7 +55,7 @@ from ..bounces.webhooks import (
 from ..config import CONFIG_NAME, Config
 from ..errors import ConfigError
 from ..store import Store, parse_address
-from ..store.feedback import record
+from ..store.feedback import forget_seen, record
 from ..store.model import Feedback
 from .forms import FormError, read_body
 from .ratelimit import Rate, TokenBuckets
@@ -150,6 +150,16 @@ def attribute(who: Attributor, store: Store, event: ProviderEvent) -> tuple[str 
     return (None, sub.id) if sub else None
 
 
+def _nonce(post: Verified) -> str:
+    return f"{post.provider}:{post.nonce}"
+
+
+def release_post(subs: Subscriptions, post: Verified) -> None:
+    """On the database thread: forget the nonce of a post taken but not done with (its SNS
+    subscription not confirmed), so that SNS sending it again is not a replay."""
+    forget_seen(subs.store, _nonce(post))
+
+
 def record_post(subs: Subscriptions, hooks: Hooks, post: Verified, now: dt.datetime) -> dict[str, int] | None:
     """On the database thread: attribute the post's events, then take its nonce and record them in
     one transaction (None: seen before, nothing done); the counts to answer with."""
@@ -161,9 +171,7 @@ def record_post(subs: Subscriptions, hooks: Hooks, post: Verified, now: dt.datet
             if (whose := attribute(who, store, e)) is not None:
                 campaign, sid = whose
                 found.append(Feedback(f"{post.provider}:{e.event_id}:{sid}", e.kind, sid, post.provider, campaign, e.code, e.detail))
-    outcomes = record(
-        store, found, soft_rule(hooks.config), now, nonce=f"{post.provider}:{post.nonce}", keep_seconds=keep_seconds(hooks.keys)
-    )
+    outcomes = record(store, found, soft_rule(hooks.config), now, nonce=_nonce(post), keep_seconds=keep_seconds(hooks.keys))
     if outcomes is None:
         return None
     return {"events": len(post.events), "ignored": len(post.events) - len(found), **Counter(outcomes)}
@@ -193,6 +201,7 @@ async def receive(request: Request, provider: str) -> Response:
             await run_in_threadpool(hooks.fetch, post.subscribe_url)
         except Exception:
             log.warning("the SNS subscription could not be confirmed: its SubscribeURL did not answer")
+            await web.db.run(release_post, post)  # SNS sends it again: that one is no replay
             return refusal(502, "the subscription could not be confirmed")
         log.info("SNS subscription confirmed")
         counts = {**counts, "confirmed": 1}
