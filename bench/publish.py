@@ -255,7 +255,7 @@ def run_once(args: argparse.Namespace, db: str, workers: int, dkim: bool = False
             count = stop_sink(sink, log)
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
-    label = "SQLite, 1 sender" if db == "sqlite" else f"PostgreSQL, {workers} sender{'s' if workers > 1 else ''}"
+    label = f"{'SQLite' if db == 'sqlite' else 'PostgreSQL'}, {workers} sender{'s' if workers > 1 else ''}"
     label += ", DKIM on" if dkim else ""
     return Run(label, imported, sent, count, {k: after[k] - before[k] for k in after})
 
@@ -371,13 +371,13 @@ def main() -> None:
         )
         return
     if args.peer:
-        size = message_size()
-        print(f"== Postfix smtp-source, {args.concurrency} sessions, {args.n:,} messages of {size:,} bytes")
-        before, got = smtp_source_rate(args.n, args.concurrency, size)
+        size, sessions = message_size(), args.concurrency * args.workers
+        print(f"== Postfix smtp-source, {sessions} sessions, {args.n:,} messages of {size:,} bytes")
+        before, got = smtp_source_rate(args.n, sessions, size)
         print(f"messages/second:    {before:,.0f} ({got:,} received)")
         ours = run_once(args, args.database, args.workers)
         show(args, ours)
-        after, got = smtp_source_rate(args.n, args.concurrency, size)
+        after, got = smtp_source_rate(args.n, sessions, size)
         print(f"== Postfix smtp-source again: {after:,.0f} messages/second ({got:,} received)")
         rate = ours.sent["sent"] / ours.sent["send_seconds"]
         print(f"== ratio: review-press / smtp-source = {rate / max(before, after):.2f}x (against the faster of its two runs)")

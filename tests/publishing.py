@@ -99,3 +99,11 @@ def wait_out_pauses(site: Path) -> None:
     if until:
         end = dt.datetime.strptime(until, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
         time.sleep(max(0.0, (end - dt.datetime.now(dt.UTC)).total_seconds()) + 0.05)
+
+
+def sending_processes(pid: int) -> list[Any]:
+    """The sending processes a `publish --workers` (process `pid`) started: its spawned Python
+    children, not multiprocessing's resource tracker (psutil processes)."""
+    import psutil
+
+    return [c for c in psutil.Process(pid).children() if "spawn_main" in " ".join(c.cmdline())]

@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 import pytest
 
 import pg_server as pg
 import review_press
-from publishing import NEWSLETTER, smtp_table
+from publishing import NEWSLETTER, sending_processes, smtp_table
 from review_press.config import load_config
 from review_press.delivery.run import in_flight_limit
 from review_press.newsletter import campaign_message_id
@@ -195,12 +194,10 @@ def test_store_migrate_copies_everything_and_refuses_a_used_database(make_site: 
 # --- publish and workers ---------------------------------------------------------------------
 
 
-def test_sqlite_says_why_it_cannot_have_workers(make_site: Callable[..., Path]) -> None:
+def test_a_worker_on_sqlite_says_why_it_cannot_join(make_site: Callable[..., Path]) -> None:
     root = make_site(ONE_POST, NEWSLETTER)
-    many = cli("publish", "--workers", "3", "--site", str(root))
-    assert many.returncode == 1 and "--workers 3 needs PostgreSQL" in many.stderr and "Traceback" not in many.stderr
     joined = cli("worker", "--site", str(root))
-    assert joined.returncode == 1 and "worker needs PostgreSQL" in joined.stderr
+    assert joined.returncode == 1 and "worker needs PostgreSQL" in joined.stderr and "Traceback" not in joined.stderr
 
 
 def test_publish_on_postgresql_sends_everyone_once(make_site: Callable[..., Path], pg_url: str, tmp_path: Path) -> None:
@@ -217,11 +214,6 @@ def test_publish_on_postgresql_sends_everyone_once(make_site: Callable[..., Path
         ids = [s.id for s in store.iter_subscribers()]
     secret = site_secret(load_config(root))
     assert got == {campaign_message_id("first", i, "example.org", secret): 1 for i in ids}
-
-
-def _senders(parent: psutil.Process) -> list[psutil.Process]:
-    """The sending processes `publish --workers` started (spawned Python children)."""
-    return [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]  # not multiprocessing's resource tracker
 
 
 def _in_doubt_of(url: str, pid: int) -> set[str]:
@@ -259,7 +251,7 @@ def test_four_workers_and_a_joining_worker_share_a_campaign_two_killed_with_sigk
             stderr=subprocess.PIPE,
             text=True,
         )
-        senders = _senders(psutil.Process(publisher.pid))
+        senders = sending_processes(publisher.pid)
         assert len(senders) == 4
         doubtful: set[str] = set()
         for victim in rng.sample(senders, 2):

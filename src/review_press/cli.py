@@ -519,7 +519,10 @@ def publish(
         bool, typer.Option("--resume", help="Go on with campaigns the guard rails paused (too many complaints or bounces).")
     ] = False,
     workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Send with this many processes (PostgreSQL only; see README: Scaling out).")
+        int,
+        typer.Option(
+            "--workers", min=1, help="Send with this many processes, each with [smtp] concurrency connections (README: Scaling out)."
+        ),
     ] = 1,
 ) -> None:
     """Build, then email every newsletter post to everyone due it, exactly once (resumes after a crash).

@@ -92,12 +92,7 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
     s = Sender.for_run(config, theme, options)  # every check that can fail does so before a campaign starts
     stop = StopRequest()
     with open_store(config, options.environ) as store, _sole_sender(config, store), stop_on_signals(stop):
-        many = store.dialect.many_senders
-        if options.workers > 1 and not many:
-            raise DeliveryError(
-                f"--workers {options.workers} needs PostgreSQL: SQLite allows one writer, so one process sends",
-                hint="set [store] url or REVIEW_PRESS_DATABASE_URL (README: Scaling out), or publish without --workers",
-            )
+        many = store.dialect.many_senders  # SQLite: this run holds the publish lock; its own --workers share the file
         check_clock(store, config)
         resumed = 0 if many else ledger.resume(store)  # many senders: an expired lease returns rows instead
         if not many and options.connector is None and config.smtp is None:

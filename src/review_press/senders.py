@@ -97,6 +97,7 @@ class PublishOptions:
     workers: int = 1  # sending processes (PostgreSQL only)
     follow: bool = False  # `join`: keep waiting for new campaigns until stopped
     poll_seconds: float = 2.0  # how often a waiting sender looks at the store again
+    beside_publish: bool = False  # a sending process of `publish --workers`: others share the store, SQLite too
 
 
 def run_time(options: PublishOptions) -> dt.datetime:
@@ -196,7 +197,8 @@ def send_due(
     smtp = config.smtp
     limits = ledger.Limits(smtp.rate_per_second, smtp.rate_per_hour) if smtp else ledger.Limits()
     quota = None
-    if store.dialect.many_senders and (limits.per_second or limits.per_hour):
+    shared = store.dialect.many_senders or options.beside_publish
+    if shared and (limits.per_second or limits.per_hour):
         # shared by every sender through the store; the local buckets only smooth this process's share
         quota = partial(ledger.take_quota, store, limits=limits)
         limiter = RateLimiter(limits.per_second, 0)
@@ -244,7 +246,7 @@ def send_due(
                     hint=f"check {where}; once it accepts mail, run publish again: it retries the deferred and sends the rest",
                     report=partial_report(runs),
                 )
-            if done.paused or not store.dialect.many_senders or not _wait_for_others(store, key, stop, options.poll_seconds):
+            if done.paused or not shared or not _wait_for_others(store, key, stop, options.poll_seconds):
                 break
             if not (done.sent or done.failed or done.bounced or done.deferred or done.skipped):
                 _sleep(stop, options.poll_seconds)  # rows pending but locked by another sender's claim: no busy loop
@@ -301,7 +303,8 @@ def join(root: Path, options: PublishOptions = PublishOptions(), keys: tuple[str
     host; only `keys` if given): `review-press worker`. Never starts or fills a campaign.
 
     Returns when no campaign has a row pending or leased, or with `options.follow` keeps waiting
-    for new ones until SIGINT/SIGTERM. Needs a store many senders share (PostgreSQL).
+    for new ones until SIGINT/SIGTERM. Needs a store many senders share (PostgreSQL), or to be
+    one of the processes of a `publish --workers`, whose publish holds the SQLite store's lock.
     """
     now = run_time(options)
     config, posts, theme = load_site(root, now)
@@ -321,7 +324,7 @@ def join(root: Path, options: PublishOptions = PublishOptions(), keys: tuple[str
         )
 
     with open_store(config, options.environ) as store, stop_on_signals(stop):
-        if not store.dialect.many_senders:
+        if not (store.dialect.many_senders or options.beside_publish):
             raise DeliveryError(
                 "worker needs PostgreSQL: SQLite allows one writer, and publish is its one sender",
                 hint="set [store] url or REVIEW_PRESS_DATABASE_URL (README: Scaling out), or run review-press publish",
@@ -367,7 +370,7 @@ def send_in_processes(
     (after the others finished); a breaker that tripped in any of them is a `SendingStopped`."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no connection or thread is inherited
     results = context.Queue()
-    child = dataclasses.replace(options, workers=1, follow=False, connector=None)
+    child = dataclasses.replace(options, workers=1, follow=False, connector=None, beside_publish=True)
     procs = [context.Process(target=_sender_process, args=(str(root), child, tuple(keys), results)) for _ in range(options.workers)]
     for proc in procs:
         proc.start()

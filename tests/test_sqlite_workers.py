@@ -1,0 +1,67 @@
+"""`publish --workers` on SQLite: the processes of one publish share the file (its publish holds
+the lock that keeps any other publish out), every reader gets the post once, and a sending
+process killed with SIGKILL loses nothing: its rows come back when its lease expires, and only
+what it had in flight may go twice."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from publishing import NEWSLETTER, in_doubt, ledger_rows, sending_processes, smtp_table, subscribe
+from review_press.config import load_config
+from review_press.delivery.run import in_flight_limit
+from review_press.newsletter import campaign_message_id
+from review_press.tokens import site_secret
+from sites import BASE_TOML, write_site
+from smtp_servers import fast_recording_server, received
+
+POST = {"2026-01-05-first.md": "---\ntitle: First\ndate: 2026-01-05\n---\n\nThe *first* letter.\n"}
+
+
+@pytest.mark.slow
+def test_three_processes_share_a_campaign_on_sqlite_one_killed_with_sigkill(tmp_path: Path) -> None:
+    readers, concurrency = 6000, 2
+    rng = random.Random(int(os.environ.get("KILL_SEED", "20261130")))
+    with fast_recording_server(tmp_path) as (port, record):
+        toml = BASE_TOML + NEWSLETTER + smtp_table(port, rate_per_second=1500) + "\n[store]\nlease_seconds = 3\n"
+        root = write_site(tmp_path / "site", POST, toml)
+        ids = subscribe(root, readers)
+        publisher = subprocess.Popen(
+            [sys.executable, "-m", "review_press", "publish", "--workers", "3", "--site", str(root)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while sum(received(record).values()) < 300 and time.monotonic() < deadline and publisher.poll() is None:
+            time.sleep(0.02)
+        senders = sending_processes(publisher.pid)
+        assert len(senders) == 3
+        victim = rng.choice(senders)
+        time.sleep(rng.uniform(0.05, 0.5))
+        doubtful = in_doubt(root)  # every row in flight anywhere just before the kill: a superset of the victim's
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        doubtful |= in_doubt(root)
+        out, err = publisher.communicate(timeout=300)
+        assert "Traceback" not in err, err
+        assert publisher.returncode == 1 and "ended with exit code -9" in out + err  # it says one of its senders died
+        rerun = subprocess.run(
+            [sys.executable, "-m", "review_press", "publish", "--site", str(root)], capture_output=True, text=True, timeout=120
+        )
+        assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, rerun.stdout + rerun.stderr
+        got = received(record)
+    assert ledger_rows(root) == {"sent": readers}
+    secret = site_secret(load_config(root))
+    assert set(got) == {campaign_message_id("first", i, "example.org", secret) for i in ids}  # every reader
+    duplicated = {m for m, n in got.items() if n > 1}
+    assert duplicated <= doubtful and max(got.values()) <= 2  # only what was in flight at the kill, at most twice
+    assert len(duplicated) <= in_flight_limit(100, concurrency)
