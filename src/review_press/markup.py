@@ -32,6 +32,7 @@ from mdit_py_plugins.anchors import anchors_plugin
 from mdit_py_plugins.footnote import footnote_plugin
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
@@ -45,13 +46,20 @@ _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=256)
+def _lexer(lang: str) -> Lexer | None:
+    """The Pygments lexer for a fence's language, found once per name (the lookup walks every
+    lexer Pygments knows; lexers keep no state between texts); None for an unknown one."""
+    try:
+        return get_lexer_by_name(lang)
+    except ClassNotFound:
+        return None
+
+
 def _highlight(code: str, lang: str, _attrs: str) -> str:
     """Pygments for a fenced block with a known language; "" lets markdown-it escape it."""
-    if not lang:
-        return ""
-    try:
-        lexer = get_lexer_by_name(lang)
-    except ClassNotFound:
+    lexer = _lexer(lang) if lang else None
+    if lexer is None:
         return ""
     body = highlight(code, lexer, _INLINE)
     return f'<pre class="highlight"><code class="language-{html.escape(lang)}">{body}</code></pre>\n'
