@@ -35,6 +35,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smtp_servers import free_port
+
 DOVECOT = "/usr/sbin/dovecot"
 HOSTS = {"imaps": "127.0.0.1", "nomove": "127.0.0.2", "bare": "127.0.0.3"}  # where each IMAPS listener is
 ACCOUNTS = 200  # more than one test session uses
@@ -44,12 +46,6 @@ PASSWORD = "imap-secret-" + uuid.uuid4().hex[:12]  # a test asserts it never sho
 def available() -> bool:
     """Whether Dovecot with its IMAP and POP3 servers is installed."""
     return os.access(DOVECOT, os.X_OK) and all(os.path.exists(f"/usr/lib/dovecot/{p}") for p in ("imap", "pop3"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -329,7 +325,7 @@ def running_server() -> Iterator[Server]:
     os.chmod(folder, 0o755)
     uid, gid, users = _owner()
     certs = make_certificates(folder / "tls")
-    ports = Ports(*(_free_port() for _ in range(6)))
+    ports = Ports(*(free_port() for _ in range(6)))
     for sub in ("mail", "home"):
         (folder / sub).mkdir(mode=0o700)
         os.chown(folder / sub, uid, gid)
