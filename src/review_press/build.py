@@ -142,7 +142,7 @@ def check(root: Path, options: BuildOptions = BuildOptions()) -> Plan:
     """
     p = plan(root, options)
     raise_all(check_paths(p.artifacts))
-    render_all(list(p.artifacts), p.config.out_dir, {})
+    render_all(list(p.artifacts), p.config.out_dir)
     p = dataclasses.replace(p, verdicts=p.email.verdicts())
     raise_all(list(p.email_problems))
     return p

@@ -16,6 +16,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -120,42 +121,63 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 PARALLEL_FROM = 400  # artifacts to render: below this, a process pool costs more than it saves
-_TODO: list[Artifact] = []  # what the forked renderers render (a render function cannot be pickled; a fork inherits it)
+_JOB: tuple[list[Artifact], str, str | None] = ([], "", None)  # what forked renderers render: a fork inherits it
+Outcome = str | list[PressError]  # "staged", "same" or "checked"; or the artifact's errors
 
 
-def _render_one(art: Artifact) -> bytes | list[PressError]:
+def _render_one(art: Artifact, out_dir: str, staging: str | None) -> Outcome:
+    """Render one artifact; with a `staging` folder, write its bytes there unless out/ holds the
+    same already ("same"). Nothing is kept in memory past the call: a build of any size is flat."""
     try:
-        return art.render()
+        data = art.render()
     except PressError as exc:
         return list(getattr(exc, "errors", (exc,)))
+    if staging is None:
+        return "checked"
+    target = os.path.join(out_dir, art.path)
+    try:
+        with open(target, "rb") as f:
+            if os.fstat(f.fileno()).st_size == len(data) and f.read() == data:
+                return "same"
+    except OSError:
+        pass
+    staged = os.path.join(staging, art.path)
+    try:
+        os.makedirs(os.path.dirname(staged), exist_ok=True)
+        with open(staged, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        return [write_error(Path(target), exc)]
+    return "staged"
 
 
-def _render_range(start: int, stop: int) -> list[bytes | list[PressError]]:
-    """In a forked renderer: the artifacts `_TODO[start:stop]`, each its bytes or its errors."""
-    return [_render_one(art) for art in _TODO[start:stop]]
+def _render_range(start: int, stop: int) -> list[Outcome]:
+    """In a forked renderer: the artifacts `_JOB[0][start:stop]`."""
+    todo, out_dir, staging = _JOB
+    return [_render_one(art, out_dir, staging) for art in todo[start:stop]]
 
 
-def _render_many(todo: list[Artifact]) -> list[bytes | list[PressError]]:
+def _render_many(todo: list[Artifact], out_dir: Path, staging: Path | None) -> list[Outcome]:
     """Render artifacts, on every core when there are many (pages and feeds are a third of a cold
-    build). Pure renders, so the bytes are the same whichever process makes them; the results come
-    back in order."""
+    build). Pure renders, so the bytes are the same whichever process makes them; the outcomes
+    come back in order."""
     workers = min(os.cpu_count() or 1, 8)
+    where = str(staging) if staging is not None else None
     if len(todo) < PARALLEL_FROM or workers < 2 or "fork" not in mp.get_all_start_methods():
-        return [_render_one(art) for art in todo]
-    global _TODO
-    _TODO = todo
+        return [_render_one(art, str(out_dir), where) for art in todo]
+    global _JOB
+    _JOB = (todo, str(out_dir), where)
     try:
         step = max(1, len(todo) // (workers * 8))
         ranges = [(i, min(i + step, len(todo))) for i in range(0, len(todo), step)]
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
             return [r for part in pool.map(_render_range, *zip(*ranges, strict=True)) for r in part]
     finally:
-        _TODO = []
+        _JOB = ([], "", None)
 
 
-def render_all(artifacts: list[Artifact], out_dir: Path, manifest: dict[str, list]) -> dict[str, bytes]:
-    """Render every artifact whose key or file changed since the manifest; return {path: bytes}."""
-    errors: list[PressError] = []
+def _due(artifacts: list[Artifact], out_dir: Path, manifest: dict[str, list]) -> list[Artifact]:
+    """The artifacts whose key or file changed since the manifest."""
     root = str(out_dir)
     todo = []
     for art in artifacts:
@@ -163,14 +185,34 @@ def render_all(artifacts: list[Artifact], out_dir: Path, manifest: dict[str, lis
         if entry and entry[0] == art.key and _stat(os.path.join(root, art.path)) == (entry[1], entry[2]):
             continue
         todo.append(art)
-    rendered: dict[str, bytes] = {}
-    for art, result in zip(todo, _render_many(todo), strict=True):
-        if isinstance(result, bytes):
-            rendered[art.path] = result
-        else:
-            errors.extend(result)
-    raise_all(errors)
-    return rendered
+    return todo
+
+
+def render_all(artifacts: list[Artifact], out_dir: Path) -> int:
+    """Render every artifact and keep nothing (what `check` does): raise every problem at once;
+    return how many were rendered."""
+    outcomes = _render_many(artifacts, out_dir, None)
+    raise_all([e for o in outcomes if not isinstance(o, str) for e in o])
+    return len(outcomes)
+
+
+def _stage(todo: list[Artifact], out_dir: Path) -> tuple[Path, list[str]]:
+    """Render `todo` into a staging folder inside out/ (`.tmp-build-*~`, removed by the next
+    build's prune if a kill leaves it); return it and the paths whose bytes changed, in order.
+    Any problem removes the folder and raises them all: out/ itself is untouched."""
+    new_out = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".tmp-build-", suffix="~"))
+    try:
+        outcomes = _render_many(todo, out_dir, staging)
+        raise_all([e for o in outcomes if not isinstance(o, str) for e in o])
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if new_out:  # a first build that failed leaves no out/ behind
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+    return staging, [art.path for art, o in zip(todo, outcomes, strict=True) if o == "staged"]
 
 
 def _prune(out_dir: Path, keep: set[str]) -> list[str]:
@@ -233,53 +275,44 @@ def _folders(out_dir: Path, folder: Path, made: list[Path]) -> None:
             raise BuildError(f"out/{current.relative_to(out_dir).as_posix()} is a file where a folder is needed", path=current)
 
 
-def _write_all(out_dir: Path, changed: dict[str, bytes]) -> None:
-    """Write every changed file, all or nothing: each goes to a temporary file beside its target
-    first, and only when all are written are they renamed into place. A full disk or a read-only
-    folder leaves out/ as it was (temporaries and new folders removed) and names the file."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[str, Path]] = []
+def _move_into_place(out_dir: Path, staging: Path, changed: list[str]) -> None:
+    """Move every staged file to its place in out/ (renames within one file system), making the
+    folders they need; a link or file in the way, or a failure, leaves out/ as it was (folders
+    made removed) and the staging folder gone."""
     made: list[Path] = []
     target = out_dir
     try:
-        for path, data in changed.items():
-            target = out_dir / path
-            _folders(out_dir, target.parent, made)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix="~")
-            staged.append((tmp, target))
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o644)
+        for path in changed:  # every folder first: nothing is replaced until they all are there
+            _folders(out_dir, (out_dir / path).parent, made)
     except BaseException as exc:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
         for folder in reversed(made):
             with contextlib.suppress(OSError):
                 folder.rmdir()
+        shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError):
             raise write_error(target, exc) from None
         raise
-    for tmp, target in staged:
-        os.replace(tmp, target)
+    for path in changed:
+        os.chmod(staging / path, 0o644)
+        os.replace(staging / path, out_dir / path)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) -> WriteReport:
-    """Render, then write only what changed (all or nothing), then prune; see the module docstring."""
+    """Render, then write only what changed (all or nothing), then prune; see the module docstring.
+
+    Rendered files go to a staging folder inside out/ as they are made (nothing is held in
+    memory) and are renamed into place only when every artifact rendered: a failure anywhere
+    leaves the last good site as it was."""
     raise_all(check_paths(artifacts))
     check_out_dir(out_dir)
     manifest = _load_manifest(manifest_path)
-    rendered = render_all(artifacts, out_dir, manifest)
-    changed: dict[str, bytes] = {}
-    for path, data in rendered.items():
-        target = out_dir / path
-        try:
-            same = target.stat().st_size == len(data) and target.read_bytes() == data
-        except OSError:
-            same = False
-        if not same:
-            changed[path] = data
-    _write_all(out_dir, changed)
-    written = list(changed)
+    todo = _due(artifacts, out_dir, manifest)
+    rendered = {art.path for art in todo}
+    written: list[str] = []
+    if todo:
+        staging, written = _stage(todo, out_dir)
+        _move_into_place(out_dir, staging, written)
     removed = _prune(out_dir, {a.path for a in artifacts}) if out_dir.is_dir() else []
     files = {}
     for art in artifacts:
