@@ -524,6 +524,13 @@ def publish(
             "--workers", min=1, help="Send with this many processes, each with [smtp] concurrency connections (README: Scaling out)."
         ),
     ] = 1,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", help="Keep running: publish each post when its date comes, until SIGTERM (README: Publishing as a service)."
+        ),
+    ] = False,
+    poll: Annotated[float, typer.Option("--poll", min=0.1, metavar="SECONDS", help="With --follow: look for new posts this often.")] = 60.0,
 ) -> None:
     """Build, then email every newsletter post to everyone due it, exactly once (resumes after a crash).
 
@@ -557,6 +564,12 @@ def publish(
     if test_to:
         typer.echo(f"sent a test to {test_to}: {send_test(site, test_to, options)}")
         return
+    if follow:
+        from .follow import follow as follow_posts
+
+        signum = follow_posts(site, options, poll_seconds=poll, on_round=_report_round)
+        typer.echo(f"stopped by {'Ctrl-C' if signum == 2 else 'SIGTERM'}", err=True)
+        raise typer.Exit(128 + signum)
     plan, _ = run_build(site)
     _notes(plan)  # not the build's email verdicts: the run reports its own, for the posts it sends or refuses
     columns = (
@@ -661,9 +674,7 @@ def _report_sending(report: Any, stopped: Any, again: str) -> None:
     if report.retried:
         typer.echo(f"retried {report.retried} messages deferred by an earlier run")
     for p in report.posts:
-        typer.echo(
-            f"{p.slug}: {p.sent} sent, {p.failed} failed, {p.bounced} bounced, {p.deferred} deferred, {p.skipped} skipped in {p.seconds:.1f} s"
-        )
+        typer.echo(_post_line(p))
     if not report.posts and stopped is None and not report.interrupted and not report.refused:
         typer.echo("nothing to send: every newsletter post has gone to everyone due it")
     if report.failed:
@@ -694,6 +705,27 @@ def _report_sending(report: Any, stopped: Any, again: str) -> None:
         raise typer.Exit(128 + signum)
     if report.failed or report.refused or paused:
         raise typer.Exit(1)
+
+
+def _post_line(p: Any) -> str:
+    """One post's line of a publish report."""
+    return (
+        f"{p.slug}: {p.sent} sent, {p.failed} failed, {p.bounced} bounced, {p.deferred} deferred, {p.skipped} skipped in {p.seconds:.1f} s"
+    )
+
+
+def _report_round(done: Any) -> None:
+    """What one round of `publish --follow` did, and when the next one is (nothing exits)."""
+    stamp = _when(dt.datetime.now(dt.UTC))
+    if done.report is not None:
+        for p in done.report.posts:
+            typer.echo(f"{stamp} {_post_line(p)}")
+            if p.paused:
+                typer.echo(f"{stamp} paused {p.slug}: {p.paused} (publish {p.slug} --resume goes on)", err=True)
+        _refusals(done.report.refused, exit_now=False)
+    if done.error is not None:
+        typer.echo(f"{stamp} error: {done.error}", err=True)
+    typer.echo(f"{stamp} next round at {_when(done.next_at)}", err=True)
 
 
 def _refusals(refused: Any, exit_now: bool = True) -> None:
