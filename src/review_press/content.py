@@ -456,8 +456,11 @@ def _write_cache(config: Config, cache: dict[str, Post]) -> None:
         raise write_error(path, exc) from None
 
 
+_JOBS: list[tuple[Path, bytes, Config, str]] = []  # what forked parsers parse: a fork inherits it, nothing is pickled to them
+
+
 def _parse_job(job: tuple[Path, bytes, Config, str]) -> Post | PressError:
-    """Parse one post in a worker; a problem comes back as a value, not raised across processes."""
+    """Parse one post; a problem comes back as a value, not raised across processes."""
     path, raw, config, key = job
     try:
         return parse_post(path, raw, config, digest=key[:16])
@@ -465,13 +468,27 @@ def _parse_job(job: tuple[Path, bytes, Config, str]) -> Post | PressError:
         return exc
 
 
+def _parse_range(start: int, stop: int) -> list[Post | PressError]:
+    """In a forked parser: the posts `_JOBS[start:stop]`."""
+    return [_parse_job(job) for job in _JOBS[start:stop]]
+
+
 def _parse_many(jobs: list[tuple[Path, bytes, Config, str]]) -> list[Post | PressError]:
-    """Parse posts, on every core when there are many (Markdown rendering dominates a cold build)."""
+    """Parse posts, on every core when there are many (Markdown rendering dominates a cold build).
+    The forked parsers inherit the jobs (the files' bytes and the config are never pickled to
+    them, which at 20,000 posts was hundreds of MB); only the parsed posts come back, in order."""
     workers = min(os.cpu_count() or 1, 8)
     if len(jobs) < PARALLEL_FROM or workers < 2 or "fork" not in mp.get_all_start_methods():
         return [_parse_job(job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
-        return list(pool.map(_parse_job, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+    global _JOBS
+    _JOBS = jobs
+    try:
+        step = max(1, len(jobs) // (workers * 8))
+        ranges = [(i, min(i + step, len(jobs))) for i in range(0, len(jobs), step)]
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
+            return [post for part in pool.map(_parse_range, *zip(*ranges, strict=True)) for post in part]
+    finally:
+        _JOBS = []
 
 
 def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
@@ -512,10 +529,13 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             slots.append(len(results))
             results.append(None)
             jobs.append((path, raw, config, key))
-    for slot, job, result in zip(slots, jobs, _parse_many(jobs), strict=True):
+    keys = [job[3] for job in jobs]
+    parsed = _parse_many(jobs)
+    jobs.clear()  # the files' bytes are not needed any more
+    for slot, key, result in zip(slots, keys, parsed, strict=True):
         results[slot] = result
         if isinstance(result, Post):
-            fresh[job[3]] = result
+            fresh[key] = result
     posts = [r for r in results if isinstance(r, Post)]
     errors: list[PressError] = [*listing.errors, *(e for r in results if isinstance(r, PressError) for e in getattr(r, "errors", (r,)))]
     by_slug: dict[str, Post] = {}
