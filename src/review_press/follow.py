@@ -63,6 +63,8 @@ def follow(
             error: PressError | None = None
             try:
                 build(root)
+                if stop.is_set():  # SIGTERM while building: publish's own handlers do not know it, so no campaign starts
+                    break
                 report = publish(root, options)  # its own handlers while it sends; ours again after
             except SendingStopped as exc:
                 report, error = exc.report, exc

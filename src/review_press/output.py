@@ -277,25 +277,64 @@ def _folders(out_dir: Path, folder: Path, made: list[Path]) -> None:
 
 def _move_into_place(out_dir: Path, staging: Path, changed: list[str]) -> None:
     """Move every staged file to its place in out/ (renames within one file system), making the
-    folders they need; a link or file in the way, or a failure, leaves out/ as it was (folders
-    made removed) and the staging folder gone."""
+    folders they need; a link, file or folder in the way, or a failure, leaves out/ as it was
+    (folders made removed, files already moved put back) and the staging folder gone."""
     made: list[Path] = []
+    moved: list[tuple[Path, Path | None]] = []  # each file moved into place, and where its old version waits
+    backup: Path | None = None  # the old versions, beside staging (`.tmp-old-*~`: a kill leaves it to the next prune)
     target = out_dir
     try:
         for path in changed:  # every folder first: nothing is replaced until they all are there
             _folders(out_dir, (out_dir / path).parent, made)
+            if (out_dir / path).is_dir() and not (out_dir / path).is_symlink():
+                raise BuildError(
+                    f"out/{path} is a folder where a file is needed", path=out_dir / path, hint="remove it: the build writes a file there"
+                )
+        for path in changed:
+            target = out_dir / path
+            old = None
+            if os.path.lexists(target):  # kept (a hard link, else a copy) until every file is in place, to put back
+                backup = backup or Path(tempfile.mkdtemp(dir=out_dir, prefix=".tmp-old-", suffix="~"))
+                old = backup / path
+                old.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(target, old, follow_symlinks=False)
+                except OSError:
+                    shutil.copy2(target, old, follow_symlinks=False)
+            os.chmod(staging / path, 0o644)
+            os.replace(staging / path, target)
+            moved.append((target, old))
     except BaseException as exc:
+        for placed, old in reversed(moved):
+            with contextlib.suppress(OSError):
+                if old is None:
+                    placed.unlink()
+                else:
+                    os.replace(old, placed)
         for folder in reversed(made):
             with contextlib.suppress(OSError):
                 folder.rmdir()
-        shutil.rmtree(staging, ignore_errors=True)
+        for left in (staging, backup):
+            if left is not None:
+                shutil.rmtree(left, ignore_errors=True)
         if isinstance(exc, OSError):
             raise write_error(target, exc) from None
         raise
-    for path in changed:
-        os.chmod(staging / path, 0o644)
-        os.replace(staging / path, out_dir / path)
-    shutil.rmtree(staging, ignore_errors=True)
+    for left in (staging, backup):
+        if left is not None:
+            shutil.rmtree(left, ignore_errors=True)
+
+
+def _linked_folders(out_dir: Path, artifacts: list[Artifact]) -> list[PressError]:
+    """Every folder the artifacts live in that is a link in out/: refused before anything is
+    rendered, or unchanged files would be found through it and the prune would remove it."""
+    root = str(out_dir)
+    folders = sorted({f for art in artifacts for f in folders_of(art.path)})
+    return [
+        BuildError(f"out/{f} is a link", path=out_dir / f, hint="remove it: the build writes only real folders in out/")
+        for f in folders
+        if os.path.islink(os.path.join(root, f))
+    ]
 
 
 def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) -> WriteReport:
@@ -306,6 +345,7 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
     leaves the last good site as it was."""
     raise_all(check_paths(artifacts))
     check_out_dir(out_dir)
+    raise_all(_linked_folders(out_dir, artifacts))
     manifest = _load_manifest(manifest_path)
     todo = _due(artifacts, out_dir, manifest)
     rendered = {art.path for art in todo}
