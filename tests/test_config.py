@@ -128,3 +128,22 @@ def test_placeholder_domains_are_named_and_real_ones_are_not(tmp_path: Path, val
     (tmp_path / "press.toml").write_text(f'title = "T"\nbase_url = "{value}"\n', "utf-8")
     warnings = placeholder_warnings(load_config(tmp_path))
     assert any("base_url" in w and "placeholder" in w for w in warnings) is placeholder, warnings
+
+
+@pytest.mark.parametrize(
+    ("table", "line", "words"),
+    [
+        ('[smtp]\nhost = "h"\n', "rate_per_second = inf", "[smtp] rate_per_second must be a finite number"),
+        ('[smtp]\nhost = "h"\n', "rate_per_second = 1e12", "[smtp] rate_per_second is too large"),
+        ("[bounces]\n", "soft_days = nan", "[bounces] soft_days must be a finite number"),
+        ("[bounces]\n", "webhook_max_age = inf", "[bounces] webhook_max_age must be a finite number"),
+    ],
+)
+def test_numbers_no_clock_or_counter_can_hold_are_refused_at_their_line(tmp_path: Path, table: str, line: str, words: str) -> None:
+    from review_press.config import parse_config
+    from review_press.errors import PressError
+
+    text = 'title = "T"\nbase_url = "https://example.org/"\n' + table + line + "\n"
+    with pytest.raises(PressError) as caught:
+        parse_config(text, tmp_path)
+    assert words in str(caught.value) and f"press.toml:{text.count(chr(10))}" in str(caught.value)

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from publishing import NEWSLETTER, in_doubt, ledger_rows, sending_processes, smtp_table, subscribe
@@ -65,3 +66,36 @@ def test_three_processes_share_a_campaign_on_sqlite_one_killed_with_sigkill(tmp_
     duplicated = {m for m, n in got.items() if n > 1}
     assert duplicated <= doubtful and max(got.values()) <= 2  # only what was in flight at the kill, at most twice
     assert len(duplicated) <= in_flight_limit(100, concurrency)
+
+
+@pytest.mark.slow
+def test_sending_processes_whose_publish_was_killed_stop_and_a_new_publish_finishes(tmp_path: Path) -> None:
+    readers = 3000
+    with fast_recording_server(tmp_path) as (port, record):
+        toml = BASE_TOML + NEWSLETTER + smtp_table(port, rate_per_second=300)
+        root = write_site(tmp_path / "site", POST, toml)
+        ids = subscribe(root, readers)
+        publisher = subprocess.Popen(
+            [sys.executable, "-m", "review_press", "publish", "--workers", "2", "--site", str(root)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while sum(received(record).values()) < 300 and time.monotonic() < deadline and publisher.poll() is None:
+            time.sleep(0.02)
+        senders = sending_processes(publisher.pid)
+        assert len(senders) == 2
+        publisher.send_signal(signal.SIGKILL)  # the publish dies; its lock goes with it
+        publisher.wait(10)
+        _, alive = psutil.wait_procs(senders, timeout=60)  # they notice and stop after the messages in flight
+        assert not alive  # (their exit status is their dead parent's to read)
+        assert sum(received(record).values()) < readers  # they stopped: killing the publish stops the sending
+        doubtful = in_doubt(root)  # what they had handed over but not settled: may go twice
+        rerun = subprocess.run(
+            [sys.executable, "-m", "review_press", "publish", "--site", str(root)], capture_output=True, text=True, timeout=120
+        )
+        assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, rerun.stdout + rerun.stderr
+        got = received(record)
+    secret = site_secret(load_config(root))
+    assert set(got) == {campaign_message_id("first", i, "example.org", secret) for i in ids}
+    assert {m for m, n in got.items() if n > 1} <= doubtful and max(got.values()) <= 2

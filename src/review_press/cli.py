@@ -724,7 +724,8 @@ def _report_round(done: Any) -> None:
                 typer.echo(f"{stamp} paused {p.slug}: {p.paused} (publish {p.slug} --resume goes on)", err=True)
         _refusals(done.report.refused, exit_now=False)
     if done.error is not None:
-        typer.echo(f"{stamp} error: {done.error}", err=True)
+        for line in str(done.error).splitlines():
+            typer.echo(f"{stamp} error: {line}", err=True)
     typer.echo(f"{stamp} next round at {_when(done.next_at)}", err=True)
 
 

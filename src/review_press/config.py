@@ -236,6 +236,10 @@ def _positive(v: Any) -> str | None:
 
 
 def _non_negative(v: Any) -> str | None:
+    if isinstance(v, float) and not math.isfinite(v):
+        return "must be a finite number"
+    if v > 1e9:
+        return "is too large (at most 1000000000)"
     return None if v >= 0 else "must be 0 or more"
 
 

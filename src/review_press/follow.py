@@ -21,7 +21,7 @@ from .build import build
 from .config import load_config
 from .content import load_posts
 from .delivery.run import StopRequest, stop_on_signals
-from .errors import PressError
+from .errors import DeliveryError, PressError
 from .publish import PublishOptions, PublishReport, SendingStopped, publish
 from .site import scheduled
 
@@ -63,9 +63,11 @@ def follow(
             error: PressError | None = None
             try:
                 build(root)
-                if stop.is_set():  # SIGTERM while building: publish's own handlers do not know it, so no campaign starts
+                if stop.is_set():  # SIGTERM while building: no campaign starts
                     break
-                report = publish(root, options)  # its own handlers while it sends; ours again after
+                report = publish(root, options, stop=stop)  # the same stop request: a signal at any moment ends the round
+            except OSError as exc:  # a file or folder that cannot be read or written just now: the next round tries again
+                error = DeliveryError(f"this round failed: {exc.strerror or exc}")
             except SendingStopped as exc:
                 report, error = exc.report, exc
             except PressError as exc:

@@ -77,7 +77,12 @@ def _sole_sender(config: Config, store: Store) -> Iterator[None]:
             yield
 
 
-def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Callable[[Progress], None] | None = None) -> PublishReport:
+def publish(
+    root: Path,
+    options: PublishOptions = PublishOptions(),
+    progress: Callable[[Progress], None] | None = None,
+    stop: StopRequest | None = None,
+) -> PublishReport:
     """Send every due post (or `options.slug`) to everyone still due it; see the module doc.
 
     Rows an earlier run deferred go back to `pending` first and are retried (`retried`).
@@ -90,7 +95,7 @@ def publish(root: Path, options: PublishOptions = PublishOptions(), progress: Ca
     now = run_time(options)
     config, posts, theme = load_site(root, now)
     s = Sender.for_run(config, theme, options)  # every check that can fail does so before a campaign starts
-    stop = StopRequest()
+    stop = stop or StopRequest()  # a caller's own (publish --follow): a signal it heard already stops this run too
     with open_store(config, options.environ) as store, _sole_sender(config, store), stop_on_signals(stop):
         many = store.dialect.many_senders  # SQLite: this run holds the publish lock; its own --workers share the file
         check_clock(store, config)

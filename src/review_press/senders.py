@@ -14,6 +14,7 @@ import queue
 import secrets
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -347,8 +348,19 @@ def join(root: Path, options: PublishOptions = PublishOptions(), keys: tuple[str
     return report([])
 
 
-def _sender_process(root: str, options: PublishOptions, keys: tuple[str, ...], results: Any) -> None:
+def _watch_parent(parent: int) -> None:
+    """In a sending process: when the publish that started it is gone (killed, out of memory), stop
+    after the messages in flight, as SIGTERM does: its lock is released, and a new publish will
+    put rows still `sending` back to pending (at most the in-flight messages go twice, as after a
+    kill of any sender)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _sender_process(root: str, options: PublishOptions, keys: tuple[str, ...], results: Any, parent: int) -> None:
     """The body of one sending process of `publish --workers`: `join`, then its report on `results`."""
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watch").start()
     try:
         report = join(Path(root), options, keys)
         results.put((os.getpid(), report.posts, None))
@@ -371,7 +383,9 @@ def send_in_processes(
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no connection or thread is inherited
     results = context.Queue()
     child = dataclasses.replace(options, workers=1, follow=False, connector=None, beside_publish=True)
-    procs = [context.Process(target=_sender_process, args=(str(root), child, tuple(keys), results)) for _ in range(options.workers)]
+    procs = [
+        context.Process(target=_sender_process, args=(str(root), child, tuple(keys), results, os.getpid())) for _ in range(options.workers)
+    ]
     for proc in procs:
         proc.start()
     runs: list[CampaignRun] = []
