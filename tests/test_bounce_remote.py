@@ -566,3 +566,34 @@ def test_a_fetch_killed_mid_way_and_run_again_counts_every_report_once(dovecot: 
     with open_store(load_config(root)) as store:
         assert sum(c.soft for c in per_campaign(store).values()) == len(bounced_messages)  # readers per campaign, not reports
     assert statuses(root, ids) == ["active"] * readers
+
+
+@pytest.mark.parametrize("scheme", ["imaps", "pop3s"])
+def test_a_message_over_the_size_limit_is_never_read_whole_and_never_lost(
+    dovecot: ms.Server, make_site: Callable[..., Path], scheme: str
+) -> None:
+    from review_press.bounces.reports import MAX_BYTES
+
+    account = dovecot.account()
+    root, _, sent = site_with_mail(make_site, account.url(scheme, "INBOX") if scheme == "imaps" else account.url(scheme))
+    huge = b"From: MAILER-DAEMON@remote.example\nSubject: huge\nMessage-ID: <huge@remote.example>\n\n" + b"x" * 76 + b"\n"
+    account.deliver(huge * (MAX_BYTES // len(huge) + 2))
+    env = client_env(dovecot)
+    if scheme == "imaps":  # what the source hands over: one byte past the limit, not the message
+        config = load_config(root)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SSL_CERT_FILE", str(dovecot.ca_file))
+            mail = open_remote(config.bounces.source, VARIABLE, {VARIABLE: ms.PASSWORD}, keep_dir=root / KEPT)
+            try:
+                [(_, data)] = list(mail.messages())
+            finally:
+                mail.close()
+        assert data is not None and len(data) == MAX_BYTES + 1
+    done = cli(root, env)
+    no_secret(done)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    if scheme == "imaps":  # read up to the limit, kept aside whole on the server
+        assert "1 kept aside" in done.stderr and account.count(UNPARSED) == 1 and account.count("INBOX") == 0
+    else:  # POP3 cannot read a part: it stays where it is, and the command says so
+        assert "1 left on the server: over 20 MB" in done.stderr and account.count("INBOX") == 1
+    assert sent  # the site had sent mail: the reports are about it

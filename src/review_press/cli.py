@@ -782,6 +782,9 @@ def bounces_fetch(
             f"{kept} kept aside: {c('unreadable')} not a bounce or complaint we can read, {c('unmatched')} about no message we sent",
             err=True,
         )
+    if c("too_large"):
+        typer.echo(f"{c('too_large')} left on the server: over 20 MB, too large to read (POP3 cannot read a part)", err=True)
+    if kept or c("too_large"):
         raise typer.Exit(1)
 
 

@@ -134,7 +134,7 @@ class MailSource(Protocol):
 
     name: str
 
-    def messages(self) -> Iterator[tuple[str, bytes]]: ...
+    def messages(self) -> Iterator[tuple[str, bytes | None]]: ...
     def done(self, ref: str) -> None: ...
     def set_aside(self, ref: str, why: str) -> None: ...
     def close(self) -> None: ...
@@ -188,6 +188,9 @@ def fetch(
     n = 0
     for ref, data in mail.messages():
         n += 1
+        if data is None:  # too large to read where it is (POP3): left on the server, for a person
+            counts["too_large"] += 1
+            continue
         report = read_report(data)
         if report.kind == "unreadable":
             mail.set_aside(ref, "unreadable")

@@ -38,6 +38,7 @@ from urllib.parse import unquote, urlsplit
 from ..config import bounce_source_problem
 from ..errors import DeliveryError, write_error
 from ..statedir import PRIVATE_FILE, private_dir
+from .reports import MAX_BYTES
 
 if TYPE_CHECKING:
     from .inbox import MailSource
@@ -227,7 +228,8 @@ class ImapSource:
         uids = sorted({int(u) for u in (data[0] or b"").split() if u.isdigit()})
         for uid in uids:
             try:
-                typ, parts = self._live().uid("FETCH", str(uid), "(BODY.PEEK[])")
+                # at most one byte past the limit: a longer message is kept aside whole, never read whole
+                typ, parts = self._live().uid("FETCH", str(uid), f"(BODY.PEEK[]<0.{MAX_BYTES + 1}>)")
             except _ERRORS as exc:
                 self._drop()
                 raise _failed(self.box, f"reading message {uid}", exc) from None
@@ -373,7 +375,7 @@ class Pop3Source:
             raise DeliveryError(f"{self.box.describe()}: the connection is closed")
         return self.conn
 
-    def messages(self) -> Iterator[tuple[str, bytes]]:
+    def messages(self) -> Iterator[tuple[str, bytes | None]]:
         try:
             _, listing, _ = self._live().uidl()
         except _ERRORS as exc:
@@ -383,7 +385,11 @@ class Pop3Source:
             number, _, uid = line.decode("ascii", "replace").partition(" ")
             if number.isdigit() and uid:
                 self.numbers[uid] = int(number)
+        sizes = self._sizes()
         for uid, number in sorted(self.numbers.items(), key=lambda item: item[1]):
+            if sizes.get(number, 0) > MAX_BYTES:  # POP3 cannot read part of it: it stays on the server, counted
+                yield uid, None
+                continue
             try:
                 _, lines, _ = self._live().retr(number)
             except poplib.error_proto as exc:
@@ -397,6 +403,20 @@ class Pop3Source:
             data = b"\r\n".join(lines) + b"\r\n"
             self.current = (uid, data)
             yield uid, data
+
+    def _sizes(self) -> dict[int, int]:
+        """Each message's size in octets, by number (LIST)."""
+        try:
+            _, listing, _ = self._live().list()
+        except _ERRORS as exc:
+            self._drop()
+            raise _failed(self.box, "listing the messages", exc) from None
+        sizes = {}
+        for line in listing:
+            number, _, size = line.decode("ascii", "replace").partition(" ")
+            if number.isdigit() and size.strip().isdigit():
+                sizes[int(number)] = int(size.strip())
+        return sizes
 
     def _delete(self, uid: str) -> None:
         try:
