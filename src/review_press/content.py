@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import multiprocessing as mp
-import os
 import pickle
 import re
 import sys
 import tomllib
 import unicodedata
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +27,7 @@ import yaml
 from . import markup, sitefiles
 from .config import Config
 from .errors import ContentError, PressError, raise_all, write_error
+from .forked import map_forked
 from .images import Asset, Placed, resolve_posts
 from .statedir import private_dir
 
@@ -456,9 +454,6 @@ def _write_cache(config: Config, cache: dict[str, Post]) -> None:
         raise write_error(path, exc) from None
 
 
-_JOBS: list[tuple[Path, bytes, Config, str]] = []  # what forked parsers parse: a fork inherits it, nothing is pickled to them
-
-
 def _parse_job(job: tuple[Path, bytes, Config, str]) -> Post | PressError:
     """Parse one post; a problem comes back as a value, not raised across processes."""
     path, raw, config, key = job
@@ -468,27 +463,11 @@ def _parse_job(job: tuple[Path, bytes, Config, str]) -> Post | PressError:
         return exc
 
 
-def _parse_range(start: int, stop: int) -> list[Post | PressError]:
-    """In a forked parser: the posts `_JOBS[start:stop]`."""
-    return [_parse_job(job) for job in _JOBS[start:stop]]
-
-
 def _parse_many(jobs: list[tuple[Path, bytes, Config, str]]) -> list[Post | PressError]:
     """Parse posts, on every core when there are many (Markdown rendering dominates a cold build).
-    The forked parsers inherit the jobs (the files' bytes and the config are never pickled to
-    them, which at 20,000 posts was hundreds of MB); only the parsed posts come back, in order."""
-    workers = min(os.cpu_count() or 1, 8)
-    if len(jobs) < PARALLEL_FROM or workers < 2 or "fork" not in mp.get_all_start_methods():
-        return [_parse_job(job) for job in jobs]
-    global _JOBS
-    _JOBS = jobs
-    try:
-        step = max(1, len(jobs) // (workers * 8))
-        ranges = [(i, min(i + step, len(jobs))) for i in range(0, len(jobs), step)]
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
-            return [post for part in pool.map(_parse_range, *zip(*ranges, strict=True)) for post in part]
-    finally:
-        _JOBS = []
+    The forked parsers inherit the jobs (`forked.map_forked`): the files' bytes and the config are
+    never pickled to them, which at 20,000 posts was hundreds of MB; only the parsed posts come back."""
+    return map_forked(_parse_job, jobs, PARALLEL_FROM)
 
 
 def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:

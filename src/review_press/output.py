@@ -14,18 +14,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from . import sitefiles
 from .errors import BuildError, PressError, raise_all, write_error
+from .forked import map_forked
 from .statedir import private_dir
 
 MANIFEST_VERSION = 1
@@ -121,7 +120,6 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 PARALLEL_FROM = 400  # artifacts to render: below this, a process pool costs more than it saves
-_JOB: tuple[list[Artifact], str, str | None] = ([], "", None)  # what forked renderers render: a fork inherits it
 Outcome = str | list[PressError]  # "staged", "same" or "checked"; or the artifact's errors
 
 
@@ -151,29 +149,12 @@ def _render_one(art: Artifact, out_dir: str, staging: str | None) -> Outcome:
     return "staged"
 
 
-def _render_range(start: int, stop: int) -> list[Outcome]:
-    """In a forked renderer: the artifacts `_JOB[0][start:stop]`."""
-    todo, out_dir, staging = _JOB
-    return [_render_one(art, out_dir, staging) for art in todo[start:stop]]
-
-
 def _render_many(todo: list[Artifact], out_dir: Path, staging: Path | None) -> list[Outcome]:
     """Render artifacts, on every core when there are many (pages and feeds are a third of a cold
-    build). Pure renders, so the bytes are the same whichever process makes them; the outcomes
-    come back in order."""
-    workers = min(os.cpu_count() or 1, 8)
+    build; `forked.map_forked`). Pure renders, so the bytes are the same whichever process makes
+    them; the outcomes come back in order."""
     where = str(staging) if staging is not None else None
-    if len(todo) < PARALLEL_FROM or workers < 2 or "fork" not in mp.get_all_start_methods():
-        return [_render_one(art, str(out_dir), where) for art in todo]
-    global _JOB
-    _JOB = (todo, str(out_dir), where)
-    try:
-        step = max(1, len(todo) // (workers * 8))
-        ranges = [(i, min(i + step, len(todo))) for i in range(0, len(todo), step)]
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
-            return [r for part in pool.map(_render_range, *zip(*ranges, strict=True)) for r in part]
-    finally:
-        _JOB = ([], "", None)
+    return map_forked(partial(_render_one, out_dir=str(out_dir), staging=where), todo, PARALLEL_FROM)
 
 
 def _due(artifacts: list[Artifact], out_dir: Path, manifest: dict[str, list]) -> list[Artifact]:
