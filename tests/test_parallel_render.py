@@ -49,3 +49,30 @@ def test_an_error_in_a_forked_renderer_is_the_same_error_and_out_stays_as_it_was
         messages.append(str(caught.value))
         assert snapshot(root / "out") == before
     assert messages[0] == messages[1] and "post.html" in messages[0]
+
+
+@pytest.mark.slow
+def test_a_build_killed_with_sigkill_leaves_no_forked_worker_behind(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    posts = {f"p{i:04d}.md": post_text(f"Post {i}", body="Words. " * 300) for i in range(600)}
+    root = write_site(tmp_path / "site", posts)
+    build = subprocess.Popen(
+        [sys.executable, "-m", "review_press", "build", "--site", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    parent = psutil.Process(build.pid)
+    workers: list[psutil.Process] = []
+    deadline = time.monotonic() + 60
+    while len(workers) < 2 and build.poll() is None and time.monotonic() < deadline:
+        workers = parent.children()  # the forked parsers (or renderers), once the pool has started
+        time.sleep(0.01)
+    assert len(workers) >= 2, "the build ended before its workers could be seen"
+    build.send_signal(signal.SIGKILL)
+    build.wait(10)
+    _, alive = psutil.wait_procs(workers, timeout=30)  # they notice their parent is gone and end
+    assert not alive, [p.pid for p in alive]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -16,6 +18,24 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _WORK: tuple[Callable[[Any], Any] | None, Sequence[Any]] = (None, ())  # what the forked processes inherit
+
+
+def when_parent_is_gone(parent: int, then: Callable[[], None]) -> None:
+    """Run `then` (in a daemon thread of this process) as soon as the process `parent` that
+    started this one is gone (SIGKILL, out of memory): a child must not outlive the work it was
+    started for, waiting on its parent's queue forever or sending on without it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        then()
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _exit_with(parent: int) -> None:
+    """A pool process's initializer: end it when the build that forked it is gone."""
+    when_parent_is_gone(parent, lambda: os._exit(1))
 
 
 def _run(start: int, stop: int) -> list[Any]:
@@ -36,7 +56,8 @@ def map_forked(fn: Callable[[T], R], items: Sequence[T], threshold: int) -> list
     try:
         step = max(1, len(items) // (workers * 8))
         starts = range(0, len(items), step)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
+        context = mp.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)) as pool:
             return [r for part in pool.map(_run, starts, [min(s + step, len(items)) for s in starts]) for r in part]
     finally:
         _WORK = (None, ())

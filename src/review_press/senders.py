@@ -14,7 +14,6 @@ import queue
 import secrets
 import signal
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from .delivery.connect import connector_for
 from .delivery.run import CampaignRun, Progress, StopRequest, send_campaign, stop_on_signals
 from .delivery.smtp import Connector, Policy, Pool, RateLimiter
 from .errors import DeliveryError, PressError
+from .forked import when_parent_is_gone
 from .identity import Refusal
 from .newsletter import campaign_message_id, require_since, require_web_url, sender
 from .site import make_site
@@ -348,19 +348,12 @@ def join(root: Path, options: PublishOptions = PublishOptions(), keys: tuple[str
     return report([])
 
 
-def _watch_parent(parent: int) -> None:
-    """In a sending process: when the publish that started it is gone (killed, out of memory), stop
-    after the messages in flight, as SIGTERM does: its lock is released, and a new publish will
-    put rows still `sending` back to pending (at most the in-flight messages go twice, as after a
-    kill of any sender)."""
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _sender_process(root: str, options: PublishOptions, keys: tuple[str, ...], results: Any, parent: int) -> None:
     """The body of one sending process of `publish --workers`: `join`, then its report on `results`."""
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watch").start()
+    # when the publish that started it is gone (killed, out of memory), stop after the messages in
+    # flight, as SIGTERM does: its lock is released, and a new publish will put rows still
+    # `sending` back to pending (at most the in-flight messages go twice, as after any kill)
+    when_parent_is_gone(parent, lambda: os.kill(os.getpid(), signal.SIGTERM))
     try:
         report = join(Path(root), options, keys)
         results.put((os.getpid(), report.posts, None))
