@@ -49,8 +49,8 @@ def test_a_window_longer_than_any_date_means_forever_not_a_traceback(any_store: 
         event = Feedback(f"mail:soft-{n}:{ann}", "soft", ann, "maildir", code="4.2.2")
         when = T0 + dt.timedelta(days=400 * n)
         assert feedback.record(store, [event], feedback.SoftRule(limit=2, days=days), now=when) == [["soft"], ["bounced"]][n]
-    assert feedback.first_seen(store, "mailgun:tok", float("inf"), now=T0) is True
-    assert feedback.first_seen(store, "mailgun:tok", float("inf"), now=T0 + dt.timedelta(days=9000)) is False
+    assert feedback.record(store, [], now=T0, nonce="mailgun:tok", keep_seconds=float("inf")) is not None  # taken
+    assert feedback.record(store, [], now=T0 + dt.timedelta(days=9000), nonce="mailgun:tok", keep_seconds=float("inf")) is None  # a replay
 
 
 def test_an_sns_subscription_whose_confirmation_failed_is_confirmed_when_sns_sends_it_again(

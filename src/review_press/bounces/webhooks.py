@@ -18,8 +18,8 @@ and a short reason that never quotes a secret or the payload:
   `sendgrid_public_key`, the timestamp within `webhook_max_age`. The nonce is a hash of what
   was signed (an ECDSA signature can be rewritten into a second valid one).
 
-Every verified post has a nonce (`Verified.nonce`) the caller passes through
-`store.feedback.first_seen` before recording anything: a post seen before is a replay (409).
+Every verified post has a nonce (`Verified.nonce`) the caller records with its reports
+(`store.feedback.record(..., nonce=)`, one transaction): a post seen before is a replay (409).
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def webhook_keys(bounces: BouncesConfig, environ: Mapping[str, str]) -> WebhookK
 
 def keep_seconds(keys: WebhookKeys) -> float:
     """How long nonces are remembered: longer than any post stays acceptable by its timestamp
-    (one table for every provider, and each `first_seen` forgets what is older than this)."""
+    (one table for every provider, and each post recorded forgets what is older than this)."""
     return max(SNS_MAX_AGE, 2 * keys.max_age) + CLOCK_SKEW
 
 

@@ -46,7 +46,7 @@ def record(
 ) -> list[str] | None:
     """Record reports (one message's or one webhook post's worth) in one transaction; return each
     one's outcome (one of `OUTCOMES`), in the order given. With a `nonce` (a webhook post's, see
-    `first_seen`) the post is taken in the same transaction: None, and nothing recorded, when it
+    `_take_nonce`) the post is taken in the same transaction: None, and nothing recorded, when it
     was seen before; a failure records neither, so the provider's retry is not taken for a replay."""
     stamp = now_iso(now)
     since = now_iso(_before(now or dt.datetime.now(dt.UTC), rule.days * 86400.0))
@@ -89,16 +89,8 @@ def record(
     return [outcomes[i] for i in range(len(events))]
 
 
-def first_seen(store: Store, nonce: str, keep_seconds: float, now: dt.datetime | None = None) -> bool:
-    """Remember a signed webhook post by its nonce (its signature, token or message id); False
-    when it was seen already (a replay). Nonces older than `keep_seconds` are forgotten (a post
-    that old is refused by its timestamp anyway)."""
-    with store.transaction() as conn:
-        return _take_nonce(conn, nonce, keep_seconds, now or dt.datetime.now(dt.UTC))
-
-
 def forget_seen(store: Store, nonce: str) -> None:
-    """Forget a nonce `first_seen` (or `record`) took for a post whose handling then failed
+    """Forget a nonce `record` took for a post whose handling then failed
     after the commit (an SNS subscription whose confirmation did not go through): the provider's
     retry of that same post is then taken, not refused as a replay."""
     with store.transaction() as conn:
@@ -137,6 +129,11 @@ class CampaignFeedback:
     complaints: int = 0
     smtp_bounced: int = 0  # refused with 5.1.x during the SMTP session (the ledger's `bounced`)
 
+    @classmethod
+    def of(cls, campaign: str, by_kind: dict[str, int], *, sent: int = 0, smtp_bounced: int = 0) -> CampaignFeedback:
+        """From readers counted per feedback kind (hard, soft, complaint)."""
+        return cls(campaign, sent, by_kind.get("hard", 0), by_kind.get("soft", 0), by_kind.get("complaint", 0), smtp_bounced)
+
     @property
     def bounced(self) -> int:
         return self.hard + self.smtp_bounced
@@ -165,8 +162,8 @@ def per_campaign(store: Store) -> dict[str, CampaignFeedback]:
     for campaign, kind, n in store.conn.execute(
         f"SELECT campaign, kind, {_READERS} FROM feedback WHERE campaign IS NOT NULL GROUP BY campaign, kind"
     ).fetchall():
-        counts.setdefault(campaign, {})[{"hard": "hard", "soft": "soft", "complaint": "complaints"}[kind]] = n
-    return {key: CampaignFeedback(key, **c) for key, c in counts.items()}
+        counts.setdefault(campaign, {})[kind] = n
+    return {key: CampaignFeedback.of(key, c) for key, c in counts.items()}
 
 
 def of_reader(store: Store, subscriber_id: int) -> dict[str, int]:
@@ -197,7 +194,7 @@ def _counts(store: Store, slug: str) -> CampaignFeedback | None:
     if not reports.get("complaint") and not reports.get("hard") and not smtp_bounced:
         return None
     sent = conn.execute("SELECT count(*) FROM deliveries WHERE slug = ? AND status = 'sent'", (slug,)).fetchone()[0]
-    return CampaignFeedback(slug, sent, reports.get("hard", 0), reports.get("soft", 0), reports.get("complaint", 0), smtp_bounced)
+    return CampaignFeedback.of(slug, reports, sent=sent, smtp_bounced=smtp_bounced)
 
 
 def judge(store: Store, slug: str, guard: Guard) -> str | None:
