@@ -127,6 +127,19 @@ _TLS_HINT = "the server's certificate must be valid for the host and signed by a
 _ERRORS = (OSError, EOFError, imaplib.IMAP4.error, poplib.error_proto)
 
 
+def _no_tls(box: Mailbox, command: str, secure: str) -> DeliveryError:
+    """A server that will not start TLS: the password is never sent in the clear."""
+    return DeliveryError(
+        f"{box.describe()} does not offer {command}: the password is not sent without TLS",
+        hint=f"use {secure}:// (TLS from the start), or turn on {command} on the server",
+    )
+
+
+def _login_refused(box: Mailbox, exc: Exception) -> DeliveryError:
+    """The server said no to the user and password (its words, never the password)."""
+    return DeliveryError(f"{box.describe()} refused the login: {_reason(exc)}", hint="check the user in [bounces] source and the password")
+
+
 def _failed(box: Mailbox, doing: str, exc: BaseException) -> DeliveryError:
     hint = _TLS_HINT if isinstance(exc, ssl.SSLCertVerificationError) else None
     return DeliveryError(f"{box.describe()}: {doing} failed: {_reason(exc)}", hint=hint)
@@ -153,10 +166,7 @@ class ImapSource:
             else:
                 self.conn = imaplib.IMAP4(box.host, box.port, timeout=TIMEOUT)
                 if "STARTTLS" not in self.conn.capabilities:
-                    raise DeliveryError(
-                        f"{box.describe()} does not offer STARTTLS: the password is not sent without TLS",
-                        hint="use imaps:// (TLS from the start), or turn on STARTTLS on the server",
-                    )
+                    raise _no_tls(box, "STARTTLS", "imaps")
                 self.conn.starttls(ssl_context=context)
         except DeliveryError:
             self._drop()
@@ -174,9 +184,7 @@ class ImapSource:
             raise _failed(box, "logging in", exc) from None
         except imaplib.IMAP4.error as exc:
             self._drop()
-            raise DeliveryError(
-                f"{box.describe()} refused the login: {_reason(exc)}", hint="check the user in [bounces] source and the password"
-            ) from None
+            raise _login_refused(box, exc) from None
         except _ERRORS as exc:
             self._drop()
             raise _failed(box, "logging in", exc) from None
@@ -340,10 +348,7 @@ class Pop3Source:
                 except poplib.error_proto:
                     offered = {}
                 if "STLS" not in offered:
-                    raise DeliveryError(
-                        f"{box.describe()} does not offer STLS: the password is not sent without TLS",
-                        hint="use pop3s:// (TLS from the start), or turn on STLS on the server",
-                    )
+                    raise _no_tls(box, "STLS", "pop3s")
                 self.conn.stls(context=context)
         except DeliveryError:
             self._drop()
@@ -356,9 +361,7 @@ class Pop3Source:
             self.conn.pass_(password)
         except poplib.error_proto as exc:
             self._drop()
-            raise DeliveryError(
-                f"{box.describe()} refused the login: {_reason(exc)}", hint="check the user in [bounces] source and the password"
-            ) from None
+            raise _login_refused(box, exc) from None
         except _ERRORS as exc:
             self._drop()
             raise _failed(box, "logging in", exc) from None
