@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smtp_servers import free_port
+from waiting import stop
 
 DOVECOT = "/usr/sbin/dovecot"
 HOSTS = {"imaps": "127.0.0.1", "nomove": "127.0.0.2", "bare": "127.0.0.3"}  # where each IMAPS listener is
@@ -371,10 +372,5 @@ def running_server() -> Iterator[Server]:
 
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         shutil.rmtree(folder, ignore_errors=True)

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from waiting import stop
+
 SUPERUSER = "press"
 PASSWORD = "pg-secret-" + uuid.uuid4().hex[:12]  # a test asserts it never shows up in output
 
@@ -141,10 +143,5 @@ def running_server(*, fsync: bool = False) -> Iterator[Server]:
                 time.sleep(0.1)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         shutil.rmtree(folder, ignore_errors=True)

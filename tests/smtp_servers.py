@@ -10,6 +10,7 @@ so a test can kill the publisher at will and still compare with what the server 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import os
@@ -162,11 +163,11 @@ def read_record(path: str) -> Counter[str]:
 
 
 @contextmanager
-def recording_server(folder: Path) -> Iterator[tuple[int, Path]]:
-    """A recording SMTP server in its own process (this file run as a script): yields its port and
-    the file where each accepted message is logged; stopped with SIGINT afterwards."""
+def _recording_process(script: Path, folder: Path) -> Iterator[tuple[int, Path]]:
+    """`script PORT RECORD` in its own process, once it prints `ready`: its port and the record
+    file where each accepted message is logged; stopped with SIGINT afterwards."""
     port, record = free_port(), folder / "received.tsv"
-    server = subprocess.Popen([sys.executable, str(Path(__file__)), str(port), str(record)], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, str(script), str(port), str(record)], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         yield port, record
@@ -175,20 +176,15 @@ def recording_server(folder: Path) -> Iterator[tuple[int, Path]]:
         server.wait(timeout=10)
 
 
-@contextmanager
-def fast_recording_server(folder: Path) -> Iterator[tuple[int, Path]]:
+def recording_server(folder: Path) -> contextlib.AbstractContextManager[tuple[int, Path]]:
+    """A recording SMTP server (aiosmtpd, this file run as a script) in its own process."""
+    return _recording_process(Path(__file__), folder)
+
+
+def fast_recording_server(folder: Path) -> contextlib.AbstractContextManager[tuple[int, Path]]:
     """`recording_server`'s twin for tens of thousands of messages: `fast_sink.py` (asyncio,
-    PIPELINING, only the Message-ID read), in its own process; the same record file."""
-    port, record = free_port(), folder / "received.tsv"
-    server = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("fast_sink.py")), str(port), str(record)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        yield port, record
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=10)
+    PIPELINING, only the Message-ID read); the same record file."""
+    return _recording_process(Path(__file__).with_name("fast_sink.py"), folder)
 
 
 def received(path: Path) -> Counter[str]:
