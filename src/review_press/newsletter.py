@@ -33,6 +33,7 @@ from .config import CONFIG_NAME, Config
 from .content import Post
 from .errors import DeliveryError
 from .store import parse_address
+from .tokens import purpose_key
 
 MessageKind = Literal["campaign", "test", "preview", "confirm"]
 
@@ -115,7 +116,7 @@ def message_id(kind: MessageKind, domain: str, *, slug: str = "", subscriber_id:
     if kind == "campaign":
         if not secret:
             raise ValueError("a campaign Message-ID needs the site secret")
-        derived = hmac.digest(secret, b"campaign message-id", "sha256")
+        derived = purpose_key(secret, b"campaign message-id")
         digest = hmac.digest(derived, f"{slug}\0{subscriber_id}\0{domain}".encode(), "sha256").hex()[:12]
         return f"<{_label(slug)}.{subscriber_id}.{digest}@{domain}>"
     if kind == "preview":

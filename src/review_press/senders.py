@@ -95,7 +95,7 @@ class PublishOptions:
     make_edition: EditionMaker | None = None
     build_message: MessageBuilder | None = None
     environ: dict[str, str] | None = field(default=None, repr=False)
-    workers: int = 1  # sending processes (PostgreSQL only)
+    workers: int = 1  # sending processes (on SQLite they share the file under this publish's lock)
     follow: bool = False  # `join`: keep waiting for new campaigns until stopped
     poll_seconds: float = 2.0  # how often a waiting sender looks at the store again
     beside_publish: bool = False  # a sending process of `publish --workers`: others share the store, SQLite too

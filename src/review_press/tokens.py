@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 
 from .config import Config
@@ -89,6 +90,14 @@ def load_secret(state_dir: Path, environ: Mapping[str, str] | None = None) -> by
 def site_secret(config: Config) -> bytes:
     """The signing key of a site (see `load_secret`)."""
     return load_secret(config.state_dir)
+
+
+@lru_cache(maxsize=32)
+def purpose_key(secret: bytes, label: bytes) -> bytes:
+    """A key for one purpose (`label`), derived from the site secret with HMAC-SHA256: what a
+    signature for one purpose proves never stands for another's. Made once per secret and label
+    (the senders ask for it with every message)."""
+    return hmac.digest(secret, label, "sha256")
 
 
 def _mac(secret: bytes, packed_id: bytes) -> bytes:

@@ -20,6 +20,7 @@ import hmac
 from collections.abc import Iterable
 
 from ..store import parse_address
+from ..tokens import purpose_key
 
 _LABEL = b"verp return path"
 _MAC_CHARS = 16
@@ -36,8 +37,7 @@ def campaign_tag(key: str) -> str:
 
 
 def _mac(secret: bytes, key: str, subscriber_id: int) -> str:
-    derived = hmac.digest(secret, _LABEL, "sha256")
-    return _b32(hmac.digest(derived, f"{key}\0{subscriber_id}".encode(), "sha256"), _MAC_CHARS)
+    return _b32(hmac.digest(purpose_key(secret, _LABEL), f"{key}\0{subscriber_id}".encode(), "sha256"), _MAC_CHARS)
 
 
 def _base36(n: int) -> str:
