@@ -85,9 +85,17 @@ def test_follow_starts_no_campaign_after_a_sigterm_that_came_while_it_built(tmp_
 
     stop = StopRequest()
     published: list[Path] = []
-    monkeypatch.setattr(follow_mod, "build", lambda root: stop.set(signal.SIGTERM))  # the signal arrives mid-build
-    monkeypatch.setattr(follow_mod, "publish", lambda root, options: published.append(root))
-    assert follow_mod.follow(tmp_path, poll_seconds=0.1, stop=stop) == signal.SIGTERM
+    root = _site(tmp_path)
+    real_build = follow_mod.build
+
+    def build_then_signal(root: Path) -> object:  # the signal arrives mid-build
+        built = real_build(root)
+        stop.set(signal.SIGTERM)
+        return built
+
+    monkeypatch.setattr(follow_mod, "build", build_then_signal)
+    monkeypatch.setattr(follow_mod, "publish", lambda root, options, **kw: published.append(root))
+    assert follow_mod.follow(root, poll_seconds=0.1, stop=stop) == signal.SIGTERM
     assert published == []
 
 

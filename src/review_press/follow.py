@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .build import build
-from .config import load_config
-from .content import load_posts
+from .content import Post
 from .delivery.run import StopRequest, stop_on_signals
 from .errors import DeliveryError, PressError
 from .publish import PublishOptions, PublishReport, SendingStopped, publish
-from .site import scheduled
 
 
 @dataclass(frozen=True)
@@ -36,14 +34,11 @@ class Round:
     next_at: dt.datetime
 
 
-def next_round(root: Path, now: dt.datetime, poll_seconds: float) -> dt.datetime:
-    """When to look again: the soonest scheduled post's date, or `poll_seconds` from `now`."""
+def next_round(scheduled: tuple[Post, ...], now: dt.datetime, poll_seconds: float) -> dt.datetime:
+    """When to look again: the soonest of the round's scheduled posts (its build's
+    `Plan.scheduled`, soonest first; none when the build failed), or `poll_seconds` from `now`."""
     latest = now + dt.timedelta(seconds=poll_seconds)
-    try:
-        soonest = scheduled(load_posts(load_config(root)), now)
-    except PressError:  # a broken post: the next round reports it
-        return latest
-    return min(latest, soonest[0].date) if soonest else latest
+    return min(latest, scheduled[0].date) if scheduled else latest
 
 
 def follow(
@@ -61,8 +56,10 @@ def follow(
         while not stop.is_set():
             report: PublishReport | None = None
             error: PressError | None = None
+            soonest: tuple[Post, ...] = ()
             try:
-                build(root)
+                plan, _ = build(root)
+                soonest = plan.scheduled
                 if stop.is_set():  # SIGTERM while building: no campaign starts
                     break
                 report = publish(root, options, stop=stop)  # the same stop request: a signal at any moment ends the round
@@ -74,7 +71,7 @@ def follow(
                 error = exc
             if report is not None and report.interrupted:
                 stop.set(report.signum or signal.SIGTERM)
-            wake = next_round(root, dt.datetime.now(dt.UTC), poll_seconds)
+            wake = next_round(soonest, dt.datetime.now(dt.UTC), poll_seconds)
             if on_round is not None:
                 on_round(Round(report, error, wake))
             while not stop.is_set() and dt.datetime.now(dt.UTC) < wake:
