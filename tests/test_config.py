@@ -147,3 +147,44 @@ def test_numbers_no_clock_or_counter_can_hold_are_refused_at_their_line(tmp_path
     with pytest.raises(PressError) as caught:
         parse_config(text, tmp_path)
     assert words in str(caught.value) and f"press.toml:{text.count(chr(10))}" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ('[bounces]\nsource = "ftp://bounces@mail.example.org/"', "[bounces] source must be maildir:PATH"),
+        ('[bounces]\nsource = "imaps://bounces:hunter22@mail.example.org/INBOX"', "must not hold a password"),
+        ('[bounces]\nsource = "imaps://mail.example.org/INBOX"', "needs a user and a host"),
+        ('[bounces]\nsource = "imaps://u@mail.example.org:99999/INBOX"', "is not a URL"),
+        ('[bounces]\nsource = "maildir:"', "maildir: needs a folder"),
+        ('[bounces]\npassword_env = "hunter22 secret"', "must name an environment variable"),
+        ('[bounces]\nses_topic_arns = ["https://sns.example/topic"]', "must be a list of SNS topic ARNs"),
+        ('[bounces]\nsendgrid_public_key = "<not base64>"', "must be the base64 key SendGrid shows"),
+        ("[bounces]\npause_complaint_rate = 3", "must be a fraction between 0 and 1"),
+        ("[bounces]\nsoft_limit = 0", "must be greater than 0"),
+        ('[newsletter]\nbounce_address = "not an address"', "[newsletter] bounce_address"),
+        ('[newsletter]\nbounce_address = "bounces+x@example.org"', "must not hold a +"),
+    ],
+)
+def test_bad_bounce_settings_are_refused_at_their_line_without_quoting_a_password(tmp_path: Path, table: str, words: str) -> None:
+    from review_press.config import parse_config
+    from review_press.errors import PressError
+
+    text = 'title = "T"\nbase_url = "https://example.org/"\n' + table + "\n"
+    with pytest.raises(PressError) as caught:
+        parse_config(text, tmp_path)
+    message = str(caught.value)
+    assert words in message and f"press.toml:{text.count(chr(10))}" in message, message
+    assert "hunter22" not in message
+
+
+def test_bounces_fetch_without_a_source_says_what_to_set_and_exits_1(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "posts").mkdir()
+    (tmp_path / "press.toml").write_text('title = "T"\nbase_url = "https://example.org/"\n', "utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "review_press", "bounces", "fetch", "--site", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1 and "[bounces] source is not set" in done.stderr and "Traceback" not in done.stderr
