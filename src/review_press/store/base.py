@@ -26,6 +26,7 @@ from ..errors import DeliveryError, write_error
 from ..spreadsheet import neutralize_cell
 from .model import (
     EXPORT_COLUMNS,
+    FREQUENCIES,
     KEY_CHECK,
     MAX_LISTED,
     SECRET_DIFFERS,
@@ -46,7 +47,8 @@ from .model import (
 )
 
 _SUB_COLUMNS = (
-    "id, address, envelope, name, status, consent_source, consent_at, consent_ip, created_at, updated_at, status_reason, status_at"
+    "id, address, envelope, name, status, consent_source, consent_at, consent_ip, created_at, updated_at, status_reason, status_at,"
+    " frequency, prefs_at"
 )
 _SUPPRESSED_SQL = "(" + ", ".join(f"'{s}'" for s in SUPPRESSED) + ")"
 
@@ -85,7 +87,8 @@ class Dialect:
     `domain_of` the lower-cased domain of a subscriber `s`'s envelope address;
     `skip_locked` ends a claiming SELECT so concurrent senders take different rows, and
     `for_update` a SELECT whose rows the transaction must hold until it commits;
-    `many_senders` says whether several processes may send one campaign at once.
+    `many_senders` says whether several processes may send one campaign at once;
+    `topics_of` the topics a subscriber `s` chose, one per line (NULL: none).
     """
 
     name: str
@@ -94,6 +97,7 @@ class Dialect:
     skip_locked: str
     for_update: str
     many_senders: bool
+    topics_of: str
 
 
 class Store(ABC):
@@ -175,8 +179,14 @@ class Store(ABC):
         now: dt.datetime | None = None,
         secret: bytes | None = None,
         forgotten: ForgottenPolicy = "refuse",
+        topics: Sequence[str] = (),
+        frequency: str = "each",
+        welcome: bool = False,
     ) -> Subscriber:
         """Add one subscriber; an address already present is a `DeliveryError` (nothing changes).
+
+        `topics` and `frequency` are what they chose (`set_preferences`); `welcome` queues the
+        welcome email for an active reader in the same transaction (`mailings.queue_welcome`).
 
         An address erased by `forget` is refused (`forgotten="refuse"`, checked with the site
         `secret`), added with its hash kept (`"keep"`: a web signup, pending until confirmed), or
@@ -186,6 +196,8 @@ class Store(ABC):
         """
         if status not in STATUSES:
             raise DeliveryError(f"unknown status {status!r}", hint="one of " + ", ".join(STATUSES))
+        if frequency not in FREQUENCIES:
+            raise DeliveryError(f"unknown frequency {frequency!r}", hint="one of " + ", ".join(FREQUENCIES))
         try:
             addr, name = parse_address(address), check_name(name)
         except ValueError as exc:
@@ -210,6 +222,11 @@ class Store(ABC):
                 " created_at, updated_at, status_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (addr.address, addr.envelope, addr.key, name, status, source, stamp, ip, stamp, stamp, stamp),
             ).fetchone()[0]
+            _set_topics(conn, new_id, topics, frequency)
+            if welcome and status == "active":
+                from .mailings import queue_welcome  # mailings builds on this module
+
+                queue_welcome(conn, new_id, stamp)
         sub = self.get(new_id)
         assert sub is not None
         return sub
@@ -322,7 +339,21 @@ class Store(ABC):
 
     def get(self, subscriber_id: int) -> Subscriber | None:
         row = self.conn.execute(f"SELECT {_SUB_COLUMNS} FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
-        return Subscriber(*row) if row else None
+        return self._subscribers([row])[0] if row else None
+
+    def _subscribers(self, rows: Sequence[Sequence[Any]]) -> list[Subscriber]:
+        """Subscriber rows (`_SUB_COLUMNS`) with the topics each one chose (one query for them all)."""
+        if not rows:
+            return []
+        ids = [row[0] for row in rows]
+        topics: dict[int, list[str]] = {}
+        for sid, topic in self.conn.execute(
+            f"SELECT subscriber_id, topic FROM subscriber_topics WHERE subscriber_id IN ({', '.join('?' * len(ids))})"
+            " ORDER BY subscriber_id, topic",
+            ids,
+        ):
+            topics.setdefault(sid, []).append(topic)
+        return [Subscriber(*row, topics=tuple(topics.get(row[0], ()))) for row in rows]
 
     def find(self, address: str) -> Subscriber | None:
         """The subscriber with this address, whatever its case; None if absent or not an address."""
@@ -331,7 +362,7 @@ class Store(ABC):
         except ValueError:
             return None
         row = self.conn.execute(f"SELECT {_SUB_COLUMNS} FROM subscribers WHERE address_key = ?", (key,)).fetchone()
-        return Subscriber(*row) if row else None
+        return self._subscribers([row])[0] if row else None
 
     def iter_subscribers(self, statuses: Sequence[str] = (), batch: int = 1000) -> Iterator[Subscriber]:
         """Every subscriber (optionally only those with these statuses) in id order, streamed;
@@ -346,8 +377,7 @@ class Store(ABC):
             ).fetchall()
             if not rows:
                 return
-            for row in rows:
-                yield Subscriber(*row)
+            yield from self._subscribers(rows)
             last = rows[-1][0]
 
     def count(self) -> dict[str, int]:
@@ -427,9 +457,12 @@ class Store(ABC):
             )
         return cur.rowcount > 0
 
-    def confirm(self, subscriber_id: int, *, source: str, ip: str | None, secret: bytes, now: dt.datetime | None = None) -> bool:
+    def confirm(
+        self, subscriber_id: int, *, source: str, ip: str | None, secret: bytes, now: dt.datetime | None = None, welcome: bool = False
+    ) -> bool:
         """Make a pending reader active and record their consent (source, time, IP); an erased
-        address they had is no longer on record, since they gave new consent. True if they were pending."""
+        address they had is no longer on record, since they gave new consent. `welcome`: queue the
+        welcome email in the same transaction (`mailings.queue_welcome`). True if they were pending."""
         stamp = now_iso(now)
         with self.transaction() as conn:
             cur = conn.execute(
@@ -440,7 +473,34 @@ class Store(ABC):
             row = conn.execute("SELECT address_key FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
             if cur.rowcount and row and self._has_forgotten():
                 conn.execute("DELETE FROM forgotten WHERE address_hash = ?", (forgotten_hash(secret, row[0]),))
+            if cur.rowcount and welcome:
+                from .mailings import queue_welcome  # mailings builds on this module
+
+                queue_welcome(conn, subscriber_id, stamp)
         return cur.rowcount > 0
+
+    def set_preferences(
+        self, subscriber_id: int, *, topics: Sequence[str] | None = None, frequency: str | None = None, now: dt.datetime | None = None
+    ) -> bool:
+        """Change what a pending or active reader gets: their `topics` (none: every post) and
+        `frequency` ('each' or 'weekly'); None leaves one as it is. From now on they are owed the
+        campaigns that start after (`ledger.fill`), never earlier ones. False if no such reader
+        (or one who left)."""
+        if frequency is not None and frequency not in FREQUENCIES:
+            raise DeliveryError(f"unknown frequency {frequency!r}", hint="one of " + ", ".join(FREQUENCIES))
+        stamp = now_iso(now)
+        with self.transaction() as conn:
+            row = conn.execute(
+                f"SELECT frequency FROM subscribers WHERE id = ? AND status IN ('pending', 'active'){self.dialect.for_update}",
+                (subscriber_id,),
+            ).fetchone()
+            if row is None:
+                return False
+            conn.execute("UPDATE subscribers SET prefs_at = ?, updated_at = ? WHERE id = ?", (stamp, stamp, subscriber_id))
+            if topics is not None:
+                conn.execute("DELETE FROM subscriber_topics WHERE subscriber_id = ?", (subscriber_id,))
+            _set_topics(conn, subscriber_id, topics or (), frequency or row[0])
+        return True
 
     def ping(self) -> bool:
         """True when the database answers."""
@@ -502,6 +562,16 @@ class Store(ABC):
                 with suppress(OSError):
                     os.unlink(tmp)
         return n
+
+
+def _set_topics(conn: Connection, subscriber_id: int, topics: Sequence[str], frequency: str) -> None:
+    """Inside the caller's transaction: add `topics` to a reader's and set their `frequency`."""
+    conn.execute("UPDATE subscribers SET frequency = ? WHERE id = ?", (frequency, subscriber_id))
+    if topics:
+        conn.executemany(
+            "INSERT INTO subscriber_topics (subscriber_id, topic) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            [(subscriber_id, t) for t in sorted(set(topics))],
+        )
 
 
 def suppress_reader(conn: Connection, subscriber_id: int, status: str, reason: str, stamp: str, unless: Sequence[str]) -> bool:

@@ -49,6 +49,7 @@ class Claim:
     name: str
     message_id: str
     token: str = ""  # the claim's own lease mark (`Lease.owner` + a part new for every claim): the fence
+    topics: tuple[str, ...] = ()  # the topics the reader chose (claimed `with_topics`: a digest picks its posts by them)
 
 
 @dataclass(frozen=True)
@@ -82,20 +83,70 @@ class PostStatus:
         return self.pending + self.sending + self.sent + self.failed + self.bounced + self.skipped + self.deferred
 
 
+@dataclass(frozen=True)
+class Audience:
+    """Who a post's campaign is for: readers of every post (frequency 'each') who chose none of the
+    `offered` topics, or one of the post's `topics`; a post with no topic is for all of them."""
+
+    topics: tuple[str, ...] = ()
+    offered: tuple[str, ...] = ()
+    frequency: str = "each"  # a digest's audience: the weekly readers
+
+    def where(self) -> tuple[str, tuple[object, ...]]:
+        """The condition on a subscriber `s`, and its parameters (the same rule as `reads`)."""
+        if not self.topics:
+            return "s.frequency = ?", (self.frequency,)
+        chose = "SELECT 1 FROM subscriber_topics t WHERE t.subscriber_id = s.id AND t.topic IN ({})"
+        return (
+            f"s.frequency = ? AND (NOT EXISTS ({chose.format(_marks(len(self.offered)))})"
+            f" OR EXISTS ({chose.format(_marks(len(self.topics)))}))",
+            (self.frequency, *self.offered, *self.topics),
+        )
+
+
+def reads(chosen: Iterable[str], topics: Iterable[str], offered: Iterable[str]) -> bool:
+    """Whether a reader who `chosen` these topics gets a post with these `topics` (`Audience` in
+    Python, for a digest's content): a post with no topic goes to everyone, and a reader who chose
+    none of the `offered` topics gets every post."""
+    post, mine = set(topics), set(chosen) & set(offered)
+    return not post or not mine or bool(post & mine)
+
+
+def _owed(store: Store, audience: Audience) -> tuple[str, tuple[object, ...]]:
+    """The one rule for whom a post's campaign is owed to (`fill` adds them, `would_receive` lists
+    them), as SQL on a subscriber `s` with the parameters it takes after (late_joiners, started x 4):
+    active, in the audience, joined no later than the campaign's start (unless late joiners are
+    welcome) and with their topics and frequency as they are since before it started (a reader who
+    changes them is owed what starts after, never the back catalogue). `started` NULL: not started."""
+    where, params = audience.where()
+    return (
+        f"s.status = 'active' AND {where} AND (? OR ? IS NULL OR {_joined(store)} <= ?)"
+        " AND (s.prefs_at IS NULL OR ? IS NULL OR s.prefs_at <= ?)",
+        params,
+    )
+
+
 def campaigns(store: Store) -> list[CampaignRecord]:
-    """Every campaign with what the store remembers of its post (for `identity.match`), by key."""
+    """Every post's campaign with what the store remembers of its post (for `identity.match`), by
+    key; the welcome, digests and corrections are not a post's campaign (`mailings`)."""
     slugs: dict[str, list[str]] = {}
     for key, slug in store.conn.execute("SELECT campaign, slug FROM campaign_slugs ORDER BY campaign, slug"):
         slugs.setdefault(key, []).append(slug)
     rows = store.conn.execute(
-        "SELECT slug, started_at, post_id, source, current_slug, post_date, title, content_hash FROM campaigns ORDER BY slug"
+        "SELECT slug, started_at, post_id, source, current_slug, post_date, title, content_hash FROM campaigns"
+        " WHERE kind = 'post' ORDER BY slug"
     ).fetchall()
     return [CampaignRecord(*row[:4], row[4] or row[0], *row[5:], slugs=tuple(slugs.get(row[0], (row[0],)))) for row in rows]
 
 
-def start_campaign(store: Store, post: PostFacts, content_hash: str, now: dt.datetime | None = None) -> str:
+def campaign_keys(store: Store) -> list[str]:
+    """The key of every campaign of any kind (a bounce's return path may name any of them)."""
+    return [row[0] for row in store.conn.execute("SELECT slug FROM campaigns ORDER BY slug").fetchall()]
+
+
+def start_campaign(store: Store, post: PostFacts, content_hash: str, now: dt.datetime | None = None, topics: tuple[str, ...] = ()) -> str:
     """Start a new campaign for a post no campaign is; return its key (the slug, made unique if an
-    old campaign of a different post already has it)."""
+    old campaign of a different post already has it). `topics`: the post's (`Audience.topics`)."""
     stamp = now_iso(now)
     with store.transaction() as conn:
         key, n = post.slug, 1
@@ -103,21 +154,22 @@ def start_campaign(store: Store, post: PostFacts, content_hash: str, now: dt.dat
             n += 1
             key = f"{post.slug}~{n}"
         conn.execute(
-            "INSERT INTO campaigns (slug, started_at, post_id, source, current_slug, post_date, title, content_hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, stamp, post.post_id, post.source, post.slug, post.date, post.title, content_hash),
+            "INSERT INTO campaigns (slug, started_at, post_id, source, current_slug, post_date, title, content_hash, topics)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, stamp, post.post_id, post.source, post.slug, post.date, post.title, content_hash, "\n".join(topics)),
         )
         conn.execute("INSERT INTO campaign_slugs (campaign, slug) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, post.slug))
     return key
 
 
-def adopt(store: Store, key: str, post: PostFacts) -> None:
-    """Record that the campaign `key` is now this post (renamed, moved, re-slugged or given an id);
-    its old slugs stay on record, so their URLs keep redirecting."""
+def adopt(store: Store, key: str, post: PostFacts, topics: tuple[str, ...] = ()) -> None:
+    """Record that the campaign `key` is now this post (renamed, moved, re-slugged, given an id,
+    retagged); its old slugs stay on record, so their URLs keep redirecting."""
     with store.transaction() as conn:
         conn.execute(
-            "UPDATE campaigns SET post_id = coalesce(?, post_id), source = ?, current_slug = ?, post_date = ?, title = ? WHERE slug = ?",
-            (post.post_id, post.source, post.slug, post.date, post.title, key),
+            "UPDATE campaigns SET post_id = coalesce(?, post_id), source = ?, current_slug = ?, post_date = ?, title = ?, topics = ?"
+            " WHERE slug = ?",
+            (post.post_id, post.source, post.slug, post.date, post.title, "\n".join(topics), key),
         )
         conn.execute("INSERT INTO campaign_slugs (campaign, slug) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, post.slug))
 
@@ -128,13 +180,13 @@ def campaign_started(store: Store, slug: str) -> str | None:
     return row[0] if row else None
 
 
-def fill(store: Store, slug: str, *, late_joiners: bool, now: dt.datetime | None = None) -> int:
-    """Start the post's campaign if new, and add a `pending` row for every active subscriber due it.
+def fill(store: Store, slug: str, *, late_joiners: bool, now: dt.datetime | None = None, audience: Audience = Audience()) -> int:
+    """Start the post's campaign if new, and add a `pending` row for every subscriber owed it (`_owed`).
 
-    Due means: active, no row yet, and (unless `late_joiners`) joined no later than the
-    campaign's start. Joined is `_joined`: the consent that made them active (the confirm
-    click, the `add`), so a reader who left and came back is a late joiner for the posts that
-    went out while they were away, but never earlier than their arrival in this store (an
+    Owed means: active, in the `audience`, no row yet, and (unless `late_joiners`) joined no
+    later than the campaign's start. Joined is `_joined`: the consent that made them active (the
+    confirm click, the `add`), so a reader who left and came back is a late joiner for the posts
+    that went out while they were away, but never earlier than their arrival in this store (an
     import keeps a consent from years ago as proof, yet is not owed the posts sent before it).
     Returns how many rows were added.
     """
@@ -143,12 +195,12 @@ def fill(store: Store, slug: str, *, late_joiners: bool, now: dt.datetime | None
         conn.execute("INSERT INTO campaigns (slug, started_at) VALUES (?, ?) ON CONFLICT (slug) DO NOTHING", (slug, stamp))
         conn.execute("INSERT INTO campaign_slugs (campaign, slug) VALUES (?, ?) ON CONFLICT DO NOTHING", (slug, slug))
         started = conn.execute("SELECT started_at FROM campaigns WHERE slug = ?", (slug,)).fetchone()[0]
+        owed, params = _owed(store, audience)
         cur = conn.execute(
             "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at)"
-            " SELECT ?, s.id, 'pending', ?, ? FROM subscribers s"
-            f" WHERE s.status = 'active' AND (? OR {_joined(store)} <= ?)"
+            f" SELECT ?, s.id, 'pending', ?, ? FROM subscribers s WHERE {owed}"
             " ON CONFLICT (slug, subscriber_id) DO NOTHING",
-            (slug, stamp, stamp, late_joiners, started),
+            (slug, stamp, stamp, *params, late_joiners, started, started, started, started),
         )
     if cur.rowcount > 0:
         store.refresh_statistics()
@@ -216,7 +268,16 @@ class Batch:
     skipped: int = 0
 
 
-def claim(store: Store, slug: str, limit: int, message_id: Callable[[int], str], lease: Lease, now: dt.datetime | None = None) -> Batch:
+def claim(
+    store: Store,
+    slug: str,
+    limit: int,
+    message_id: Callable[[int], str],
+    lease: Lease,
+    now: dt.datetime | None = None,
+    *,
+    with_topics: bool = False,
+) -> Batch:
     """Take up to `limit` rows and commit them as `sending`, leased to `lease.owner` (one transaction).
 
     Rows are taken from `pending`, and from `sending` rows of another sender whose lease has
@@ -224,15 +285,17 @@ def claim(store: Store, slug: str, limit: int, message_id: Callable[[int], str],
     LOCKED`, so senders running at once take different rows. Rows whose subscriber is no longer
     active (unsubscribed, bounced, complained, removed mid-campaign) are marked `skipped` and not
     returned. Rows of a destination domain that is backing off (`back_off`) are left for later.
-    No claims and no skips means nothing is left to take now (see `defer_paused`).
+    No claims and no skips means nothing is left to take now (see `defer_paused`). `with_topics`:
+    each claim carries the topics its reader chose (a digest's content depends on them).
     """
     stamp = now_iso(now)
+    topics = store.dialect.topics_of if with_topics else "NULL"
     until = lease.until(now)
     with store.transaction() as conn:
         paused = conn.execute("SELECT 1 FROM domain_backoff WHERE until > ? LIMIT 1", (stamp,)).fetchone() is not None
         if paused:  # leave the paused domains' rows: the filter needs each row's subscriber before the limit
             select = (
-                "SELECT d.subscriber_id, s.address, s.envelope, s.name, s.status FROM deliveries d"
+                f"SELECT d.subscriber_id, s.address, s.envelope, s.name, s.status, {topics} FROM deliveries d"
                 " JOIN subscribers s ON s.id = d.subscriber_id WHERE d.slug = ? AND {where}"
                 f" AND NOT EXISTS (SELECT 1 FROM domain_backoff b WHERE b.domain = {store.dialect.domain_of} AND b.until > ?)"
                 f" ORDER BY d.slug, d.status, d.subscriber_id LIMIT ?{store.dialect.skip_locked}"
@@ -241,7 +304,7 @@ def claim(store: Store, slug: str, limit: int, message_id: Callable[[int], str],
         else:  # the rows first, in the order of the (slug, status, subscriber_id) index (never walking past
             # the rows already sent), then their subscribers by key
             select = (
-                "SELECT c.subscriber_id, s.address, s.envelope, s.name, s.status FROM (SELECT d.subscriber_id FROM deliveries d"
+                f"SELECT c.subscriber_id, s.address, s.envelope, s.name, s.status, {topics} FROM (SELECT d.subscriber_id FROM deliveries d"
                 f" WHERE d.slug = ? AND {{where}} ORDER BY d.slug, d.status, d.subscriber_id LIMIT ?{store.dialect.skip_locked}) c"
                 " JOIN subscribers s ON s.id = c.subscriber_id ORDER BY c.subscriber_id"
             )
@@ -256,7 +319,11 @@ def claim(store: Store, slug: str, limit: int, message_id: Callable[[int], str],
                 "UPDATE deliveries SET status = 'skipped', lease_until = NULL, updated_at = ? WHERE slug = ? AND subscriber_id = ?", gone
             )
         token = lease.token()
-        claims = [Claim(r[0], r[1], r[2], r[3], message_id(r[0]), token) for r in rows if r[4] == "active"]
+        claims = [
+            Claim(r[0], r[1], r[2], r[3], message_id(r[0]), token, tuple(sorted(r[5].split("\n"))) if r[5] else ())
+            for r in rows
+            if r[4] == "active"
+        ]
         if claims:  # one statement for the batch, not one per row (a round trip each on PostgreSQL)
             rows_sql, values = _values([(c.subscriber_id, c.message_id) for c in claims])  # column1: id, column2: Message-ID
             conn.execute(
@@ -533,19 +600,22 @@ def sent_since(store: Store, since: dt.datetime) -> int:
     return store.conn.execute("SELECT count(*) FROM deliveries WHERE sent_at >= ?", (now_iso(since),)).fetchone()[0]
 
 
-def would_receive(store: Store, slug: str | None, *, late_joiners: bool, batch: int = 1000) -> Iterator[tuple[int, str, str]]:
+def would_receive(
+    store: Store, slug: str | None, *, late_joiners: bool, batch: int = 1000, audience: Audience = Audience()
+) -> Iterator[tuple[int, str, str]]:
     """(id, address, name) of everyone a publish would send the campaign `slug` to now (None: a campaign
-    not started yet), streamed; writes nothing."""
+    not started yet): rows still unsent, and readers owed it with no row yet (`_owed`); streamed, writes nothing."""
     started = campaign_started(store, slug)
+    owed, params = _owed(store, audience)
     last = 0
     while True:
         rows = store.conn.execute(
             "SELECT s.id, s.address, s.name FROM subscribers s"
             " LEFT JOIN deliveries d ON d.slug = ? AND d.subscriber_id = s.id"
             " WHERE s.id > ? AND s.status = 'active'"
-            f" AND (d.status IN ('pending', 'sending', 'deferred') OR (d.status IS NULL AND (? OR ? IS NULL OR {_joined(store)} <= ?)))"
+            f" AND (d.status IN ('pending', 'sending', 'deferred') OR (d.status IS NULL AND {owed}))"
             " ORDER BY s.id LIMIT ?",
-            (slug, last, late_joiners, started, started, batch),
+            (slug, last, *params, late_joiners, started, started, started, started, batch),
         ).fetchall()
         if not rows:
             return

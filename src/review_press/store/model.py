@@ -33,6 +33,7 @@ EXPORT_COLUMNS = (
     "status_reason",
     "status_at",
 )
+FREQUENCIES = ("each", "weekly")  # every post as it goes out, or a weekly digest
 FEEDBACK_KINDS = ("hard", "soft", "complaint")  # a permanent bounce, a temporary one, a "this is spam" report
 
 
@@ -168,6 +169,9 @@ class Subscriber:
     updated_at: str
     status_reason: str = ""  # why the status is what it is: "5.1.1 user unknown", "complaint (abuse) via ses"
     status_at: str | None = None  # when it was set
+    frequency: str = "each"  # every post as it goes out ('each') or a weekly digest ('weekly')
+    prefs_at: str | None = None  # when they last changed topics or frequency (None: never)
+    topics: tuple[str, ...] = ()  # the topics they chose (none: every post)
 
 
 @dataclass(frozen=True)

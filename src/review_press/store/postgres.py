@@ -127,6 +127,27 @@ CREATE INDEX feedback_by_subscriber ON feedback (subscriber_id, kind, received_a
 CREATE INDEX feedback_by_campaign ON feedback (campaign, kind);
 CREATE TABLE webhook_seen (nonce {_TEXT} PRIMARY KEY, seen_at {_TEXT} NOT NULL);
 """,
+    5: f"""
+ALTER TABLE subscribers ADD COLUMN frequency {_TEXT} NOT NULL DEFAULT 'each' CHECK (frequency IN ('each', 'weekly'));
+ALTER TABLE subscribers ADD COLUMN prefs_at {_TEXT};
+CREATE TABLE subscriber_topics (
+    subscriber_id BIGINT NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+    topic {_TEXT} NOT NULL,
+    PRIMARY KEY (subscriber_id, topic)
+);
+ALTER TABLE campaigns ADD COLUMN kind {_TEXT} NOT NULL DEFAULT 'post' CHECK (kind IN ('post', 'welcome', 'digest', 'correction'));
+ALTER TABLE campaigns ADD COLUMN topics {_TEXT};
+ALTER TABLE campaigns ADD COLUMN window_start {_TEXT};
+ALTER TABLE campaigns ADD COLUMN window_end {_TEXT};
+ALTER TABLE campaigns ADD COLUMN corrects {_TEXT};
+ALTER TABLE campaigns ADD COLUMN note {_TEXT};
+CREATE TABLE digest_posts (
+    digest {_TEXT} NOT NULL REFERENCES campaigns(slug),
+    campaign {_TEXT} NOT NULL REFERENCES campaigns(slug),
+    PRIMARY KEY (digest, campaign)
+);
+CREATE UNIQUE INDEX digest_posts_once ON digest_posts (campaign);
+""",
 }
 NEWEST = SCHEMA_VERSION + len(UPGRADES)
 
@@ -228,6 +249,7 @@ class PostgresStore(Store):
         skip_locked=" FOR UPDATE OF d SKIP LOCKED",
         for_update=" FOR UPDATE",
         many_senders=True,
+        topics_of="(SELECT string_agg(topic, chr(10)) FROM subscriber_topics WHERE subscriber_id = s.id)",
     )
 
     def __init__(self, pg: psycopg.Connection[Any], url: str) -> None:

@@ -140,6 +140,29 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX feedback_by_campaign ON feedback (campaign, kind);
     CREATE TABLE webhook_seen (nonce TEXT PRIMARY KEY, seen_at TEXT NOT NULL) WITHOUT ROWID;
     """,
+    # 6: what a reader chose (topics, every post or a weekly digest), and mailings that are not a
+    # post's campaign: the welcome email, digests (with the posts each one carried) and corrections.
+    """
+    ALTER TABLE subscribers ADD COLUMN frequency TEXT NOT NULL DEFAULT 'each' CHECK (frequency IN ('each', 'weekly'));
+    ALTER TABLE subscribers ADD COLUMN prefs_at TEXT;     -- when they last changed topics or frequency: owed only campaigns started after
+    CREATE TABLE subscriber_topics (
+        subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+        topic TEXT NOT NULL,
+        PRIMARY KEY (subscriber_id, topic)
+    ) WITHOUT ROWID;
+    ALTER TABLE campaigns ADD COLUMN kind TEXT NOT NULL DEFAULT 'post' CHECK (kind IN ('post', 'welcome', 'digest', 'correction'));
+    ALTER TABLE campaigns ADD COLUMN topics TEXT;         -- a post's topics, one per line (NULL or empty: for everyone)
+    ALTER TABLE campaigns ADD COLUMN window_start TEXT;   -- a digest's window (now_iso form), [start, end)
+    ALTER TABLE campaigns ADD COLUMN window_end TEXT;
+    ALTER TABLE campaigns ADD COLUMN corrects TEXT;       -- a correction: the key of the campaign it corrects
+    ALTER TABLE campaigns ADD COLUMN note TEXT;           -- a correction: what changed
+    CREATE TABLE digest_posts (                           -- every post campaign a digest carried: in exactly one digest
+        digest TEXT NOT NULL REFERENCES campaigns(slug),
+        campaign TEXT NOT NULL REFERENCES campaigns(slug),
+        PRIMARY KEY (digest, campaign)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX digest_posts_once ON digest_posts (campaign);
+    """,
 )
 
 
@@ -185,6 +208,7 @@ class SQLiteStore(Store):
         skip_locked="",
         for_update="",
         many_senders=False,
+        topics_of="(SELECT group_concat(topic, char(10)) FROM subscriber_topics WHERE subscriber_id = s.id)",
     )
 
     def __init__(self, conn: sqlite3.Connection, path: Path, opened_at: int | None = None) -> None:

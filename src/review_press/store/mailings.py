@@ -1,0 +1,171 @@
+"""Mailings that are not a post's campaign, kept in the same ledger: the welcome email, the
+weekly digests and corrections. Each is a campaign of its own `kind`, with a key no post's slug
+can take (a slug never holds a colon), so post identity (`ledger.campaigns`) never sees them,
+and claims, leases, fences and the in-flight bound are the ledger's, unchanged.
+
+- The welcome (`WELCOME`): one campaign; a reader's row is added, pending, in the transaction
+  that makes them active (`queue_welcome`: a confirm click, `subscribers add --welcome`), so a
+  crash can neither lose it nor make it twice; the next publish sends it. Once per reader: a
+  reader who comes back later is not welcomed again (unless theirs was never sent).
+- A digest (`digest_key`): started in one transaction with the post campaigns it carries
+  (`digest_posts`, each post in one digest at most: none is repeated, and a post left out of a
+  digest that is on record is carried by the next one) and a row for each weekly reader owed it.
+- A correction (`correction_key`): its rows are the readers the corrected campaign was sent to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .base import Connection, Store
+from .ledger import Audience, _joined, _marks
+from .model import now_iso
+
+WELCOME = ":welcome"
+KINDS = ("welcome", "digest", "correction")
+
+
+def digest_key(window_start: dt.date) -> str:
+    """The key of the weekly digest whose window starts on `window_start` (a Monday)."""
+    return f":digest:{window_start.isoformat()}"
+
+
+def correction_key(campaign: str, content_hash: str) -> str:
+    """The key of the correction of `campaign` to the version of its post with `content_hash`:
+    the same edit corrected twice is one correction."""
+    return f":correction:{campaign}:{content_hash[:12]}"
+
+
+@dataclass(frozen=True)
+class Mailing:
+    """One welcome, digest or correction campaign as the store keeps it."""
+
+    key: str
+    kind: str
+    started_at: str
+    window_start: str | None = None  # digest: its window [start, end), now_iso form
+    window_end: str | None = None
+    corrects: str | None = None  # correction: the campaign it corrects
+    note: str = ""  # correction: what changed
+    posts: tuple[str, ...] = ()  # digest: the post campaigns it carries, in key order
+
+
+def queue_welcome(conn: Connection, subscriber_id: int, stamp: str) -> None:
+    """Inside the caller's transaction (the one that makes the reader active): a pending welcome
+    for them, unless they have one already (a row sent, failed or in flight stays as it is; one
+    skipped because they left before it went is pending again)."""
+    conn.execute(
+        "INSERT INTO campaigns (slug, started_at, kind) VALUES (?, ?, 'welcome') ON CONFLICT (slug) DO NOTHING", (WELCOME, stamp)
+    )
+    conn.execute(
+        "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?)"
+        " ON CONFLICT (slug, subscriber_id) DO UPDATE SET status = 'pending', last_error = NULL, updated_at = excluded.updated_at"
+        " WHERE deliveries.status = 'skipped'",
+        (WELCOME, subscriber_id, stamp, stamp),
+    )
+
+
+def mailings(store: Store) -> list[Mailing]:
+    """Every welcome, digest and correction campaign, oldest first."""
+    carried: dict[str, list[str]] = {}
+    for digest, campaign in store.conn.execute("SELECT digest, campaign FROM digest_posts ORDER BY digest, campaign"):
+        carried.setdefault(digest, []).append(campaign)
+    rows = store.conn.execute(
+        "SELECT slug, kind, started_at, window_start, window_end, corrects, note FROM campaigns WHERE kind <> 'post'"
+        " ORDER BY started_at, slug"
+    ).fetchall()
+    return [Mailing(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or "", tuple(carried.get(r[0], ()))) for r in rows]
+
+
+def with_pending(store: Store) -> list[str]:
+    """The welcome, digest and correction campaigns with rows still to send (pending), oldest first."""
+    rows = store.conn.execute(
+        "SELECT slug FROM campaigns c WHERE c.kind <> 'post' AND c.paused_at IS NULL"
+        " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.slug = c.slug AND d.status = 'pending') ORDER BY started_at, slug"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def digested(store: Store) -> tuple[set[str], str | None]:
+    """(the post campaigns some digest carried, the start of the first digest's window or None)."""
+    keys = {r[0] for r in store.conn.execute("SELECT campaign FROM digest_posts").fetchall()}
+    first = store.conn.execute("SELECT min(window_start) FROM campaigns WHERE kind = 'digest'").fetchone()[0]
+    return keys, first
+
+
+def post_topics(store: Store, keys: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The topics each post campaign of `keys` was stored with (`ledger.start_campaign`, `adopt`)."""
+    if not keys:
+        return {}
+    rows = store.conn.execute(f"SELECT slug, topics FROM campaigns WHERE slug IN ({_marks(len(keys))})", tuple(keys)).fetchall()
+    return {r[0]: tuple(t for t in (r[1] or "").split("\n") if t) for r in rows}
+
+
+def start_digest(
+    store: Store,
+    key: str,
+    window: tuple[dt.datetime, dt.datetime],
+    campaigns: Sequence[str],
+    audience: Audience,
+    *,
+    late_joiners: bool,
+    now: dt.datetime | None = None,
+) -> int:
+    """Start the digest `key` of `window` carrying the post `campaigns`, with a pending row for each
+    reader owed it (active, in `audience`, a weekly reader, and joined before the window ended
+    unless `late_joiners`), all in one transaction; return how many rows. A digest already on
+    record (a run killed after starting it) is left as it is: 0. A campaign another digest carries
+    already is a `ValueError` (nothing written): no post goes out in two digests."""
+    stamp = now_iso(now)
+    start, end = now_iso(window[0]), now_iso(window[1])
+    with store.transaction() as conn:
+        if conn.execute("SELECT 1 FROM campaigns WHERE slug = ?", (key,)).fetchone():
+            return 0
+        conn.execute(
+            "INSERT INTO campaigns (slug, started_at, kind, window_start, window_end) VALUES (?, ?, 'digest', ?, ?)",
+            (key, stamp, start, end),
+        )
+        for campaign in campaigns:
+            if conn.execute("SELECT 1 FROM digest_posts WHERE campaign = ?", (campaign,)).fetchone():
+                raise ValueError(f"{campaign} is in a digest already")
+            conn.execute("INSERT INTO digest_posts (digest, campaign) VALUES (?, ?)", (key, campaign))
+        where, params = audience.where()
+        cur = conn.execute(
+            "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at)"
+            f" SELECT ?, s.id, 'pending', ?, ? FROM subscribers s WHERE s.status = 'active' AND {where} AND (? OR {_joined(store)} < ?)",
+            (key, stamp, stamp, *params, late_joiners, end),
+        )
+    if cur.rowcount > 0:
+        store.refresh_statistics()
+    return cur.rowcount
+
+
+def start_correction(store: Store, key: str, corrects: str, note: str, now: dt.datetime | None = None) -> int:
+    """Start the correction `key` of campaign `corrects` with a pending row for every reader its
+    message was sent to who is still active, in one transaction; return how many rows. One on
+    record already (the same edit corrected again, or a run killed after starting it) is left as
+    it is: 0."""
+    stamp = now_iso(now)
+    with store.transaction() as conn:
+        if conn.execute("SELECT 1 FROM campaigns WHERE slug = ?", (key,)).fetchone():
+            return 0
+        conn.execute(
+            "INSERT INTO campaigns (slug, started_at, kind, corrects, note) VALUES (?, ?, 'correction', ?, ?)", (key, stamp, corrects, note)
+        )
+        cur = conn.execute(
+            "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at)"
+            " SELECT ?, d.subscriber_id, 'pending', ?, ? FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+            " WHERE d.slug = ? AND d.status = 'sent' AND s.status = 'active'",
+            (key, stamp, stamp, corrects),
+        )
+    if cur.rowcount > 0:
+        store.refresh_statistics()
+    return cur.rowcount
+
+
+def note_of(store: Store, key: str) -> str | None:
+    """The note of correction `key` (None: no such correction)."""
+    row = store.conn.execute("SELECT note FROM campaigns WHERE slug = ? AND kind = 'correction'", (key,)).fetchone()
+    return None if row is None else row[0] or ""
