@@ -47,6 +47,9 @@ class NewsletterConfig:
     late_joiners: bool = False
     continue_reading: str = "Continue reading on the web"  # the link that ends an email cut short of Gmail's clipping
     bounce_address: str = ""  # VERP: each message's envelope sender is bounces+<signed token>@domain (see `bounces.verp`)
+    topics: tuple[str, ...] = ()  # tags a reader may choose; a reader who chose some gets only posts carrying one (or none)
+    welcome: str = ""  # the welcome email's Markdown file (relative to the site), else posts/_welcome.md when it exists
+    digest_day: str = "monday"  # the weekly digest's window runs from this day's midnight (site timezone) to the next
 
 
 @dataclass(frozen=True)
@@ -299,7 +302,28 @@ _NEWSLETTER = (
         str,
         check=lambda v: _address(v) or (None if "+" not in v.split("@")[0] else "must not hold a + (it separates the token)"),
     ),
+    _Field("topics", list, check=_topics),
+    _Field("welcome", str, check=_welcome_file),
+    _Field("digest_day", str, check=_one_of(*WEEKDAYS)),
 )
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _topics(v: list[Any]) -> str | None:
+    if not all(isinstance(t, str) and t.strip() and t == t.strip() and len(t) <= 60 and _no_newline(t) is None for t in v):
+        return "must be a list of tag names (1-60 characters each, no line break, no leading or trailing space)"
+    folded = [t.casefold() for t in v]
+    if len(set(folded)) != len(folded):
+        return "names a topic twice"
+    return None if len(v) <= 50 else "lists more than 50 topics"
+
+
+def _welcome_file(v: str) -> str | None:
+    if not v.endswith(".md") or v.startswith("/") or ".." in Path(v).parts or "\0" in v:
+        return "must be a Markdown file inside the site, e.g. posts/_welcome.md"
+    return None
+
+
 _SMTP = (
     _Field("host", str, required=True, check=_no_newline),
     _Field("port", int, check=lambda v: None if 0 < v < 65536 else "must be a port number 1-65535"),
@@ -507,6 +531,8 @@ def parse_config(text: str, root: Path, path: Path | None = None) -> Config:
                 )
             )
         news["from_name"], news["from_address"] = name, address
+    if "topics" in news:
+        news["topics"] = tuple(news["topics"])
     web = tables.get("web", {})
     if "allowed_origins" in web:
         if not all(isinstance(o, str) for o in web["allowed_origins"]):

@@ -415,7 +415,13 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
 def post_listing(config: Config) -> sitefiles.Listing:
     """Every `*.md` under posts/ (hidden files and folders skipped), in a stable order, and an
     error for every symlink that leads out of the site (or round in a loop): see `sitefiles`."""
-    return sitefiles.walk(config.posts_dir, site=config.root, error=ContentError, hidden=False, keep=lambda name: name.endswith(".md"))
+    return sitefiles.walk(
+        config.posts_dir,
+        site=config.root,
+        error=ContentError,
+        hidden=False,
+        keep=lambda name: name.endswith(".md") and not name.startswith("_"),
+    )
 
 
 @lru_cache(maxsize=1)

@@ -56,9 +56,7 @@ def queue_welcome(conn: Connection, subscriber_id: int, stamp: str) -> None:
     """Inside the caller's transaction (the one that makes the reader active): a pending welcome
     for them, unless they have one already (a row sent, failed or in flight stays as it is; one
     skipped because they left before it went is pending again)."""
-    conn.execute(
-        "INSERT INTO campaigns (slug, started_at, kind) VALUES (?, ?, 'welcome') ON CONFLICT (slug) DO NOTHING", (WELCOME, stamp)
-    )
+    conn.execute("INSERT INTO campaigns (slug, started_at, kind) VALUES (?, ?, 'welcome') ON CONFLICT (slug) DO NOTHING", (WELCOME, stamp))
     conn.execute(
         "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?)"
         " ON CONFLICT (slug, subscriber_id) DO UPDATE SET status = 'pending', last_error = NULL, updated_at = excluded.updated_at"
