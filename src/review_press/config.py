@@ -288,24 +288,6 @@ _TOP = (
     _Field("max_post_bytes", int, check=_positive),
 )
 _AUTHOR = (_Field("name", str, required=True, check=_no_newline), _Field("email", str, check=_address))
-_NEWSLETTER = (
-    _Field("since", dt.date),
-    _Field("from", str, check=_no_newline, attr="from_"),
-    _Field("reply_to", str, check=_address),
-    _Field("postal_address", str),
-    _Field("list_id", str, check=_no_newline),
-    _Field("unsubscribe_mailto", str, check=_address),
-    _Field("late_joiners", bool),
-    _Field("continue_reading", str, check=lambda v: _no_newline(v) or (None if v.strip() else "must not be empty")),
-    _Field(
-        "bounce_address",
-        str,
-        check=lambda v: _address(v) or (None if "+" not in v.split("@")[0] else "must not hold a + (it separates the token)"),
-    ),
-    _Field("topics", list, check=_topics),
-    _Field("welcome", str, check=_welcome_file),
-    _Field("digest_day", str, check=_one_of(*WEEKDAYS)),
-)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -324,6 +306,24 @@ def _welcome_file(v: str) -> str | None:
     return None
 
 
+_NEWSLETTER = (
+    _Field("since", dt.date),
+    _Field("from", str, check=_no_newline, attr="from_"),
+    _Field("reply_to", str, check=_address),
+    _Field("postal_address", str),
+    _Field("list_id", str, check=_no_newline),
+    _Field("unsubscribe_mailto", str, check=_address),
+    _Field("late_joiners", bool),
+    _Field("continue_reading", str, check=lambda v: _no_newline(v) or (None if v.strip() else "must not be empty")),
+    _Field(
+        "bounce_address",
+        str,
+        check=lambda v: _address(v) or (None if "+" not in v.split("@")[0] else "must not hold a + (it separates the token)"),
+    ),
+    _Field("topics", list, check=_topics),
+    _Field("welcome", str, check=_welcome_file),
+    _Field("digest_day", str, check=_one_of(*WEEKDAYS)),
+)
 _SMTP = (
     _Field("host", str, required=True, check=_no_newline),
     _Field("port", int, check=lambda v: None if 0 < v < 65536 else "must be a port number 1-65535"),
