@@ -156,16 +156,23 @@ def start_campaigns(config: Config, campaigns: Campaigns, store: Store, now: dt.
 
 
 def renderer(
-    config: Config, edition: Any, secret: bytes, build: MessageBuilder, sign: Callable[[bytes], bytes] | None, key: str | None
+    config: Config,
+    edition_for: Callable[[ledger.Claim], Any],
+    secret: bytes,
+    build: MessageBuilder,
+    sign: Callable[[bytes], bytes] | None,
+    key: str | None,
 ) -> Callable[[ledger.Claim], Envelope]:
     """The function a sending thread calls to turn a claim of campaign `key` (None: a test send)
-    into MIME bytes (DKIM-signed if configured) and the envelope (`newsletter.return_paths`)."""
+    into MIME bytes (DKIM-signed if configured) and the envelope (`newsletter.return_paths`);
+    `edition_for` gives the edition the claim's reader gets (one for all, but a digest's depends
+    on the reader's topics)."""
     who = sender(config)
     envelope_from = return_paths(config, secret, key)
 
     def render(claim: ledger.Claim) -> Envelope:
         data = build(
-            edition,
+            edition_for(claim),
             to_name=claim.name,
             to_address=claim.envelope,  # ASCII (punycode domain) unless the local part needs SMTPUTF8
             from_name=who.name,

@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from . import __version__
-from .errors import PressError
+from .errors import DeliveryError, PressError
 
 
 def _plain_flags(params: list[Any]) -> list[Any]:
@@ -459,7 +459,6 @@ def subscribers_forget(
     """Erase readers at their request (GDPR): their data and delivery records are deleted, and only
     a keyed hash of each address is kept, so that an import or add of it later is refused and
     reported. An address not on the list is reported (exit 1)."""
-    from .errors import DeliveryError
     from .store import Forget
 
     missing = 0
@@ -531,6 +530,14 @@ def publish(
         ),
     ] = False,
     poll: Annotated[float, typer.Option("--poll", min=0.1, metavar="SECONDS", help="With --follow: look for new posts this often.")] = 60.0,
+    correction: Annotated[
+        str | None,
+        typer.Option(
+            "--correction",
+            metavar="NOTE",
+            help='With SLUG: send the edited post, once, to everyone who got it, subject "Correction: ...", NOTE above its text.',
+        ),
+    ] = None,
 ) -> None:
     """Build, then email every newsletter post to everyone due it, exactly once (resumes after a crash).
 
@@ -549,7 +556,12 @@ def publish(
     from .publish import dry_run as plan_sends
     from .publish import publish as run_publish
 
-    options = PublishOptions(slug=slug, retry_failed=retry_failed, resume=resume, workers=workers)
+    options = PublishOptions(slug=slug, retry_failed=retry_failed, resume=resume, workers=workers, correction=correction)
+    if correction is not None and (slug is None or dry_run or test_to or follow):
+        raise DeliveryError(
+            "--correction needs the slug of the post it corrects, and goes with no --dry-run, --test-to or --follow",
+            hint='review-press publish SLUG --correction "what changed"',
+        )
     if dry_run:
         count, refused = 0, []
         for planned in plan_sends(site, slug):
@@ -802,7 +814,7 @@ def status(site: SiteOption = Path(".")) -> None:
     from .publish import publish_status
 
     report = publish_status(site)
-    if not report.sent:
+    if not report.sent and not report.letters:
         typer.echo("nothing published yet")
     for s in report.sent:
         c = s.ledger
@@ -826,6 +838,17 @@ def status(site: SiteOption = Path(".")) -> None:
                 f"  readers who bounced (in the session or after): {f.bounced} ({f.bounce_rate:.2%}), {f.soft} soft,"
                 f" who complained: {f.complaints} ({f.complaint_rate:.2%} of {f.sent} sent)"
             )
+    for m, c in report.letters:
+        if m.kind == "digest":
+            name = f"digest of the week from {(m.window_start or '')[:10]} ({len(m.posts)} posts)"
+        elif m.kind == "correction":
+            name = f"correction of {m.corrects} ({m.note})"
+        else:
+            name = "welcome"
+        typer.echo(
+            f"{name}: {c.sent} sent, {c.pending + c.sending} pending, {c.deferred} deferred, {c.failed} failed,"
+            f" {c.bounced} bounced, {c.skipped} skipped (started {c.started_at})"
+        )
     if report.unsent:
         typer.echo(f"{len(report.unsent)} not sent yet (run review-press publish):")
         for p in report.unsent:

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import identity
+from . import identity, letters
 from .campaigns import Campaigns, identify, refuse_unmailable, renderer, start_campaigns
 from .config import Config, load_config
 from .content import Post, load_posts
@@ -47,10 +47,11 @@ from .senders import (
     run_time,
     send_due,
     send_in_processes,
+    send_outbound,
 )
 from .site import scheduled
 from .statedir import publish_lock
-from .store import Store, feedback, ledger, open_store, parse_address
+from .store import Store, feedback, ledger, mailings, open_store, parse_address
 from .tokens import site_secret
 
 __all__ = ["PublishOptions", "PublishReport", "SendingStopped", "dry_run", "join", "publish", "publish_status", "send_test"]
@@ -104,6 +105,9 @@ def publish(
             clean_tmp(outbox_path(config))  # what a killed run left half-written in outbox/tmp/
         with store.preparing():
             campaigns = identify(config, posts, store, now, options.slug)
+            if options.correction is not None:
+                key = _start_correction(config, campaigns, store, options.correction, now)
+                campaigns = Campaigns((), ())
             if options.resume:
                 feedback.resume(store, [c.key for c in campaigns.chosen if c.key is not None])
             if options.retry_failed:
@@ -111,8 +115,17 @@ def publish(
                     if campaign.key is not None:
                         ledger.requeue_failed(store, campaign.key)
             retried = sum(ledger.requeue_deferred(store, c.key) for c in campaigns.chosen if c.key is not None)
+            if options.slug is None or options.correction is not None:
+                retried += mailings.requeue_deferred(store)
             judged = refuse_unmailable(config, theme, campaigns, store, s.make)
             due = start_campaigns(config, judged.campaigns, store, now)
+            if options.slug is None and (plan := letters.digest_due(config, posts, store, now)) is not None:
+                letters.start_digest(config, plan, store, now)
+            extra = letters.prepare(config, theme, posts, store, s.make, [key] if options.correction is not None else None)
+            if options.slug is not None and options.correction is None:
+                extra = letters.Prepared((), (), ())  # one post named: only its campaign
+        welcome = [o for o in extra.outbound if o.key == mailings.WELCOME]
+        later = [o for o in extra.outbound if o.key != mailings.WELCOME]
 
         def report(runs: list[CampaignRun]) -> PublishReport:
             return PublishReport(
@@ -120,17 +133,43 @@ def publish(
                 target=s.connector.describe(),
                 resumed=resumed,
                 interrupted=stop.is_set(),
-                refused=judged.campaigns.refused,
+                refused=judged.campaigns.refused + extra.refused,
                 retried=retried,
                 signum=stop.signum,
-                warnings=judged.warnings,
+                warnings=judged.warnings + extra.warnings,
             )
 
-        if not due:
-            return report([])
-        if options.workers > 1:
-            return report(send_in_processes(root, options, [c.key for c in due if c.key], stop, report))
-        return report(send_due(s, store, due, judged.editions, options, progress, stop, report))
+        runs = send_outbound(s, store, welcome, options, progress, stop, report)
+        if due and not stop.is_set():
+            if options.workers > 1:
+                runs += send_in_processes(root, options, [c.key for c in due if c.key], stop, report)
+            else:
+                runs += send_due(s, store, due, judged.editions, options, progress, stop, lambda done: report(runs + done))
+        if later and not stop.is_set():
+            runs += send_outbound(s, store, later, options, progress, stop, lambda done: report(runs + done))
+        return report(runs)
+
+
+def _start_correction(config: Config, campaigns: Campaigns, store: Store, note: str, now: dt.datetime) -> str:
+    """Start the correction of the one post `campaigns` holds (`publish SLUG --correction`): its
+    edited version to everyone its campaign was sent to (`store.mailings.start_correction`);
+    return the correction's key. `DeliveryError` when the post was never sent or is unchanged."""
+    note = letters.check_note(note)
+    if campaigns.refused:
+        refusal = campaigns.refused[0]
+        raise DeliveryError(refusal.message, hint=refusal.hint)
+    campaign = campaigns.chosen[0]
+    post = campaign.post
+    if campaign.key is None:
+        raise DeliveryError(f"{post.slug!r} was never sent, so there is nothing to correct", hint=f"publish {post.slug} sends it")
+    record = next(r for r in ledger.campaigns(store) if r.key == campaign.key)
+    if record.content_hash == post.content_hash:
+        raise DeliveryError(
+            f"{post.slug!r} is unchanged since it was sent ({post.source})", hint="edit the post first, then send the correction"
+        )
+    key = mailings.correction_key(campaign.key, post.content_hash)
+    mailings.start_correction(store, key, campaign.key, note, now=now)
+    return key
 
 
 def dry_run(root: Path, slug: str | None = None, now: dt.datetime | None = None) -> Iterator[Planned | Refusal]:
@@ -170,7 +209,8 @@ def send_test(root: Path, to: str, options: PublishOptions = PublishOptions()) -
     require_web_url(config)
     make, build = edition_tools(options)
     post = candidates[-1]
-    render = renderer(config, make(post, config, theme), site_secret(config), build, signer_for(config), None)
+    edition = make(post, config, theme)
+    render = renderer(config, lambda claim: edition, site_secret(config), build, signer_for(config), None)
     test_id = message_id("test", sender(config).domain, slug=post.slug)
     envelope = render(ledger.Claim(0, address.address, address.envelope, "", test_id))
     connection = (options.connector or connector_for(config, options.environ)).open()
@@ -202,6 +242,7 @@ class StatusReport:
     unsent: tuple[Post, ...]
     scheduled: tuple[Post, ...]
     refused: tuple[Refusal, ...]
+    letters: tuple[tuple[mailings.Mailing, ledger.PostStatus], ...] = ()  # the welcome, digests and corrections, with their counts
 
 
 def publish_status(root: Path, now: dt.datetime | None = None) -> StatusReport:
@@ -214,6 +255,7 @@ def publish_status(root: Path, now: dt.datetime | None = None) -> StatusReport:
         records = ledger.campaigns(store)
         counts = {s.slug: s for s in ledger.status(store)}
         reports, paused = feedback.per_campaign(store), feedback.paused(store)
+        letters_sent = tuple((m, counts[m.key]) for m in mailings.mailings(store))
         matching = identity.match(posts, records, config.posts_dir)
         campaigns = identify(config, posts, store, now, matching=matching) if config.newsletter.since else Campaigns((), ())
     post_of = {record.key: post for post in posts if (record := matching.campaign_of(post)) is not None}
@@ -235,4 +277,4 @@ def publish_status(root: Path, now: dt.datetime | None = None) -> StatusReport:
             )
         )
     unsent = tuple(c.post for c in campaigns.chosen if c.key is None)
-    return StatusReport(tuple(sent), unsent, scheduled(posts, now), campaigns.refused)
+    return StatusReport(tuple(sent), unsent, scheduled(posts, now), campaigns.refused, letters_sent)

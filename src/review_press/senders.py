@@ -15,7 +15,7 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -86,6 +86,7 @@ class PublishOptions:
     """How to publish. `connector`, `make_edition` and `build_message` are for tests and benchmarks."""
 
     slug: str | None = None
+    correction: str | None = None  # with `slug`: send the edited post to those who got it, with this note
     batch_size: int = 100
     retry_failed: bool = False
     resume: bool = False  # lift the guard rails' pause of the campaigns this run considers
@@ -180,20 +181,31 @@ def check_clock(store: Store, config: Config) -> None:
         )
 
 
-def send_due(
-    s: Sender,
-    store: Store,
-    due: list[Campaign],
-    editions: dict[str, Any],
-    options: PublishOptions,
-    progress: Callable[[Progress], None] | None,
-    stop: StopRequest,
-    partial_report: Callable[[list[CampaignRun]], PublishReport],
-) -> list[CampaignRun]:
-    """Send each due campaign in turn, oldest first; stop early on a stop request. Where other
-    senders share the store, a campaign is left only when no row of it is pending or leased
-    (rows a dead sender leased come back when the lease expires, and this sender takes them).
-    The breaker raises `SendingStopped` with what was done so far (`partial_report`)."""
+@dataclass(frozen=True)
+class Outbound:
+    """One campaign as a sender sends it: its ledger key, the name it is reported by (a post's slug
+    now, `welcome`, `digest 2026-11-23`, ...), its subject, and the edition each claimed reader gets
+    (`with_topics`: claims carry the reader's topics, which the edition depends on: a digest)."""
+
+    key: str
+    slug: str
+    subject: str
+    edition_for: Callable[[ledger.Claim], Any]
+    with_topics: bool = False
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every campaign of one sender's run shares: the rate limits, the guard rails, the key."""
+
+    limiter: RateLimiter
+    quota: Callable[[int], int] | None
+    guard: feedback.Guard
+    secret: bytes
+    shared: bool  # other senders share the store: a campaign is left only when nothing of it is pending or leased
+
+
+def _shared(s: Sender, store: Store, options: PublishOptions) -> _Shared:
     config, now = s.config, run_time(options)
     smtp = config.smtp
     limits = ledger.Limits(smtp.rate_per_second, smtp.rate_per_hour) if smtp else ledger.Limits()
@@ -209,45 +221,87 @@ def send_due(
             limits.per_hour,
             used_this_hour=ledger.sent_since(store, now - dt.timedelta(hours=1)) if limits.per_hour else 0,
         )
-    secret = site_secret(config)
     bounces = config.bounces
     guard = feedback.Guard(bounces.pause_complaint_rate, bounces.pause_bounce_rate, bounces.pause_min_sent)
+    return _Shared(limiter, quota, guard, site_secret(config), shared)
+
+
+def send_due(
+    s: Sender,
+    store: Store,
+    due: list[Campaign],
+    editions: dict[str, Any],
+    options: PublishOptions,
+    progress: Callable[[Progress], None] | None,
+    stop: StopRequest,
+    partial_report: Callable[[list[CampaignRun]], PublishReport],
+) -> list[CampaignRun]:
+    """Send each due post's campaign in turn, oldest first (`send_outbound`), its edition the one
+    judged already (`editions`, by post slug) or made now."""
+
+    def outbound() -> Iterator[Outbound | CampaignRun]:
+        for campaign in due:
+            post, key = campaign.post, campaign.key
+            assert key is not None
+            if (why := feedback.pause_reason(store, key)) is not None:  # paused by the guard rails: until --resume
+                yield CampaignRun(post.slug, post.title, 0, 0, 0, 0, 0.0, False, paused=why)
+                continue
+            edition = editions.get(post.slug) or s.make(post, s.config, s.theme)
+            yield Outbound(key, post.slug, getattr(edition, "subject", post.title), lambda claim, e=edition: e)
+
+    return send_outbound(s, store, outbound(), options, progress, stop, partial_report)
+
+
+def send_outbound(
+    s: Sender,
+    store: Store,
+    due: Iterable[Outbound | CampaignRun],
+    options: PublishOptions,
+    progress: Callable[[Progress], None] | None,
+    stop: StopRequest,
+    partial_report: Callable[[list[CampaignRun]], PublishReport],
+) -> list[CampaignRun]:
+    """Send each campaign in turn (a `CampaignRun` in `due` is one not sent: paused); stop early on
+    a stop request. Where other senders share the store, a campaign is left only when no row of it
+    is pending or leased (rows a dead sender leased come back when the lease expires, and this
+    sender takes them). The breaker raises `SendingStopped` with what was done so far (`partial_report`)."""
+    config = s.config
+    smtp = config.smtp
+    run = _shared(s, store, options)
     runs: list[CampaignRun] = []
-    for campaign in due:
-        post, key = campaign.post, campaign.key
-        assert key is not None
-        if (why := feedback.pause_reason(store, key)) is not None:  # paused by the guard rails: until --resume
-            runs.append(CampaignRun(post.slug, post.title, 0, 0, 0, 0, 0.0, False, paused=why))
+    for item in due:
+        if isinstance(item, CampaignRun):
+            runs.append(item)
             continue
-        edition = editions.get(post.slug) or s.make(post, config, s.theme)
-        subject = getattr(edition, "subject", post.title)
-        render = renderer(config, edition, secret, s.build, s.sign, key)
+        key = item.key
+        render = renderer(config, item.edition_for, run.secret, s.build, s.sign, key)
         while not stop.is_set():
             done = send_campaign(
                 store,
                 key,
-                subject,
-                Pool(s.connector, s.concurrency, s.policy, limiter),
+                item.subject,
+                Pool(s.connector, s.concurrency, s.policy, run.limiter),
                 render,
-                partial(campaign_message_id, key, domain=s.domain, secret=secret),
+                partial(campaign_message_id, key, domain=s.domain, secret=run.secret),
                 options.batch_size,
                 s.lease,
                 progress,
                 stop,
-                quota,
+                run.quota,
                 smtp.domain_backoff_seconds if smtp else 60.0,
-                partial(feedback.check, store, key, guard),
+                partial(feedback.check, store, key, run.guard),
+                with_topics=item.with_topics,
             )
-            runs.append(dataclasses.replace(done, slug=post.slug))  # the post's slug now, not the campaign's key
+            runs.append(dataclasses.replace(done, slug=item.slug))  # the post's slug now, not the campaign's key
             if done.stopped:
                 where, left = s.connector.describe(), ledger.counts(store, key)["pending"]
                 raise SendingStopped(
-                    f"stopped sending {post.slug!r}: {done.stopped}; {where} refuses nearly everything."
+                    f"stopped sending {item.slug!r}: {done.stopped}; {where} refuses nearly everything."
                     f" In this run: {done.sent} sent, {done.deferred} deferred (to retry), {left} not tried yet",
                     hint=f"check {where}; once it accepts mail, run publish again: it retries the deferred and sends the rest",
                     report=partial_report(runs),
                 )
-            if done.paused or not shared or not _wait_for_others(store, key, stop, options.poll_seconds):
+            if done.paused or not run.shared or not _wait_for_others(store, key, stop, options.poll_seconds):
                 break
             if not (done.sent or done.failed or done.bounced or done.deferred or done.skipped):
                 _sleep(stop, options.poll_seconds)  # rows pending but locked by another sender's claim: no busy loop

@@ -60,7 +60,7 @@ class Attributor:
         self.store = store
         self.secret = secret
         self.bounce_address = config.newsletter.bounce_address
-        self.campaigns = [c.key for c in ledger.campaigns(store)]
+        self.campaigns = ledger.campaign_keys(store)
 
     def by_return_path(self, addresses: Iterable[str]) -> tuple[str, int] | None:
         """A genuine VERP token among `addresses`: (campaign key, subscriber id)."""

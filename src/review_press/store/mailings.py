@@ -167,3 +167,13 @@ def note_of(store: Store, key: str) -> str | None:
     """The note of correction `key` (None: no such correction)."""
     row = store.conn.execute("SELECT note FROM campaigns WHERE slug = ? AND kind = 'correction'", (key,)).fetchone()
     return None if row is None else row[0] or ""
+
+
+def requeue_deferred(store: Store) -> int:
+    """Put the deferred rows of every welcome, digest and correction (temporary failures of an
+    earlier run) back to `pending`, as `ledger.requeue_deferred` does for a post; return how many."""
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "UPDATE deliveries SET status = 'pending' WHERE status = 'deferred' AND slug IN (SELECT slug FROM campaigns WHERE kind <> 'post')"
+        )
+    return cur.rowcount
