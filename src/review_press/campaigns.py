@@ -19,7 +19,7 @@ from .content import Post
 from .delivery.smtp import Envelope
 from .errors import DeliveryError, PressError
 from .identity import Refusal
-from .newsletter import newsletter_posts, require_since, return_paths, sender, unsubscribe_url
+from .newsletter import audience, newsletter_posts, require_since, return_paths, sender, unsubscribe_url
 from .store import Store, ledger
 from .theme import Theme
 from .tokens import make_token
@@ -108,7 +108,8 @@ def has_recipients(config: Config, campaign: Campaign, store: Store) -> bool:
         return True
     if ledger.counts(store, campaign.key)["pending"]:
         return True
-    return next(ledger.would_receive(store, campaign.key, late_joiners=config.newsletter.late_joiners, batch=1), None) is not None
+    late, owed = config.newsletter.late_joiners, audience(config, campaign.post)
+    return next(ledger.would_receive(store, campaign.key, late_joiners=late, batch=1, audience=owed), None) is not None
 
 
 def refuse_unmailable(config: Config, theme: Theme, campaigns: Campaigns, store: Store, make: EditionMaker) -> Judged:
@@ -141,15 +142,15 @@ def start_campaigns(config: Config, campaigns: Campaigns, store: Store, now: dt.
     late = config.newsletter.late_joiners
     due = []
     for campaign in campaigns.chosen:
-        post, facts = campaign.post, identity.facts(campaign.post, config.posts_dir)
+        post, facts, owed = campaign.post, identity.facts(campaign.post, config.posts_dir), audience(config, campaign.post)
         if campaign.key is None:
-            key = ledger.start_campaign(store, facts, post.content_hash, now=now)
-            ledger.fill(store, key, late_joiners=late, now=now)
+            key = ledger.start_campaign(store, facts, post.content_hash, now=now, topics=owed.topics)
+            ledger.fill(store, key, late_joiners=late, now=now, audience=owed)
         else:
             key = campaign.key
-            ledger.adopt(store, key, facts)
-            if next(ledger.would_receive(store, key, late_joiners=late, batch=1), None) is not None:
-                ledger.fill(store, key, late_joiners=late, now=now)
+            ledger.adopt(store, key, facts, topics=owed.topics)
+            if next(ledger.would_receive(store, key, late_joiners=late, batch=1, audience=owed), None) is not None:
+                ledger.fill(store, key, late_joiners=late, now=now, audience=owed)
         if ledger.counts(store, key)["pending"]:
             due.append(Campaign(post, key))
     return due

@@ -43,6 +43,10 @@ _FOOTNOTE_REF = re.compile(r"\[\^[^\]\s]+\]")
 _URL_ATTR = re.compile(r"""(\s(?:href|src|poster)\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 _SRCSET = re.compile(r"""(\ssrcset\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
+# inline elements: their tags join the text they wrap ("a <em>b</em>." reads "a b."); any other tag separates words
+_INLINE_TAG = re.compile(
+    r"</?(?:a|abbr|b|bdi|bdo|cite|code|del|dfn|em|i|ins|kbd|mark|q|s|samp|small|span|strong|sub|sup|time|u|var)\b[^>]*>", re.I
+)
 _SPACE = re.compile(r"\s+")
 
 
@@ -215,7 +219,7 @@ def image_refs(tokens: list[Token], text: str, first_line: int = 1) -> tuple[Ima
 
 def plain_text(fragment: str) -> str:
     """An HTML fragment's text on one line: for meta descriptions and preheaders."""
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", fragment))).strip()
+    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", _INLINE_TAG.sub("", fragment)))).strip()
 
 
 def absolute_urls(fragment: str, page_url: str) -> str:

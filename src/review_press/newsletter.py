@@ -32,7 +32,7 @@ from .bounces import verp
 from .config import CONFIG_NAME, Config
 from .content import Post
 from .errors import DeliveryError
-from .store import parse_address
+from .store import ledger, parse_address
 from .tokens import purpose_key
 
 MessageKind = Literal["campaign", "test", "preview", "confirm"]
@@ -98,6 +98,18 @@ def is_newsletter(post: Post, config: Config, now: dt.datetime) -> bool:
 def newsletter_posts(config: Config, posts: Iterable[Post], now: dt.datetime) -> list[Post]:
     """The newsletter posts among `posts`, oldest first (none when `since` is not set)."""
     return sorted((p for p in posts if is_newsletter(p, config, now)), key=lambda p: (p.date, p.slug))
+
+
+def post_topics(config: Config, post: Post) -> tuple[str, ...]:
+    """The `[newsletter] topics` a post carries among its tags (compared case-insensitively, named
+    as press.toml spells them, in its order); none: the post is for every reader."""
+    tags = {t.casefold() for t in post.tags}
+    return tuple(t for t in config.newsletter.topics if t.casefold() in tags)
+
+
+def audience(config: Config, post: Post) -> ledger.Audience:
+    """Who the post's campaign is for (`ledger.Audience`): its topics among those offered."""
+    return ledger.Audience(post_topics(config, post), config.newsletter.topics)
 
 
 def _label(text: str) -> str:

@@ -34,7 +34,7 @@ from .delivery.maildir import clean_tmp, outbox_path
 from .delivery.run import CampaignRun, Progress, StopRequest, stop_on_signals
 from .errors import DeliveryError
 from .identity import Refusal
-from .newsletter import message_id, newsletter_posts, require_since, require_web_url, sender
+from .newsletter import audience, message_id, newsletter_posts, require_since, require_web_url, sender
 from .senders import (
     PublishOptions,
     PublishReport,
@@ -182,7 +182,8 @@ def dry_run(root: Path, slug: str | None = None, now: dt.datetime | None = None)
         campaigns = refuse_unmailable(config, theme, identify(config, posts, store, now, slug), store, make_edition).campaigns
         for campaign in campaigns.chosen:
             post = campaign.post
-            for _, address, name in ledger.would_receive(store, campaign.key, late_joiners=config.newsletter.late_joiners):
+            owed = audience(config, post)
+            for _, address, name in ledger.would_receive(store, campaign.key, late_joiners=config.newsletter.late_joiners, audience=owed):
                 yield Planned(post.slug, post.subject or post.title, address, name)
         yield from campaigns.refused
 
