@@ -35,7 +35,7 @@ def test_yaml_post(tmp_path: Path) -> None:
     assert post.tags == ("Crime", "TV")
     assert post.meta == {"rating": 4.5}
     assert '<a href="/x/">a link</a>' in post.summary_html and "Second" not in post.summary_html
-    assert post.summary_text == "First para with a link ."
+    assert post.summary_text == "First para with a link."  # inline tags join the words they wrap
     assert post.body_line == 7  # the line after the closing ---
 
 

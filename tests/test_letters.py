@@ -317,3 +317,13 @@ def test_a_correction_cli_needs_a_slug_and_refuses_dry_run(make_site: Callable[.
     for args in (["publish", "--correction", "x"], ["publish", "first", "--correction", "x", "--dry-run"]):
         done = cli(*args, "--site", str(root))
         assert done.returncode != 0 and "--correction needs the slug" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_check_reads_the_welcome_and_names_its_file_and_line(make_site: Callable[..., Path]) -> None:
+    from sites import cli
+
+    root = make_site({**POSTS, "_welcome.md": "---\ntitle: Welcome\n---\n\nNo date.\n"}, NEWSLETTER)
+    done = cli("check", "--site", str(root))
+    assert done.returncode != 0 and "_welcome.md" in done.stderr and "date" in done.stderr and "Traceback" not in done.stderr
+    (root / "posts" / "_welcome.md").write_text(WELCOME)
+    assert cli("check", "--site", str(root)).returncode == 0

@@ -199,10 +199,14 @@ def check(site: SiteOption = Path("."), drafts: DraftsOption = False, future: Fu
     """
     from .build import BuildOptions
     from .build import check as run_check
+    from .letters import check_welcome
 
     plan = run_check(site, BuildOptions(drafts=drafts, future=future))
+    welcome = check_welcome(plan.config, plan.theme)
     typer.echo(f"ok: {len(plan.site.posts)} posts, {len(plan.artifacts)} files would be written")
     _notes(plan)
+    for warning in welcome:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command(cls=PlainCommand)

@@ -3,7 +3,7 @@
 It builds and publishes (exactly as `publish` does: every run resumes what an earlier one left,
 so a restart loses nothing and sends nothing twice), then sleeps until the soonest post dated in
 the future is due, or `poll_seconds` have passed (a post written meanwhile is found then), and
-does it again, until SIGTERM (systemd's stop) or SIGINT. A round that fails (a post with a bad
+does it again (a weekly digest is due when its window ends: the round then starts and sends it), until SIGTERM (systemd's stop) or SIGINT. A round that fails (a post with a bad
 date, the server refusing everything) is reported and the next round tries again: one typo in a
 post never stops the service. SIGTERM during a round stops it after the messages in flight.
 """
@@ -21,6 +21,7 @@ from .build import build
 from .content import Post
 from .delivery.run import StopRequest, stop_on_signals
 from .errors import DeliveryError, PressError
+from .letters import window
 from .publish import PublishOptions, PublishReport, SendingStopped, publish
 
 
@@ -34,11 +35,12 @@ class Round:
     next_at: dt.datetime
 
 
-def next_round(scheduled: tuple[Post, ...], now: dt.datetime, poll_seconds: float) -> dt.datetime:
+def next_round(scheduled: tuple[Post, ...], now: dt.datetime, poll_seconds: float, digest_at: dt.datetime | None = None) -> dt.datetime:
     """When to look again: the soonest of the round's scheduled posts (its build's
-    `Plan.scheduled`, soonest first; none when the build failed), or `poll_seconds` from `now`."""
+    `Plan.scheduled`, soonest first; none when the build failed), the end of the digest window
+    under way (`digest_at`), or `poll_seconds` from `now`."""
     latest = now + dt.timedelta(seconds=poll_seconds)
-    return min(latest, scheduled[0].date) if scheduled else latest
+    return min([latest, *([scheduled[0].date] if scheduled else []), *([digest_at] if digest_at else [])])
 
 
 def follow(
@@ -57,9 +59,11 @@ def follow(
             report: PublishReport | None = None
             error: PressError | None = None
             soonest: tuple[Post, ...] = ()
+            digest_at: dt.datetime | None = None
             try:
                 plan, _ = build(root)
                 soonest = plan.scheduled
+                digest_at = window(plan.config, dt.datetime.now(dt.UTC))[1] + dt.timedelta(days=7)
                 if stop.is_set():  # SIGTERM while building: no campaign starts
                     break
                 report = publish(root, options, stop=stop)  # the same stop request: a signal at any moment ends the round
@@ -71,7 +75,7 @@ def follow(
                 error = exc
             if report is not None and report.interrupted:
                 stop.set(report.signum or signal.SIGTERM)
-            wake = next_round(soonest, dt.datetime.now(dt.UTC), poll_seconds)
+            wake = next_round(soonest, dt.datetime.now(dt.UTC), poll_seconds, digest_at)
             if on_round is not None:
                 on_round(Round(report, error, wake))
             while not stop.is_set() and dt.datetime.now(dt.UTC) < wake:

@@ -30,7 +30,7 @@ from typing import Any
 from . import markup
 from .config import CONFIG_NAME, WEEKDAYS, Config
 from .content import Post, parse_post
-from .errors import ContentError, DeliveryError, PressError
+from .errors import ContentError, DeliveryError, PressError, raise_all
 from .identity import Refusal
 from .newsletter import is_newsletter
 from .store import Store, ledger
@@ -74,6 +74,20 @@ def load_welcome(config: Config) -> Letter | None:
             f"cannot read the welcome email: {exc.strerror}", path=path, hint=f"[newsletter] welcome in {CONFIG_NAME}"
         ) from None
     return _letter(parse_post(path, raw, config), slug="welcome", draft=False)
+
+
+def check_welcome(config: Config, theme: Any) -> tuple[PressError, ...]:
+    """`check`'s look at the welcome email: its file parsed and its edition judged by the email
+    lint as a post's is; an error raises (a `PressErrors` naming file and line), warnings are returned."""
+    from .edition import make_edition
+    from .edition.lint import judge
+
+    letter = load_welcome(config)
+    if letter is None:
+        return ()
+    verdict = judge(make_edition(letter, config, theme), letter)
+    raise_all(list(verdict.errors))
+    return tuple(verdict.warnings)
 
 
 def window(config: Config, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

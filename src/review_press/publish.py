@@ -121,8 +121,11 @@ def publish(
             due = start_campaigns(config, judged.campaigns, store, now)
             if options.slug is None and (plan := letters.digest_due(config, posts, store, now)) is not None:
                 letters.start_digest(config, plan, store, now)
-            extra = letters.prepare(config, theme, posts, store, s.make, [key] if options.correction is not None else None)
-            if options.slug is not None and options.correction is None:
+            if options.correction is not None:
+                extra = letters.prepare(config, theme, posts, store, s.make, [key])
+            elif options.slug is None:
+                extra = letters.prepare(config, theme, posts, store, s.make)
+            else:
                 extra = letters.Prepared((), (), ())  # one post named: only its campaign
         welcome = [o for o in extra.outbound if o.key == mailings.WELCOME]
         later = [o for o in extra.outbound if o.key != mailings.WELCOME]
