@@ -327,3 +327,29 @@ def test_check_reads_the_welcome_and_names_its_file_and_line(make_site: Callable
     assert done.returncode != 0 and "_welcome.md" in done.stderr and "date" in done.stderr and "Traceback" not in done.stderr
     (root / "posts" / "_welcome.md").write_text(WELCOME)
     assert cli("check", "--site", str(root)).returncode == 0
+
+
+def test_welcome_topics_digest_and_correction_on_postgresql(make_site: Callable[..., Path], pg_url: str) -> None:
+    import pg_server as pg
+    from review_press.store.postgres import PostgresStore
+
+    env = {"REVIEW_PRESS_DATABASE_URL": pg_url, "PGPASSWORD": pg.PASSWORD}
+    now = dt.datetime(2026, 1, 13, 9, tzinfo=dt.UTC)
+    with smtp_server() as (server, port):
+        root = _site(make_site, port, {**TAGGED, "_welcome.md": WELCOME}, _topics_toml())
+        with PostgresStore.open(pg_url) as store:
+            store.add("film@example.org", topics=["Film"], welcome=True, now=JAN)
+            store.add("week@example.org", frequency="weekly", topics=["TV review"], now=JAN)
+        publish(root, options(now=now, environ=env))
+        assert publish(root, options(now=now, environ=env)).posts == ()
+        path = root / "posts" / "2026-01-06-film.md"
+        path.write_text(path.read_text().replace("Cinema.", "Cinema, corrected."))
+        publish(root, options(now=now, environ=env, slug="film", correction="a typo"))
+        publish(root, options(now=now, environ=env, slug="film", correction="a typo"))
+    assert _by_reader(server) == {
+        "film@example.org": ["A film", "Correction: A film", "News", "Welcome aboard"],
+        "week@example.org": ["Test Site: the week of January 5, 2026"],
+    }
+    digest = next(r for r in server.received if r.recipient == "week@example.org")
+    text = _text(_parsed(digest.message))
+    assert "A show" in text and "News" in text and "A film" not in text
