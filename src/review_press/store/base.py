@@ -224,8 +224,6 @@ class Store(ABC):
             ).fetchone()[0]
             _set_topics(conn, new_id, topics, frequency)
             if welcome and status == "active":
-                from .mailings import queue_welcome  # mailings builds on this module
-
                 queue_welcome(conn, new_id, stamp)
         sub = self.get(new_id)
         assert sub is not None
@@ -474,8 +472,6 @@ class Store(ABC):
             if cur.rowcount and row and self._has_forgotten():
                 conn.execute("DELETE FROM forgotten WHERE address_hash = ?", (forgotten_hash(secret, row[0]),))
             if cur.rowcount and welcome:
-                from .mailings import queue_welcome  # mailings builds on this module
-
                 queue_welcome(conn, subscriber_id, stamp)
         return cur.rowcount > 0
 
@@ -562,6 +558,22 @@ class Store(ABC):
                 with suppress(OSError):
                     os.unlink(tmp)
         return n
+
+
+WELCOME = ":welcome"  # the welcome email's campaign key (see `mailings`): no post's slug holds a colon
+
+
+def queue_welcome(conn: Connection, subscriber_id: int, stamp: str) -> None:
+    """Inside the caller's transaction (the one that makes the reader active): a pending welcome
+    for them, unless they have one already (a row sent, failed or in flight stays as it is; one
+    skipped because they left before it went is pending again)."""
+    conn.execute("INSERT INTO campaigns (slug, started_at, kind) VALUES (?, ?, 'welcome') ON CONFLICT (slug) DO NOTHING", (WELCOME, stamp))
+    conn.execute(
+        "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?)"
+        " ON CONFLICT (slug, subscriber_id) DO UPDATE SET status = 'pending', last_error = NULL, updated_at = excluded.updated_at"
+        " WHERE deliveries.status = 'skipped'",
+        (WELCOME, subscriber_id, stamp, stamp),
+    )
 
 
 def _set_topics(conn: Connection, subscriber_id: int, topics: Sequence[str], frequency: str) -> None:

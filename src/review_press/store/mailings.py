@@ -19,12 +19,26 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .base import Connection, Store
+from .base import WELCOME, Store, queue_welcome
 from .ledger import Audience, _joined, _marks
 from .model import now_iso
 
-WELCOME = ":welcome"
 KINDS = ("welcome", "digest", "correction")
+__all__ = [  # the welcome's key and queueing live in `base` (a confirm queues it); they are named here too
+    "KINDS",
+    "WELCOME",
+    "Mailing",
+    "correction_key",
+    "digest_key",
+    "digested",
+    "mailings",
+    "post_topics",
+    "queue_welcome",
+    "requeue_deferred",
+    "start_correction",
+    "start_digest",
+    "with_pending",
+]
 
 
 def digest_key(window_start: dt.date) -> str:
@@ -50,19 +64,6 @@ class Mailing:
     corrects: str | None = None  # correction: the campaign it corrects
     note: str = ""  # correction: what changed
     posts: tuple[str, ...] = ()  # digest: the post campaigns it carries, in key order
-
-
-def queue_welcome(conn: Connection, subscriber_id: int, stamp: str) -> None:
-    """Inside the caller's transaction (the one that makes the reader active): a pending welcome
-    for them, unless they have one already (a row sent, failed or in flight stays as it is; one
-    skipped because they left before it went is pending again)."""
-    conn.execute("INSERT INTO campaigns (slug, started_at, kind) VALUES (?, ?, 'welcome') ON CONFLICT (slug) DO NOTHING", (WELCOME, stamp))
-    conn.execute(
-        "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?)"
-        " ON CONFLICT (slug, subscriber_id) DO UPDATE SET status = 'pending', last_error = NULL, updated_at = excluded.updated_at"
-        " WHERE deliveries.status = 'skipped'",
-        (WELCOME, subscriber_id, stamp, stamp),
-    )
 
 
 def mailings(store: Store) -> list[Mailing]:
@@ -161,12 +162,6 @@ def start_correction(store: Store, key: str, corrects: str, note: str, now: dt.d
     if cur.rowcount > 0:
         store.refresh_statistics()
     return cur.rowcount
-
-
-def note_of(store: Store, key: str) -> str | None:
-    """The note of correction `key` (None: no such correction)."""
-    row = store.conn.execute("SELECT note FROM campaigns WHERE slug = ? AND kind = 'correction'", (key,)).fetchone()
-    return None if row is None else row[0] or ""
 
 
 def requeue_deferred(store: Store) -> int:
