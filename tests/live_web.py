@@ -154,6 +154,12 @@ def running(tmp_path: Path, limits: WebLimits = LOOSE, name: str = "site", newsl
         yield Live(root, url, http)
 
 
+def tampered(token: str) -> list[str]:
+    """Forged and truncated versions of a good token."""
+    flip = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
+    return [flip, token[:-1], token[:-6], token[:10], token + "AAAA", "A" * len(token), token.replace("A", "-", 1) or "x"]
+
+
 def assert_clean(response: httpx.Response, *extra: str) -> None:
     """No stack trace, no secret, and none of `extra` (tokens, addresses) in a response."""
     for needle in (*LEAKS, *extra):

@@ -17,13 +17,12 @@ import httpx
 import lxml.html
 import pytest
 
-from live_web import SECRET, Live, assert_clean, outbox, running
+from live_web import SECRET, Live, assert_clean, outbox, running, tampered
 from review_press.build import BuildOptions, build
 from review_press.store import Subscriber
 from review_press.tokens import make_token
 from review_press.web.forms import MAX_BODY, FormError, check_preferences, check_signup
 from sites import post_text, write_site
-from test_web import _tampered
 from waiting import wait_for
 
 TOPICS = 'topics = ["Film", "TV Series", "Books"]'
@@ -191,7 +190,7 @@ def test_unknown_topics_and_frequencies_are_refused_and_never_stored(
 
 def test_forged_truncated_and_missing_tokens_get_the_invalid_link_notice(live: Live) -> None:
     _, good = reader(live, "ivy@example.org", topics=["Books"])
-    for bad in [*_tampered(good), "", "x" * 3000, "%00%0d%0a", "../../etc/passwd"]:
+    for bad in [*tampered(good), "", "x" * 3000, "%00%0d%0a", "../../etc/passwd"]:
         shown = live.http.get("manage", params={"token": bad})
         saved = live.http.post("manage", data={"token": bad, "topics": "Film", "frequency": "weekly"})
         for r in (shown, saved):
