@@ -22,6 +22,7 @@ from review_press.build import BuildOptions, build
 from review_press.store import Subscriber
 from review_press.tokens import make_token
 from review_press.web.forms import MAX_BODY, FormError, check_preferences, check_signup
+from review_press.web.logs import mask_tokens
 from sites import post_text, write_site
 from waiting import wait_for
 
@@ -362,3 +363,8 @@ def test_check_preferences_matches_without_case_and_refuses_the_unknown() -> Non
         check_preferences({}, ["Film"], ())
     signup = check_signup({"email": "a@example.org"}, [], offered)
     assert (signup.topics, signup.frequency) == ((), "each")
+
+
+def test_a_manage_link_in_a_log_line_is_masked() -> None:
+    line = 'GET /manage?token=BpmyQYnT4jFn3ASHLRWUrnQq3GhoV380 HTTP/1.1" 200'
+    assert "BpmyQYnT" not in mask_tokens(line) and "/manage?***" in mask_tokens(line)
