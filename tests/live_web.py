@@ -134,22 +134,30 @@ class Live:
         return confirm_link(self.mails_to(address)[0])
 
 
-def start_site(tmp_path: Path, limits: WebLimits = LOOSE, name: str = "site") -> tuple[Path, socket.socket, ASGIApp]:
-    """A one-post test site in tmp_path/`name` whose [web] url is a fresh loopback socket; the app for it, not yet serving."""
+def start_site(tmp_path: Path, limits: WebLimits = LOOSE, name: str = "site", newsletter: str = "") -> tuple[Path, socket.socket, ASGIApp]:
+    """A one-post test site in tmp_path/`name` whose [web] url is a fresh loopback socket; the app for it, not yet serving.
+
+    `newsletter` is added to its [newsletter] table (e.g. `topics = [...]`).
+    """
     sock = loopback_socket()
     host, port = sock.getsockname()[:2]
-    root = write_site(
-        tmp_path / name, {"2026-02-01-hello.md": post_text("Hello", "2026-02-01")}, SITE_TOML.format(url=f"http://{host}:{port}/")
-    )
+    toml = SITE_TOML.format(url=f"http://{host}:{port}/").replace("\n[web]\n", f"\n{newsletter}\n[web]\n" if newsletter else "\n[web]\n")
+    root = write_site(tmp_path / name, {"2026-02-01-hello.md": post_text("Hello", "2026-02-01")}, toml)
     return root, sock, create_app(root, limits)
 
 
 @contextmanager
-def running(tmp_path: Path, limits: WebLimits = LOOSE, name: str = "site") -> Iterator[Live]:
+def running(tmp_path: Path, limits: WebLimits = LOOSE, name: str = "site", newsletter: str = "") -> Iterator[Live]:
     """The app of a fresh test site (`start_site`), served while the block runs."""
-    root, sock, app = start_site(tmp_path, limits, name)
+    root, sock, app = start_site(tmp_path, limits, name, newsletter)
     with serve(app, sock) as url, httpx.Client(base_url=url, timeout=10.0, follow_redirects=False) as http:
         yield Live(root, url, http)
+
+
+def tampered(token: str) -> list[str]:
+    """Forged and truncated versions of a good token."""
+    flip = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
+    return [flip, token[:-1], token[:-6], token[:10], token + "AAAA", "A" * len(token), token.replace("A", "-", 1) or "x"]
 
 
 def assert_clean(response: httpx.Response, *extra: str) -> None:

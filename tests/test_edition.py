@@ -17,7 +17,7 @@ from email_sites import NEWSLETTER_TOML, edition_of, one_post, sample
 from review_press.config import load_config
 from review_press.content import load_posts
 from review_press.delivery.message import build_message
-from review_press.edition import NAME_SLOT, UNSUBSCRIBE_SLOT, lint, make_edition, preheader
+from review_press.edition import MANAGE_SLOT, NAME_SLOT, UNSUBSCRIBE_SLOT, lint, make_edition, preheader
 from review_press.edition import plan as edition_plan
 from review_press.edition.plan import edition_files, plan_editions
 from review_press.errors import BuildError, DeliveryError, PressError
@@ -136,6 +136,7 @@ def test_email_html_is_a_presentation_table_layout_with_head_metadata(sample_edi
     footer = html.rsplit('class="footer"', 1)[1]
     assert "Review Press, 1 Example Street, London N1 1AA" in footer
     assert UNSUBSCRIBE_SLOT in footer and "because you subscribed" in footer
+    assert f'href="{MANAGE_SLOT}"' in footer and "Manage your subscription</a>" in footer
 
 
 def test_premailer_keeps_media_queries_with_important_and_inlines_the_rest(sample_edition) -> None:
@@ -221,6 +222,9 @@ def test_plain_text_of_the_sample_is_wrapped_and_has_the_footer(sample_edition) 
     _html, text = edition.personalize("Ada", "https://reviews.example.org/newsletter/unsubscribe?token=t")
     assert all(len(line) <= 72 or URL.search(line) for line in text.splitlines())
     assert "Unsubscribe: https://reviews.example.org/newsletter/unsubscribe?token=t" in text
+    assert "Manage your subscription: https://reviews.example.org/newsletter/unsubscribe?token=t" in text  # no manage URL given
+    _html, text = edition.personalize("Ada", "https://x.example/u?token=t", "https://x.example/manage?token=t")
+    assert "Manage your subscription: https://x.example/manage?token=t\nUnsubscribe: https://x.example/u?token=t" in text
     assert f"Read on the web: {edition.url}" in text
     assert "Review Press, 1 Example Street" in text
     assert "How Run Away Compares to Other Harlan Coben Series\n-----" in text
@@ -237,7 +241,16 @@ def test_personalize_escapes_a_hostile_name_and_url(sample_edition) -> None:
     assert 'href="https://x.example/u?a=1&amp;b=&lt;2&gt;"' in html
     assert '<script>alert("x")</script> Bcc: evil@example.com' in text
     assert "https://x.example/u?a=1&b=<2>" in text
-    assert NAME_SLOT not in html + text and UNSUBSCRIBE_SLOT not in html + text
+    assert NAME_SLOT not in html + text and UNSUBSCRIBE_SLOT not in html + text and MANAGE_SLOT not in html + text
+
+
+def test_personalize_fills_the_manage_link_escaped_and_apart_from_unsubscribe(sample_edition) -> None:
+    edition = sample_edition[0]
+    html, text = edition.personalize("Ada", "https://x.example/u?token=T", "https://x.example/manage?token=T&a=<b>")
+    assert 'href="https://x.example/manage?token=T&amp;a=&lt;b&gt;"' in html and 'href="https://x.example/u?token=T"' in html
+    assert html.index("Manage your subscription") < html.index(">Unsubscribe<")
+    assert "Manage your subscription: https://x.example/manage?token=T&a=<b>" in text
+    assert MANAGE_SLOT not in html + text and UNSUBSCRIBE_SLOT not in html + text
 
 
 def test_personalize_without_a_name_says_you(sample_edition) -> None:
@@ -287,6 +300,27 @@ def test_message_is_multipart_alternative_utf8_with_list_headers(sample_edition)
     head = data.split(b"\r\n\r\n", 1)[0].decode()
     assert "Subject: Run Away, reviewed: =?utf-8?q?Netflix=E2=80=99s?= most brutal Coben\r\n thriller yet" in head
     assert max(len(line) for line in data.split(b"\r\n")) <= 998
+
+
+def test_message_carries_the_manage_link_in_both_bodies_and_only_crlf(sample_edition) -> None:
+    edition = sample_edition[0]
+    manage = "https://reviews.example.org/newsletter/manage?token=" + "m=" * 50  # longer than a quoted-printable line
+    data = _message(edition, manage_url=manage)
+    assert b"\n" not in data.replace(b"\r\n", b"")  # every soft break is CRLF, however long a slot or the text between
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    want_html, want_text = edition.personalize("Zoë Ümlaut", "https://reviews.example.org/newsletter/unsubscribe?token=a=b&c", manage)
+    assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == want_text
+    assert msg.get_body(("html",)).get_content().replace("\r\n", "\n") == want_html
+    assert f"Manage your subscription: {manage}" in want_text
+    assert "manage" not in str(msg["List-Unsubscribe"])  # the header stays the one-click unsubscribe
+
+
+@pytest.mark.parametrize(
+    "bad", ["http://insecure.example/manage", "https://x.example/m\r\nBcc: v@example.com", "manage?token=t", "https://x.example/a b"]
+)
+def test_message_refuses_a_manage_url_that_is_not_one_https_url(sample_edition, bad: str) -> None:
+    with pytest.raises(DeliveryError):
+        _message(sample_edition[0], manage_url=bad)
 
 
 def test_message_bodies_survive_names_and_urls_that_need_encoding(sample_edition) -> None:
@@ -447,3 +481,7 @@ def test_edition_files_of_the_sample_post(sample_edition) -> None:
     assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == files["email.txt"].decode()
     assert msg["List-Id"] == "Review Press <reviews.example.org>"
     assert str(msg["Subject"]) == "Run Away, reviewed: Netflix’s most brutal Coben thriller yet"
+    text, html = files["email.txt"].decode(), files["index.html"].decode()
+    assert "Manage your subscription: https://reviews.example.org/newsletter/manage?token=preview" in text  # beside its unsubscribe
+    assert "Unsubscribe: https://reviews.example.org/newsletter/unsubscribe?token=preview" in text
+    assert 'href="https://reviews.example.org/newsletter/manage?token=preview"' in html

@@ -441,8 +441,8 @@ def test_a_new_reader_who_leaves_later_in_the_file_is_reported_as_one_new_suppre
     assert "already on the list, unchanged: 2\n" in result.stdout
     listed = runner.invoke(app, ["subscribers", "list", "--site", str(site)])
     assert [line.split("\t")[:3] + line.split("\t")[4:] for line in listed.stdout.splitlines()] == [
-        ["q@y.org", "", "unsubscribed", "imported as unsubscribed"],
-        ["r@y.org", "", "bounced", "imported as bounced"],
+        ["q@y.org", "", "unsubscribed", "imported as unsubscribed", "each", ""],  # then how often and the topics
+        ["r@y.org", "", "bounced", "imported as bounced", "each", ""],
     ]
 
 
@@ -800,7 +800,7 @@ def test_list_refuses_an_unknown_status_naming_the_valid_ones(site: Path) -> Non
     assert result.exit_code == 1 and "Traceback" not in result.output and result.stdout == ""
     assert "unknown status 'bogus' (one of pending, active, unsubscribed, bounced, complained)" in result.stderr
     listed = runner.invoke(app, ["subscribers", "list", "--status", "active", "--site", str(site)]).stdout
-    assert listed.startswith("a@example.org\t\tactive\t") and listed.endswith("\t\n") and listed.count("\n") == 1
+    assert listed.startswith("a@example.org\t\tactive\t") and listed.endswith("\t\teach\t\n") and listed.count("\n") == 1
 
 
 def test_the_same_file_gives_the_same_result_under_any_hash_seed(tmp_path: Path) -> None:

@@ -16,7 +16,16 @@ from review_press.build import BuildOptions, build
 from review_press.config import load_config
 from review_press.content import load_posts
 from review_press.errors import DeliveryError
-from review_press.newsletter import confirm_url, is_newsletter, message_id, newsletter_posts, require_web_url, sender, unsubscribe_url
+from review_press.newsletter import (
+    confirm_url,
+    is_newsletter,
+    manage_url,
+    message_id,
+    newsletter_posts,
+    require_web_url,
+    sender,
+    unsubscribe_url,
+)
 from review_press.publish import PublishOptions, publish
 from review_press.store import open_store
 from smtp_servers import smtp_server
@@ -109,6 +118,7 @@ def test_links_live_under_the_web_url(make_site: Callable[..., Path]) -> None:
     config = load_config(make_site(POSTS, NEWSLETTER.format(sender="letters@example.org", port=25)))
     assert require_web_url(config) == "https://example.org/newsletter/"
     assert unsubscribe_url(config, "tok") == "https://example.org/newsletter/unsubscribe?token=tok"
+    assert manage_url(config, "tok") == "https://example.org/newsletter/manage?token=tok"
     assert confirm_url(config, "tok") == "https://example.org/newsletter/confirm/tok"
     bare = load_config(make_site(POSTS, "[newsletter]\nsince = 2026-01-01\n", name="bare"))
     with pytest.raises(DeliveryError, match=r"\[web\] url is not set"):

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from live_web import SECRET, Live, assert_clean, confirm_link, loopback_socket, outbox, running, serve, start_site
+from live_web import SECRET, Live, assert_clean, confirm_link, loopback_socket, outbox, running, serve, start_site, tampered
 from review_press.config import load_config
 from review_press.store import SQLiteStore, ledger
 from review_press.tokens import make_token, site_secret
@@ -232,19 +232,13 @@ def test_confirm_links_expire_after_confirm_days(live: Live) -> None:
     assert abs((expires - dt.datetime.now(dt.UTC)) - dt.timedelta(days=7)) < dt.timedelta(minutes=1)
 
 
-def _tampered(token: str) -> list[str]:
-    """Forged and truncated versions of a good token."""
-    flip = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
-    return [flip, token[:-1], token[:-6], token[:10], token + "AAAA", "A" * len(token), token.replace("A", "-", 1) or "x"]
-
-
 @pytest.mark.parametrize("kind", ["confirm", "unsubscribe"])
 def test_forged_and_truncated_tokens_are_refused_without_leaking(live: Live, kind: str) -> None:
     if kind == "confirm":
         good = _confirm_token(live, "lee@example.org", dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
     else:
         _, good = _active(live, "lee@example.org")
-    for bad in _tampered(good):
+    for bad in tampered(good):
         r = live.http.get(f"{kind}/{bad}") if kind == "confirm" else live.http.post(f"{kind}/{bad}")
         assert r.status_code == 400, bad
         assert_clean(r, bad, "lee@example.org")

@@ -19,7 +19,7 @@ from .content import Post
 from .delivery.smtp import Envelope
 from .errors import DeliveryError, PressError
 from .identity import Refusal
-from .newsletter import audience, newsletter_posts, require_since, return_paths, sender, unsubscribe_url
+from .newsletter import audience, manage_url, newsletter_posts, require_since, return_paths, sender, unsubscribe_url
 from .store import Store, ledger
 from .theme import Theme
 from .tokens import make_token
@@ -180,7 +180,8 @@ def renderer(
             from_address=who.address,
             reply_to=who.reply_to,
             list_id=who.list_id,
-            unsubscribe_url=unsubscribe_url(config, make_token(secret, claim.subscriber_id)),
+            unsubscribe_url=unsubscribe_url(config, token := make_token(secret, claim.subscriber_id)),
+            manage_url=manage_url(config, token),
             unsubscribe_mailto=who.unsubscribe_mailto,
             message_id=claim.message_id,
             date=dt.datetime.now(dt.UTC),

@@ -318,13 +318,34 @@ def _store(site: Path) -> Any:
 
 def _store_and_secret(site: Path) -> tuple[Any, bytes]:
     """The site's store and its secret (which keys the hashes of erased addresses)."""
+    _config, store, secret = _site_store(site)
+    return store, secret
+
+
+def _site_store(site: Path) -> tuple[Any, Any, bytes]:
+    """The site's config, its store and its secret (which keys the hashes of erased addresses)."""
     from .config import load_config
     from .store import open_store
     from .tokens import site_secret
 
     config = load_config(site)
     secret = site_secret(config)
-    return open_store(config), secret
+    return config, open_store(config), secret
+
+
+def _topics(asked: list[str], offered: tuple[str, ...]) -> tuple[str, ...]:
+    """The `--topic`s asked for, in the spelling of press.toml's `[newsletter] topics` (matched
+    without regard to case); an unknown one is an error naming it (exit 1)."""
+    spelling = {t.casefold(): t for t in offered}
+    chosen: list[str] = []
+    for name in asked:
+        topic = spelling.get(name.strip().casefold())
+        if topic is None:
+            known = ", ".join(offered) if offered else "none: [newsletter] topics in press.toml lists no topics"
+            fail(f"error: unknown topic {name!r} (the site's topics: {known})")
+        elif topic not in chosen:
+            chosen.append(topic)
+    return tuple(chosen)
 
 
 @subscribers_app.command("import", cls=PlainCommand)
@@ -367,8 +388,8 @@ def subscribers_import(
     """
     from .importers import ImportOptions, import_file
 
-    options = ImportOptions(fmt, email_column, name_column, status_column, status, strict=strict)
-    store, secret = _store_and_secret(site)
+    config, store, secret = _site_store(site)
+    options = ImportOptions(fmt, email_column, name_column, status_column, status, strict=strict, topics=config.newsletter.topics)
     with store:
         report = import_file(store, csv_file, options, secret=secret)
     for problem in report.problems:
@@ -385,6 +406,10 @@ def subscribers_import(
     typer.echo(f"already on the list, unchanged: {report.already}")
     typer.echo(f"forgotten, not re-added: {report.forgotten}")
     typer.echo(f"bad rows: {report.bad_rows}")
+    if report.ignored_labels:
+        shown = ", ".join(repr(label) for label in report.ignored_labels[:20])
+        more = f" and {len(report.ignored_labels) - 20} more" if len(report.ignored_labels) > 20 else ""
+        typer.echo(f"labels that are not topics of this site, ignored: {shown}{more}")
     if report.bad_rows:
         fail(f"error: {report.bad_rows} bad rows skipped; the other rows are imported (fix those rows and import the file again)")
 
@@ -398,22 +423,40 @@ def subscribers_add(
         bool,
         typer.Option("--force", help="Add an address erased by forget: only with the reader's new consent (clears the record)."),
     ] = False,
+    topic: Annotated[
+        list[str] | None,
+        typer.Option("--topic", help="A topic of [newsletter] topics they get (repeat for more; none: every post)."),
+    ] = None,
+    weekly: Annotated[bool, typer.Option("--weekly", help="A weekly digest instead of an email for each post.")] = False,
+    welcome: Annotated[bool, typer.Option("--welcome", help="Send them the welcome email (at the next publish).")] = False,
     site: SiteOption = Path("."),
 ) -> None:
     """Add one subscriber, active (you vouch for their consent); an address erased by forget is refused."""
-    store, secret = _store_and_secret(site)
+    config, store, secret = _site_store(site)
     with store:
-        sub = store.add(address, name, secret=secret, forgotten="clear" if force else "refuse")
-    typer.echo(f"added {sub.address}")
+        topics = _topics(topic or [], config.newsletter.topics)
+        sub = store.add(
+            address,
+            name,
+            secret=secret,
+            forgotten="clear" if force else "refuse",
+            topics=topics,
+            frequency="weekly" if weekly else "each",
+            welcome=welcome,
+        )
+    chose = (f" (topics: {', '.join(sub.topics)})" if sub.topics else "") + (" (weekly digest)" if sub.frequency == "weekly" else "")
+    typer.echo(f"added {sub.address}{chose}" + ("; the welcome email is queued" if welcome else ""))
 
 
 @subscribers_app.command("list", cls=PlainCommand)
 @reports_errors
 def subscribers_list(site: SiteOption = Path("."), status: StatusOption = None) -> None:
-    """Print one subscriber a line: address, name, status, since when, and why (tab-separated)."""
+    """Print one subscriber a line: address, name, status, since when, why, how often (each post
+    or weekly) and their topics (comma-separated; none: every post), tab-separated."""
     with _store(site) as store:
         for s in store.iter_subscribers(status or ()):
-            typer.echo(f"{s.address}\t{s.name}\t{s.status}\t{s.status_at or ''}\t{s.status_reason}")
+            topics = ", ".join(s.topics)
+            typer.echo(f"{s.address}\t{s.name}\t{s.status}\t{s.status_at or ''}\t{s.status_reason}\t{s.frequency}\t{topics}")
 
 
 @subscribers_app.command("count", cls=PlainCommand)

@@ -33,6 +33,14 @@ reader. A time without an offset is UTC; a consent time after the import's time 
 that time (up to a day of clock skew; later is a bad row). A reader's `created_at` is when the
 import stored them, never a time from the file: the late-joiner rule counts from it.
 
+Labels become topics: Mailchimp's `TAGS` (`"Film","Books"`), Ghost's `labels` (`Film, Books`),
+listmonk's `attributes` (or `attribs`) JSON (`{"topics": ["Film"]}` or `{"topics": "Film, Books"}`)
+and our own export's `topics` (`Film;Books`) map to the site's `[newsletter] topics`
+(`ImportOptions.topics`), without regard to case and stored in the site's spelling, for new
+readers only (a reader already on the list keeps their choice). A label that is not a topic is
+ignored and listed in the report (`ImportReport.ignored_labels`); our export's `frequency` is
+read back too.
+
 A file is one export: a second header row (this file's own, or that of any known format), as
 `cat subscribed.csv unsubscribed.csv` makes, stops the import with nothing stored (`header_of`):
 each header says what its rows mean, so a file's rows are read only under its own.
@@ -43,15 +51,28 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
 from .errors import DeliveryError
 from .spreadsheet import restore_cell
-from .store import MAX_LISTED, STATUSES, SUPPRESSED, ImportReport, ImportRow, RowProblem, Store, check_name, now_iso, parse_address
+from .store import (
+    MAX_LISTED,
+    STATUSES,
+    SUPPRESSED,
+    ImportReport,
+    ImportRow,
+    RowProblem,
+    Store,
+    check_name,
+    now_iso,
+    parse_address,
+)
+from .store.model import FREQUENCIES, TOPIC_SEPARATOR
 
 FORMATS: dict[str, str] = {  # name -> what the report calls it
     "review-press": "review-press export",
@@ -102,8 +123,8 @@ _LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
 class ImportOptions:
     """How to read a file: `format` forces one (else it is detected), the `*_column`s map a plain
     CSV, `status` gives every row a status (never a more mailable one than the row's own),
-    `source` is the consent source recorded (default `import:<file name>`), and `strict` makes
-    any bad row abort the import."""
+    `source` is the consent source recorded (default `import:<file name>`), `strict` makes
+    any bad row abort the import, and `topics` are the site's topics its labels map to."""
 
     format: str | None = None
     email_column: str | None = None
@@ -112,6 +133,7 @@ class ImportOptions:
     status: str | None = None
     source: str | None = None
     strict: bool = False
+    topics: tuple[str, ...] = ()  # the site's `[newsletter] topics`: the labels that become topics
 
 
 class HeaderError(ValueError):
@@ -141,6 +163,8 @@ class Layout:
     source: str
     stamp: str  # the import's time: consent, created and updated, where the file has none
     now: dt.datetime
+    labels: str | None = None  # the column of a reader's labels (tags), read by `_LABELS[format]`
+    topics: Mapping[str, str] = field(default_factory=dict)  # a topic case-folded -> the site's spelling
 
 
 def _word(text: str) -> str:
@@ -172,7 +196,7 @@ def detect_format(header: Sequence[str]) -> str | None:
         return "mailchimp"
     if ("subscriber type" in names and names & {"email", "email address"}) or {"email address", "type", "creation date"} <= names:
         return "buttondown"
-    if "email" in names and "attributes" in names:
+    if "email" in names and names & {"attributes", "attribs"}:
         return "listmonk"
     if "email" in names:
         return "csv"
@@ -250,8 +274,23 @@ def layout_for(header: Sequence[str], options: ImportOptions, *, source: str, no
         name = (named,) if named else name
         status = given(options.status_column, "--status-column") or ("status" if "status" in columns else None)
     also = "status" if "status" in columns and status != "status" else None
+    labels = next((c for c in _LABEL_COLUMNS.get(fmt, ()) if c in columns), None)
     return Layout(
-        fmt, label, tuple(h.strip() for h in header), columns, email, name, status, also, file_status, forced, source, now_iso(now), now
+        fmt,
+        label,
+        tuple(h.strip() for h in header),
+        columns,
+        email,
+        name,
+        status,
+        also,
+        file_status,
+        forced,
+        source,
+        now_iso(now),
+        now,
+        labels,
+        {t.casefold(): t for t in options.topics},
     )
 
 
@@ -269,6 +308,12 @@ class _Cells:
 
     def __contains__(self, name: str) -> bool:
         return name in self.columns
+
+    def extra(self, name: str) -> str:
+        """A column the row may leave out at its end (a reader's labels, our export's newer
+        columns): "" when the header lacks it or the row stops before it."""
+        at = self.columns.get(name)
+        return self.row[at] if at is not None and at < len(self.row) else ""
 
     def __call__(self, name: str) -> str:
         at = self.columns.get(name)
@@ -410,8 +455,87 @@ _READERS: dict[str, Callable[[Layout, _Cells], _Facts]] = {
 }
 
 
+# The column that holds a reader's labels in each format that has one (names after `_word`).
+_LABEL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "mailchimp": ("tags",),
+    "ghost": ("labels",),
+    "listmonk": ("attributes", "attribs"),
+    "review-press": ("topics",),
+}
+MAX_LABELS = 200  # labels read of one cell (a topic list is at most 50 long)
+
+
+def _listed(text: str) -> list[str]:
+    """Comma-separated labels, each maybe quoted as Mailchimp writes its tags (`"a","b, c"`)."""
+    try:
+        return next(csv.reader([text.replace("\r", " ").replace("\n", " ")], skipinitialspace=True), [])
+    except csv.Error:
+        return text.split(",")
+
+
+def _attribute_topics(text: str) -> list[str]:
+    """The `topics` of a listmonk attributes object: a list of strings, or one comma-separated
+    string; nothing when the cell is not a JSON object (its other attributes are not ours)."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    value = next((v for k, v in data.items() if isinstance(k, str) and k.casefold() in ("topics", "topic")), None)
+    if isinstance(value, str):
+        return _listed(value)
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def labels_of(layout: Layout, cells: _Cells) -> list[str]:
+    """A row's labels as the file writes them (stripped, blank ones dropped, at most `MAX_LABELS`)."""
+    if layout.labels is None:
+        return []
+    text = cells.extra(layout.labels)
+    if not text.strip():
+        return []
+    if layout.format == "listmonk":
+        found = _attribute_topics(text)
+    elif layout.format == "review-press":
+        found = text.split(TOPIC_SEPARATOR)
+    else:
+        found = _listed(text)
+    return [label for label in (" ".join(f.split()) for f in found[:MAX_LABELS]) if label]
+
+
+def topics_of(layout: Layout, labels: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the site's topics these labels name, in its spelling; the labels that name none)."""
+    topics: list[str] = []
+    ignored: list[str] = []
+    for label in labels:
+        topic = layout.topics.get(label.casefold())
+        if topic is None:
+            ignored.append(label)
+        elif topic not in topics:
+            topics.append(topic)
+    return tuple(topics), tuple(ignored)
+
+
+def _frequency(layout: Layout, cells: _Cells) -> str:
+    """Our own export's frequency (blank: every post); another value is a `ValueError`."""
+    value = cells.extra("frequency").strip().lower() if layout.format == "review-press" else ""
+    if not value:
+        return "each"
+    if value not in FREQUENCIES:
+        raise ValueError(f"unknown frequency {cells('frequency')[:40]!r} (one of {', '.join(FREQUENCIES)})")
+    return value
+
+
 def map_row(layout: Layout, row: Sequence[str], line: int) -> ImportRow:
     """One CSV row as the reader it stands for; a `ValueError` says what is wrong with it."""
+    return map_row_labels(layout, row, line)[0]
+
+
+def map_row_labels(layout: Layout, row: Sequence[str], line: int) -> tuple[ImportRow, tuple[str, ...]]:
+    """`map_row`, and the row's labels that are none of the site's topics (`topics_of`)."""
     if layout.format == "review-press":
         row = [restore_cell(cell) for cell in row]  # our export neutralised formula-like cells
     cells = _Cells(layout, row)
@@ -428,7 +552,9 @@ def map_row(layout: Layout, row: Sequence[str], line: int) -> ImportRow:
     reason = ""
     if layout.format == "review-press" and status in SUPPRESSED and "status reason" in cells:  # our export keeps why they left
         reason = " ".join(cells("status reason").split())[:300]
-    return ImportRow(line, address, name, status, source, consent_at, consent_ip, reason)
+    topics, ignored = topics_of(layout, labels_of(layout, cells))
+    row_out = ImportRow(line, address, name, status, source, consent_at, consent_ip, reason, topics, _frequency(layout, cells))
+    return row_out, ignored
 
 
 def _trimmed(row: Sequence[str]) -> list[str]:
@@ -476,6 +602,7 @@ class ExportReader:
         self.path, self.options, self.now = path, options, now
         self.problems: list[RowProblem] = []
         self.bad_rows = 0
+        self.ignored: dict[str, None] = {}  # labels that are no topic of the site, distinct, in the order met
         try:
             self._file = path.open(encoding="utf-8-sig", newline="")
         except OSError as exc:
@@ -534,10 +661,13 @@ class ExportReader:
                     hint="import each file on its own; nothing was imported",
                 )
             try:
-                record = map_row(layout, row, line)
+                record, ignored = map_row_labels(layout, row, line)
             except ValueError as exc:
                 self._bad(line, at_email, exc)
                 continue
+            for label in ignored:
+                if len(self.ignored) < MAX_LISTED:
+                    self.ignored.setdefault(label[:60])
             yield record
 
     def _bad(self, line: int, cell: str, exc: ValueError) -> None:
@@ -561,7 +691,13 @@ def import_file(
     moment = now or dt.datetime.now(dt.UTC)
     with ExportReader(path, options or ImportOptions(), now=moment) as reader:
         report = store.import_rows(reader.rows(), secret=secret, now=moment)
-        return replace(report, format=reader.layout.label, bad_rows=reader.bad_rows, problems=tuple(reader.problems))
+        return replace(
+            report,
+            format=reader.layout.label,
+            bad_rows=reader.bad_rows,
+            problems=tuple(reader.problems),
+            ignored_labels=tuple(reader.ignored),
+        )
 
 
 def import_csv(

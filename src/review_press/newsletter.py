@@ -12,7 +12,7 @@ app's confirmation email all ask this module, so what a writer previews is what 
 - Message-IDs (`message_id`): `<label.part.hex12@domain>` for every kind.
 - The return path (`return_paths`): a signed VERP address per message under `[newsletter]
   bounce_address`, else the sender's address.
-- Links (`unsubscribe_url`, `confirm_url`, `require_web_url`): under `[web] url`.
+- Links (`unsubscribe_url`, `manage_url`, `confirm_url`, `require_web_url`): under `[web] url`.
 """
 
 from __future__ import annotations
@@ -184,3 +184,9 @@ def confirm_url(config: Config, token: str) -> str:
 def unsubscribe_url(config: Config, token: str) -> str:
     """The one-click unsubscribe URL for a token: `web_base` + `unsubscribe?token=`."""
     return f"{web_base(config)}unsubscribe?token={token}"
+
+
+def manage_url(config: Config, token: str) -> str:
+    """The reader's manage-your-subscription page (topics, every post or weekly): `web_base` +
+    `manage?token=`, with the same token as their unsubscribe link."""
+    return f"{web_base(config)}manage?token={token}"

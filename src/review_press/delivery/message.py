@@ -40,6 +40,7 @@ class SlottedLike(Protocol):
     parts: tuple[str, ...]
     names: tuple[int, ...]
     urls: tuple[int, ...]
+    manages: tuple[int, ...]
 
 
 class EditionLike(Protocol):
@@ -52,7 +53,7 @@ class EditionLike(Protocol):
     slug: str
     subject: str
 
-    def personalize(self, name: str, unsubscribe_url: str) -> tuple[str, str]: ...
+    def personalize(self, name: str, unsubscribe_url: str, manage_url: str = "") -> tuple[str, str]: ...
 
 
 def _no_breaks(what: str, value: str) -> str:
@@ -61,6 +62,14 @@ def _no_breaks(what: str, value: str) -> str:
             f"{what} contains a line break: {value[:60]!r}", hint="header values must be one line (header injection refused)"
         )
     return value
+
+
+def _https_url(what: str, value: str) -> str:
+    """`value` stripped; a `DeliveryError` unless it is one absolute https: URL (no break, space or `>`)."""
+    url = _no_breaks(what, value).strip()
+    if not url.startswith("https://") or " " in url or ">" in url:
+        raise DeliveryError(f"{what} {url!r} must be an absolute https: URL", hint="set [web] url in press.toml")
+    return url
 
 
 def _address(what: str, value: str) -> str:
@@ -100,7 +109,10 @@ def _list_id(value: str) -> str:
 def _qp(text: str) -> bytes:
     """UTF-8 quoted-printable with CRLF line ends and lines of at most 76 characters."""
     data = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode("utf-8")
-    return binascii.b2a_qp(data, istext=True)
+    out = binascii.b2a_qp(data, istext=True)
+    if b"\n" in out and b"\n" not in data:  # b2a_qp ends the soft breaks of a text without line breaks in a bare LF
+        out = out.replace(b"\n", b"\r\n")
+    return out
 
 
 def _qp_piece(text: str) -> bytes:
@@ -119,19 +131,24 @@ class _EncodedSlots:
     parts: tuple[bytes, ...]
     names: tuple[int, ...]
     urls: tuple[int, ...]
+    manages: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, slotted: SlottedLike) -> _EncodedSlots:
         parts = tuple(b"" if i % 2 else _qp_piece(part) for i, part in enumerate(slotted.parts))
-        return cls(parts, tuple(slotted.names), tuple(slotted.urls))
+        return cls(parts, tuple(slotted.names), tuple(slotted.urls), tuple(getattr(slotted, "manages", ())))
 
-    def fill(self, name: str, url: str) -> bytes:
+    def fill(self, name: str, url: str, manage: str) -> bytes:
         out = list(self.parts)
         name_bytes, url_bytes = _qp_piece(name), _qp_piece(url)
         for i in self.names:
             out[i] = name_bytes
         for i in self.urls:
             out[i] = url_bytes
+        if self.manages:
+            manage_bytes = _qp_piece(manage)
+            for i in self.manages:
+                out[i] = manage_bytes
         return b"".join(out)
 
 
@@ -146,22 +163,23 @@ class MessageTemplate:
     html: _EncodedSlots | None = None  # None: the edition is personalised and encoded per recipient
     text: _EncodedSlots | None = None
 
-    def bodies(self, name: str, url: str) -> tuple[bytes, bytes]:
-        """(text, html) for one recipient, quoted-printable."""
+    def bodies(self, name: str, url: str, manage: str = "") -> tuple[bytes, bytes]:
+        """(text, html) for one recipient, quoted-printable (`manage` empty: the manage links get `url`)."""
         if self.html is None or self.text is None:
-            html, text = self.edition.personalize(name, url)
+            html, text = self.edition.personalize(name, url, manage) if manage else self.edition.personalize(name, url)
             return _qp(text), _qp(html)
-        html_name, html_url, text_name, text_url = self.edition.slot_values(name, url)  # type: ignore[attr-defined]
-        return self.text.fill(text_name, text_url), self.html.fill(html_name, html_url)
+        html_name, html_url, html_manage, text_name, text_url, text_manage = self.edition.slot_values(name, url, manage)  # type: ignore[attr-defined]
+        return self.text.fill(text_name, text_url, text_manage), self.html.fill(html_name, html_url, html_manage)
 
-    def render(self, *, to_name: str, to_address: str, unsubscribe_url: str, message_id: str, date: dt.datetime) -> bytes:
+    def render(
+        self, *, to_name: str, to_address: str, unsubscribe_url: str, message_id: str, date: dt.datetime, manage_url: str = ""
+    ) -> bytes:
         """The whole message for one recipient, as CRLF bytes ready for SMTP or a Maildir."""
         to = _mailbox("To", to_name, to_address)
         if len(to) > 70 and "\n" not in to and " <" in to:
             to = f"{LINE} <".join(to.rsplit(" <", 1))
-        url = _no_breaks("unsubscribe_url", unsubscribe_url).strip()
-        if not url.startswith("https://") or " " in url or ">" in url:
-            raise DeliveryError(f"unsubscribe_url {url!r} must be an absolute https: URL", hint="set [web] url in press.toml")
+        url = _https_url("unsubscribe_url", unsubscribe_url)
+        manage = _https_url("manage_url", manage_url) if manage_url else ""
         mid = _no_breaks("message_id", message_id).strip()
         if not mid.startswith("<"):
             mid = f"<{mid}>"
@@ -172,7 +190,7 @@ class MessageTemplate:
         unsubscribe = f"<{url}>, <{self.unsubscribe_mailto}>" if self.unsubscribe_mailto else f"<{url}>"
         if len(unsubscribe) > 60 and self.unsubscribe_mailto:
             unsubscribe = f"<{url}>,{LINE} <{self.unsubscribe_mailto}>"
-        text, html = self.bodies(to_name, url)
+        text, html = self.bodies(to_name, url, manage)
         head = (
             self.head.replace("\0DATE\0", format_datetime(date))
             .replace("\0TO\0", to)
@@ -244,13 +262,18 @@ def build_message(
     unsubscribe_mailto: str,
     message_id: str,
     date: dt.datetime,
+    manage_url: str = "",
 ) -> bytes:
     """One recipient's message of `edition` as MIME bytes (CRLF). Pure; fast on repeated editions.
 
+    `manage_url` is the reader's manage-your-subscription page (`newsletter.manage_url`), in
+    the footer of both bodies; without one the footer's manage link is the unsubscribe URL.
     Raises `DeliveryError` for a line break in any header value, a malformed address,
-    Message-ID or unsubscribe URL, or a naive date.
+    Message-ID, unsubscribe or manage URL, or a naive date.
     """
     template = message_template(
         edition, from_name=from_name, from_address=from_address, reply_to=reply_to, list_id=list_id, unsubscribe_mailto=unsubscribe_mailto
     )
-    return template.render(to_name=to_name, to_address=to_address, unsubscribe_url=unsubscribe_url, message_id=message_id, date=date)
+    return template.render(
+        to_name=to_name, to_address=to_address, unsubscribe_url=unsubscribe_url, message_id=message_id, date=date, manage_url=manage_url
+    )

@@ -1,9 +1,10 @@
 """The email edition: one post -> subject, preheader, email-safe HTML and plain text.
 
 `make_edition` does the expensive work once per post (the email template, premailer's CSS
-inlining, the plain text from the Markdown tokens). The result holds two personalisation
-slots, the recipient's name and the unsubscribe URL, which `Edition.personalize` fills with
-plain string joins: it runs once per recipient and must stay in microseconds.
+inlining, the plain text from the Markdown tokens). The result holds three personalisation
+slots, the recipient's name, the unsubscribe URL and the manage-your-subscription URL, which
+`Edition.personalize` fills with plain string joins: it runs once per recipient and must stay
+in microseconds.
 
 premailer is configured for email rather than left at its defaults (see `render`):
 `!important` is kept inside `@media` (the default strips it and so disables every mobile and
@@ -25,46 +26,56 @@ from ..theme import Theme
 from .cut import fit
 from .lint import HTML_LIMIT, EmailProblem, Problem, Verdict, judge, lint_edition
 from .plaintext import render_text
-from .render import NAME_SLOT, UNSUBSCRIBE_SLOT, post_url, render_html
+from .render import MANAGE_SLOT, NAME_SLOT, UNSUBSCRIBE_SLOT, post_url, render_html
 
 PREHEADER_MIN = 40
 PREHEADER_MAX = 150
 ANONYMOUS = "you"  # what "This email was sent to ..." says when a subscriber gave no name
-_SLOTS = re.compile(f"({re.escape(NAME_SLOT)}|{re.escape(UNSUBSCRIBE_SLOT)})")
+_SLOTS = re.compile(f"({re.escape(NAME_SLOT)}|{re.escape(UNSUBSCRIBE_SLOT)}|{re.escape(MANAGE_SLOT)})")
 
 
 @dataclass(frozen=True)
 class Slotted:
     """A text cut at its personalisation slots, so filling them is a join, not a search.
 
-    `parts` alternates literal text and slot markers; `names` and `urls` index the markers.
+    `parts` alternates literal text and slot markers; `names`, `urls` (unsubscribe) and
+    `manages` (the manage-your-subscription page) index the markers.
     """
 
     parts: tuple[str, ...]
     names: tuple[int, ...]
     urls: tuple[int, ...]
+    manages: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, template: str) -> Slotted:
         parts = tuple(_SLOTS.split(template))
         slots = range(1, len(parts), 2)
-        return cls(parts, tuple(i for i in slots if parts[i] == NAME_SLOT), tuple(i for i in slots if parts[i] == UNSUBSCRIBE_SLOT))
 
-    def fill(self, name: str, url: str) -> str:
-        """The text with every name slot set to `name` and every URL slot to `url` (both already escaped)."""
+        def where(slot: str) -> tuple[int, ...]:
+            return tuple(i for i in slots if parts[i] == slot)
+
+        return cls(parts, where(NAME_SLOT), where(UNSUBSCRIBE_SLOT), where(MANAGE_SLOT))
+
+    def fill(self, name: str, url: str, manage: str = "") -> str:
+        """The text with every name slot set to `name`, every unsubscribe slot to `url` and every
+        manage slot to `manage` (all already escaped; an empty `manage` is `url`)."""
         out = list(self.parts)
         for i in self.names:
             out[i] = name
         for i in self.urls:
             out[i] = url
+        for i in self.manages:
+            out[i] = manage or url
         return "".join(out)
 
 
 @dataclass(frozen=True)
 class Edition:
-    """A post as email: what every recipient gets, before their name and unsubscribe link go in.
+    """A post as email: what every recipient gets, before their name and links go in.
 
-    `html` and `text` hold the slots `NAME_SLOT` and `UNSUBSCRIBE_SLOT`; `personalize` fills them.
+    `html` and `text` hold the slots `NAME_SLOT`, `UNSUBSCRIBE_SLOT` and `MANAGE_SLOT`;
+    `personalize` fills them.
     `cut`: the post was too long for one email, so the HTML ends early with a link to the post
     on the web (`edition.cut`); the text is whole.
     """
@@ -84,18 +95,21 @@ class Edition:
         object.__setattr__(self, "text_slots", Slotted.of(self.text))
 
     @staticmethod
-    def slot_values(name: str, unsubscribe_url: str) -> tuple[str, str, str, str]:
-        """(name, URL) escaped for the HTML, then as they go in the text.
+    def slot_values(name: str, unsubscribe_url: str, manage_url: str = "") -> tuple[str, str, str, str, str, str]:
+        """(name, unsubscribe URL, manage URL) escaped for the HTML, then the three as they go in the text.
 
         A blank name reads "you"; line breaks in a name become spaces so it cannot add lines.
+        Without a `manage_url` the manage slots get the unsubscribe URL (a page that works).
         """
         shown = " ".join(name.split()) or ANONYMOUS
-        return html_lib.escape(shown), html_lib.escape(unsubscribe_url), shown, unsubscribe_url
+        manage = manage_url or unsubscribe_url
+        return html_lib.escape(shown), html_lib.escape(unsubscribe_url), html_lib.escape(manage), shown, unsubscribe_url, manage
 
-    def personalize(self, name: str, unsubscribe_url: str) -> tuple[str, str]:
-        """(html, text) for one recipient: the name (escaped for HTML) and their unsubscribe URL filled in."""
-        html_name, html_url, text_name, text_url = self.slot_values(name, unsubscribe_url)
-        return self.html_slots.fill(html_name, html_url), self.text_slots.fill(text_name, text_url)
+    def personalize(self, name: str, unsubscribe_url: str, manage_url: str = "") -> tuple[str, str]:
+        """(html, text) for one recipient: the name (escaped for HTML), their unsubscribe URL and
+        their manage-your-subscription URL filled in."""
+        html_name, html_url, html_manage, text_name, text_url, text_manage = self.slot_values(name, unsubscribe_url, manage_url)
+        return self.html_slots.fill(html_name, html_url, html_manage), self.text_slots.fill(text_name, text_url, text_manage)
 
 
 def preheader(post: Post, body_html: str | None = None) -> str:
@@ -152,6 +166,7 @@ def lint(edition: Edition, post: Post | None = None) -> list[Problem]:
 
 __all__ = [
     "ANONYMOUS",
+    "MANAGE_SLOT",
     "NAME_SLOT",
     "UNSUBSCRIBE_SLOT",
     "Edition",

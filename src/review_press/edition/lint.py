@@ -32,7 +32,7 @@ from markdown_it.token import Token
 from .. import markup
 from ..content import Post
 from ..errors import BuildError
-from .render import UNSUBSCRIBE_SLOT, absolute
+from .render import MANAGE_SLOT, UNSUBSCRIBE_SLOT, absolute
 from .tokens import tokens_of
 
 HTML_LIMIT = 100 * 1024
@@ -138,7 +138,7 @@ def is_data_table(table: etree._Element) -> bool:
 
 def _url_problem(tag: str, attr: str, url: str, line: int | None) -> Problem | None:
     """Rule 3 for one URL: absolute https (or mailto for links)."""
-    if url == UNSUBSCRIBE_SLOT or url.startswith("https://") or (tag == "a" and url.lower().startswith("mailto:")):
+    if url in (UNSUBSCRIBE_SLOT, MANAGE_SLOT) or url.startswith("https://") or (tag == "a" and url.lower().startswith("mailto:")):
         return None
     if url.lower().startswith("data:"):
         return None if tag == "a" else Problem(3, "data: image (most clients block them; link an https image)", "data-image", line)
@@ -306,7 +306,7 @@ def lint_html(html: str, text: str, *, url: str = "", preheader: str | None = No
                 problems.append(problem)
     for el in root.iter("a"):
         href = (el.get("href") or "").strip()
-        if not href or href == UNSUBSCRIBE_SLOT or _JAVASCRIPT.match(href):
+        if not href or href in (UNSUBSCRIBE_SLOT, MANAGE_SLOT) or _JAVASCRIPT.match(href):
             continue
         page, _, _ = href.partition("#")
         wanted = page if url and page == url else href

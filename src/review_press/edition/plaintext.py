@@ -20,7 +20,7 @@ from ..config import Config
 from ..content import Post
 from ..images import retarget
 from ..markup import embed_for
-from .render import NAME_SLOT, UNSUBSCRIBE_SLOT, absolute, post_url
+from .render import MANAGE_SLOT, NAME_SLOT, UNSUBSCRIBE_SLOT, absolute, post_url
 from .tokens import tokens_of
 
 WIDTH = 72
@@ -331,6 +331,7 @@ def render_text(post: Post, config: Config) -> str:
         "-- ",
         wrap(f"This email was sent to {NAME_SLOT} because you subscribed to the {config.title} newsletter at {config.url()}.", WIDTH),
         "",
+        f"Manage your subscription: {MANAGE_SLOT}",
         f"Unsubscribe: {UNSUBSCRIBE_SLOT}",
         f"Read on the web: {url}",
     ]

@@ -24,7 +24,7 @@ from ..config import Config
 from ..content import Post
 from ..delivery.message import build_message
 from ..errors import PressError
-from ..newsletter import message_id, newsletter_posts, sender, unsubscribe_url
+from ..newsletter import manage_url, message_id, newsletter_posts, sender, unsubscribe_url
 from ..output import Artifact, atomic_write, make_key
 from ..site import Site
 from ..statedir import private_dir
@@ -49,8 +49,8 @@ def preview_message_id(post: Post, config: Config) -> str:
 def edition_files(edition: Edition, post: Post, config: Config) -> dict[str, bytes]:
     """The three preview files of one edition, personalised for a placeholder reader."""
     who = sender(config, preview=True)
-    url = unsubscribe_url(config, PREVIEW_TOKEN)
-    html, text = edition.personalize(PREVIEW_NAME, url)
+    url, manage = unsubscribe_url(config, PREVIEW_TOKEN), manage_url(config, PREVIEW_TOKEN)
+    html, text = edition.personalize(PREVIEW_NAME, url, manage)
     message = build_message(
         edition,
         to_name=PREVIEW_NAME,
@@ -60,6 +60,7 @@ def edition_files(edition: Edition, post: Post, config: Config) -> dict[str, byt
         reply_to=who.reply_to,
         list_id=who.list_id,
         unsubscribe_url=url,
+        manage_url=manage,
         unsubscribe_mailto=who.unsubscribe_mailto,
         message_id=preview_message_id(post, config),
         date=post.date,

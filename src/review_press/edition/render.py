@@ -5,7 +5,7 @@ handlers, `javascript:` URLs or forms; iframes become links) and goes into
 `templates/email/edition.html`; the whole document is parsed once with lxml, adjusted for
 email (absolute URLs, pixel image widths, videos and audio turned into links by the same
 `markup.players_to_links`, data tables marked) and handed as a tree to premailer, configured
-for email. Personalisation slots (`NAME_SLOT`, `UNSUBSCRIBE_SLOT`) pass through untouched.
+for email. Personalisation slots (`NAME_SLOT`, `UNSUBSCRIBE_SLOT`, `MANAGE_SLOT`) pass through untouched.
 
 What readers expect of a newsletter: the template opens with a "View in browser" link to the
 post's page and, when the post has an `image`, that image as a hero (`hero_url`, alt = the
@@ -39,6 +39,7 @@ from ..theme import Theme
 
 NAME_SLOT = "rp-slot-name-7c1d"
 UNSUBSCRIBE_SLOT = "rp-slot-unsubscribe-7c1d"
+MANAGE_SLOT = "rp-slot-manage-7c1d"  # the reader's manage-your-subscription page (topics, frequency)
 TEMPLATE = "email/edition.html"
 STYLESHEET = "email/email.css"
 CONTENT_WIDTH = 552  # the 600 px container less 24 px of padding on each side
@@ -75,7 +76,7 @@ def hero_url(post: Post, config: Config) -> str | None:
 def absolute(url: str, base: str) -> str:
     """`url` made absolute against `base`; slots, schemes (`mailto:`, `https:`) and `//host` kept."""
     raw = url.strip()
-    if raw in (UNSUBSCRIBE_SLOT, ""):
+    if raw in (UNSUBSCRIBE_SLOT, MANAGE_SLOT, ""):
         return raw
     return urljoin(base, raw)
 
@@ -213,6 +214,7 @@ def render_html(post: Post, config: Config, theme: Theme, preheader: str, body_h
         post=post,
         name_slot=NAME_SLOT,
         unsubscribe_slot=UNSUBSCRIBE_SLOT,
+        manage_slot=MANAGE_SLOT,
         postal_address=config.newsletter.postal_address,
     )
     root = lxml.html.document_fromstring(page)

@@ -32,6 +32,7 @@ from .model import (
     SECRET_DIFFERS,
     STATUSES,
     SUPPRESSED,
+    TOPIC_SEPARATOR,
     Forget,
     ForgottenPolicy,
     ImportReport,
@@ -251,10 +252,11 @@ class Store(ABC):
             conn.execute("DROP TABLE IF EXISTS import_rows")
             conn.execute(
                 "CREATE TEMP TABLE import_rows (line INTEGER PRIMARY KEY, address TEXT, envelope TEXT, address_key TEXT, name TEXT,"
-                " status TEXT, consent_source TEXT, consent_at TEXT, consent_ip TEXT, address_hash TEXT, outcome TEXT, reason TEXT)"
+                " status TEXT, consent_source TEXT, consent_at TEXT, consent_ip TEXT, address_hash TEXT, outcome TEXT, reason TEXT,"
+                " topics TEXT, frequency TEXT)"
             )
             conn.executemany(
-                "INSERT INTO import_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                "INSERT INTO import_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
                 (_import_values(r, digest(r.address.key)) for r in rows),
             )
             conn.execute("CREATE INDEX import_rows_by_key ON import_rows (address_key, line)")
@@ -276,10 +278,19 @@ class Store(ABC):
             )
             conn.execute(
                 "INSERT INTO subscribers (address, envelope, address_key, name, status, consent_source, consent_at, consent_ip,"
-                " created_at, updated_at, status_at, status_reason) SELECT address, envelope, address_key, name, status, consent_source,"
-                f" consent_at, consent_ip, ?, ?, ?, {_imported_reason()}"
+                " created_at, updated_at, status_at, status_reason, frequency) SELECT address, envelope, address_key, name, status,"
+                f" consent_source, consent_at, consent_ip, ?, ?, ?, {_imported_reason()}, frequency"
                 " FROM import_rows WHERE outcome = 'new' ORDER BY line",
                 (stamp, stamp, stamp),
+            )
+            # the topics of each new reader (of their first row); a reader already on the list keeps their own
+            chosen = conn.execute(
+                "SELECT s.id, r.topics FROM import_rows r JOIN subscribers s ON s.address_key = r.address_key"
+                " WHERE r.outcome = 'new' AND r.topics <> ''"
+            )
+            conn.executemany(
+                "INSERT INTO subscriber_topics (subscriber_id, topic) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                ((sid, topic) for sid, topics in chosen for topic in topics.split("\n")),  # no topic holds a line break
             )
             # the first suppressed row of each reader on the list who is not suppressed yet
             conn.execute(
@@ -523,6 +534,8 @@ class Store(ABC):
                 s.updated_at,
                 s.status_reason,
                 s.status_at or "",
+                TOPIC_SEPARATOR.join(s.topics),
+                s.frequency,
             )
             writer.writerow([neutralize_cell(cell) for cell in row])
             n += 1
@@ -621,4 +634,6 @@ def _import_values(row: ImportRow, digest: str | None) -> tuple[object, ...]:
         row.consent_ip,
         digest,
         row.reason,
+        "\n".join(row.topics),
+        row.frequency if row.frequency in FREQUENCIES else "each",
     )

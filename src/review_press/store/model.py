@@ -32,7 +32,10 @@ EXPORT_COLUMNS = (
     "updated_at",
     "status_reason",
     "status_at",
+    "topics",  # the topics they chose, separated by `TOPIC_SEPARATOR` (empty: every post)
+    "frequency",  # each or weekly
 )
+TOPIC_SEPARATOR = ";"  # between the topics of one reader in our export
 FREQUENCIES = ("each", "weekly")  # every post as it goes out, or a weekly digest
 FEEDBACK_KINDS = ("hard", "soft", "complaint")  # a permanent bounce, a temporary one, a "this is spam" report
 
@@ -224,6 +227,8 @@ class ImportRow:
     consent_at: str | None
     consent_ip: str | None
     reason: str = ""  # why a suppressed reader left, as our own export says (else "imported as <status>")
+    topics: tuple[str, ...] = ()  # the site's topics their labels (tags) map to; stored for a new reader only
+    frequency: str = "each"  # every post or a weekly digest (our own export says); a new reader only
 
 
 @dataclass(frozen=True)
@@ -239,7 +244,9 @@ class ImportReport:
     """What an import did, counted by row: new readers by status, stored readers it suppressed,
     rows of readers already on the list (unchanged), rows refused as forgotten, and bad rows.
 
-    `refused` and `problems` list the first `MAX_LISTED` of `forgotten` and `bad_rows`.
+    `refused` and `problems` list the first `MAX_LISTED` of `forgotten` and `bad_rows`;
+    `ignored_labels` the distinct labels of the file (Mailchimp tags, Ghost labels, listmonk
+    attributes' topics) that are not topics of the site, so were not stored.
     """
 
     format: str = "CSV"
@@ -254,6 +261,7 @@ class ImportReport:
     refused: tuple[Refused, ...] = ()
     bad_rows: int = 0
     problems: tuple[RowProblem, ...] = ()
+    ignored_labels: tuple[str, ...] = ()  # labels (tags) of the file that are none of the site's topics, the first MAX_LISTED
 
     @property
     def added(self) -> int:

@@ -7,6 +7,9 @@
     GET  /unsubscribe/<token>          the masked address and one button
     POST /unsubscribe/<token>          RFC 8058 one-click: unsubscribed at once, 200
     (also /unsubscribe?token=..., the form `publish` puts in List-Unsubscribe)
+    GET  /manage?token=<token>         the reader's topics and every post / weekly digest, a Save
+                                       and a "Leave the list" button (the unsubscribe token)
+    POST /manage                       form or JSON: token, topics (repeated), frequency
     POST /webhooks/ses                 Amazon SES bounces and complaints through SNS (signature, topic)
     POST /webhooks/postmark            Postmark bounces and spam complaints (HTTP basic auth)
     POST /webhooks/mailgun             Mailgun failed and complained events (HMAC signature)
@@ -45,8 +48,9 @@ from starlette.routing import Route
 
 from ..config import CONFIG_NAME, Config, load_config
 from ..errors import ConfigError, PressError, StorageError
+from ..letters import welcome_file
 from ..newsletter import confirm_url
-from ..store import RAW_ERRORS, open_store
+from ..store import RAW_ERRORS, Subscriber, open_store
 from ..theme import Theme
 from ..tokens import site_secret
 from .confirm import BadToken, confirm_key
@@ -56,12 +60,12 @@ from .errors import SECURITY_HEADERS as SECURITY_HEADERS
 from .errors import SecurityHeaders as SecurityHeaders
 from .errors import WebApp, http_error, server_error, unavailable, wants_json
 from .errors import bare_page as bare_page
-from .forms import FormError, Signup, check_signup, parse_fields, read_body
+from .forms import MAX_FIELDS, TOPICS, FormError, Signup, check_preferences, check_signup, parse_form, read_body
 from .logs import mask_tokens_in_logs
 from .mail import Mailer
 from .ratelimit import Rate, TokenBuckets, retry_after
-from .render import SUBSCRIBE, UNSUBSCRIBE, Pages
-from .service import Confirmed, Database, Subscriptions, mask
+from .render import MANAGE, SUBSCRIBE, UNSUBSCRIBE, Pages
+from .service import Confirmed, Database, Managed, Subscriptions, mask
 from .webhooks import Fetch, Hooks, make_hooks, webhook_routes
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")  # where a plain http [web] url is allowed
@@ -179,9 +183,16 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"ok": ok}, status_code=200 if ok else 503)
 
 
+def _max_fields(config: Config) -> int:
+    """How many fields a form may have: the usual ones, and one more for each topic to tick."""
+    return MAX_FIELDS + len(config.newsletter.topics)
+
+
 async def subscribe_form(request: Request) -> Response:
     """The subscribe page (no JavaScript needed)."""
-    return _web(request).pages.html(SUBSCRIBE, "Subscribe", action="subscribe", form_email="", form_name="", problem="")
+    return _web(request).pages.html(
+        SUBSCRIBE, "Subscribe", action="subscribe", form_email="", form_name="", form_topics=(), form_frequency="each", problem=""
+    )
 
 
 async def subscribe(request: Request) -> Response:
@@ -191,8 +202,9 @@ async def subscribe(request: Request) -> Response:
         return too_many(request, wait)
     fields: dict[str, str] = {}
     try:
-        fields = await parse_fields(request, await read_body(request))
-        signup = check_signup(fields)
+        form = await parse_form(request, await read_body(request), _max_fields(web.config))
+        fields = form.fields
+        signup = check_signup(fields, form.lists.get(TOPICS, ()), web.config.newsletter.topics)
     except FormError as exc:
         return _form_problem(request, exc, fields)
     task = None
@@ -232,7 +244,18 @@ def _form_problem(request: Request, exc: FormError, fields: dict[str, str]) -> R
     if wants_json(request) or exc.status != 400:
         return web.pages.notice("That did not work", exc.message, status=exc.status, as_json=wants_json(request))
     email, name = fields.get("email", "")[:254], fields.get("name", "")[:200]
-    return web.pages.html(SUBSCRIBE, "Subscribe", 400, action="subscribe", form_email=email, form_name=name, problem=exc.message)
+    weekly = fields.get("frequency", "").strip().lower() == "weekly"
+    return web.pages.html(
+        SUBSCRIBE,
+        "Subscribe",
+        400,
+        action="subscribe",
+        form_email=email,
+        form_name=name,
+        form_topics=(),  # a refused form's ticks are not echoed: the reader ticks them again
+        form_frequency="weekly" if weekly else "each",
+        problem=exc.message,
+    )
 
 
 async def confirm(request: Request) -> Response:
@@ -280,6 +303,75 @@ async def unsubscribe(request: Request) -> Response:
     )
 
 
+def _what_they_get(web: Web, sub: Subscriber) -> str:
+    """One sentence on what a reader gets, for the notice after a save."""
+    offered = {t.casefold() for t in web.config.newsletter.topics}
+    topics = [t for t in sub.topics if t.casefold() in offered]
+    what = "a weekly digest of" if sub.frequency == "weekly" else "an email for each of"
+    posts = f"the posts on {', '.join(topics)}" if topics else "all new posts"
+    return f"{mask(sub.address)} will get {what} {posts} from {web.config.title}."
+
+
+async def manage_page(request: Request) -> Response:
+    """The reader's choices: topics to tick, every post or weekly, Save, and "Leave the list".
+
+    A GET changes nothing (link scanners follow links). The page holds the reader's token (it
+    came in its URL) for its two forms; `Referrer-Policy: no-referrer` keeps it there.
+    """
+    web, as_json = _web(request), wants_json(request)
+    token = request.query_params.get("token", "")
+    sub = await web.db.run(Subscriptions.holder, token)
+    if sub is None:
+        return web.pages.notice(*INVALID_LINK, status=400, as_json=as_json)
+    subscribed = sub.status in ("pending", "active")
+    offered = web.config.newsletter.topics
+    chosen = {t.casefold() for t in sub.topics}
+    if as_json:
+        return JSONResponse(
+            {
+                "ok": True,
+                "address": mask(sub.address),
+                "subscribed": subscribed,
+                "topics": [t for t in offered if t.casefold() in chosen],
+                "offered": list(offered),
+                "frequency": sub.frequency,
+            }
+        )
+    return web.pages.html(
+        MANAGE,
+        "Manage your subscription" if subscribed else "You are not subscribed",
+        masked=mask(sub.address),
+        subscribed=subscribed,
+        token=token,
+        topics=[(t, t.casefold() in chosen) for t in offered],
+        frequency=sub.frequency,
+    )
+
+
+async def manage(request: Request) -> Response:
+    """Save a reader's topics (the ones sent; none is every post) and frequency (unchanged when
+    not sent). The token is the form's `token` field, else the URL's `token` query parameter."""
+    web, as_json = _web(request), wants_json(request)
+    try:
+        form = await parse_form(request, await read_body(request), _max_fields(web.config))
+        prefs = check_preferences(form.fields, form.lists.get(TOPICS, ()), web.config.newsletter.topics)
+    except FormError as exc:
+        return web.pages.notice("That did not work", exc.message, status=exc.status, as_json=as_json)
+    token = form.fields.get("token") or request.query_params.get("token", "")
+    managed: Managed | None = await web.db.run(Subscriptions.manage, token, prefs, _now())
+    if managed is None:
+        return web.pages.notice(*INVALID_LINK, status=400, as_json=as_json)
+    if not managed.saved:
+        return web.pages.notice(
+            "You are not subscribed",
+            f"{mask(managed.reader.address)} is not on the list of {web.config.title}, so there is nothing to change.",
+            "Subscribe again to choose what you get.",
+            status=409,
+            as_json=as_json,
+        )
+    return web.pages.notice("Your choices are saved", _what_they_get(web, managed.reader), as_json=as_json)
+
+
 # --- the app ----------------------------------------------------------------------------
 
 
@@ -302,6 +394,8 @@ def routes() -> list[Route]:
         Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
         Route("/unsubscribe", unsubscribe_page, methods=["GET"]),
         Route("/unsubscribe", unsubscribe, methods=["POST"]),
+        Route("/manage", manage_page, methods=["GET"]),
+        Route("/manage", manage, methods=["POST"]),
         *webhook_routes(),
     ]
 
@@ -322,7 +416,10 @@ def create_app(site_root: Path, limits: WebLimits | None = None, *, fetch: Fetch
     pages.warm()
     secret = site_secret(config)
     database = Database(
-        lambda: open_store(config), lambda store: Subscriptions(store, secret, confirm_key(secret), config.web.confirm_days)
+        lambda: open_store(config),
+        lambda store: Subscriptions(
+            store, secret, confirm_key(secret), config.web.confirm_days, welcome=lambda: welcome_file(config) is not None
+        ),
     )
     web = Web(
         config=config,

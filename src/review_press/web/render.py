@@ -2,7 +2,8 @@
 
 The app usually runs at another address than the static site, so every link and stylesheet
 in these pages points at the site's absolute URLs. Pages are never indexed or cached, and a
-page never holds a token, a secret or a stack trace: only the words passed to it.
+page never holds a secret or a stack trace: only the words passed to it. The one page that
+holds a token is the manage page, the reader's own token from its URL, for its two forms.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from ..theme import Theme
 NOTICE = "web/notice.html"
 SUBSCRIBE = "web/subscribe.html"
 UNSUBSCRIBE = "web/unsubscribe.html"
+MANAGE = "web/manage.html"
 CONFIRM_TEXT = "web/confirm_email.txt"
 CONFIRM_HTML = "web/confirm_email.html"
-TEMPLATES = (NOTICE, SUBSCRIBE, UNSUBSCRIBE, CONFIRM_TEXT, CONFIRM_HTML)
+TEMPLATES = (NOTICE, SUBSCRIBE, UNSUBSCRIBE, MANAGE, CONFIRM_TEXT, CONFIRM_HTML)
 
 
 def css_version(theme: Theme) -> str:

@@ -1,4 +1,5 @@
-"""What the endpoints do to the store: subscribe as pending, confirm, unsubscribe.
+"""What the endpoints do to the store: subscribe as pending, confirm, unsubscribe, and change
+what a reader gets (topics, every post or a weekly digest) on their manage page.
 
 `Subscriptions` owns one `Store` and must be used from the thread that made it (sqlite3's
 rule); `Database` gives the async app exactly one such thread, so every write is serialized
@@ -21,7 +22,7 @@ from ..errors import DeliveryError, PressError
 from ..store import Store, Subscriber
 from ..tokens import verify_token
 from .confirm import BadToken, check_confirm_token, make_confirm_token, read_confirm_token
-from .forms import Signup
+from .forms import Preferences, Signup
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,6 +47,15 @@ class Confirmed(Enum):
 
     NOW = "now"
     ALREADY = "already"
+
+
+@dataclass(frozen=True)
+class Managed:
+    """How a manage-page save ended: the reader as they are now, and whether the change was
+    stored (False: they are not on the list any more, so nothing was changed)."""
+
+    reader: Subscriber
+    saved: bool
 
 
 class Database:
@@ -101,8 +111,11 @@ class Database:
 class Subscriptions:
     """Subscribe, confirm and unsubscribe over one store, with the site's signing keys."""
 
-    def __init__(self, store: Store, secret: bytes, confirm_key: bytes, confirm_days: int) -> None:
+    def __init__(
+        self, store: Store, secret: bytes, confirm_key: bytes, confirm_days: int, welcome: Callable[[], bool] = lambda: False
+    ) -> None:
         self.store = store
+        self._welcome = welcome  # whether the site has a welcome email now (asked at each confirm: it may be added while the app runs)
         self._secret = secret
         self._confirm_key = confirm_key
         self._confirm_days = confirm_days
@@ -121,13 +134,24 @@ class Subscriptions:
         if sub is None:
             try:
                 sub = self.store.add(
-                    signup.email, signup.name, status="pending", source=SOURCE, ip=ip, now=now, secret=self._secret, forgotten="keep"
+                    signup.email,
+                    signup.name,
+                    status="pending",
+                    source=SOURCE,
+                    ip=ip,
+                    now=now,
+                    secret=self._secret,
+                    forgotten="keep",
+                    topics=signup.topics,
+                    frequency=signup.frequency,
                 )
             except DeliveryError:  # refused by the store's own checks, or added meanwhile by another process
                 return None
         elif sub.status in REOPENS:
             sub = self._reopen(sub, signup, ip, now)
-        elif sub.status != "pending":
+        elif sub.status == "pending":
+            self._choose(sub, signup, now)  # asked again before confirming: the newest form's choice
+        else:
             return None  # active, bounced or complained: nothing to confirm, and the reply is the same
         if sub is None:
             return None
@@ -136,9 +160,16 @@ class Subscriptions:
         return Outgoing(address=sub.address, envelope=sub.envelope, name=sub.name, token=token, expires=expires)
 
     def _reopen(self, sub: Subscriber, signup: Signup, ip: str, now: dt.datetime) -> Subscriber | None:
-        """Put an unsubscribed reader who asks again back to pending (they must confirm again)."""
-        self.store.reopen(sub.id, sub.status, name=signup.name, source=SOURCE, ip=ip, now=now)
+        """Put an unsubscribed reader who asks again back to pending (they must confirm again), with
+        the topics and frequency of this form."""
+        if self.store.reopen(sub.id, sub.status, name=signup.name, source=SOURCE, ip=ip, now=now):
+            self._choose(sub, signup, now)
         return self.store.get(sub.id)
+
+    def _choose(self, sub: Subscriber, signup: Signup, now: dt.datetime) -> None:
+        """Store a pending reader's topics and frequency as `signup` has them, if they differ."""
+        if (set(sub.topics), sub.frequency) != (set(signup.topics), signup.frequency):
+            self.store.set_preferences(sub.id, topics=signup.topics, frequency=signup.frequency, now=now)
 
     def confirm(self, token: str, ip: str, now: dt.datetime) -> Confirmed:
         """Make the token's subscriber active and record consent (time, IP, source); `BadToken` if not valid."""
@@ -151,7 +182,7 @@ class Subscriptions:
             return Confirmed.ALREADY
         if sub.status != "pending":
             raise BadToken("no longer pending")  # left, bounced or complained since: an old link must not bring them back
-        self.store.confirm(sub.id, source=SOURCE, ip=ip, secret=self._secret, now=now)
+        self.store.confirm(sub.id, source=SOURCE, ip=ip, secret=self._secret, now=now, welcome=self._welcome())
         return Confirmed.NOW
 
     def holder(self, token: str) -> Subscriber | None:
@@ -166,6 +197,15 @@ class Subscriptions:
             return None
         self.store.unsubscribe(sub.id, now)
         return sub
+
+    def manage(self, token: str, prefs: Preferences, now: dt.datetime) -> Managed | None:
+        """Set the topics and frequency of the token's holder (`Store.set_preferences`: pending or
+        active readers only); None if the token is forged, malformed or its reader deleted."""
+        sub = self.holder(token)
+        if sub is None:
+            return None
+        saved = self.store.set_preferences(sub.id, topics=prefs.topics, frequency=prefs.frequency, now=now)
+        return Managed(self.store.get(sub.id) or sub, saved)
 
 
 def mask(address: str) -> str:
