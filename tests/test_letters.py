@@ -353,3 +353,22 @@ def test_welcome_topics_digest_and_correction_on_postgresql(make_site: Callable[
     digest = next(r for r in server.received if r.recipient == "week@example.org")
     text = _text(_parsed(digest.message))
     assert "A show" in text and "News" in text and "A film" not in text
+
+
+def test_a_confirmation_on_the_web_queues_the_welcome_and_publish_sends_it_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from live_web import SECRET, outbox, running
+
+    monkeypatch.setenv("REVIEW_PRESS_SECRET", SECRET)
+    with running(tmp_path) as live:
+        early = live.subscribe_and_confirm_link("early@example.org")
+        assert live.http.get(early.removeprefix(live.url)).status_code == 200  # confirmed before the site had a welcome
+        (live.root / "posts" / "_welcome.md").write_text(WELCOME)
+        link = live.subscribe_and_confirm_link("ada@example.org", "Ada")
+        for _ in range(2):  # the click, and the click again
+            assert live.http.get(link.removeprefix(live.url)).status_code == 200
+        toml = live.root / "press.toml"  # mail links must be https: the live app listens on plain loopback
+        toml.write_text(toml.read_text().replace(f'url = "{live.url}"', 'url = "https://example.org/newsletter/"'))
+        publish(live.root, options())
+        publish(live.root, options())
+        welcomes = [str(m["To"]) for m in outbox(live.root) if m["Subject"] == "Welcome aboard"]
+    assert welcomes == ["Ada <ada@example.org>"]
