@@ -171,7 +171,7 @@ def test_changing_topics_owes_a_reader_only_what_starts_after_never_the_back_cat
 
 
 def test_topics_in_press_toml_garbage_is_refused_at_its_line(make_site: Callable[..., Path]) -> None:
-    for value in ("[1, 2]", '["Film", "film"]', '[" padded"]', '["a\\nb"]', '"Film"', '["' + "x" * 61 + '"]'):
+    for value in ("[1, 2]", '["Film", "film"]', '[" padded"]', '["a\\nb"]', '"Film"', '["' + "x" * 61 + '"]', '["a;b"]', '["a, b"]'):
         with pytest.raises(PressError) as caught:
             load_config(make_site({}, NEWSLETTER.replace("[web]", f"topics = {value}\n[web]")))
         assert "topics" in str(caught.value) and ":" in str(caught.value)

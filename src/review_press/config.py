@@ -292,8 +292,8 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 
 
 def _topics(v: list[Any]) -> str | None:
-    if not all(isinstance(t, str) and t.strip() and t == t.strip() and len(t) <= 60 and _no_newline(t) is None for t in v):
-        return "must be a list of tag names (1-60 characters each, no line break, no leading or trailing space)"
+    if not all(isinstance(t, str) and t.strip() and t == t.strip() and len(t) <= 60 and not re.search(r"[\r\n,;]", t) for t in v):
+        return "must be a list of tag names (1-60 characters each; no line break, comma or semicolon: imports and exports separate topics with them)"
     folded = [t.casefold() for t in v]
     if len(set(folded)) != len(folded):
         return "names a topic twice"
