@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from chromium import CHROMIUM, CHROMIUM_ARGS
-from email_sites import REPO, edition_of, hero_jpeg, sample_with_hero_and_code
+from email_sites import REPO, edition_of, hero_jpeg, one_post, sample_with_hero_and_code
 from review_press.edition import lint, make_edition
 
 pytestmark = pytest.mark.browser
@@ -145,5 +145,34 @@ def test_a_post_full_of_wide_things_fits_a_phone(browser, tmp_path: Path) -> Non
         assert scroll_width <= client_width
         small = page.evaluate("document.querySelector('img[alt=small]').getBoundingClientRect().width")
         assert small <= 120
+    finally:
+        page.close()
+
+
+def test_a_digest_reads_as_a_list_of_posts_and_fits_a_phone(browser, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from review_press.letters import digest_letter
+
+    long_title = "An extraordinarily long title about a television series " + "supercalifragilistic" * 3
+    post, config, theme = one_post(tmp_path, "Body.", title=long_title, summary="A <b>summary</b> with *marks* & [brackets]")
+    span = (dt.datetime(2026, 2, 2, tzinfo=dt.UTC), dt.datetime(2026, 2, 9, tzinfo=dt.UTC))
+    letter = digest_letter(config, span, [post, post])
+    edition = make_edition(letter, config, theme)
+    assert lint(edition, letter) == []
+    html, _text = edition.personalize(
+        "Ada", "https://example.org/newsletter/unsubscribe?token=t", "https://example.org/newsletter/manage?token=t"
+    )
+    page = browser.new_page(viewport={"width": 375, "height": 800})
+    try:
+        page.route("**/*", lambda route: route.abort())
+        page.set_content(html, wait_until="load")
+        scroll_width, client_width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert scroll_width <= client_width
+        links = page.evaluate("[...document.querySelectorAll('.post h2 a')].map(a => [a.textContent, a.href])")
+        assert links == [[long_title, config.url(post.path)]] * 2
+        shown = page.evaluate("[...document.querySelectorAll('.post p')].map(p => p.textContent)")
+        assert post.summary_text == "A summary with marks & [brackets]" and shown.count(post.summary_text) == 2  # its text, not markup
+        assert page.locator("text=Manage your subscription").first.is_visible()
     finally:
         page.close()
