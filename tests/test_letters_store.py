@@ -66,13 +66,13 @@ def test_a_post_is_carried_by_one_digest_only_and_a_digest_starts_once(any_store
     store.add("each@example.org", now=T0)
     keys = [ledger.start_campaign(store, _facts(f"p{n}"), "h", now=T0) for n in range(2)]
     span = (T0, T0 + dt.timedelta(days=7))
-    audience = ledger.Audience((), OFFERED, "weekly")
+    carried = [(k, ()) for k in keys]
     first = mailings.digest_key(T0.date())
-    assert mailings.start_digest(store, first, span, keys, audience, late_joiners=False, now=span[1]) == 1
-    assert mailings.start_digest(store, first, span, keys, audience, late_joiners=False, now=span[1]) == 0  # on record: left as it is
+    assert mailings.start_digest(store, first, span, carried, OFFERED, late_joiners=False, now=span[1]) == 1
+    assert mailings.start_digest(store, first, span, carried, OFFERED, late_joiners=False, now=span[1]) == 0  # on record: left as it is
     second = mailings.digest_key((T0 + dt.timedelta(days=7)).date())
     with pytest.raises(ValueError, match="in a digest already"):
-        mailings.start_digest(store, second, (span[1], span[1] + dt.timedelta(days=7)), keys[:1], audience, late_joiners=False)
+        mailings.start_digest(store, second, (span[1], span[1] + dt.timedelta(days=7)), carried[:1], OFFERED, late_joiners=False)
     assert [m.key for m in mailings.mailings(store)] == [first]  # the refused one left nothing behind
     carried, floor = mailings.digested(store)
     assert carried == set(keys) and floor is not None and floor.startswith("2026-01-01")

@@ -749,7 +749,7 @@ def _report_sending(report: Any, stopped: Any, again: str) -> None:
     for p in paused:
         typer.echo(
             f"paused {p.slug}: {p.paused}. The rest waits: look at `review-press status` and the reports"
-            f" (README: Bounces and complaints), then `review-press publish {p.slug} --resume` goes on",
+            f" (README: Bounces and complaints), then `{_resume_command(p.slug)}` goes on",
             err=True,
         )
     for warning in report.warnings:
@@ -780,7 +780,7 @@ def _report_round(done: Any) -> None:
         for p in done.report.posts:
             typer.echo(f"{stamp} {_post_line(p)}")
             if p.paused:
-                typer.echo(f"{stamp} paused {p.slug}: {p.paused} (publish {p.slug} --resume goes on)", err=True)
+                typer.echo(f"{stamp} paused {p.slug}: {p.paused} ({_resume_command(p.slug)} goes on)", err=True)
         _refusals(done.report.refused, exit_now=False)
     if done.error is not None:
         for line in str(done.error).splitlines():
@@ -874,7 +874,7 @@ def status(site: SiteOption = Path(".")) -> None:
         if s.edited:
             notes.append("edited after sending")
         if s.paused:
-            notes.append(f"PAUSED: {s.paused}; publish {name} --resume goes on")
+            notes.append(f"PAUSED: {s.paused}; {_resume_command(name)} goes on")
         f = s.feedback
         typer.echo(
             f"{name}: {c.sent} sent, {c.pending + c.sending} pending, {c.deferred} deferred, {c.failed} failed,"
@@ -885,16 +885,18 @@ def status(site: SiteOption = Path(".")) -> None:
                 f"  readers who bounced (in the session or after): {f.bounced} ({f.bounce_rate:.2%}), {f.soft} soft,"
                 f" who complained: {f.complaints} ({f.complaint_rate:.2%} of {f.sent} sent)"
             )
-    for m, c in report.letters:
+    for letter in report.letters:
+        m, c = letter.mailing, letter.ledger
+        notes = [f"started {c.started_at}"]
         if m.kind == "digest":
-            name = f"digest of the week from {(m.window_start or '')[:10]} ({len(m.posts)} posts)"
-        elif m.kind == "correction":
-            name = f"correction of {m.corrects} ({m.note})"
-        else:
-            name = "welcome"
+            notes.append(f"{len(m.posts)} posts")
+        if m.note:
+            notes.append(f"note: {m.note}")
+        if letter.paused:
+            notes.append(f"PAUSED: {letter.paused}; {_resume_command(letter.label)} goes on")
         typer.echo(
-            f"{name}: {c.sent} sent, {c.pending + c.sending} pending, {c.deferred} deferred, {c.failed} failed,"
-            f" {c.bounced} bounced, {c.skipped} skipped (started {c.started_at})"
+            f"{letter.label}: {c.sent} sent, {c.pending + c.sending} pending, {c.deferred} deferred, {c.failed} failed,"
+            f" {c.bounced} bounced, {c.skipped} skipped ({'; '.join(notes)})"
         )
     if report.unsent:
         typer.echo(f"{len(report.unsent)} not sent yet (run review-press publish):")
@@ -904,6 +906,12 @@ def status(site: SiteOption = Path(".")) -> None:
         typer.echo(line)
     for r in report.refused:
         typer.echo(f"refused: {r.message} ({r.hint})")
+
+
+def _resume_command(name: str) -> str:
+    """The command that lifts the guard rails' pause of a post (by slug) or of a welcome, digest or
+    correction (named with a space, which no slug holds: a plain --resume covers them)."""
+    return "review-press publish --resume" if " " in name else f"review-press publish {name} --resume"
 
 
 def main() -> None:

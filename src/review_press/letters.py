@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from .content import Post, parse_post
 from .errors import ContentError, DeliveryError, PressError, raise_all
 from .identity import Refusal
 from .newsletter import is_newsletter
-from .store import Store, ledger
+from .store import Store, feedback, ledger
 from .store import mailings as stored
 
 WELCOME_FILE = "posts/_welcome.md"
@@ -67,6 +68,8 @@ def load_welcome(config: Config) -> Letter | None:
     path = welcome_file(config)
     if path is None:
         return None
+    if not path.resolve().is_relative_to(config.root.resolve()):
+        raise ContentError("the welcome email's file leads out of the site (a symlink?)", path=path, hint="keep it inside the site folder")
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -132,16 +135,19 @@ def digest_due(config: Config, posts: Sequence[Post], store: Store, now: dt.date
 
 
 def start_digest(config: Config, plan: DigestPlan, store: Store, now: dt.datetime) -> int:
-    """Start `plan`'s digest in the ledger (`store.mailings.start_digest`): the weekly readers whose
-    topics let at least one of its posts through; return how many rows."""
+    """Start `plan`'s digest in the ledger (`store.mailings.start_digest`, each post with the topics
+    its campaign has); return how many rows."""
     keys = [key for _, key in plan.posts]
     topics = stored.post_topics(store, keys)
-    offered = config.newsletter.topics
-    if any(not topics.get(k) for k in keys):
-        audience = ledger.Audience((), offered, "weekly")  # a post for everyone: every weekly reader
-    else:
-        audience = ledger.Audience(tuple(sorted({t for k in keys for t in topics[k]})), offered, "weekly")
-    return stored.start_digest(store, plan.key, plan.window, keys, audience, late_joiners=config.newsletter.late_joiners, now=now)
+    return stored.start_digest(
+        store,
+        plan.key,
+        plan.window,
+        [(k, topics.get(k, ())) for k in keys],
+        config.newsletter.topics,
+        late_joiners=config.newsletter.late_joiners,
+        now=now,
+    )
 
 
 def escape_markdown(text: str) -> str:
@@ -183,19 +189,24 @@ def digest_editions(
     theme: Any,
     make: Callable[[Post, Config, Any], Any],
     plan_window: tuple[dt.datetime, dt.datetime],
-    posts: Sequence[tuple[Post, tuple[str, ...]]],
+    posts: Sequence[tuple[Post, tuple[str, ...], str]],
 ) -> Callable[[ledger.Claim], Any]:
-    """The edition each claimed reader of a digest gets: the carried posts their topics let
-    through (`ledger.reads`), made once per set of topics."""
+    """The edition each claimed reader of a digest gets: the carried posts (post, topics, campaign
+    key) their topics let through (`ledger.reads`) and that they did not get on their own
+    (`Claim.received`), made once per such set. A reader left with none (they changed their
+    topics since it started, or a post was withdrawn) gets nothing: `NothingToSend`."""
+    from .delivery.smtp import NothingToSend
+
     offered = config.newsletter.topics
-    made: dict[frozenset[str], Any] = {}
+    made: dict[tuple[str, ...], Any] = {}
 
     def edition_for(claim: ledger.Claim) -> Any:
-        mine = frozenset(claim.topics) & frozenset(offered)
-        if mine not in made:
-            chosen = [post for post, topics in posts if ledger.reads(mine, topics, offered)]
-            made[mine] = make(digest_letter(config, plan_window, chosen or [p for p, _ in posts]), config, theme)
-        return made[mine]
+        chosen = tuple(key for _, topics, key in posts if ledger.reads(claim.topics, topics, offered) and key not in claim.received)
+        if not chosen:
+            raise NothingToSend("nothing in this digest for the reader's topics, or they had it all already")
+        if chosen not in made:
+            made[chosen] = make(digest_letter(config, plan_window, [p for p, _, key in posts if key in chosen]), config, theme)
+        return made[chosen]
 
     return edition_for
 
@@ -217,8 +228,8 @@ def check_note(note: str) -> str:
     note = note.strip()
     if not note:
         raise DeliveryError("--correction needs a note saying what changed", hint='e.g. --correction "the episode count was wrong"')
-    if len(note) > 500 or "\n" in note or "\r" in note:
-        raise DeliveryError("--correction: the note must be one line of at most 500 characters")
+    if len(note) > 500 or any(unicodedata.category(c) == "Cc" for c in note):
+        raise DeliveryError("--correction: the note must be one line of at most 500 characters, with no control character")
     return note
 
 
@@ -229,6 +240,7 @@ class Prepared:
     outbound: tuple[Any, ...]
     refused: tuple[Refusal, ...]
     warnings: tuple[PressError, ...]
+    paused: tuple[Any, ...] = ()  # `CampaignRun`s of the ones the guard rails paused: reported, not sent
 
 
 def prepare(
@@ -237,13 +249,17 @@ def prepare(
     posts: Sequence[Post],
     store: Store,
     make: Callable[[Post, Config, Any], Any],
+    now: dt.datetime,
     keys: Sequence[str] | None = None,
 ) -> Prepared:
     """The edition of every welcome, digest and correction campaign with rows pending (only
-    `keys`, if given), judged by the email lint as a post's is: one that breaks a rule is refused
-    and its rows stay pending (a publish after the fix sends them)."""
+    `keys`, if given), judged by the email lint as a post's is: one that breaks a rule, or whose
+    file cannot be read, is refused and its rows stay pending (a publish after the fix sends
+    them); one the guard rails paused is reported (`paused`), not sent. A digest carries its
+    posts as they are now: one withdrawn since (a draft again, or gone) is left out."""
     from . import identity
     from .campaigns import EmailRefusal
+    from .delivery.run import CampaignRun
     from .edition.lint import judge
     from .senders import Outbound
 
@@ -253,13 +269,23 @@ def prepare(
     found = {m.key: m for m in stored.mailings(store)}
     matching = identity.match(tuple(posts), ledger.campaigns(store), config.posts_dir)
     post_of = {record.key: post for post in posts if (record := matching.campaign_of(post)) is not None}
-    outbound, refused, warnings = [], [], []
+    outbound: list[Any] = []
+    refused, warnings, paused = [], [], []
     for key in pending:
         mailing = found[key]
+        label = mailing_label(config, mailing, post_of)
+        if (why := feedback.pause_reason(store, key)) is not None:
+            paused.append(CampaignRun(label, label, 0, 0, 0, 0, 0.0, False, paused=why))
+            continue
         picker: Callable[[ledger.Claim], Any] | None = None
         if mailing.kind == "welcome":
-            letter: Post | None = load_welcome(config)
-            label = "welcome"
+            try:
+                letter: Post | None = load_welcome(config)
+            except PressError as exc:
+                refused.append(
+                    Refusal(_placeholder(config, label), f"the {label} cannot be read: {exc}", "fix it; its readers stay pending")
+                )
+                continue
             if letter is None:
                 refused.append(
                     Refusal(
@@ -271,7 +297,6 @@ def prepare(
                 continue
         elif mailing.kind == "correction":
             post = post_of.get(mailing.corrects or "")
-            label = f"correction of {post.slug if post else mailing.corrects}"
             if post is None:
                 refused.append(Refusal(_placeholder(config, label), f"the {label}: its post is gone", "restore the post file"))
                 continue
@@ -279,14 +304,19 @@ def prepare(
         else:
             assert mailing.window_start and mailing.window_end
             span = (dt.datetime.fromisoformat(mailing.window_start), dt.datetime.fromisoformat(mailing.window_end))
-            carried = [(post_of[k], t) for k, t in stored.post_topics(store, mailing.posts).items() if k in post_of]
+            carried = [
+                (post_of[k], t, k)
+                for k, t in stored.post_topics(store, mailing.posts).items()
+                if k in post_of and is_newsletter(post_of[k], config, now)
+            ]
             carried.sort(key=lambda pt: (pt[0].date, pt[0].slug))
-            label = f"digest {span[0].astimezone(config.tz).date().isoformat()}"
             if not carried:
-                refused.append(Refusal(_placeholder(config, label), f"the {label}: every post it carries is gone", "restore the posts"))
+                refused.append(
+                    Refusal(_placeholder(config, label), f"the {label}: every post it carries is withdrawn", "restore the posts")
+                )
                 continue
             picker = digest_editions(config, theme, make, span, carried)
-            letter = digest_letter(config, span, [p for p, _ in carried])
+            letter = digest_letter(config, span, [p for p, _, _ in carried])
         edition = make(letter, config, theme)
         verdict = judge(edition, letter)
         if not verdict.mailable:
@@ -294,8 +324,20 @@ def prepare(
             refused.append(EmailRefusal(letter, f"the {label}: {first.message}", first.hint or "", problems=verdict.errors))
             continue
         warnings.extend(verdict.warnings)
-        outbound.append(Outbound(key, label, edition.subject, picker or (lambda claim, e=edition: e), with_topics=mailing.kind == "digest"))
-    return Prepared(tuple(outbound), tuple(refused), tuple(warnings))
+        outbound.append(Outbound(key, label, edition.subject, picker or (lambda claim, e=edition: e), digest=mailing.kind == "digest"))
+    return Prepared(tuple(outbound), tuple(refused), tuple(warnings), tuple(paused))
+
+
+def mailing_label(config: Config, mailing: stored.Mailing, post_of: dict[str, Post]) -> str:
+    """How a welcome, digest or correction is named in reports: "welcome email", "digest
+    2026-11-23", "correction of <slug>". Each holds a space, which no post's slug does."""
+    if mailing.kind == "welcome":
+        return "welcome email"
+    if mailing.kind == "digest":
+        start = dt.datetime.fromisoformat(mailing.window_start or "1970-01-01T00:00:00Z")
+        return f"digest {start.astimezone(config.tz).date().isoformat()}"
+    post = post_of.get(mailing.corrects or "")
+    return f"correction of {post.slug if post else mailing.corrects}"
 
 
 def _placeholder(config: Config, label: str) -> Letter:

@@ -110,6 +110,8 @@ def publish(
                 campaigns = Campaigns((), ())
             if options.resume:
                 feedback.resume(store, [c.key for c in campaigns.chosen if c.key is not None])
+                if options.slug is None or options.correction is not None:  # and the welcome, digests and corrections
+                    feedback.resume(store, [m.key for m in mailings.mailings(store)])
             if options.retry_failed:
                 for campaign in campaigns.chosen:
                     if campaign.key is not None:
@@ -122,9 +124,9 @@ def publish(
             if options.slug is None and (plan := letters.digest_due(config, posts, store, now)) is not None:
                 letters.start_digest(config, plan, store, now)
             if options.correction is not None:
-                extra = letters.prepare(config, theme, posts, store, s.make, [key])
+                extra = letters.prepare(config, theme, posts, store, s.make, now, [key])
             elif options.slug is None:
-                extra = letters.prepare(config, theme, posts, store, s.make)
+                extra = letters.prepare(config, theme, posts, store, s.make, now)
             else:
                 extra = letters.Prepared((), (), ())  # one post named: only its campaign
         welcome = [o for o in extra.outbound if o.key == mailings.WELCOME]
@@ -142,7 +144,7 @@ def publish(
                 warnings=judged.warnings + extra.warnings,
             )
 
-        runs = send_outbound(s, store, welcome, options, progress, stop, report)
+        runs = list(extra.paused) + send_outbound(s, store, welcome, options, progress, stop, report)
         if due and not stop.is_set():
             if options.workers > 1:
                 runs += send_in_processes(root, options, [c.key for c in due if c.key], stop, report)
@@ -176,7 +178,9 @@ def _start_correction(config: Config, campaigns: Campaigns, store: Store, note: 
 
 
 def dry_run(root: Path, slug: str | None = None, now: dt.datetime | None = None) -> Iterator[Planned | Refusal]:
-    """Everyone a publish would send each post to, streamed, then the posts it would refuse; sends and records nothing."""
+    """Everyone a publish would send each post to, streamed, then the posts it would refuse, then
+    the readers of the welcome, digests and corrections still to send; sends and records nothing
+    (a digest whose week has ended but that no publish has started yet is not listed)."""
     from .edition import make_edition
 
     now = now or dt.datetime.now(dt.UTC)
@@ -189,6 +193,14 @@ def dry_run(root: Path, slug: str | None = None, now: dt.datetime | None = None)
             for _, address, name in ledger.would_receive(store, campaign.key, late_joiners=config.newsletter.late_joiners, audience=owed):
                 yield Planned(post.slug, post.subject or post.title, address, name)
         yield from campaigns.refused
+        if slug is None:  # and the welcome, digests and corrections with readers still to send to
+            found = {m.key: m for m in mailings.mailings(store)}
+            matching = identity.match(posts, ledger.campaigns(store), config.posts_dir)
+            post_of = {r.key: p for p in posts if (r := matching.campaign_of(p)) is not None}
+            for key in mailings.with_pending(store):
+                label = letters.mailing_label(config, found[key], post_of)
+                for address, name in mailings.pending_readers(store, key):
+                    yield Planned(label, label, address, name)
 
 
 def send_test(root: Path, to: str, options: PublishOptions = PublishOptions()) -> str:
@@ -239,6 +251,17 @@ class SentPost:
 
 
 @dataclass(frozen=True)
+class SentLetter:
+    """A welcome, digest or correction in `status`: its name (`letters.mailing_label`), what the
+    store keeps of it, its ledger counts, and why the guard rails paused it (None: not paused)."""
+
+    label: str
+    mailing: mailings.Mailing
+    ledger: ledger.PostStatus
+    paused: str | None = None
+
+
+@dataclass(frozen=True)
 class StatusReport:
     """What `status` shows: sent campaigns, newsletter posts not sent yet, scheduled posts, refused ones."""
 
@@ -246,7 +269,7 @@ class StatusReport:
     unsent: tuple[Post, ...]
     scheduled: tuple[Post, ...]
     refused: tuple[Refusal, ...]
-    letters: tuple[tuple[mailings.Mailing, ledger.PostStatus], ...] = ()  # the welcome, digests and corrections, with their counts
+    letters: tuple[SentLetter, ...] = ()  # the welcome, digests and corrections
 
 
 def publish_status(root: Path, now: dt.datetime | None = None) -> StatusReport:
@@ -259,7 +282,7 @@ def publish_status(root: Path, now: dt.datetime | None = None) -> StatusReport:
         records = ledger.campaigns(store)
         counts = {s.slug: s for s in ledger.status(store)}
         reports, paused = feedback.per_campaign(store), feedback.paused(store)
-        letters_sent = tuple((m, counts[m.key]) for m in mailings.mailings(store))
+        found = mailings.mailings(store)
         matching = identity.match(posts, records, config.posts_dir)
         campaigns = identify(config, posts, store, now, matching=matching) if config.newsletter.since else Campaigns((), ())
     post_of = {record.key: post for post in posts if (record := matching.campaign_of(post)) is not None}
@@ -281,4 +304,8 @@ def publish_status(root: Path, now: dt.datetime | None = None) -> StatusReport:
             )
         )
     unsent = tuple(c.post for c in campaigns.chosen if c.key is None)
+    letters_sent = tuple(
+        SentLetter(letters.mailing_label(config, m, post_of), m, counts[m.key], paused[m.key][1] if m.key in paused else None)
+        for m in found
+    )
     return StatusReport(tuple(sent), unsent, scheduled(posts, now), campaigns.refused, letters_sent)

@@ -184,14 +184,14 @@ def check_clock(store: Store, config: Config) -> None:
 @dataclass(frozen=True)
 class Outbound:
     """One campaign as a sender sends it: its ledger key, the name it is reported by (a post's slug
-    now, `welcome`, `digest 2026-11-23`, ...), its subject, and the edition each claimed reader gets
-    (`with_topics`: claims carry the reader's topics, which the edition depends on: a digest)."""
+    now, `welcome email`, `digest 2026-11-23`, ...), its subject, and the edition each claimed reader
+    gets (`digest`: claims carry what the edition depends on, `ledger.claim`)."""
 
     key: str
     slug: str
     subject: str
     edition_for: Callable[[ledger.Claim], Any]
-    with_topics: bool = False
+    digest: bool = False
 
 
 @dataclass(frozen=True)
@@ -290,7 +290,7 @@ def send_outbound(
                 run.quota,
                 smtp.domain_backoff_seconds if smtp else 60.0,
                 partial(feedback.check, store, key, run.guard),
-                with_topics=item.with_topics,
+                digest=item.digest,
             )
             runs.append(dataclasses.replace(done, slug=item.slug))  # the post's slug now, not the campaign's key
             if done.stopped:

@@ -154,7 +154,7 @@ def send_campaign(
     backoff_base: float = 60.0,
     guard: Callable[[], str | None] | None = None,
     *,
-    with_topics: bool = False,
+    digest: bool = False,
 ) -> CampaignRun:
     """Send one post's pending rows through `pool` (which this closes), keeping within the in-flight limit.
 
@@ -230,7 +230,7 @@ def send_campaign(
                     if allowed == 0:  # every sender's share of this window is used up
                         throttled_until = time.monotonic() + QUOTA_WAIT
                         break
-                    claimed = ledger.claim(store, slug, allowed, message_id, lease, with_topics=with_topics)
+                    claimed = ledger.claim(store, slug, allowed, message_id, lease, digest=digest)
                     tally["skipped"] += claimed.skipped
                     exhausted = not claimed.claims and not claimed.skipped
                     for c in claimed.claims:

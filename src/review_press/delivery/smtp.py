@@ -44,6 +44,11 @@ _PIPELINE_OK = ((250,), (250, 251), (354,))  # the good replies to MAIL, RCPT an
 BACKOFF_CODES = ("421", "450", "451")  # "slow down" from a destination: its domain backs off for every sender
 
 
+class NothingToSend(Exception):
+    """Raised by a render for a reader whose message would be empty (a digest holding nothing new
+    for them): their row is settled `skipped`, with this as its reason, and nothing is sent."""
+
+
 class SendError(Exception):
     """A message was not accepted. `temporary` ones (4xx, dropped connection) are retried.
 
@@ -450,6 +455,8 @@ class Pool:
         sid = job.claim.subscriber_id
         try:
             envelope = job.render(job.claim)
+        except NothingToSend as exc:
+            return Result(sid, "skipped", error=str(exc)), conn
         except (DeliveryError, ValueError) as exc:
             return Result(sid, "failed", error=f"cannot build the message: {exc}"), conn
         last, warned = "", False

@@ -45,6 +45,7 @@ from .model import (
     forgotten_hash,
     now_iso,
     parse_address,
+    topic_key,
 )
 
 _SUB_COLUMNS = (
@@ -89,7 +90,7 @@ class Dialect:
     `skip_locked` ends a claiming SELECT so concurrent senders take different rows, and
     `for_update` a SELECT whose rows the transaction must hold until it commits;
     `many_senders` says whether several processes may send one campaign at once;
-    `topics_of` the topics a subscriber `s` chose, one per line (NULL: none).
+    `lines_of` aggregates a text column into one value, a row per line (NULL: no rows).
     """
 
     name: str
@@ -98,7 +99,7 @@ class Dialect:
     skip_locked: str
     for_update: str
     many_senders: bool
-    topics_of: str
+    lines_of: str
 
 
 class Store(ABC):
@@ -289,8 +290,10 @@ class Store(ABC):
                 " WHERE r.outcome = 'new' AND r.topics <> ''"
             )
             conn.executemany(
-                "INSERT INTO subscriber_topics (subscriber_id, topic) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                ((sid, topic) for sid, topics in chosen for topic in topics.split("\n")),  # no topic holds a line break
+                "INSERT INTO subscriber_topics (subscriber_id, topic_key, topic) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                sorted(
+                    {(sid, topic_key(topic), topic) for sid, topics in chosen for topic in topics.split("\n")}
+                ),  # no topic holds a line break
             )
             # the first suppressed row of each reader on the list who is not suppressed yet
             conn.execute(
@@ -590,12 +593,12 @@ def queue_welcome(conn: Connection, subscriber_id: int, stamp: str) -> None:
 
 
 def _set_topics(conn: Connection, subscriber_id: int, topics: Sequence[str], frequency: str) -> None:
-    """Inside the caller's transaction: add `topics` to a reader's and set their `frequency`."""
+    """Inside the caller's transaction: add `topics` to a reader's (by `topic_key`) and set their `frequency`."""
     conn.execute("UPDATE subscribers SET frequency = ? WHERE id = ?", (frequency, subscriber_id))
     if topics:
         conn.executemany(
-            "INSERT INTO subscriber_topics (subscriber_id, topic) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            [(subscriber_id, t) for t in sorted(set(topics))],
+            "INSERT INTO subscriber_topics (subscriber_id, topic_key, topic) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            sorted({(subscriber_id, topic_key(t), t) for t in topics}),
         )
 
 

@@ -41,7 +41,7 @@ TABLES: tuple[tuple[str, tuple[str, ...], str], ...] = (
         ),
         "id",
     ),
-    ("subscriber_topics", ("subscriber_id", "topic"), "subscriber_id, topic"),
+    ("subscriber_topics", ("subscriber_id", "topic_key", "topic"), "subscriber_id, topic_key"),
     (
         "campaigns",
         (

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from ..identity import CampaignRecord, PostFacts
 from .base import Store
-from .model import now_iso
+from .model import now_iso, topic_key
 
 
 def _joined(store: Store) -> str:
@@ -37,6 +37,7 @@ def _joined(store: Store) -> str:
 MAX_BACKOFF = 3600.0  # seconds: the longest a domain's pause grows to
 RECORD_CHUNK = 500  # rows settled per statement (5 parameters each: far below SQLite's 32,766)
 LEDGER_STATUSES = ("pending", "sending", "sent", "failed", "bounced", "skipped", "deferred")
+GOT = "('pending', 'sending', 'sent', 'deferred')"  # a post's row in one of these: the reader got it, or still gets it, on its own
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class Claim:
     name: str
     message_id: str
     token: str = ""  # the claim's own lease mark (`Lease.owner` + a part new for every claim): the fence
-    topics: tuple[str, ...] = ()  # the topics the reader chose (claimed `with_topics`: a digest picks its posts by them)
+    topics: tuple[str, ...] = ()  # a digest's claim: the topics the reader chose (`topic_key`s)
+    received: tuple[str, ...] = ()  # a digest's claim: the post campaigns it carries that the reader got (or gets) on their own
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ class PostStatus:
 @dataclass(frozen=True)
 class Audience:
     """Who a post's campaign is for: readers of every post (frequency 'each') who chose none of the
-    `offered` topics, or one of the post's `topics`; a post with no topic is for all of them."""
+    `offered` topics, or one of the post's `topics`; a post with no topic is for all of them.
+    Topics compare by `topic_key` (case-folded), as they are stored."""
 
     topics: tuple[str, ...] = ()
     offered: tuple[str, ...] = ()
@@ -94,13 +97,13 @@ class Audience:
 
     def where(self) -> tuple[str, tuple[object, ...]]:
         """The condition on a subscriber `s`, and its parameters (the same rule as `reads`)."""
-        if not self.topics:
+        topics, offered = sorted({topic_key(t) for t in self.topics}), sorted({topic_key(t) for t in self.offered})
+        if not topics or not offered:
             return "s.frequency = ?", (self.frequency,)
-        chose = "SELECT 1 FROM subscriber_topics t WHERE t.subscriber_id = s.id AND t.topic IN ({})"
+        chose = "SELECT 1 FROM subscriber_topics t WHERE t.subscriber_id = s.id AND t.topic_key IN ({})"
         return (
-            f"s.frequency = ? AND (NOT EXISTS ({chose.format(_marks(len(self.offered)))})"
-            f" OR EXISTS ({chose.format(_marks(len(self.topics)))}))",
-            (self.frequency, *self.offered, *self.topics),
+            f"s.frequency = ? AND (NOT EXISTS ({chose.format(_marks(len(offered)))}) OR EXISTS ({chose.format(_marks(len(topics)))}))",
+            (self.frequency, *offered, *topics),
         )
 
 
@@ -108,8 +111,9 @@ def reads(chosen: Iterable[str], topics: Iterable[str], offered: Iterable[str]) 
     """Whether a reader who `chosen` these topics gets a post with these `topics` (`Audience` in
     Python, for a digest's content): a post with no topic goes to everyone, and a reader who chose
     none of the `offered` topics gets every post."""
-    post, mine = set(topics), set(chosen) & set(offered)
-    return not post or not mine or bool(post & mine)
+    offered_keys = {topic_key(t) for t in offered}
+    post, mine = {topic_key(t) for t in topics}, {topic_key(t) for t in chosen} & offered_keys
+    return not post or not offered_keys or not mine or bool(post & mine)
 
 
 def _owed(store: Store, audience: Audience) -> tuple[str, tuple[object, ...]]:
@@ -276,7 +280,7 @@ def claim(
     lease: Lease,
     now: dt.datetime | None = None,
     *,
-    with_topics: bool = False,
+    digest: bool = False,
 ) -> Batch:
     """Take up to `limit` rows and commit them as `sending`, leased to `lease.owner` (one transaction).
 
@@ -285,17 +289,28 @@ def claim(
     LOCKED`, so senders running at once take different rows. Rows whose subscriber is no longer
     active (unsubscribed, bounced, complained, removed mid-campaign) are marked `skipped` and not
     returned. Rows of a destination domain that is backing off (`back_off`) are left for later.
-    No claims and no skips means nothing is left to take now (see `defer_paused`). `with_topics`:
-    each claim carries the topics its reader chose (a digest's content depends on them).
+    No claims and no skips means nothing is left to take now (see `defer_paused`). `digest`: the
+    campaign is a digest, whose content depends on its reader: each claim carries the topics they
+    chose and the carried posts they got on their own (`Claim.received`).
     """
     stamp = now_iso(now)
-    topics = store.dialect.topics_of if with_topics else "NULL"
+    lines = store.dialect.lines_of
+    per_reader, first = (
+        ("NULL, NULL", ())
+        if not digest
+        else (
+            f"(SELECT {lines.format('t.topic_key')} FROM subscriber_topics t WHERE t.subscriber_id = s.id),"
+            f" (SELECT {lines.format('dp.campaign')} FROM digest_posts dp JOIN deliveries r ON r.slug = dp.campaign"
+            f" AND r.subscriber_id = s.id WHERE dp.digest = ? AND r.status IN {GOT})",
+            (slug,),
+        )
+    )
     until = lease.until(now)
     with store.transaction() as conn:
         paused = conn.execute("SELECT 1 FROM domain_backoff WHERE until > ? LIMIT 1", (stamp,)).fetchone() is not None
         if paused:  # leave the paused domains' rows: the filter needs each row's subscriber before the limit
             select = (
-                f"SELECT d.subscriber_id, s.address, s.envelope, s.name, s.status, {topics} FROM deliveries d"
+                f"SELECT d.subscriber_id, s.address, s.envelope, s.name, s.status, {per_reader} FROM deliveries d"
                 " JOIN subscribers s ON s.id = d.subscriber_id WHERE d.slug = ? AND {where}"
                 f" AND NOT EXISTS (SELECT 1 FROM domain_backoff b WHERE b.domain = {store.dialect.domain_of} AND b.until > ?)"
                 f" ORDER BY d.slug, d.status, d.subscriber_id LIMIT ?{store.dialect.skip_locked}"
@@ -304,26 +319,22 @@ def claim(
         else:  # the rows first, in the order of the (slug, status, subscriber_id) index (never walking past
             # the rows already sent), then their subscribers by key
             select = (
-                f"SELECT c.subscriber_id, s.address, s.envelope, s.name, s.status, {topics} FROM (SELECT d.subscriber_id FROM deliveries d"
+                f"SELECT c.subscriber_id, s.address, s.envelope, s.name, s.status, {per_reader} FROM (SELECT d.subscriber_id FROM deliveries d"
                 f" WHERE d.slug = ? AND {{where}} ORDER BY d.slug, d.status, d.subscriber_id LIMIT ?{store.dialect.skip_locked}) c"
                 " JOIN subscribers s ON s.id = c.subscriber_id ORDER BY c.subscriber_id"
             )
             extra = ()
         expired = "d.status = 'sending' AND coalesce(d.lease_until, '') < ? AND substr(coalesce(d.lease_owner, ''), 1, ?) <> ?"
-        rows = conn.execute(select.format(where=expired), (slug, stamp, len(lease.prefix), lease.prefix, *extra, limit)).fetchall()
+        rows = conn.execute(select.format(where=expired), (*first, slug, stamp, len(lease.prefix), lease.prefix, *extra, limit)).fetchall()
         if len(rows) < limit:
-            rows += conn.execute(select.format(where="d.status = 'pending'"), (slug, *extra, limit - len(rows))).fetchall()
+            rows += conn.execute(select.format(where="d.status = 'pending'"), (*first, slug, *extra, limit - len(rows))).fetchall()
         gone = [(stamp, slug, r[0]) for r in rows if r[4] != "active"]
         if gone:
             conn.executemany(
                 "UPDATE deliveries SET status = 'skipped', lease_until = NULL, updated_at = ? WHERE slug = ? AND subscriber_id = ?", gone
             )
         token = lease.token()
-        claims = [
-            Claim(r[0], r[1], r[2], r[3], message_id(r[0]), token, tuple(sorted(r[5].split("\n"))) if r[5] else ())
-            for r in rows
-            if r[4] == "active"
-        ]
+        claims = [Claim(r[0], r[1], r[2], r[3], message_id(r[0]), token, _lines(r[5]), _lines(r[6])) for r in rows if r[4] == "active"]
         if claims:  # one statement for the batch, not one per row (a round trip each on PostgreSQL)
             rows_sql, values = _values([(c.subscriber_id, c.message_id) for c in claims])  # column1: id, column2: Message-ID
             conn.execute(
@@ -333,6 +344,11 @@ def claim(
                 (token, until, stamp, *values, slug, *(c.subscriber_id for c in claims)),
             )
     return Batch(claims, len(gone))
+
+
+def _lines(value: str | None) -> tuple[str, ...]:
+    """A `Dialect.lines_of` aggregate as its sorted values."""
+    return tuple(sorted(value.split("\n"))) if value else ()
 
 
 def _marks(n: int) -> str:

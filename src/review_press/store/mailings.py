@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .base import WELCOME, Store, queue_welcome
-from .ledger import Audience, _joined, _marks
+from .ledger import GOT, Audience, _joined, _marks
 from .model import now_iso
 
 KINDS = ("welcome", "digest", "correction")
@@ -32,6 +32,7 @@ __all__ = [  # the welcome's key and queueing live in `base` (a confirm queues i
     "digest_key",
     "digested",
     "mailings",
+    "pending_readers",
     "post_topics",
     "queue_welcome",
     "requeue_deferred",
@@ -79,12 +80,23 @@ def mailings(store: Store) -> list[Mailing]:
 
 
 def with_pending(store: Store) -> list[str]:
-    """The welcome, digest and correction campaigns with rows still to send (pending), oldest first."""
+    """The welcome, digest and correction campaigns with rows still to send (pending), oldest
+    first; paused ones too (`feedback.pause`: the caller reports them)."""
     rows = store.conn.execute(
-        "SELECT slug FROM campaigns c WHERE c.kind <> 'post' AND c.paused_at IS NULL"
+        "SELECT slug FROM campaigns c WHERE c.kind <> 'post'"
         " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.slug = c.slug AND d.status = 'pending') ORDER BY started_at, slug"
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def pending_readers(store: Store, key: str) -> list[tuple[str, str]]:
+    """(address, name) of every reader a campaign's pending rows are for, by id (a dry run lists them)."""
+    rows = store.conn.execute(
+        "SELECT s.address, s.name FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+        " WHERE d.slug = ? AND d.status IN ('pending', 'deferred') AND s.status = 'active' ORDER BY s.id",
+        (key,),
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
 
 
 def digested(store: Store) -> tuple[set[str], str | None]:
@@ -106,17 +118,20 @@ def start_digest(
     store: Store,
     key: str,
     window: tuple[dt.datetime, dt.datetime],
-    campaigns: Sequence[str],
-    audience: Audience,
+    posts: Sequence[tuple[str, Sequence[str]]],
+    offered: Sequence[str],
     *,
     late_joiners: bool,
     now: dt.datetime | None = None,
 ) -> int:
-    """Start the digest `key` of `window` carrying the post `campaigns`, with a pending row for each
-    reader owed it (active, in `audience`, a weekly reader, and joined before the window ended
-    unless `late_joiners`), all in one transaction; return how many rows. A digest already on
-    record (a run killed after starting it) is left as it is: 0. A campaign another digest carries
-    already is a `ValueError` (nothing written): no post goes out in two digests."""
+    """Start the digest `key` of `window` carrying the post campaigns `posts` (each with its
+    topics), with a pending row for each reader owed it, all in one transaction; return how many
+    rows. Owed: active, a weekly reader, joined before the window ended (unless `late_joiners`),
+    and with at least one carried post that their topics let through (`ledger.Audience`) and that
+    they did not get, and will not get, on its own (a row in its campaign: they chose every post
+    until lately). A digest already on record (a run killed after starting it) is left as it is:
+    0. A campaign another digest carries already is a `ValueError` (nothing written): no post goes
+    out in two digests."""
     stamp = now_iso(now)
     start, end = now_iso(window[0]), now_iso(window[1])
     with store.transaction() as conn:
@@ -126,14 +141,21 @@ def start_digest(
             "INSERT INTO campaigns (slug, started_at, kind, window_start, window_end) VALUES (?, ?, 'digest', ?, ?)",
             (key, stamp, start, end),
         )
-        for campaign in campaigns:
+        owed, params = [], []
+        for campaign, topics in posts:
             if conn.execute("SELECT 1 FROM digest_posts WHERE campaign = ?", (campaign,)).fetchone():
                 raise ValueError(f"{campaign} is in a digest already")
             conn.execute("INSERT INTO digest_posts (digest, campaign) VALUES (?, ?)", (key, campaign))
-        where, params = audience.where()
+            where, values = Audience(tuple(topics), tuple(offered), "weekly").where()
+            owed.append(
+                f"({where} AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.slug = ? AND r.subscriber_id = s.id AND r.status IN {GOT}))"
+            )
+            params += [*values, campaign]
+        if not owed:
+            return 0
         cur = conn.execute(
-            "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at)"
-            f" SELECT ?, s.id, 'pending', ?, ? FROM subscribers s WHERE s.status = 'active' AND {where} AND (? OR {_joined(store)} < ?)",
+            "INSERT INTO deliveries (slug, subscriber_id, status, created_at, updated_at) SELECT ?, s.id, 'pending', ?, ? FROM subscribers s"
+            f" WHERE s.status = 'active' AND ({' OR '.join(owed)}) AND (? OR {_joined(store)} < ?)",
             (key, stamp, stamp, *params, late_joiners, end),
         )
     if cur.rowcount > 0:
@@ -143,9 +165,11 @@ def start_digest(
 
 def start_correction(store: Store, key: str, corrects: str, note: str, now: dt.datetime | None = None) -> int:
     """Start the correction `key` of campaign `corrects` with a pending row for every reader its
-    message was sent to who is still active, in one transaction; return how many rows. One on
-    record already (the same edit corrected again, or a run killed after starting it) is left as
-    it is: 0."""
+    message was sent to who is still active, in one transaction; return how many rows. It
+    supersedes every earlier correction of that campaign: their rows not sent yet are skipped (a
+    correction is made from the post as it is when it goes, so two pending corrections would
+    mail one reader the same text twice). One on record already (the same edit corrected again,
+    or a run killed after starting it) is left as it is: 0."""
     stamp = now_iso(now)
     with store.transaction() as conn:
         if conn.execute("SELECT 1 FROM campaigns WHERE slug = ?", (key,)).fetchone():
@@ -158,6 +182,12 @@ def start_correction(store: Store, key: str, corrects: str, note: str, now: dt.d
             " SELECT ?, d.subscriber_id, 'pending', ?, ? FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
             " WHERE d.slug = ? AND d.status = 'sent' AND s.status = 'active'",
             (key, stamp, stamp, corrects),
+        )
+        conn.execute(
+            "UPDATE deliveries SET status = 'skipped', last_error = 'superseded by a later correction', updated_at = ?"
+            " WHERE status IN ('pending', 'deferred') AND slug IN"
+            " (SELECT slug FROM campaigns WHERE kind = 'correction' AND corrects = ? AND slug <> ?)",
+            (stamp, corrects, key),
         )
     if cur.rowcount > 0:
         store.refresh_statistics()

@@ -36,6 +36,14 @@ EXPORT_COLUMNS = (
     "frequency",  # each or weekly
 )
 TOPIC_SEPARATOR = ";"  # between the topics of one reader in our export
+
+
+def topic_key(name: str) -> str:
+    """How a topic is compared (`subscriber_topics.topic_key`): case-folded, so "Film" in press.toml and "film" on a
+    form, in an import or after press.toml changes its spelling are one topic on both databases."""
+    return name.casefold()
+
+
 FREQUENCIES = ("each", "weekly")  # every post as it goes out, or a weekly digest
 FEEDBACK_KINDS = ("hard", "soft", "complaint")  # a permanent bounce, a temporary one, a "this is spam" report
 

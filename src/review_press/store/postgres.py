@@ -132,8 +132,9 @@ ALTER TABLE subscribers ADD COLUMN frequency {_TEXT} NOT NULL DEFAULT 'each' CHE
 ALTER TABLE subscribers ADD COLUMN prefs_at {_TEXT};
 CREATE TABLE subscriber_topics (
     subscriber_id BIGINT NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+    topic_key {_TEXT} NOT NULL,
     topic {_TEXT} NOT NULL,
-    PRIMARY KEY (subscriber_id, topic)
+    PRIMARY KEY (subscriber_id, topic_key)
 );
 ALTER TABLE campaigns ADD COLUMN kind {_TEXT} NOT NULL DEFAULT 'post' CHECK (kind IN ('post', 'welcome', 'digest', 'correction'));
 ALTER TABLE campaigns ADD COLUMN topics {_TEXT};
@@ -249,7 +250,7 @@ class PostgresStore(Store):
         skip_locked=" FOR UPDATE OF d SKIP LOCKED",
         for_update=" FOR UPDATE",
         many_senders=True,
-        topics_of="(SELECT string_agg(topic, chr(10)) FROM subscriber_topics WHERE subscriber_id = s.id)",
+        lines_of="string_agg({}, chr(10))",
     )
 
     def __init__(self, pg: psycopg.Connection[Any], url: str) -> None:

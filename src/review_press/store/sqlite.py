@@ -147,8 +147,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE subscribers ADD COLUMN prefs_at TEXT;     -- when they last changed topics or frequency: owed only campaigns started after
     CREATE TABLE subscriber_topics (
         subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
-        topic TEXT NOT NULL,
-        PRIMARY KEY (subscriber_id, topic)
+        topic_key TEXT NOT NULL,                          -- case-folded (`model.topic_key`): what matching compares
+        topic TEXT NOT NULL,                              -- as press.toml spelled it when chosen: what is shown
+        PRIMARY KEY (subscriber_id, topic_key)
     ) WITHOUT ROWID;
     ALTER TABLE campaigns ADD COLUMN kind TEXT NOT NULL DEFAULT 'post' CHECK (kind IN ('post', 'welcome', 'digest', 'correction'));
     ALTER TABLE campaigns ADD COLUMN topics TEXT;         -- a post's topics, one per line (NULL or empty: for everyone)
@@ -208,7 +209,7 @@ class SQLiteStore(Store):
         skip_locked="",
         for_update="",
         many_senders=False,
-        topics_of="(SELECT group_concat(topic, char(10)) FROM subscriber_topics WHERE subscriber_id = s.id)",
+        lines_of="group_concat({}, char(10))",
     )
 
     def __init__(self, conn: sqlite3.Connection, path: Path, opened_at: int | None = None) -> None:

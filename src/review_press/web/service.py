@@ -150,7 +150,7 @@ class Subscriptions:
         elif sub.status in REOPENS:
             sub = self._reopen(sub, signup, ip, now)
         elif sub.status == "pending":
-            self._choose(sub, signup, now)  # asked again before confirming: the newest form's choice
+            pass  # asked again before confirming: the choice made first stands (anyone may post an address; the reader changes it on the manage page)
         else:
             return None  # active, bounced or complained: nothing to confirm, and the reply is the same
         if sub is None:
