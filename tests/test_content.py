@@ -157,6 +157,37 @@ def test_cache_is_used_and_invalidated(tmp_path: Path) -> None:
     assert load_posts(config)[0].title == "Two"
 
 
+def test_the_cache_keeps_bodies_in_files_and_reads_back_an_edit(tmp_path: Path) -> None:
+    [first] = load(tmp_path, {"a.md": post_text("One", body="A summary.\n\nThe first body.")})
+    config = load_config(tmp_path)
+    [cached] = load_posts(config)
+    assert cached.body.file is not None and cached.body.markdown == cached.body.html == ""  # slim: the text is in its file
+    assert cached.html == first.html and "The first body." in cached.html and cached.body_markdown.strip().endswith("The first body.")
+    assert b"The first body." not in (tmp_path / ".review-press/cache/posts.pickle").read_bytes()  # only the summary is
+    (tmp_path / "posts" / "a.md").write_text(post_text("One", body="An edited body."), "utf-8")
+    [edited] = load_posts(config)
+    assert "An edited body." in edited.html and "first" not in edited.html
+    assert [f.name for f in (tmp_path / ".review-press/cache/bodies").rglob("*") if f.is_file()] == [edited.body.file.name]
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "garble"])
+def test_a_body_file_deleted_or_damaged_is_rebuilt_not_a_crash(tmp_path: Path, damage: str) -> None:
+    [first] = load(tmp_path, {"a.md": post_text("One", body="The body.")})
+    config = load_config(tmp_path)
+    file = first.body.file
+    assert file is not None
+    if damage == "delete":
+        file.unlink()
+    elif damage == "truncate":
+        file.write_bytes(file.read_bytes()[:-5])
+    else:  # same size, other bytes: found when read (an error naming build again), then parsed again
+        file.write_bytes(file.read_bytes().replace(b"body", b"bodY"))
+        with pytest.raises(PressError, match="cannot read the cached text of a post .*: it is damaged"):
+            first.html  # noqa: B018
+    [again] = load_posts(config)
+    assert "The body." in again.html and again.body_markdown.strip() == "The body."
+
+
 def test_errors_survive_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import review_press.content as content
 

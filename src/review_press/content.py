@@ -2,13 +2,18 @@
 
 `load_posts` reads `posts/**/*.md`, checks all of them and raises every problem in one
 `PressErrors`. Rendered posts are cached by a hash of their bytes (and of whatever else
-shapes them), so a rebuild re-renders only the posts that changed. Then each post's images
+shapes them), so a rebuild re-renders only the posts that changed. The cache is slim: each
+post's Markdown and HTML (`Body`) wait in a file of their own under the state folder, read
+only where a page, feed or email shows them, so neither the cache nor a build holds every
+post's text at once (20,000 posts are ~22 KB each in memory). Then each post's images
 are found and placed (`images.resolve_posts`): its HTML points at them where the build puts
 them, and a missing or unreadable image is an error at its line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import pickle
@@ -16,7 +21,7 @@ import re
 import sys
 import tomllib
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,12 +31,12 @@ import yaml
 
 from . import markup, sitefiles
 from .config import Config
-from .errors import ContentError, PressError, raise_all, write_error
+from .errors import BuildError, ContentError, PressError, StorageError, raise_all, write_error
 from .forked import map_forked
-from .images import Asset, Placed, resolve_posts
+from .images import Asset, Placed, resolve_posts, rewrite
 from .statedir import private_dir
 
-CACHE_VERSION = "posts-2"
+CACHE_VERSION = "posts-3"
 PARALLEL_FROM = 200  # below this many uncached posts, a process pool costs more than it saves
 KNOWN_KEYS = frozenset({"title", "date", "updated", "tags", "summary", "slug", "draft", "author", "image", "subject", "id", "aliases"})
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
@@ -75,6 +80,59 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+@dataclass(frozen=True)
+class Body:
+    """A post's Markdown body and its HTML as rendered (its images as written), and the
+    Markdown's word count (for reading times: lists show it without reading the text).
+
+    Held here, or (with `file`) kept in a file of the posts cache and read each time it is asked
+    for: a build of 20,000 posts then holds only what its lists need. `size` is the file's, so
+    a cached post whose file went missing or was cut short is parsed again, not trusted."""
+
+    markdown: str
+    html: str
+    words: int
+    file: Path | None = None  # when set, `markdown` and `html` are "" here: they are in the file
+    size: int = 0
+
+    @classmethod
+    def of(cls, markdown: str, html: str) -> Body:
+        """A body held in memory."""
+        return cls(markdown=markdown, html=html, words=len(markdown.split()))
+
+    def texts(self) -> tuple[str, str]:
+        """The Markdown and the HTML, read from the file when the body was put there. A file
+        damaged since is removed (the next build parses its post again) and is an error."""
+        if self.file is None:
+            return self.markdown, self.html
+        try:
+            data = self.file.read_bytes()
+            check, _, rest = data.partition(b"\n")
+            if check.decode("ascii") != hashlib.sha256(rest).hexdigest()[:32]:
+                raise ValueError("damaged")
+            markdown, html = rest.decode("utf-8").split("\0")
+        except (OSError, ValueError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) else "it is damaged"
+            if not isinstance(exc, OSError):
+                self.file.unlink(missing_ok=True)
+            raise BuildError(f"cannot read the cached text of a post ({self.file}): {problem}", hint="build again") from None
+        return markdown, html
+
+    def kept_in(self, file: Path) -> Body:
+        """This body written to `file` (whole or not at all), as a body that reads it from there."""
+        rest = f"{self.markdown}\0{self.html}".encode()  # neither holds a NUL: parse_post refuses control characters
+        data = hashlib.sha256(rest).hexdigest()[:32].encode() + b"\n" + rest
+        tmp = file.with_name(f".{file.name}.tmp")
+        try:
+            file.parent.mkdir(exist_ok=True)
+            tmp.write_bytes(data)
+            tmp.replace(file)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise write_error(file, exc) from None
+        return Body(markdown="", html="", words=self.words, file=file, size=len(data))
+
+
 @dataclass(frozen=True, eq=False)
 class Post:
     """One post, parsed and rendered. HTML keeps the author's URLs; feeds and email absolutise them."""
@@ -83,8 +141,7 @@ class Post:
     slug: str
     title: str
     date: dt.datetime
-    body_markdown: str
-    html: str
+    body: Body  # the Markdown and its HTML: see `body_markdown` and `html`
     summary_html: str
     summary_text: str
     digest: str
@@ -102,6 +159,16 @@ class Post:
     images: tuple[markup.ImageRef, ...] = ()  # the images of the body, as written, with their lines
     assets: tuple[Asset, ...] = ()  # the files its images need in out/ (set by `images.resolve_posts`)
     placed: Mapping[str, Placed] = field(default_factory=dict)  # each image's src as written -> where it is now (likewise)
+
+    @property
+    def body_markdown(self) -> str:
+        """The Markdown after the front matter, as written."""
+        return self.body.texts()[0]
+
+    @property
+    def html(self) -> str:
+        """The body's HTML, its images where the build puts them (`images.rewrite`)."""
+        return rewrite(self.body.texts()[1], self.placed)
 
     @property
     def content_hash(self) -> str:
@@ -394,9 +461,8 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
         date=date,
         updated=updated,
         tags=tags,
-        body_markdown=body,
+        body=Body.of(body, rendered.html),
         body_line=fm.body_line,
-        html=rendered.html,
         summary_html=summary_html,
         summary_text=markup.plain_text(markup.sanitize(summary_html)),  # no script text in descriptions, feeds or preheaders
         digest=digest,
@@ -454,20 +520,43 @@ def _write_cache(config: Config, cache: dict[str, Post]) -> None:
         raise write_error(path, exc) from None
 
 
-def _parse_job(job: tuple[Path, bytes, Config, str]) -> Post | PressError:
-    """Parse one post; a problem comes back as a value, not raised across processes."""
-    path, raw, config, key = job
+def _body_file(config: Config, key: str) -> Path:
+    """Where the cache keeps the `Body` of the post whose cache key is `key`."""
+    return config.state_dir / "cache" / "bodies" / key[:2] / key
+
+
+def _kept(post: Post) -> bool:
+    """Whether a cached post's body is still in its file, as it was written (not gone, not cut short)."""
     try:
-        return parse_post(path, raw, config, digest=key[:16])
+        return post.body.file is not None and post.body.file.stat().st_size == post.body.size
+    except OSError:
+        return False
+
+
+def _parse_job(job: tuple[Path, bytes, Config, str, bool]) -> Post | PressError:
+    """Parse one post and, with `keep`, put its body in the cache's file for it (so only the slim
+    post comes back); a problem comes back as a value, not raised across processes."""
+    path, raw, config, key, keep = job
+    try:
+        post = parse_post(path, raw, config, digest=key[:16])
+        return dataclasses.replace(post, body=post.body.kept_in(_body_file(config, key))) if keep else post
     except PressError as exc:
         return exc
 
 
-def _parse_many(jobs: list[tuple[Path, bytes, Config, str]]) -> list[Post | PressError]:
+def _parse_many(jobs: list[tuple[Path, bytes, Config, str, bool]]) -> list[Post | PressError]:
     """Parse posts, on every core when there are many (Markdown rendering dominates a cold build).
     The forked parsers inherit the jobs (`forked.map_forked`): the files' bytes and the config are
-    never pickled to them, which at 20,000 posts was hundreds of MB; only the parsed posts come back."""
+    never pickled to them, which at 20,000 posts was hundreds of MB; only the parsed posts come
+    back, slim when their bodies went to the cache."""
     return map_forked(_parse_job, jobs, PARALLEL_FROM)
+
+
+def _forget(config: Config, keys: Iterable[str]) -> None:
+    """Remove the body files of posts the cache no longer holds (edited, renamed or deleted)."""
+    for key in keys:
+        with contextlib.suppress(OSError):
+            _body_file(config, key).unlink()
 
 
 def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
@@ -501,16 +590,24 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             continue
         # the same file in another checkout gets the same key: the digest feeds output keys and Message-IDs
         key = hashlib.sha256(salt + path.relative_to(config.posts_dir).as_posix().encode() + b"\0" + raw).hexdigest()
-        if (cached := cache.get(key)) is not None and cached.source == path:
+        if (cached := cache.get(key)) is not None and cached.source == path and _kept(cached):
             fresh[key] = cached
             results.append(cached)
         else:
             slots.append(len(results))
             results.append(None)
-            jobs.append((path, raw, config, key))
+            jobs.append((path, raw, config, key, use_cache))
     keys = [job[3] for job in jobs]
+    if jobs and use_cache:  # the folder the parsers put bodies in (each in a subfolder it makes)
+        bodies = private_dir(config.state_dir) / "cache" / "bodies"
+        try:
+            bodies.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(bodies, exc) from None
     parsed = _parse_many(jobs)
     jobs.clear()  # the files' bytes are not needed any more
+    if failed := next((r for r in parsed if isinstance(r, StorageError)), None):
+        raise failed  # a full disk fails every post alike: once is enough
     for slot, key, result in zip(slots, keys, parsed, strict=True):
         results[slot] = result
         if isinstance(result, Post):
@@ -542,6 +639,7 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             by_slug[post.slug] = post
     if use_cache and fresh.keys() != cache.keys():
         _write_cache(config, fresh)
+        _forget(config, cache.keys() - fresh.keys())
     posts, image_errors = resolve_posts(config, posts, use_cache=use_cache)  # their images found, checked, placed in out/
     raise_all(errors + image_errors)
     return tuple(posts)

@@ -115,7 +115,7 @@ def truncate(text: str, limit: int = DESCRIPTION_CHARS) -> str:
 
 def reading_minutes(post: Post) -> int:
     """A post's reading time in whole minutes, at least 1."""
-    return max(1, round(len(post.body_markdown.split()) / WORDS_PER_MINUTE))
+    return max(1, round(post.body.words / WORDS_PER_MINUTE))
 
 
 def wrap_tables(html: str) -> str:
