@@ -188,6 +188,38 @@ def test_a_body_file_deleted_or_damaged_is_rebuilt_not_a_crash(tmp_path: Path, d
     assert "The body." in again.html and again.body_markdown.strip() == "The body."
 
 
+def test_a_post_file_unchanged_since_is_not_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import time
+
+    import review_press.content as content
+
+    config = load_config(write_site(tmp_path, {"a.md": post_text("One"), "b.md": post_text("Bee")}))
+    later = time.time_ns() + 10 * 10**9
+    monkeypatch.setattr(content.time, "time_ns", lambda: later)  # as if the files were written long before the build
+    load_posts(config)
+    read: list[str] = []
+    real = content.sitefiles.read_inside
+    monkeypatch.setattr(content.sitefiles, "read_inside", lambda path, *a: read.append(path.name) or real(path, *a))
+    assert [p.title for p in load_posts(config)] == ["One", "Bee"] and read == []
+    mtime = (tmp_path / "posts" / "a.md").stat().st_mtime_ns
+    (tmp_path / "posts" / "a.md").write_text(post_text("Two"), "utf-8")  # the same size and mtime, but a new ctime
+    os.utime(tmp_path / "posts" / "a.md", ns=(mtime, mtime))
+    assert [p.title for p in load_posts(config)] == ["Two", "Bee"] and read == ["a.md"]
+
+
+def test_a_post_file_changed_just_now_is_read_again_next_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import review_press.content as content
+
+    config = load_config(write_site(tmp_path, {"a.md": post_text("One")}))
+    load_posts(config)
+    read: list[str] = []
+    real = content.sitefiles.read_inside
+    monkeypatch.setattr(content.sitefiles, "read_inside", lambda path, *a: read.append(path.name) or real(path, *a))
+    load_posts(config)
+    assert read == ["a.md"]  # written within RACY_SECONDS of the last build: its stat may not tell an edit
+
+
 def test_errors_survive_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import review_press.content as content
 

@@ -19,12 +19,13 @@ import hashlib
 import pickle
 import re
 import sys
+import time
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
@@ -37,6 +38,7 @@ from .images import Asset, Placed, resolve_posts, rewrite
 from .statedir import private_dir
 
 CACHE_VERSION = "posts-3"
+RACY_SECONDS = 2  # a post file changed this recently is read again next time, whatever its stat says
 PARALLEL_FROM = 200  # below this many uncached posts, a process pool costs more than it saves
 KNOWN_KEYS = frozenset({"title", "date", "updated", "tags", "summary", "slug", "draft", "author", "image", "subject", "id", "aliases"})
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
@@ -497,16 +499,32 @@ def _cache_path(config: Config) -> Path:
     return config.state_dir / "cache" / "posts.pickle"
 
 
-def _read_cache(config: Config) -> dict[str, Post]:
+Stamp = tuple[int, int, int, int]  # a file's size, mtime_ns, ctime_ns and inode: any write changes one
+
+
+@dataclass(frozen=True)
+class _Cache:
+    """What the posts cache holds: each parsed post by its key, and each file's `Stamp` with the
+    key its bytes had, so that a file unchanged since is not read again. `salt` is what the keys
+    were made with (the code and the time zone): with another, the stamps say nothing."""
+
+    salt: bytes
+    posts: dict[str, Post]
+    stamps: dict[str, tuple[Stamp, str]]  # a post file's path under posts/ -> (its stamp, its key)
+
+
+def _read_cache(config: Config, salt: bytes) -> _Cache:
     try:
         with _cache_path(config).open("rb") as f:
             cache = pickle.load(f)
-        return cache if isinstance(cache, dict) else {}
-    except (OSError, pickle.PickleError, EOFError, AttributeError, ValueError, TypeError):
-        return {}
+        if isinstance(cache, _Cache):
+            return cache if cache.salt == salt else _Cache(salt, cache.posts, {})
+    except (OSError, pickle.PickleError, EOFError, AttributeError, ValueError, TypeError, ImportError):
+        pass
+    return _Cache(salt, {}, {})
 
 
-def _write_cache(config: Config, cache: dict[str, Post]) -> None:
+def _write_cache(config: Config, cache: _Cache) -> None:
     path = _cache_path(config)
     tmp = path.with_suffix(".tmp")
     try:
@@ -565,22 +583,33 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
     The result is in file order; `site.make_site` sorts and filters it.
     """
     salt = f"{CACHE_VERSION}|{_code_digest()}|{config.timezone}".encode()
-    cache = _read_cache(config) if use_cache else {}
+    cache = _read_cache(config, salt) if use_cache else _Cache(salt, {}, {})
     fresh: dict[str, Post] = {}
+    stamps: dict[str, tuple[Stamp, str]] = {}
+    racy = time.time_ns() - RACY_SECONDS * 1_000_000_000  # a file written since may change again within its mtime's tick
     results: list[Post | PressError | None] = []
-    jobs: list[tuple[Path, bytes, Config, str]] = []
+    jobs: list[tuple[Path, bytes, Config, str, bool]] = []
     slots: list[int] = []
     listing = post_listing(config)
+    prefix = len(str(config.posts_dir)) + 1
     for path in listing.files:
+        rel = str(path)[prefix:]  # its path under posts/ (`walk` lists it there)
         try:
-            size = path.stat().st_size
-            if size > config.max_post_bytes:
+            st = path.stat()
+            if st.st_size > config.max_post_bytes:
                 raise ContentError(
-                    f"file is {size:,} bytes, over the limit of {config.max_post_bytes:,}",
+                    f"file is {st.st_size:,} bytes, over the limit of {config.max_post_bytes:,}",
                     path=path,
                     line=1,
                     hint="raise max_post_bytes in press.toml if this is meant",
                 )
+            stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            if (known := cache.stamps.get(rel)) is not None and known[0] == stamp:  # as it was when its key was made: not read again
+                cached = cache.posts.get(known[1])
+                if cached is not None and cached.source == path and _kept(cached):
+                    fresh[known[1]], stamps[rel] = cached, known
+                    results.append(cached)
+                    continue
             raw = sitefiles.read_inside(path, config.root, ContentError)
         except PressError as exc:
             results.append(exc)
@@ -589,8 +618,10 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             results.append(ContentError(f"cannot read: {exc.strerror}", path=path))
             continue
         # the same file in another checkout gets the same key: the digest feeds output keys and Message-IDs
-        key = hashlib.sha256(salt + path.relative_to(config.posts_dir).as_posix().encode() + b"\0" + raw).hexdigest()
-        if (cached := cache.get(key)) is not None and cached.source == path and _kept(cached):
+        key = hashlib.sha256(salt + PurePath(rel).as_posix().encode() + b"\0" + raw).hexdigest()
+        if max(st.st_mtime_ns, st.st_ctime_ns) < racy:
+            stamps[rel] = (stamp, key)
+        if (cached := cache.posts.get(key)) is not None and cached.source == path and _kept(cached):
             fresh[key] = cached
             results.append(cached)
         else:
@@ -637,9 +668,9 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             )
         else:
             by_slug[post.slug] = post
-    if use_cache and fresh.keys() != cache.keys():
-        _write_cache(config, fresh)
-        _forget(config, cache.keys() - fresh.keys())
+    if use_cache and (fresh.keys() != cache.posts.keys() or stamps != cache.stamps):
+        _write_cache(config, _Cache(salt, fresh, stamps))
+        _forget(config, cache.posts.keys() - fresh.keys())
     posts, image_errors = resolve_posts(config, posts, use_cache=use_cache)  # their images found, checked, placed in out/
     raise_all(errors + image_errors)
     return tuple(posts)
