@@ -208,16 +208,36 @@ def test_a_post_file_unchanged_since_is_not_read_again(tmp_path: Path, monkeypat
     assert [p.title for p in load_posts(config)] == ["Two", "Bee"] and read == ["a.md"]
 
 
-def test_a_post_file_changed_just_now_is_read_again_next_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_post_file_changed_within_a_tick_of_the_build_is_read_again_next_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
     import review_press.content as content
 
     config = load_config(write_site(tmp_path, {"a.md": post_text("One")}))
-    load_posts(config)
+    changed = (tmp_path / "posts" / "a.md").stat().st_ctime_ns
     read: list[str] = []
     real = content.sitefiles.read_inside
     monkeypatch.setattr(content.sitefiles, "read_inside", lambda path, *a: read.append(path.name) or real(path, *a))
-    load_posts(config)
-    assert read == ["a.md"]  # written within RACY_SECONDS of the last build: its stat may not tell an edit
+
+    def build_at(seconds_after: float) -> None:
+        monkeypatch.setattr(content.time, "time_ns", lambda: changed + int(seconds_after * 10**9))
+        load_posts(config)
+
+    build_at(0.05)  # within a tick of the change: its stat may not tell a write later in that tick
+    build_at(0.05)
+    assert read == ["a.md", "a.md"]
+    build_at(0.5)  # a tick after: the stamp is kept, and the next build reads nothing
+    build_at(0.5)
+    assert read == ["a.md", "a.md", "a.md"]
+    whole = changed // 10**9 * 10**9  # times in whole seconds: a file system with a 2 s tick (FAT)
+    os.utime(tmp_path / "posts" / "a.md", ns=(whole, whole))
+    changed = (tmp_path / "posts" / "a.md").stat().st_ctime_ns
+    build_at(1)
+    build_at(1)
+    assert read[3:] == ["a.md", "a.md"]
+    build_at(3)
+    build_at(3)
+    assert read[3:] == ["a.md", "a.md", "a.md"]
 
 
 def test_errors_survive_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,7 +39,6 @@ from .images import Asset, Placed, resolve_posts, rewrite
 from .statedir import private_dir
 
 CACHE_VERSION = "posts-3"
-RACY_SECONDS = 2  # a post file changed this recently is read again next time, whatever its stat says
 PARALLEL_FROM = 200  # below this many uncached posts, a process pool costs more than it saves
 KNOWN_KEYS = frozenset({"title", "date", "updated", "tags", "summary", "slug", "draft", "author", "image", "subject", "id", "aliases"})
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
@@ -516,6 +515,19 @@ class _Cache:
     stamps: dict[str, tuple[Stamp, str]]  # a post file's path under posts/ -> (its stamp, its key)
 
 
+def _settled(st: os.stat_result, now_ns: int) -> bool:
+    """Whether a file's stat, taken at `now_ns`, vouches for the bytes read with it from then on.
+
+    Not when the file changed within one tick of its file system's clock: a write later in that
+    tick would leave the same size and times. The tick is taken to be under 0.1 s where the
+    times have parts of a second (ext4, XFS, APFS, NTFS...), and 2 s where they are whole
+    seconds (FAT, ext3, some network shares); such a file is read again by the next build.
+    """
+    newest = max(st.st_mtime_ns, st.st_ctime_ns)
+    coarse = st.st_mtime_ns % 1_000_000_000 == 0 or st.st_ctime_ns % 1_000_000_000 == 0
+    return newest < now_ns - (2_000_000_000 if coarse else 100_000_000)
+
+
 _PATH = type(Path())  # the concrete class (PosixPath here): the only paths the cache writes as text
 
 
@@ -612,7 +624,7 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
     salt = f"{CACHE_VERSION}|{_code_digest()}|{config.timezone}".encode()
     fresh: dict[str, Post] = {}
     stamps: dict[str, tuple[Stamp, str]] = {}
-    racy = time.time_ns() - RACY_SECONDS * 1_000_000_000  # a file written since may change again within its mtime's tick
+    now = time.time_ns()
     results: list[Post | PressError | None] = []
     jobs: list[tuple[Path, bytes, Config, str, bool]] = []
     slots: list[int] = []
@@ -646,7 +658,7 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             continue
         # the same file in another checkout gets the same key: the digest feeds output keys and Message-IDs
         key = hashlib.sha256(salt + PurePath(rel).as_posix().encode() + b"\0" + raw).hexdigest()
-        if max(st.st_mtime_ns, st.st_ctime_ns) < racy:
+        if _settled(st, now):
             stamps[rel] = (stamp, key)
         if (cached := cache.posts.get(key)) is not None and cached.source == path and _kept(cached):
             fresh[key] = cached
