@@ -23,7 +23,6 @@ from .output import Artifact, WriteReport, check_paths, file_artifact, render_al
 from .redirects import find_redirects, plan_redirects
 from .site import Site, make_site
 from .site import scheduled as site_scheduled
-from .store import has_store, ledger, open_store
 from .theme import ASSETS, Theme
 
 
@@ -86,6 +85,8 @@ def base_key(config: Config, theme: Theme) -> str:
 def sent_campaigns(config: Config) -> list[CampaignRecord]:
     """What the store remembers of the posts that went out by email (their old slugs become
     redirects); nothing when the site has no store yet."""
+    from .store import has_store, ledger, open_store  # the store's modules: imported when a build needs them
+
     if not has_store(config):
         return []
     with open_store(config) as store:

@@ -32,7 +32,6 @@ from .bounces import verp
 from .config import CONFIG_NAME, Config
 from .content import Post
 from .errors import DeliveryError
-from .store import parse_address
 from .tokens import purpose_key
 
 MessageKind = Literal["campaign", "test", "preview", "confirm"]
@@ -65,6 +64,8 @@ def sender(config: Config, *, preview: bool = False) -> Sender:
                 "[newsletter] from is not set", path=config.root / CONFIG_NAME, hint='add  from = "Name <letters@example.org>"'
             )
         address = config.author.email or f"newsletter@{urlsplit(config.base_url).hostname or 'localhost'}"
+    from .store import parse_address  # the store's modules: imported when an address is read
+
     envelope = parse_address(address).envelope
     return Sender(
         name=news.from_name or config.title,
