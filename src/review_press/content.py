@@ -102,9 +102,10 @@ class Body:
         """A body held in memory."""
         return cls(markdown=markdown, html=html, words=len(markdown.split()))
 
-    def texts(self) -> tuple[str, str]:
+    def texts(self, source: Path | None = None) -> tuple[str, str]:
         """The Markdown and the HTML, read from the file when the body was put there. A file
-        damaged since is removed (the next build parses its post again) and is an error."""
+        gone or damaged since is an error naming the post's `source` (a damaged one is removed:
+        the next build parses the post again)."""
         if self.file is None:
             return self.markdown, self.html
         try:
@@ -119,14 +120,16 @@ class Body:
             if not isinstance(exc, OSError):
                 with contextlib.suppress(OSError):
                     os.unlink(self.file)
-            raise BuildError(f"cannot read the cached text of a post ({self.file}): {problem}", hint="build again") from None
+            raise BuildError(
+                f"cannot read the cached text of this post ({self.file}): {problem}", path=source, line=1, hint="build again"
+            ) from None
         return markdown, html
 
     def kept_in(self, file: Path) -> Body:
         """This body written to `file` (whole or not at all), as a body that reads it from there."""
         rest = f"{self.markdown}\0{self.html}".encode()  # neither holds a NUL: parse_post refuses control characters
         data = hashlib.sha256(rest).hexdigest()[:32].encode() + b"\n" + rest
-        tmp = file.with_name(f".{file.name}.tmp")
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")  # one per process: two builds at once each write their own
         try:
             file.parent.mkdir(exist_ok=True)
             tmp.write_bytes(data)
@@ -167,12 +170,12 @@ class Post:
     @property
     def body_markdown(self) -> str:
         """The Markdown after the front matter, as written."""
-        return self.body.texts()[0]
+        return self.body.texts(self.source)[0]
 
     @property
     def html(self) -> str:
         """The body's HTML, its images where the build puts them (`images.rewrite`)."""
-        return rewrite(self.body.texts()[1], self.placed)
+        return rewrite(self.body.texts(self.source)[1], self.placed)
 
     @property
     def content_hash(self) -> str:
