@@ -52,14 +52,10 @@ from .output import Artifact, make_key
 from .site import FEEDS, Site
 
 FEED_FORMAT = "feeds-4"  # part of every key: bump when this module renders the same input differently
-ATOM_NS = "http://www.w3.org/2005/Atom"
-FH_NS = "http://purl.org/syndication/history/1.0"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
-GENERATOR = "review-press"  # no version: a release must not change every feed's bytes
 ARCHIVE_DIR = "feeds/archive"
 EMPTY_UPDATED = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # the `updated` of a feed with no posts
 FILE_OF = {kind: name for kind, name, _ in FEEDS}
-MEDIA_OF = {kind: media for kind, _, media in FEEDS}
 _PCHAR = "-._~!$&'()*+,;=:@"  # RFC 3986 pchar minus unreserved letters/digits: never percent-encoded
 
 
@@ -254,7 +250,7 @@ def render_doc(ctx: FeedContext, doc: FeedDoc) -> bytes:
         return render_json(ctx.site, doc, entries)
     from .feedxml import build_feedgen  # feedgen (and dateutil): imported by the first RSS or Atom render, not by planning
 
-    fg = build_feedgen(ctx.site, doc, entries)
+    fg = build_feedgen(ctx.site, doc, entries, self_url=site_uri(ctx.site, doc.path), updated=newest_update(entries))
     return fg.atom_str(pretty=True) if doc.kind == "atom" else fg.rss_str(pretty=True)
 
 

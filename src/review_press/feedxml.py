@@ -6,13 +6,25 @@ start-up that a build with nothing to render does not pay.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from .content import Post
-from .feeds import ATOM_NS, FH_NS, GENERATOR, MEDIA_OF, Entry, FeedDoc, FeedLink, newest_update, site_uri
-from .site import Site
+from .site import FEEDS
+
+if TYPE_CHECKING:  # `feeds` imports this module when it renders: nothing of it is needed at run time here
+    import datetime as dt
+
+    from .content import Post
+    from .feeds import Entry, FeedDoc, FeedLink
+    from .site import Site
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+FH_NS = "http://purl.org/syndication/history/1.0"
+GENERATOR = "review-press"  # no version: a release must not change every feed's bytes
+MEDIA_OF = {kind: media for kind, _, media in FEEDS}
 
 
 class _FeedExtras(BaseExtension):
@@ -53,10 +65,10 @@ class _EntryExtras(BaseEntryExtension):
         return entry
 
 
-def build_feedgen(site: Site, doc: FeedDoc, entries: list[Entry]) -> FeedGenerator:
-    """A FeedGenerator for an RSS or Atom document, with feedgen's faults worked around."""
+def build_feedgen(site: Site, doc: FeedDoc, entries: list[Entry], self_url: str, updated: dt.datetime) -> FeedGenerator:
+    """A FeedGenerator for an RSS or Atom document at `self_url`, its newest entry `updated`,
+    with feedgen's faults worked around."""
     config = site.config
-    self_url = site_uri(site, doc.path)
     author = config.author
     fg = FeedGenerator()
     fg.register_extension("review_press", _FeedExtras, _EntryExtras, atom=doc.kind == "atom", rss=doc.kind == "rss")
@@ -69,7 +81,7 @@ def build_feedgen(site: Site, doc: FeedDoc, entries: list[Entry]) -> FeedGenerat
     fg.subtitle(doc.subtitle)  # also the RSS <description>
     fg.language(config.language)
     fg.generator(GENERATOR)
-    fg.updated(newest_update(entries))  # atom:updated and lastBuildDate, never the clock (fault 5)
+    fg.updated(updated)  # atom:updated and lastBuildDate, never the clock (fault 5)
     if author.name:
         fg.author({"name": author.name, "email": author.email} if author.email else {"name": author.name})
     if author.email:
