@@ -341,15 +341,16 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
         staging, written = _stage(todo, out_dir)
         _move_into_place(out_dir, staging, written)
     removed = _prune(out_dir, {a.path for a in artifacts}) if out_dir.is_dir() else []
-    files = {}
-    for art in artifacts:
-        # what was not rendered was just checked against the manifest: its entry still holds
-        stat = _stat(os.path.join(out_dir, art.path)) if art.path in rendered else tuple(manifest[art.path][1:])
-        if stat is not None:
-            files[art.path] = [art.key, *stat]
-    if files != manifest:
-        private_dir(manifest_path.parent)
-        atomic_write(manifest_path, json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True).encode(), mode=0o600)
+    if todo or len(manifest) != len(artifacts):  # else every entry was just found to hold, and the manifest has no other
+        files = {}
+        for art in artifacts:
+            # what was not rendered was just checked against the manifest: its entry still holds
+            stat = _stat(os.path.join(out_dir, art.path)) if art.path in rendered else tuple(manifest[art.path][1:])
+            if stat is not None:
+                files[art.path] = [art.key, *stat]
+        if files != manifest:
+            private_dir(manifest_path.parent)
+            atomic_write(manifest_path, json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True).encode(), mode=0o600)
     return WriteReport(rendered=len(rendered), written=tuple(written), unchanged=len(artifacts) - len(written), removed=tuple(removed))
 
 
