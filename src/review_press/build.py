@@ -23,6 +23,7 @@ from .output import Artifact, WriteReport, check_paths, file_artifact, render_al
 from .redirects import find_redirects, plan_redirects
 from .site import Site, make_site
 from .site import scheduled as site_scheduled
+from .storeplace import has_store
 from .theme import ASSETS, Theme
 
 
@@ -85,10 +86,10 @@ def base_key(config: Config, theme: Theme) -> str:
 def sent_campaigns(config: Config) -> list[CampaignRecord]:
     """What the store remembers of the posts that went out by email (their old slugs become
     redirects); nothing when the site has no store yet."""
-    from .store import has_store, ledger, open_store  # the store's modules: imported when a build needs them
-
     if not has_store(config):
         return []
+    from .store import ledger, open_store  # the store's modules: imported when there is a store to read
+
     with open_store(config) as store:
         return ledger.campaigns(store)
 
