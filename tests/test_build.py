@@ -116,3 +116,21 @@ def test_static_file_colliding_with_a_page_is_an_error(tmp_path: Path) -> None:
     (root / "static/index.html").write_text("mine", "utf-8")
     with pytest.raises(PressError, match="would both write out/index.html"):
         build(root, NOW)
+
+
+def test_a_build_reads_bodies_back_from_the_cache_and_rebuilds_a_lost_one(tmp_path: Path) -> None:
+    root = write_site(tmp_path, {"a.md": post_text("A", body="Intro.\n\nThe first body."), "b.md": post_text("B", body="Bee.")})
+    build(root, NOW)
+    page = root / "out/posts/a/index.html"
+    assert "The first body." in page.read_text("utf-8")
+    before = snapshot(root / "out")
+    bodies = sorted(f for f in (root / ".review-press/cache/bodies").rglob("*") if f.is_file())
+    assert len(bodies) == 2
+    bodies[0].unlink()  # lost, or cut short: parsed again, not a crash, and out/ is what it was
+    bodies[1].write_bytes(bodies[1].read_bytes()[:10])
+    _, report = build(root, NOW)
+    assert report.written == () and snapshot(root / "out") == before
+    (root / "posts/a.md").write_text(post_text("A", body="Intro.\n\nAn edited body."), "utf-8")
+    _, report = build(root, NOW)
+    assert "posts/a/index.html" in report.written
+    assert "An edited body." in page.read_text("utf-8") and "The first body." not in page.read_text("utf-8")

@@ -157,6 +157,89 @@ def test_cache_is_used_and_invalidated(tmp_path: Path) -> None:
     assert load_posts(config)[0].title == "Two"
 
 
+def test_the_cache_keeps_bodies_in_files_and_reads_back_an_edit(tmp_path: Path) -> None:
+    [first] = load(tmp_path, {"a.md": post_text("One", body="A summary.\n\nThe first body.")})
+    config = load_config(tmp_path)
+    [cached] = load_posts(config)
+    assert cached.body.file is not None and cached.body.markdown == cached.body.html == ""  # slim: the text is in its file
+    assert cached.html == first.html and "The first body." in cached.html and cached.body_markdown.strip().endswith("The first body.")
+    assert b"The first body." not in (tmp_path / ".review-press/cache/posts.pickle").read_bytes()  # only the summary is
+    (tmp_path / "posts" / "a.md").write_text(post_text("One", body="An edited body."), "utf-8")
+    [edited] = load_posts(config)
+    assert "An edited body." in edited.html and "first" not in edited.html
+    assert [f.name for f in (tmp_path / ".review-press/cache/bodies").rglob("*") if f.is_file()] == [Path(edited.body.file).name]
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "garble"])
+def test_a_body_file_deleted_or_damaged_is_rebuilt_not_a_crash(tmp_path: Path, damage: str) -> None:
+    [first] = load(tmp_path, {"a.md": post_text("One", body="The body.")})
+    config = load_config(tmp_path)
+    assert first.body.file is not None
+    file = Path(first.body.file)
+    if damage == "delete":
+        file.unlink()
+    elif damage == "truncate":
+        file.write_bytes(file.read_bytes()[:-5])
+    else:  # same size, other bytes: found when read (an error naming build again), then parsed again
+        file.write_bytes(file.read_bytes().replace(b"body", b"bodY"))
+        with pytest.raises(PressError, match=r"a\.md:1: cannot read the cached text of this post .*: it is damaged \(build again\)"):
+            first.html  # noqa: B018
+    [again] = load_posts(config)
+    assert "The body." in again.html and again.body_markdown.strip() == "The body."
+
+
+def test_a_post_file_unchanged_since_is_not_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import time
+
+    import review_press.content as content
+
+    config = load_config(write_site(tmp_path, {"a.md": post_text("One"), "b.md": post_text("Bee")}))
+    later = time.time_ns() + 10 * 10**9
+    monkeypatch.setattr(content.time, "time_ns", lambda: later)  # as if the files were written long before the build
+    load_posts(config)
+    read: list[str] = []
+    real = content.sitefiles.read_inside
+    monkeypatch.setattr(content.sitefiles, "read_inside", lambda path, *a: read.append(path.name) or real(path, *a))
+    assert [p.title for p in load_posts(config)] == ["One", "Bee"] and read == []
+    mtime = (tmp_path / "posts" / "a.md").stat().st_mtime_ns
+    (tmp_path / "posts" / "a.md").write_text(post_text("Two"), "utf-8")  # the same size and mtime, but a new ctime
+    os.utime(tmp_path / "posts" / "a.md", ns=(mtime, mtime))
+    assert [p.title for p in load_posts(config)] == ["Two", "Bee"] and read == ["a.md"]
+
+
+def test_a_post_file_changed_within_a_tick_of_the_build_is_read_again_next_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import review_press.content as content
+
+    config = load_config(write_site(tmp_path, {"a.md": post_text("One")}))
+    changed = (tmp_path / "posts" / "a.md").stat().st_ctime_ns
+    read: list[str] = []
+    real = content.sitefiles.read_inside
+    monkeypatch.setattr(content.sitefiles, "read_inside", lambda path, *a: read.append(path.name) or real(path, *a))
+
+    def build_at(seconds_after: float) -> None:
+        monkeypatch.setattr(content.time, "time_ns", lambda: changed + int(seconds_after * 10**9))
+        load_posts(config)
+
+    build_at(0.05)  # within a tick of the change: its stat may not tell a write later in that tick
+    build_at(0.05)
+    assert read == ["a.md", "a.md"]
+    build_at(0.5)  # a tick after: the stamp is kept, and the next build reads nothing
+    build_at(0.5)
+    assert read == ["a.md", "a.md", "a.md"]
+    whole = changed // 10**9 * 10**9  # times in whole seconds: a file system with a 2 s tick (FAT)
+    os.utime(tmp_path / "posts" / "a.md", ns=(whole, whole))
+    changed = (tmp_path / "posts" / "a.md").stat().st_ctime_ns
+    build_at(1)
+    build_at(1)
+    assert read[3:] == ["a.md", "a.md"]
+    build_at(3)
+    build_at(3)
+    assert read[3:] == ["a.md", "a.md", "a.md"]
+
+
 def test_errors_survive_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import review_press.content as content
 

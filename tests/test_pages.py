@@ -17,7 +17,7 @@ from files import snapshot
 from review_press import pages
 from review_press.build import BuildOptions, build
 from review_press.config import parse_config
-from review_press.content import Post
+from review_press.content import Body, Post
 from review_press.errors import PressError
 from review_press.site import FEEDS, make_site
 from review_press.theme import Theme
@@ -378,8 +378,7 @@ def test_planning_five_thousand_posts_renders_nothing(tmp_path: Path, monkeypatc
             slug=f"p{i}",
             title=f"Post {i}",
             date=start + dt.timedelta(hours=17 * i),
-            body_markdown="words " * 300,
-            html="<p>words</p>",
+            body=Body.of("words " * 300, "<p>words</p>"),
             summary_html="<p>words</p>",
             summary_text="words",
             digest=f"{i:016x}",

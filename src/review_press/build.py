@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__, feeds, images, pages, sitefiles
 from .config import CONFIG_NAME, Config, load_config
@@ -18,13 +19,15 @@ from .content import Post, load_posts
 from .edition.lint import EmailProblem, Verdict
 from .edition.plan import EditionPlan, edition_plan, verdicts_path
 from .errors import BuildError, raise_all
-from .identity import CampaignRecord
 from .output import Artifact, WriteReport, check_paths, file_artifact, render_all, write_output
 from .redirects import find_redirects, plan_redirects
 from .site import Site, make_site
 from .site import scheduled as site_scheduled
-from .store import has_store, ledger, open_store
+from .storeplace import has_store
 from .theme import ASSETS, Theme
+
+if TYPE_CHECKING:  # the identity module is imported when there are campaigns
+    from .identity import CampaignRecord
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ def sent_campaigns(config: Config) -> list[CampaignRecord]:
     redirects); nothing when the site has no store yet."""
     if not has_store(config):
         return []
+    from .store import ledger, open_store  # the store's modules: imported when there is a store to read
+
     with open_store(config) as store:
         return ledger.campaigns(store)
 

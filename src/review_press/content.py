@@ -2,36 +2,43 @@
 
 `load_posts` reads `posts/**/*.md`, checks all of them and raises every problem in one
 `PressErrors`. Rendered posts are cached by a hash of their bytes (and of whatever else
-shapes them), so a rebuild re-renders only the posts that changed. Then each post's images
+shapes them), so a rebuild re-renders only the posts that changed. The cache is slim: each
+post's Markdown and HTML (`Body`) wait in a file of their own under the state folder, read
+only where a page, feed or email shows them, so neither the cache nor a build holds every
+post's text at once (20,000 posts are ~22 KB each in memory). Then each post's images
 are found and placed (`images.resolve_posts`): its HTML points at them where the build puts
 them, and a missing or unreadable image is an error at its line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
+import os
 import pickle
 import re
 import sys
+import time
 import tomllib
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import Any, BinaryIO
 
 import yaml
 
 from . import markup, sitefiles
 from .config import Config
-from .errors import ContentError, PressError, raise_all, write_error
+from .errors import BuildError, ContentError, PressError, StorageError, raise_all, write_error
 from .forked import map_forked
-from .images import Asset, Placed, resolve_posts
+from .images import Asset, Placed, resolve_posts, rewrite
 from .statedir import private_dir
 
-CACHE_VERSION = "posts-2"
+CACHE_VERSION = "posts-3"
 PARALLEL_FROM = 200  # below this many uncached posts, a process pool costs more than it saves
 KNOWN_KEYS = frozenset({"title", "date", "updated", "tags", "summary", "slug", "draft", "author", "image", "subject", "id", "aliases"})
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
@@ -75,6 +82,64 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+@dataclass(frozen=True)
+class Body:
+    """A post's Markdown body and its HTML as rendered (its images as written), and the
+    Markdown's word count (for reading times: lists show it without reading the text).
+
+    Held here, or (with `file`) kept in a file of the posts cache and read each time it is asked
+    for: a build of 20,000 posts then holds only what its lists need. `size` is the file's, so
+    a cached post whose file went missing or was cut short is parsed again, not trusted."""
+
+    markdown: str
+    html: str
+    words: int
+    file: str | None = None  # when set, `markdown` and `html` are "" here: they are in this file (a str loads faster than a Path)
+    size: int = 0
+
+    @classmethod
+    def of(cls, markdown: str, html: str) -> Body:
+        """A body held in memory."""
+        return cls(markdown=markdown, html=html, words=len(markdown.split()))
+
+    def texts(self, source: Path | None = None) -> tuple[str, str]:
+        """The Markdown and the HTML, read from the file when the body was put there. A file
+        gone or damaged since is an error naming the post's `source` (a damaged one is removed:
+        the next build parses the post again)."""
+        if self.file is None:
+            return self.markdown, self.html
+        try:
+            with open(self.file, "rb") as f:
+                data = f.read()
+            check, _, rest = data.partition(b"\n")
+            if check.decode("ascii") != hashlib.sha256(rest).hexdigest()[:32]:
+                raise ValueError("damaged")
+            markdown, html = rest.decode("utf-8").split("\0")
+        except (OSError, ValueError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) else "it is damaged"
+            if not isinstance(exc, OSError):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.file)
+            raise BuildError(
+                f"cannot read the cached text of this post ({self.file}): {problem}", path=source, line=1, hint="build again"
+            ) from None
+        return markdown, html
+
+    def kept_in(self, file: Path) -> Body:
+        """This body written to `file` (whole or not at all), as a body that reads it from there."""
+        rest = f"{self.markdown}\0{self.html}".encode()  # neither holds a NUL: parse_post refuses control characters
+        data = hashlib.sha256(rest).hexdigest()[:32].encode() + b"\n" + rest
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")  # one per process: two builds at once each write their own
+        try:
+            file.parent.mkdir(exist_ok=True)
+            tmp.write_bytes(data)
+            tmp.replace(file)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise write_error(file, exc) from None
+        return Body(markdown="", html="", words=self.words, file=str(file), size=len(data))
+
+
 @dataclass(frozen=True, eq=False)
 class Post:
     """One post, parsed and rendered. HTML keeps the author's URLs; feeds and email absolutise them."""
@@ -83,8 +148,7 @@ class Post:
     slug: str
     title: str
     date: dt.datetime
-    body_markdown: str
-    html: str
+    body: Body  # the Markdown and its HTML: see `body_markdown` and `html`
     summary_html: str
     summary_text: str
     digest: str
@@ -102,6 +166,16 @@ class Post:
     images: tuple[markup.ImageRef, ...] = ()  # the images of the body, as written, with their lines
     assets: tuple[Asset, ...] = ()  # the files its images need in out/ (set by `images.resolve_posts`)
     placed: Mapping[str, Placed] = field(default_factory=dict)  # each image's src as written -> where it is now (likewise)
+
+    @property
+    def body_markdown(self) -> str:
+        """The Markdown after the front matter, as written."""
+        return self.body.texts(self.source)[0]
+
+    @property
+    def html(self) -> str:
+        """The body's HTML, its images where the build puts them (`images.rewrite`)."""
+        return rewrite(self.body.texts(self.source)[1], self.placed)
 
     @property
     def content_hash(self) -> str:
@@ -394,9 +468,8 @@ def parse_post(path: Path, raw: bytes, config: Config, digest: str = "") -> Post
         date=date,
         updated=updated,
         tags=tags,
-        body_markdown=body,
+        body=Body.of(body, rendered.html),
         body_line=fm.body_line,
-        html=rendered.html,
         summary_html=summary_html,
         summary_text=markup.plain_text(markup.sanitize(summary_html)),  # no script text in descriptions, feeds or preheaders
         digest=digest,
@@ -437,43 +510,119 @@ def _cache_path(config: Config) -> Path:
     return config.state_dir / "cache" / "posts.pickle"
 
 
-def _read_cache(config: Config) -> dict[str, Post]:
+Stamp = tuple[int, int, int, int]  # a file's size, mtime_ns, ctime_ns and inode: any write changes one
+
+
+@dataclass(frozen=True)
+class _Cache:
+    """What the posts cache holds: each parsed post by its key, and each file's `Stamp` with the
+    key its bytes had, so that a file unchanged since is not read again. `salt` is what the keys
+    were made with (the code and the time zone): with another, the stamps say nothing."""
+
+    salt: bytes
+    posts: dict[str, Post]
+    stamps: dict[str, tuple[Stamp, str]]  # a post file's path under posts/ -> (its stamp, its key)
+
+
+def _settled(st: os.stat_result, now_ns: int) -> bool:
+    """Whether a file's stat, taken at `now_ns`, vouches for the bytes read with it from then on.
+
+    Not when the file changed within one tick of its file system's clock: a write later in that
+    tick would leave the same size and times. The tick is taken to be under 0.1 s where the
+    times have parts of a second (ext4, XFS, APFS, NTFS...), and 2 s where they are whole
+    seconds (FAT, ext3, some network shares); such a file is read again by the next build.
+    """
+    newest = max(st.st_mtime_ns, st.st_ctime_ns)
+    coarse = st.st_mtime_ns % 1_000_000_000 == 0 or st.st_ctime_ns % 1_000_000_000 == 0
+    return newest < now_ns - (2_000_000_000 if coarse else 100_000_000)
+
+
+_PATH = type(Path())  # the concrete class (PosixPath here): the only paths the cache writes as text
+
+
+class _CachePickler(pickle.Pickler):
+    """Writes each `Path` (a post's `source`) as its text, for `_CacheUnpickler` to give back."""
+
+    def persistent_id(self, obj: object) -> str | None:
+        return str(obj) if type(obj) is _PATH else None
+
+
+class _CacheUnpickler(pickle.Unpickler):
+    """Gives back for each path the listing's own `Path` of that file (making thousands of
+    `Path`s again was a fifth of a nothing-changed build's reading of the cache)."""
+
+    def __init__(self, file: BinaryIO, listed: Mapping[str, Path]) -> None:
+        super().__init__(file)
+        self.listed = listed
+
+    def persistent_load(self, pid: object) -> Path:
+        if not isinstance(pid, str):
+            raise pickle.UnpicklingError("not a path")
+        return self.listed.get(pid) or Path(pid)
+
+
+def _read_cache(config: Config, salt: bytes, listed: Mapping[str, Path]) -> _Cache:
     try:
         with _cache_path(config).open("rb") as f:
-            cache = pickle.load(f)
-        return cache if isinstance(cache, dict) else {}
-    except (OSError, pickle.PickleError, EOFError, AttributeError, ValueError, TypeError):
-        return {}
+            cache = _CacheUnpickler(f, listed).load()
+        if isinstance(cache, _Cache):
+            return cache if cache.salt == salt else _Cache(salt, cache.posts, {})
+    except (OSError, pickle.PickleError, EOFError, AttributeError, ValueError, TypeError, ImportError):
+        pass
+    return _Cache(salt, {}, {})
 
 
-def _write_cache(config: Config, cache: dict[str, Post]) -> None:
+def _write_cache(config: Config, cache: _Cache) -> None:
     path = _cache_path(config)
     tmp = path.with_suffix(".tmp")
     try:
         private_dir(config.state_dir)
         path.parent.mkdir(exist_ok=True)
         with tmp.open("wb") as f:
-            pickle.dump(cache, f, protocol=pickle.HIGHEST_PROTOCOL)
+            _CachePickler(f, protocol=pickle.HIGHEST_PROTOCOL).dump(cache)
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise write_error(path, exc) from None
 
 
-def _parse_job(job: tuple[Path, bytes, Config, str]) -> Post | PressError:
-    """Parse one post; a problem comes back as a value, not raised across processes."""
-    path, raw, config, key = job
+def _body_file(config: Config, key: str) -> Path:
+    """Where the cache keeps the `Body` of the post whose cache key is `key`."""
+    return config.state_dir / "cache" / "bodies" / key[:2] / key
+
+
+def _kept(post: Post) -> bool:
+    """Whether a cached post's body is still in its file, as it was written (not gone, not cut short)."""
     try:
-        return parse_post(path, raw, config, digest=key[:16])
+        return post.body.file is not None and os.stat(post.body.file).st_size == post.body.size
+    except OSError:
+        return False
+
+
+def _parse_job(job: tuple[Path, bytes, Config, str, bool]) -> Post | PressError:
+    """Parse one post and, with `keep`, put its body in the cache's file for it (so only the slim
+    post comes back); a problem comes back as a value, not raised across processes."""
+    path, raw, config, key, keep = job
+    try:
+        post = parse_post(path, raw, config, digest=key[:16])
+        return dataclasses.replace(post, body=post.body.kept_in(_body_file(config, key))) if keep else post
     except PressError as exc:
         return exc
 
 
-def _parse_many(jobs: list[tuple[Path, bytes, Config, str]]) -> list[Post | PressError]:
+def _parse_many(jobs: list[tuple[Path, bytes, Config, str, bool]]) -> list[Post | PressError]:
     """Parse posts, on every core when there are many (Markdown rendering dominates a cold build).
     The forked parsers inherit the jobs (`forked.map_forked`): the files' bytes and the config are
-    never pickled to them, which at 20,000 posts was hundreds of MB; only the parsed posts come back."""
+    never pickled to them, which at 20,000 posts was hundreds of MB; only the parsed posts come
+    back, slim when their bodies went to the cache."""
     return map_forked(_parse_job, jobs, PARALLEL_FROM)
+
+
+def _forget(config: Config, keys: Iterable[str]) -> None:
+    """Remove the body files of posts the cache no longer holds (edited, renamed or deleted)."""
+    for key in keys:
+        with contextlib.suppress(OSError):
+            _body_file(config, key).unlink()
 
 
 def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
@@ -482,22 +631,33 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
     The result is in file order; `site.make_site` sorts and filters it.
     """
     salt = f"{CACHE_VERSION}|{_code_digest()}|{config.timezone}".encode()
-    cache = _read_cache(config) if use_cache else {}
     fresh: dict[str, Post] = {}
+    stamps: dict[str, tuple[Stamp, str]] = {}
+    now = time.time_ns()
     results: list[Post | PressError | None] = []
-    jobs: list[tuple[Path, bytes, Config, str]] = []
+    jobs: list[tuple[Path, bytes, Config, str, bool]] = []
     slots: list[int] = []
     listing = post_listing(config)
+    cache = _read_cache(config, salt, {str(p): p for p in listing.files}) if use_cache else _Cache(salt, {}, {})
+    prefix = len(str(config.posts_dir)) + 1
     for path in listing.files:
+        rel = str(path)[prefix:]  # its path under posts/ (`walk` lists it there)
         try:
-            size = path.stat().st_size
-            if size > config.max_post_bytes:
+            st = path.stat()
+            if st.st_size > config.max_post_bytes:
                 raise ContentError(
-                    f"file is {size:,} bytes, over the limit of {config.max_post_bytes:,}",
+                    f"file is {st.st_size:,} bytes, over the limit of {config.max_post_bytes:,}",
                     path=path,
                     line=1,
                     hint="raise max_post_bytes in press.toml if this is meant",
                 )
+            stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            if (known := cache.stamps.get(rel)) is not None and known[0] == stamp:  # as it was when its key was made: not read again
+                cached = cache.posts.get(known[1])
+                if cached is not None and cached.source == path and _kept(cached):
+                    fresh[known[1]], stamps[rel] = cached, known
+                    results.append(cached)
+                    continue
             raw = sitefiles.read_inside(path, config.root, ContentError)
         except PressError as exc:
             results.append(exc)
@@ -506,17 +666,27 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             results.append(ContentError(f"cannot read: {exc.strerror}", path=path))
             continue
         # the same file in another checkout gets the same key: the digest feeds output keys and Message-IDs
-        key = hashlib.sha256(salt + path.relative_to(config.posts_dir).as_posix().encode() + b"\0" + raw).hexdigest()
-        if (cached := cache.get(key)) is not None and cached.source == path:
+        key = hashlib.sha256(salt + PurePath(rel).as_posix().encode() + b"\0" + raw).hexdigest()
+        if _settled(st, now):
+            stamps[rel] = (stamp, key)
+        if (cached := cache.posts.get(key)) is not None and cached.source == path and _kept(cached):
             fresh[key] = cached
             results.append(cached)
         else:
             slots.append(len(results))
             results.append(None)
-            jobs.append((path, raw, config, key))
+            jobs.append((path, raw, config, key, use_cache))
     keys = [job[3] for job in jobs]
+    if jobs and use_cache:  # the folder the parsers put bodies in (each in a subfolder it makes)
+        bodies = private_dir(config.state_dir) / "cache" / "bodies"
+        try:
+            bodies.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(bodies, exc) from None
     parsed = _parse_many(jobs)
     jobs.clear()  # the files' bytes are not needed any more
+    if failed := next((r for r in parsed if isinstance(r, StorageError)), None):
+        raise failed  # a full disk fails every post alike: once is enough
     for slot, key, result in zip(slots, keys, parsed, strict=True):
         results[slot] = result
         if isinstance(result, Post):
@@ -546,8 +716,9 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             )
         else:
             by_slug[post.slug] = post
-    if use_cache and fresh.keys() != cache.keys():
-        _write_cache(config, fresh)
+    if use_cache and (fresh.keys() != cache.posts.keys() or stamps != cache.stamps):
+        _write_cache(config, _Cache(salt, fresh, stamps))
+        _forget(config, cache.posts.keys() - fresh.keys())
     posts, image_errors = resolve_posts(config, posts, use_cache=use_cache)  # their images found, checked, placed in out/
     raise_all(errors + image_errors)
     return tuple(posts)

@@ -27,7 +27,8 @@ says EMPTY_UPDATED); entry ids are permalinks; every URL in content is absolute.
 are sanitised by the site's one allowlist (`markup.sanitize`, see `feed_html`): feed readers are not
 the author's site, and the W3C validator warns about scripts, handlers, iframes and the like.
 
-feedgen 1.0.0 faults worked around here, each pinned by a test in tests/test_feeds.py:
+feedgen 1.0.0 faults worked around (in `feedxml`, which makes the RSS and Atom documents), each
+pinned by a test in tests/test_feeds.py:
 1. add_entry() prepends by default (python-feedgen#55, #70) -> add_entry(order="append"), newest first.
 2. Atom entry <link> loses rel and type (lkiesow/python-feedgen#135) -> `_EntryExtras` puts them back.
 3. content(type="CDATA") writes type="CDATA", invalid Atom (python-feedgen#123) -> only type="html".
@@ -45,24 +46,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from feedgen.ext.base import BaseEntryExtension, BaseExtension
-from feedgen.feed import FeedGenerator
-from lxml import etree
-
 from . import markup
 from .content import Post
 from .output import Artifact, make_key
 from .site import FEEDS, Site
 
 FEED_FORMAT = "feeds-4"  # part of every key: bump when this module renders the same input differently
-ATOM_NS = "http://www.w3.org/2005/Atom"
-FH_NS = "http://purl.org/syndication/history/1.0"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
-GENERATOR = "review-press"  # no version: a release must not change every feed's bytes
 ARCHIVE_DIR = "feeds/archive"
 EMPTY_UPDATED = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # the `updated` of a feed with no posts
 FILE_OF = {kind: name for kind, name, _ in FEEDS}
-MEDIA_OF = {kind: media for kind, _, media in FEEDS}
 _PCHAR = "-._~!$&'()*+,;=:@"  # RFC 3986 pchar minus unreserved letters/digits: never percent-encoded
 
 
@@ -124,7 +117,8 @@ class FeedContext:
 def plan_feeds(site: Site, base_key: str) -> list[Artifact]:
     """Every feed document of the site as an `Artifact` whose key covers all its bytes depend on."""
     ctx = FeedContext(site=site, updated=unique_updated(site.posts))
-    return [Artifact(doc.path, doc_key(ctx, doc, base_key), _renderer(ctx, doc), doc.origin) for doc in feed_docs(site)]
+    said = {p.slug: f"{p.slug}|{p.digest}|{ctx.updated[p.slug].isoformat()}" for p in site.posts}  # once per post, not per document
+    return [Artifact(doc.path, doc_key(ctx, doc, base_key, said), _renderer(ctx, doc), doc.origin) for doc in feed_docs(site)]
 
 
 def feed_docs(site: Site) -> list[FeedDoc]:
@@ -171,10 +165,11 @@ def _archive_docs(site: Site, number: int, count: int, posts: tuple[Post, ...]) 
         yield FeedDoc(kind, path, title, subtitle, site_uri(site), posts, tuple(history), archive=True, origin=origin)
 
 
-def doc_key(ctx: FeedContext, doc: FeedDoc, base_key: str) -> str:
-    """A document's key: base_key (code, theme, press.toml), its place and links, and its posts in order."""
+def doc_key(ctx: FeedContext, doc: FeedDoc, base_key: str, said: Mapping[str, str] | None = None) -> str:
+    """A document's key: base_key (code, theme, press.toml), its place and links, and its posts in
+    order (`said`: what the key says of each post, when made already)."""
     links = (f"{link.rel} {link.href}" for link in doc.history)
-    posts = (f"{p.slug}|{p.digest}|{ctx.updated[p.slug].isoformat()}" for p in doc.posts)
+    posts = (said[p.slug] if said is not None else f"{p.slug}|{p.digest}|{ctx.updated[p.slug].isoformat()}" for p in doc.posts)
     return make_key(FEED_FORMAT, base_key, doc.kind, doc.path, doc.title, doc.subtitle, doc.home, doc.archive, *links, "|", *posts)
 
 
@@ -253,105 +248,10 @@ def render_doc(ctx: FeedContext, doc: FeedDoc) -> bytes:
     entries = [ctx.entry(p) for p in doc.posts]
     if doc.kind == "json":
         return render_json(ctx.site, doc, entries)
-    fg = build_feedgen(ctx.site, doc, entries)
+    from .feedxml import build_feedgen  # feedgen (and dateutil): imported by the first RSS or Atom render, not by planning
+
+    fg = build_feedgen(ctx.site, doc, entries, self_url=site_uri(ctx.site, doc.path), updated=newest_update(entries))
     return fg.atom_str(pretty=True) if doc.kind == "atom" else fg.rss_str(pretty=True)
-
-
-class _FeedExtras(BaseExtension):
-    """What feedgen cannot say at feed level: fh:archive, and RFC 5005 links in RSS (as atom:link)."""
-
-    def __init__(self) -> None:
-        self.archive = False
-        self.history: tuple[FeedLink, ...] = ()
-
-    def extend_ns(self) -> dict[str, str]:
-        return {"fh": FH_NS} if self.archive else {}
-
-    def extend_atom(self, feed: etree._Element) -> etree._Element:
-        if self.archive:
-            etree.SubElement(feed, f"{{{FH_NS}}}archive")
-        return feed
-
-    def extend_rss(self, rss: etree._Element) -> etree._Element:
-        channel = rss.find("channel")
-        for link in self.history:
-            etree.SubElement(channel, f"{{{ATOM_NS}}}link", href=link.href, rel=link.rel, type=link.media)
-        if self.archive:
-            etree.SubElement(channel, f"{{{FH_NS}}}archive")
-        return rss
-
-
-class _EntryExtras(BaseEntryExtension):
-    """Per entry: the alternate link's rel/type for Atom (feedgen fault 2)."""
-
-    def __init__(self) -> None:
-        self.alternate = ""
-
-    def extend_atom(self, entry: etree._Element) -> etree._Element:
-        for link in entry.findall("link"):
-            if link.get("href") == self.alternate:
-                link.set("rel", "alternate")
-                link.set("type", "text/html")
-        return entry
-
-
-def build_feedgen(site: Site, doc: FeedDoc, entries: list[Entry]) -> FeedGenerator:
-    """A FeedGenerator for an RSS or Atom document, with feedgen's faults worked around."""
-    config = site.config
-    self_url = site_uri(site, doc.path)
-    author = config.author
-    fg = FeedGenerator()
-    fg.register_extension("review_press", _FeedExtras, _EntryExtras, atom=doc.kind == "atom", rss=doc.kind == "rss")
-    extras: _FeedExtras = fg.review_press
-    extras.archive, extras.history = doc.archive, doc.history if doc.kind == "rss" else ()
-    if doc.kind == "rss" and any(name and not email for name, email in (entry_author(e.post, author.name, author.email) for e in entries)):
-        fg.load_extension("dc", atom=False, rss=True)  # dc:creator names an author who has no email (see `add_entry`)
-    fg.id(self_url)
-    fg.title(doc.title)
-    fg.subtitle(doc.subtitle)  # also the RSS <description>
-    fg.language(config.language)
-    fg.generator(GENERATOR)
-    fg.updated(newest_update(entries))  # atom:updated and lastBuildDate, never the clock (fault 5)
-    if author.name:
-        fg.author({"name": author.name, "email": author.email} if author.email else {"name": author.name})
-    if author.email:
-        fg.managingEditor(f"{author.email} ({author.name})")
-    fg.link(href=self_url, rel="self", type=MEDIA_OF[doc.kind])
-    if doc.kind == "atom":
-        for link in doc.history:
-            fg.link(href=link.href, rel=link.rel, type=link.media)
-    fg.link(href=doc.home, rel="alternate", type="text/html")  # last: RSS <channel><link> is the last link (fault 4)
-    for entry in entries:  # newest first, appended in that order (fault 1)
-        add_entry(fg, entry, config.author.name, config.author.email)
-    return fg
-
-
-def entry_author(post: Post, site_author: str, site_email: str) -> tuple[str, str]:
-    """(name, email) of a post's author: its own `author:` (a name, never an email), else the site's."""
-    return (post.author, "") if post.author else (site_author, site_email)
-
-
-def add_entry(fg: FeedGenerator, entry: Entry, site_author: str, site_email: str) -> None:
-    """Append one post to a FeedGenerator."""
-    post = entry.post
-    fe = fg.add_entry(order="append")
-    fe.guid(entry.url, permalink=True)  # atom:id and <guid isPermaLink="true">
-    fe.title(post.title)
-    fe.link(href=entry.url, rel="alternate", type="text/html")
-    fe.review_press.alternate = entry.url
-    fe.updated(entry.updated)
-    fe.published(entry.published)
-    name, email = entry_author(post, site_author, site_email)
-    if name:
-        fe.author({"name": name, "email": email} if email else {"name": name})
-    if name and not email and hasattr(fe, "dc"):
-        fe.dc.dc_creator(name)  # RSS <author> must be an email address: a name alone goes in dc:creator
-    if post.tags:
-        fe.category([{"term": tag} for tag in post.tags])
-    if entry.summary:
-        fe.summary(entry.summary, type="html")  # RSS <description>
-    if entry.content:
-        fe.content(entry.content, type="html")  # never type="CDATA" (fault 3); RSS <content:encoded>
 
 
 def render_json(site: Site, doc: FeedDoc, entries: list[Entry]) -> bytes:

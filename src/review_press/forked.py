@@ -6,12 +6,10 @@ range of it; the results come back in order. Used where a build's work is pure: 
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -49,7 +47,12 @@ def map_forked(fn: Callable[[T], R], items: Sequence[T], threshold: int) -> list
     """`[fn(item) for item in items]`, on every core (up to 8) when there are at least
     `threshold` items and the platform can fork; in this process otherwise."""
     workers = min(os.cpu_count() or 1, 8)
-    if len(items) < threshold or workers < 2 or "fork" not in mp.get_all_start_methods():
+    if len(items) < threshold or workers < 2:
+        return [fn(item) for item in items]
+    import multiprocessing as mp  # imported when there is work for a pool: a build with nothing to do never needs one
+    from concurrent.futures import ProcessPoolExecutor
+
+    if "fork" not in mp.get_all_start_methods():
         return [fn(item) for item in items]
     global _WORK
     _WORK = (fn, items)

@@ -30,7 +30,7 @@ from typing import Any
 
 from . import markup
 from .config import CONFIG_NAME, WEEKDAYS, Config
-from .content import Post, parse_post
+from .content import Body, Post, parse_post
 from .errors import ContentError, DeliveryError, PressError, raise_all
 from .identity import Refusal
 from .newsletter import is_newsletter
@@ -175,8 +175,7 @@ def digest_letter(config: Config, window_: tuple[dt.datetime, dt.datetime], post
         slug=f"digest-{start.date().isoformat()}",
         title=title,
         date=window_[1] - dt.timedelta(seconds=1),
-        body_markdown=body,
-        html=rendered.html,
+        body=Body.of(body, rendered.html),
         summary_html=markup.render_summary(escape_markdown(summary)),
         summary_text=summary,
         digest="",
@@ -214,11 +213,11 @@ def digest_editions(
 def correction_post(post: Post, note: str) -> Post:
     """The corrected post as its correction email shows it: "Correction:" before its subject, and the note above its text."""
     prefix = f"*Correction: {escape_markdown(note)}*\n\n"
+    markdown, html = post.body.texts(post.source)  # the HTML as rendered: `Post.html` places its images
     return dataclasses.replace(
         post,
         subject=f"Correction: {post.subject or post.title}",
-        body_markdown=prefix + post.body_markdown,
-        html=markup.render(prefix) + post.html,
+        body=Body.of(prefix + markdown, markup.render(prefix) + html),
         body_line=post.body_line - 2,
     )
 
@@ -347,8 +346,7 @@ def _placeholder(config: Config, label: str) -> Letter:
         slug=label,
         title=label,
         date=dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
-        body_markdown="",
-        html="",
+        body=Body.of("", ""),
         summary_html="",
         summary_text="",
         digest="",

@@ -20,21 +20,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import lxml.html
 import nh3
 from lxml import etree
-from markdown_it import MarkdownIt
-from markdown_it.rules_core import StateCore
-from markdown_it.token import Token
-from mdit_py_plugins.anchors import anchors_plugin
-from mdit_py_plugins.footnote import footnote_plugin
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.rules_core import StateCore
+    from markdown_it.token import Token
 
 MORE = "<!-- more -->"
 _FORMATTER = HtmlFormatter(cssclass="highlight", wrapcode=True)
@@ -71,7 +72,12 @@ def _highlight(code: str, lang: str, _attrs: str) -> str:
 
 @lru_cache(maxsize=1)
 def markdown() -> MarkdownIt:
-    """The one configured parser (built once; markdown-it instances are reusable)."""
+    """The one configured parser (built once; markdown-it instances are reusable). Imported
+    here: a build whose posts are all cached parses no Markdown and need not load the parser."""
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.anchors import anchors_plugin
+    from mdit_py_plugins.footnote import footnote_plugin
+
     md = MarkdownIt("commonmark", {"highlight": _highlight, "html": True})
     md.enable(["table", "strikethrough"])
     md.use(footnote_plugin)

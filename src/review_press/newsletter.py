@@ -25,15 +25,17 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from .bounces import verp
 from .config import CONFIG_NAME, Config
 from .content import Post
 from .errors import DeliveryError
-from .store import ledger, parse_address
 from .tokens import purpose_key
+
+if TYPE_CHECKING:
+    from .store.ledger import Audience
 
 MessageKind = Literal["campaign", "test", "preview", "confirm"]
 
@@ -65,6 +67,8 @@ def sender(config: Config, *, preview: bool = False) -> Sender:
                 "[newsletter] from is not set", path=config.root / CONFIG_NAME, hint='add  from = "Name <letters@example.org>"'
             )
         address = config.author.email or f"newsletter@{urlsplit(config.base_url).hostname or 'localhost'}"
+    from .store import parse_address  # the store's modules: imported when an address is read
+
     envelope = parse_address(address).envelope
     return Sender(
         name=news.from_name or config.title,
@@ -107,9 +111,11 @@ def post_topics(config: Config, post: Post) -> tuple[str, ...]:
     return tuple(t for t in config.newsletter.topics if t.casefold() in tags)
 
 
-def audience(config: Config, post: Post) -> ledger.Audience:
+def audience(config: Config, post: Post) -> Audience:
     """Who the post's campaign is for (`ledger.Audience`): its topics among those offered."""
-    return ledger.Audience(post_topics(config, post), config.newsletter.topics)
+    from .store.ledger import Audience  # the store's modules: imported when a campaign is filled
+
+    return Audience(post_topics(config, post), config.newsletter.topics)
 
 
 def _label(text: str) -> str:

@@ -310,7 +310,13 @@ def _linked_folders(out_dir: Path, artifacts: list[Artifact]) -> list[PressError
     """Every folder the artifacts live in that is a link in out/: refused before anything is
     rendered, or unchanged files would be found through it and the prune would remove it."""
     root = str(out_dir)
-    folders = sorted({f for art in artifacts for f in folders_of(art.path)})
+    found: set[str] = set()
+    for art in artifacts:  # `folders_of` each path, walked up from its own folder until one already found
+        folder = art.path.rpartition("/")[0]
+        while folder and folder not in found:
+            found.add(folder)
+            folder = folder.rpartition("/")[0]
+    folders = sorted(found)
     return [
         BuildError(f"out/{f} is a link", path=out_dir / f, hint="remove it: the build writes only real folders in out/")
         for f in folders
@@ -335,24 +341,23 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
         staging, written = _stage(todo, out_dir)
         _move_into_place(out_dir, staging, written)
     removed = _prune(out_dir, {a.path for a in artifacts}) if out_dir.is_dir() else []
-    files = {}
-    for art in artifacts:
-        # what was not rendered was just checked against the manifest: its entry still holds
-        stat = _stat(os.path.join(out_dir, art.path)) if art.path in rendered else tuple(manifest[art.path][1:])
-        if stat is not None:
-            files[art.path] = [art.key, *stat]
-    if files != manifest:
-        private_dir(manifest_path.parent)
-        atomic_write(manifest_path, json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True).encode(), mode=0o600)
+    if todo or len(manifest) != len(artifacts):  # else every entry was just found to hold, and the manifest has no other
+        files = {}
+        for art in artifacts:
+            # what was not rendered was just checked against the manifest: its entry still holds
+            stat = _stat(os.path.join(out_dir, art.path)) if art.path in rendered else tuple(manifest[art.path][1:])
+            if stat is not None:
+                files[art.path] = [art.key, *stat]
+        if files != manifest:
+            private_dir(manifest_path.parent)
+            atomic_write(manifest_path, json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True).encode(), mode=0o600)
     return WriteReport(rendered=len(rendered), written=tuple(written), unchanged=len(artifacts) - len(written), removed=tuple(removed))
 
 
 def make_key(*parts: object) -> str:
     """A short stable hash of an artifact's inputs, for `Artifact.key`."""
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(str(part).encode() + b"\0")
-    return h.hexdigest()[:24]
+    text = "".join([str(part) + "\0" for part in parts])  # each part then a NUL, hashed in one go
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def file_artifact(path: str, source: Path, origin: str, site: Path | None = None) -> Artifact:

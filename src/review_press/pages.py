@@ -16,9 +16,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
+from html import escape as html_escape
 from typing import Any
 from urllib.parse import urlsplit
-from xml.sax.saxutils import escape
 
 import pygments
 from markupsafe import Markup
@@ -115,7 +115,7 @@ def truncate(text: str, limit: int = DESCRIPTION_CHARS) -> str:
 
 def reading_minutes(post: Post) -> int:
     """A post's reading time in whole minutes, at least 1."""
-    return max(1, round(len(post.body_markdown.split()) / WORDS_PER_MINUTE))
+    return max(1, round(post.body.words / WORDS_PER_MINUTE))
 
 
 def wrap_tables(html: str) -> str:
@@ -160,8 +160,8 @@ def sitemap_xml(entries: Iterable[SitemapEntry]) -> bytes:
     """A sitemaps.org urlset for the entries, in the order given."""
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">']
     for e in entries:
-        mod = f"<lastmod>{escape(e.lastmod)}</lastmod>" if e.lastmod else ""
-        lines.append(f"  <url><loc>{escape(e.loc)}</loc>{mod}</url>")
+        mod = f"<lastmod>{html_escape(e.lastmod, quote=False)}</lastmod>" if e.lastmod else ""
+        lines.append(f"  <url><loc>{html_escape(e.loc, quote=False)}</loc>{mod}</url>")  # &, < and > only, as XML text needs
     lines.append("</urlset>")
     return ("\n".join(lines) + "\n").encode()
 

@@ -13,14 +13,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from .content import Post
 from .errors import ContentError, PressError
-from .identity import CampaignRecord, match
 from .output import Artifact, folders_of, make_key
 from .pages import out_path
 from .site import Site
 from .theme import Theme
+
+if TYPE_CHECKING:  # the identity module is imported when there are campaigns
+    from .identity import CampaignRecord
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ def find_redirects(site: Site, sent: Sequence[CampaignRecord], all_posts: Sequen
     found: dict[str, Redirect] = {}
     errors: list[PressError] = []
     if sent:
+        from .identity import match  # imported when there are campaigns: a site that sent none never needs it
+
         matching = match(all_posts, sent, site.config.posts_dir)
         for post in site.posts:
             if (record := matching.campaign_of(post)) is not None:

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
-from ..store import parse_address
 from ..tokens import purpose_key
 
 _LABEL = b"verp return path"
@@ -52,6 +51,8 @@ def _base36(n: int) -> str:
 
 def return_path(bounce_address: str, secret: bytes, key: str, subscriber_id: int) -> str:
     """The envelope sender of campaign `key`'s message to one reader: `local+token@domain` (ASCII domain)."""
+    from ..store import parse_address  # imported when an address is read: the store's modules are a build's to spare
+
     local, _, domain = parse_address(bounce_address).envelope.rpartition("@")
     return f"{local}+{_base36(subscriber_id)}-{campaign_tag(key)}-{_mac(secret, key, subscriber_id)}@{domain}"
 
@@ -59,6 +60,8 @@ def return_path(bounce_address: str, secret: bytes, key: str, subscriber_id: int
 def read_return_path(address: str, bounce_address: str, secret: bytes, campaigns: Iterable[str]) -> tuple[str, int] | None:
     """The (campaign key, subscriber id) a return path made by `return_path` names, when its token
     is genuine and names one of `campaigns`; None for anything else (another address, a forgery)."""
+    from ..store import parse_address  # imported when an address is read: the store's modules are a build's to spare
+
     local, _, domain = address.strip().strip("<>").lower().rpartition("@")
     base_local, _, base_domain = parse_address(bounce_address).envelope.lower().rpartition("@")
     prefix, plus, token = local.partition("+")

@@ -21,19 +21,20 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import unquote
 
-import cssutils
 import lxml.html
 from lxml import etree
-from markdown_it.token import Token
 
 from .. import markup
 from ..content import Post
 from ..errors import BuildError
 from .render import MANAGE_SLOT, UNSUBSCRIBE_SLOT, absolute
 from .tokens import tokens_of
+
+if TYPE_CHECKING:
+    from markdown_it.token import Token
 
 HTML_LIMIT = 100 * 1024
 STYLE_LIMIT = 16 * 1024
@@ -59,8 +60,6 @@ _MSO_BLOCK = re.compile(r"<!--\[if[^\]]*mso[^\]]*\]>(.*?)<!\[endif\]-->", re.IGN
 _CELLS = frozenset({"td", "th"})  # Gmail resets a cell's font and Outlook inherits nothing into a table: text inherits up to here
 _HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})  # Outlook gives headings fonts and colours of its own
 Severity = Literal["error", "warning"]
-
-cssutils.log.setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True)
@@ -157,6 +156,9 @@ def _stylesheet_problems(css: str) -> tuple[Problem, ...]:
         problems.append(Problem(1, f"<style> is {len(css.encode()) / 1024:.1f} KB, over Gmail's 16 KB", "style-size"))
     for what in _forbidden_css(css):
         problems.append(Problem(7, f"{what!r} in <style>", "css:" + what))
+    import cssutils  # imported only when a stylesheet is judged: a tenth of a second of start-up otherwise
+
+    cssutils.log.setLevel(logging.CRITICAL)
     sheet = cssutils.parseString(css, validate=False)
     for rule in sheet:
         if rule.type == rule.COMMENT:

@@ -12,8 +12,7 @@ import re
 import textwrap
 from collections.abc import Sequence
 from html.parser import HTMLParser
-
-from markdown_it.token import Token
+from typing import TYPE_CHECKING
 
 from .. import markup
 from ..config import Config
@@ -22,6 +21,9 @@ from ..images import retarget
 from ..markup import embed_for
 from .render import MANAGE_SLOT, NAME_SLOT, UNSUBSCRIBE_SLOT, absolute, post_url
 from .tokens import tokens_of
+
+if TYPE_CHECKING:
+    from markdown_it.token import Token
 
 WIDTH = 72
 _UNDERLINE = {1: "=", 2: "-"}

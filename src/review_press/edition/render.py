@@ -15,22 +15,13 @@ title, as wide as the content at most); the post's text blocks carry `dir="auto"
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 from functools import lru_cache
 from urllib.parse import urljoin, urlsplit
 
-# premailer memoises parsed CSS, selectors and declarations in one shared LFU cache of 128
-# entries by default; one email stylesheet (with the code highlighting) holds more than that,
-# and a cache that small thrashes on every post. The variable is read when premailer is imported.
-os.environ.setdefault("PREMAILER_CACHE_MAXSIZE", "4096")
-
-import cssutils
 import lxml.html
 from lxml import etree
 from markupsafe import Markup
-from premailer import Premailer
 
 from .. import markup
 from ..config import Config
@@ -51,8 +42,6 @@ _PX = re.compile(r"^\s*(\d+)(?:px)?\s*$")
 _DECLARATION_GAP = re.compile(r"\s*;\s*")
 _LIST_GAP = re.compile(r"\s*,\s*")
 _FOUR_SIDES = re.compile(r"\b(margin|padding):(\S+) (\S+) (\S+) \3(?=;|$)")  # left as right: `0 0 16px 0` -> `0 0 16px`
-
-cssutils.log.setLevel(logging.CRITICAL)
 
 
 def post_url(post: Post, config: Config) -> str:
@@ -94,55 +83,6 @@ def stylesheet(theme: Theme) -> str:
     """The CSS premailer inlines: the theme's `email/email.css` and the code highlighting."""
     source, _, _ = theme.env.loader.get_source(theme.env, STYLESHEET)  # type: ignore[union-attr]
     return _stylesheet(source)
-
-
-class _Leftover(list):  # type: ignore[type-arg]
-    """The rules premailer leaves in <style>, with their finished text (computed once per stylesheet)."""
-
-    text: str = ""
-
-
-class _EmailPremailer(Premailer):  # type: ignore[misc]
-    """premailer whose stylesheet parsing is memoised by CSS text: every post shares one stylesheet."""
-
-    def _parse_style_rules(self, css_body: str, ruleset_index: int) -> tuple[list, list]:
-        return _parsed_rules(self, css_body, ruleset_index)
-
-    def _css_rules_to_string(self, rules: list) -> str:
-        return rules.text if isinstance(rules, _Leftover) else super()._css_rules_to_string(rules)
-
-
-_RULES: dict[tuple[str, int], tuple[list, _Leftover]] = {}
-
-
-def _parsed_rules(premailer: _EmailPremailer, css_body: str, ruleset_index: int) -> tuple[list, list]:
-    """premailer's (inline rules, leftover rules) for one stylesheet, computed once per text."""
-    key = (css_body, ruleset_index)
-    if key not in _RULES:
-        if len(_RULES) > 32:
-            _RULES.clear()
-        rules, leftover = Premailer._parse_style_rules(premailer, css_body, ruleset_index)
-        kept = _Leftover(leftover)
-        kept.text = Premailer._css_rules_to_string(premailer, leftover) if leftover else ""
-        _RULES[key] = (rules, kept)
-    rules, kept = _RULES[key]
-    return list(rules), kept
-
-
-def _premailer() -> Premailer:
-    """premailer set for email, not for its defaults; see the module docstring of `edition`."""
-    return _EmailPremailer(
-        strip_important=False,  # keep !important in @media, or every mobile and dark override is dead
-        keep_style_tags=False,  # plain rules go inline; only @media and :pseudo rules stay in <head>
-        exclude_pseudoclasses=True,
-        disable_basic_attributes=["width", "height"],  # never width="100%" on images; the template sets widths
-        disable_link_rewrites=True,  # URLs are made absolute by `_prepare`, which knows about slots and fragments
-        allow_network=False,  # never fetch a stylesheet a post links to; the lint reports it instead
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
-        align_floating_images=False,
-        remove_classes=False,  # @media rules select by class
-    )
 
 
 def _prepare(root: etree._Element, base: str) -> None:
@@ -219,7 +159,9 @@ def render_html(post: Post, config: Config, theme: Theme, preheader: str, body_h
     )
     root = lxml.html.document_fromstring(page)
     _prepare(root, url)
-    tree = _premailer().transform(root)
+    from .inline import email_premailer  # premailer, cssutils and requests: imported when an email is made
+
+    tree = email_premailer().transform(root)
     _compact_styles(tree)
     return lxml.html.tostring(tree, doctype="<!DOCTYPE html>", encoding="unicode", method="html")
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
-
-from markdown_it.token import Token
+from typing import TYPE_CHECKING
 
 from .. import markup
+
+if TYPE_CHECKING:
+    from markdown_it.token import Token
 
 
 @lru_cache(maxsize=8)

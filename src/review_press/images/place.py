@@ -270,14 +270,14 @@ def retarget(tokens: Sequence[Token], placed: Mapping[str, Placed]) -> Sequence[
 
 
 def _placed_post(post: Post, placement: Placement) -> Post:
-    """`post` with its images placed: HTML rewritten, the files to write, and a digest that follows what the HTML says."""
+    """`post` with its images placed: the files to write, its summary rewritten (its body's HTML
+    is, each time it is read: `Post.html`), and a digest that follows what the HTML says."""
     if not placement.placed:
         return post
     said = "\x1e".join(f"{src}\x1f{p.url}\x1f{p.width}\x1f{p.height}\x1f{p.srcset}" for src, p in placement.placed.items())
     digest = hashlib.sha256(f"{post.digest}\x1d{said}".encode()).hexdigest()[:16]
     return dataclasses.replace(
         post,
-        html=rewrite(post.html, placement.placed),
         summary_html=rewrite(post.summary_html, placement.placed),
         digest=digest,
         assets=placement.assets,

@@ -9,13 +9,13 @@ rules they share (addresses, rows, reports, timestamps) are in `model`.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Mapping
 
 from ..config import Config, database_url_problem
 from ..errors import ConfigError, PressError
 from ..statedir import publish_lock
+from ..storeplace import DATABASE_URL_ENV, database_url, db_path, has_store
 from . import feedback, ledger
 from .base import Dialect, Store
 from .model import (
@@ -35,7 +35,7 @@ from .model import (
     now_iso,
     parse_address,
 )
-from .sqlite import MIGRATIONS, SQLiteStore, db_path, storage_error
+from .sqlite import MIGRATIONS, SQLiteStore, storage_error
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -72,21 +72,6 @@ __all__ = [
 ]
 
 
-DATABASE_URL_ENV = "REVIEW_PRESS_DATABASE_URL"
-
-
-def database_url(config: Config, environ: Mapping[str, str] | None = None) -> str | None:
-    """The PostgreSQL URL the site's store is at (the environment wins over press.toml), or None
-    for the SQLite file. A bad URL in the environment is a `ConfigError` that does not quote it."""
-    env = os.environ if environ is None else environ
-    url = env.get(DATABASE_URL_ENV, "").strip()
-    if url:
-        if problem := database_url_problem(url, password_allowed=True):
-            raise ConfigError(f"{DATABASE_URL_ENV} {problem}")
-        return url
-    return config.store.url or None
-
-
 def open_store(config: Config, environ: Mapping[str, str] | None = None) -> Store:
     """Open the site's store: PostgreSQL if a URL is set (`database_url`), else the SQLite file
     (created and migrated if needed)."""
@@ -98,11 +83,6 @@ def open_store(config: Config, environ: Mapping[str, str] | None = None) -> Stor
     # a transaction left open (its process paused, its host gone quiet) holds rows the other senders
     # skip; the server ends it well within a lease, yet never under five seconds
     return PostgresStore.open(url, idle_seconds=max(5.0, min(60.0, config.store.lease_seconds / 2)))
-
-
-def has_store(config: Config, environ: Mapping[str, str] | None = None) -> bool:
-    """Whether the site has a store yet (reading needs none: no store means no campaign)."""
-    return database_url(config, environ) is not None or db_path(config).exists()
 
 
 RAW_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)

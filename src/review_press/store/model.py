@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
-import email_validator
-from email_validator import EmailNotValidError, validate_email
-
 from ..errors import ConfigError
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
@@ -89,6 +86,8 @@ def _plain(text: str) -> Address | None:
         return None
     if any(not _PLAIN_LABEL.fullmatch(label) or label[2:4] == "--" for label in labels):
         return None
+    import email_validator  # imported on first use: its start-up is a build's to spare when no address is read
+
     if any(domain == name or domain.endswith("." + name) for name in email_validator.SPECIAL_USE_DOMAIN_NAMES):
         return None
     address = f"{local}@{domain}"
@@ -109,6 +108,8 @@ def parse_address(text: str) -> Address:
         raise ValueError("the address contains a line break")
     if (plain := _plain(text)) is not None:
         return plain
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         info = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:

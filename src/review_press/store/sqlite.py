@@ -18,12 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from ..config import Config
 from ..errors import DeliveryError, PressError, StorageError, write_error
 from ..statedir import private_dir, private_file
 from .base import Dialect, Store
 
-DB_NAME = "press.db"
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction before "busy"
 
 
@@ -191,11 +189,6 @@ def storage_error(exc: sqlite3.Error, path: Path) -> PressError:
     if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")):
         return write_error(path, OSError(errno.EIO, "disk I/O error, or the folder cannot be written"))
     return DeliveryError(f"the database failed: {exc}", path=path)
-
-
-def db_path(config: Config) -> Path:
-    """Where a site's SQLite database lives: `<site>/.review-press/press.db`."""
-    return config.state_dir / DB_NAME
 
 
 class SQLiteStore(Store):
