@@ -53,7 +53,8 @@ from review_press.build import build, BuildOptions
 plan, report = build(Path(sys.argv[1]), BuildOptions())
 elapsed = time.perf_counter() - t0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": elapsed, "rss_mb": rss, "posts": len(plan.site.posts), "files": len(plan.artifacts),
+workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest forked parser or renderer
+print(json.dumps({"seconds": elapsed, "rss_mb": rss, "workers_mb": workers, "posts": len(plan.site.posts), "files": len(plan.artifacts),
                   "rendered": report.rendered, "written": len(report.written)}))
 """
 
@@ -152,7 +153,7 @@ def run_hugo(hugo: str, site: Path) -> dict:
 def line(name: str, f: dict) -> str:
     return (
         f"{name:<16} {f['wall']:7.2f} s wall ({f['seconds']:6.2f} s in build)  {f['posts'] / f['wall']:9.0f} posts/s  "
-        f"peak RSS {f['rss_mb']:6.0f} MB  rendered {f['rendered']:>6}  written {f['written']:>6} of {f['files']} files"
+        f"peak RSS {f['rss_mb']:6.0f} MB (largest worker {f['workers_mb']:4.0f} MB)  rendered {f['rendered']:>6}  written {f['written']:>6} of {f['files']} files"
     )
 
 
