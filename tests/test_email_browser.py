@@ -10,6 +10,7 @@ for the README, show both.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,20 +134,27 @@ x = some_function_with_a_long_name(argument_one, argument_two, argument_three, a
 """
 
 
-def test_a_post_full_of_wide_things_fits_a_phone(browser, tmp_path: Path) -> None:
-    edition, post = edition_of(tmp_path, HARD_POST)
-    assert lint(edition, post) == []
-    html, _text = edition.personalize("Ada", "https://example.org/newsletter/unsubscribe?token=t")
+@contextlib.contextmanager
+def _on_a_phone(browser, html: str) -> Iterator[object]:
+    """An email in a 375 px window, offline: the page, once it is checked not to scroll sideways."""
     page = browser.new_page(viewport={"width": 375, "height": 800})
     try:
         page.route("**/*", lambda route: route.abort())
         page.set_content(html, wait_until="load")
         scroll_width, client_width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
         assert scroll_width <= client_width
-        small = page.evaluate("document.querySelector('img[alt=small]').getBoundingClientRect().width")
-        assert small <= 120
+        yield page
     finally:
         page.close()
+
+
+def test_a_post_full_of_wide_things_fits_a_phone(browser, tmp_path: Path) -> None:
+    edition, post = edition_of(tmp_path, HARD_POST)
+    assert lint(edition, post) == []
+    html, _text = edition.personalize("Ada", "https://example.org/newsletter/unsubscribe?token=t")
+    with _on_a_phone(browser, html) as page:
+        small = page.evaluate("document.querySelector('img[alt=small]').getBoundingClientRect().width")
+        assert small <= 120
 
 
 def test_a_digest_reads_as_a_list_of_posts_and_fits_a_phone(browser, tmp_path: Path) -> None:
@@ -163,16 +171,9 @@ def test_a_digest_reads_as_a_list_of_posts_and_fits_a_phone(browser, tmp_path: P
     html, _text = edition.personalize(
         "Ada", "https://example.org/newsletter/unsubscribe?token=t", "https://example.org/newsletter/manage?token=t"
     )
-    page = browser.new_page(viewport={"width": 375, "height": 800})
-    try:
-        page.route("**/*", lambda route: route.abort())
-        page.set_content(html, wait_until="load")
-        scroll_width, client_width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        assert scroll_width <= client_width
+    with _on_a_phone(browser, html) as page:
         links = page.evaluate("[...document.querySelectorAll('.post h2 a')].map(a => [a.textContent, a.href])")
         assert links == [[long_title, config.url(post.path)]] * 2
         shown = page.evaluate("[...document.querySelectorAll('.post p')].map(p => p.textContent)")
         assert post.summary_text == "A summary with marks & [brackets]" and shown.count(post.summary_text) == 2  # its text, not markup
         assert page.locator("text=Manage your subscription").first.is_visible()
-    finally:
-        page.close()
