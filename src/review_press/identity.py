@@ -99,6 +99,10 @@ class Matching:
     def campaign_of(self, post: Post) -> CampaignRecord | None:
         return self.campaigns.get(post.slug)
 
+    def posts_by_campaign(self, posts: Iterable[Post]) -> dict[str, Post]:
+        """Campaign key -> the post among `posts` it is now (a campaign whose post is gone is absent)."""
+        return {record.key: post for post in posts if (record := self.campaign_of(post)) is not None}
+
 
 def utc_text(moment: dt.datetime) -> str:
     """A datetime in the store's fixed UTC form (the same as `store.now_iso`)."""

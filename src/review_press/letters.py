@@ -267,7 +267,7 @@ def prepare(
         return Prepared((), (), ())
     found = {m.key: m for m in stored.mailings(store)}
     matching = identity.match(tuple(posts), ledger.campaigns(store), config.posts_dir)
-    post_of = {record.key: post for post in posts if (record := matching.campaign_of(post)) is not None}
+    post_of = matching.posts_by_campaign(posts)
     outbound: list[Any] = []
     refused, warnings, paused = [], [], []
     for key in pending:

@@ -196,7 +196,7 @@ def dry_run(root: Path, slug: str | None = None, now: dt.datetime | None = None)
         if slug is None:  # and the welcome, digests and corrections with readers still to send to
             found = {m.key: m for m in mailings.mailings(store)}
             matching = identity.match(posts, ledger.campaigns(store), config.posts_dir)
-            post_of = {r.key: p for p in posts if (r := matching.campaign_of(p)) is not None}
+            post_of = matching.posts_by_campaign(posts)
             for key in mailings.with_pending(store):
                 label = letters.mailing_label(config, found[key], post_of)
                 for address, name in mailings.pending_readers(store, key):
@@ -285,7 +285,7 @@ def publish_status(root: Path, now: dt.datetime | None = None) -> StatusReport:
         found = mailings.mailings(store)
         matching = identity.match(posts, records, config.posts_dir)
         campaigns = identify(config, posts, store, now, matching=matching) if config.newsletter.since else Campaigns((), ())
-    post_of = {record.key: post for post in posts if (record := matching.campaign_of(post)) is not None}
+    post_of = matching.posts_by_campaign(posts)
     sent = []
     for record in sorted(records, key=lambda r: (r.started_at, r.key)):
         post = post_of.get(record.key)
