@@ -34,7 +34,7 @@ from .content import Body, Post, parse_post
 from .errors import ContentError, DeliveryError, PressError, raise_all
 from .identity import Refusal
 from .newsletter import is_newsletter
-from .store import Store, feedback, ledger
+from .store import Store, ledger
 from .store import mailings as stored
 
 WELCOME_FILE = "posts/_welcome.md"
@@ -239,7 +239,6 @@ class Prepared:
     outbound: tuple[Any, ...]
     refused: tuple[Refusal, ...]
     warnings: tuple[PressError, ...]
-    paused: tuple[Any, ...] = ()  # `CampaignRun`s of the ones the guard rails paused: reported, not sent
 
 
 def prepare(
@@ -254,11 +253,10 @@ def prepare(
     """The edition of every welcome, digest and correction campaign with rows pending (only
     `keys`, if given), judged by the email lint as a post's is: one that breaks a rule, or whose
     file cannot be read, is refused and its rows stay pending (a publish after the fix sends
-    them); one the guard rails paused is reported (`paused`), not sent. A digest carries its
+    them); one the guard rails paused is reported by the sender (`send_outbound`). A digest carries its
     posts as they are now: one withdrawn since (a draft again, or gone) is left out."""
     from . import identity
     from .campaigns import EmailRefusal
-    from .delivery.run import CampaignRun
     from .edition.lint import judge
     from .senders import Outbound
 
@@ -269,13 +267,10 @@ def prepare(
     matching = identity.match(tuple(posts), ledger.campaigns(store), config.posts_dir)
     post_of = matching.posts_by_campaign(posts)
     outbound: list[Any] = []
-    refused, warnings, paused = [], [], []
+    refused, warnings = [], []
     for key in pending:
         mailing = found[key]
         label = mailing_label(config, mailing, post_of)
-        if (why := feedback.pause_reason(store, key)) is not None:
-            paused.append(CampaignRun(label, label, 0, 0, 0, 0, 0.0, False, paused=why))
-            continue
         picker: Callable[[ledger.Claim], Any] | None = None
         if mailing.kind == "welcome":
             try:
@@ -288,7 +283,7 @@ def prepare(
             if letter is None:
                 refused.append(
                     Refusal(
-                        _placeholder(config, "welcome"),
+                        _placeholder(config, label),
                         f"welcome emails are queued but {WELCOME_FILE} is gone",
                         "put it back, or set [newsletter] welcome",
                     )
@@ -324,7 +319,7 @@ def prepare(
             continue
         warnings.extend(verdict.warnings)
         outbound.append(Outbound(key, label, edition.subject, picker or (lambda claim, e=edition: e), digest=mailing.kind == "digest"))
-    return Prepared(tuple(outbound), tuple(refused), tuple(warnings), tuple(paused))
+    return Prepared(tuple(outbound), tuple(refused), tuple(warnings))
 
 
 def mailing_label(config: Config, mailing: stored.Mailing, post_of: dict[str, Post]) -> str:

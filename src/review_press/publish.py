@@ -105,30 +105,29 @@ def publish(
             clean_tmp(outbox_path(config))  # what a killed run left half-written in outbox/tmp/
         with store.preparing():
             campaigns = identify(config, posts, store, now, options.slug)
+            letters_too = options.slug is None or options.correction is not None  # the welcome, digests and corrections
             if options.correction is not None:
                 key = _start_correction(config, campaigns, store, options.correction, now)
                 campaigns = Campaigns((), ())
             if options.resume:
                 feedback.resume(store, [c.key for c in campaigns.chosen if c.key is not None])
-                if options.slug is None or options.correction is not None:  # and the welcome, digests and corrections
+                if letters_too:
                     feedback.resume(store, [m.key for m in mailings.mailings(store)])
             if options.retry_failed:
                 for campaign in campaigns.chosen:
                     if campaign.key is not None:
                         ledger.requeue_failed(store, campaign.key)
             retried = sum(ledger.requeue_deferred(store, c.key) for c in campaigns.chosen if c.key is not None)
-            if options.slug is None or options.correction is not None:
+            if letters_too:
                 retried += mailings.requeue_deferred(store)
             judged = refuse_unmailable(config, theme, campaigns, store, s.make)
             due = start_campaigns(config, judged.campaigns, store, now)
             if options.slug is None and (plan := letters.digest_due(config, posts, store, now)) is not None:
                 letters.start_digest(config, plan, store, now)
-            if options.correction is not None:
-                extra = letters.prepare(config, theme, posts, store, s.make, now, [key])
-            elif options.slug is None:
-                extra = letters.prepare(config, theme, posts, store, s.make, now)
+            if letters_too:  # a correction run: only its own; one post named: only its campaign
+                extra = letters.prepare(config, theme, posts, store, s.make, now, None if options.correction is None else [key])
             else:
-                extra = letters.Prepared((), (), ())  # one post named: only its campaign
+                extra = letters.Prepared((), (), ())
         welcome = [o for o in extra.outbound if o.key == mailings.WELCOME]
         later = [o for o in extra.outbound if o.key != mailings.WELCOME]
 
@@ -144,7 +143,7 @@ def publish(
                 warnings=judged.warnings + extra.warnings,
             )
 
-        runs = list(extra.paused) + send_outbound(s, store, welcome, options, progress, stop, report)
+        runs = send_outbound(s, store, welcome, options, progress, stop, report)
         if due and not stop.is_set():
             if options.workers > 1:
                 runs += send_in_processes(root, options, [c.key for c in due if c.key], stop, report)

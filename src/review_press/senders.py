@@ -239,13 +239,10 @@ def send_due(
     """Send each due post's campaign in turn, oldest first (`send_outbound`), its edition the one
     judged already (`editions`, by post slug) or made now."""
 
-    def outbound() -> Iterator[Outbound | CampaignRun]:
+    def outbound() -> Iterator[Outbound]:
         for campaign in due:
             post, key = campaign.post, campaign.key
             assert key is not None
-            if (why := feedback.pause_reason(store, key)) is not None:  # paused by the guard rails: until --resume
-                yield CampaignRun(post.slug, post.title, 0, 0, 0, 0, 0.0, False, paused=why)
-                continue
             edition = editions.get(post.slug) or s.make(post, s.config, s.theme)
             yield Outbound(key, post.slug, getattr(edition, "subject", post.title), lambda claim, e=edition: e)
 
@@ -255,14 +252,14 @@ def send_due(
 def send_outbound(
     s: Sender,
     store: Store,
-    due: Iterable[Outbound | CampaignRun],
+    due: Iterable[Outbound],
     options: PublishOptions,
     progress: Callable[[Progress], None] | None,
     stop: StopRequest,
     partial_report: Callable[[list[CampaignRun]], PublishReport],
 ) -> list[CampaignRun]:
-    """Send each campaign in turn (a `CampaignRun` in `due` is one not sent: paused); stop early on
-    a stop request. Where other senders share the store, a campaign is left only when no row of it
+    """Send each campaign in turn, but one the guard rails paused (reported with `paused`, until
+    `publish --resume`); stop early on a stop request. Where other senders share the store, a campaign is left only when no row of it
     is pending or leased (rows a dead sender leased come back when the lease expires, and this
     sender takes them). The breaker raises `SendingStopped` with what was done so far (`partial_report`)."""
     config = s.config
@@ -270,10 +267,10 @@ def send_outbound(
     run = _shared(s, store, options)
     runs: list[CampaignRun] = []
     for item in due:
-        if isinstance(item, CampaignRun):
-            runs.append(item)
-            continue
         key = item.key
+        if (why := feedback.pause_reason(store, key)) is not None:
+            runs.append(CampaignRun(item.slug, item.subject, 0, 0, 0, 0, 0.0, False, paused=why))
+            continue
         render = renderer(config, item.edition_for, run.secret, s.build, s.sign, key)
         while not stop.is_set():
             done = send_campaign(
