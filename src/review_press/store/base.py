@@ -198,8 +198,7 @@ class Store(ABC):
         """
         if status not in STATUSES:
             raise DeliveryError(f"unknown status {status!r}", hint="one of " + ", ".join(STATUSES))
-        if frequency not in FREQUENCIES:
-            raise DeliveryError(f"unknown frequency {frequency!r}", hint="one of " + ", ".join(FREQUENCIES))
+        _known_frequency(frequency)
         try:
             addr, name = parse_address(address), check_name(name)
         except ValueError as exc:
@@ -496,8 +495,8 @@ class Store(ABC):
         `frequency` ('each' or 'weekly'); None leaves one as it is. From now on they are owed the
         campaigns that start after (`ledger.fill`), never earlier ones. False if no such reader
         (or one who left)."""
-        if frequency is not None and frequency not in FREQUENCIES:
-            raise DeliveryError(f"unknown frequency {frequency!r}", hint="one of " + ", ".join(FREQUENCIES))
+        if frequency is not None:
+            _known_frequency(frequency)
         stamp = now_iso(now)
         with self.transaction() as conn:
             row = conn.execute(
@@ -590,6 +589,12 @@ def queue_welcome(conn: Connection, subscriber_id: int, stamp: str) -> None:
         " WHERE deliveries.status = 'skipped'",
         (WELCOME, subscriber_id, stamp, stamp),
     )
+
+
+def _known_frequency(frequency: str) -> None:
+    """`DeliveryError` unless `frequency` is one of `FREQUENCIES`."""
+    if frequency not in FREQUENCIES:
+        raise DeliveryError(f"unknown frequency {frequency!r}", hint="one of " + ", ".join(FREQUENCIES))
 
 
 def _set_topics(conn: Connection, subscriber_id: int, topics: Sequence[str], frequency: str) -> None:
