@@ -107,3 +107,41 @@ def sending_processes(pid: int) -> list[Any]:
     import psutil
 
     return [c for c in psutil.Process(pid).children() if "spawn_main" in " ".join(c.cmdline())]
+
+
+def kill_at_random(
+    command: list[str],
+    env: dict[str, str],
+    root: Path,
+    seed: int,
+    signum: int,
+    bound: int,
+    rounds: int = 6,
+    naps: tuple[float, float] = (0.5, 2.5),
+) -> tuple[set[str], int]:
+    """Start `command` (a real publish) up to `rounds` times, each stopped with `signum` after a
+    random nap (`seed`), until one finishes by itself; after each stop at most `bound` rows may be
+    left in `sending` (none after SIGTERM, which ends after the messages in flight: exit 143, or
+    -15 when it came during the build, before anything was sent). Returns (the Message-IDs left in
+    doubt at the stops, how many stops)."""
+    import random
+    import signal
+    import subprocess
+    import time
+
+    rng, doubtful, kills = random.Random(seed), set(), 0
+    for _ in range(rounds):
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(*naps))
+        if proc.poll() is not None:
+            assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+            break
+        proc.send_signal(signum)
+        proc.wait(timeout=60)
+        kills += 1
+        left = in_doubt(root)
+        assert len(left) <= bound
+        if signum == signal.SIGTERM:
+            assert left == set() and proc.returncode in (0, 143, -signal.SIGTERM)
+        doubtful |= left
+    return doubtful, kills

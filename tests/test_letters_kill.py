@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import random
 import signal
 import subprocess
 import time
@@ -17,8 +16,9 @@ from pathlib import Path
 import pytest
 
 import review_press
-from publishing import NEWSLETTER, in_doubt, publish_command, smtp_table
+from publishing import NEWSLETTER, POSTS, kill_at_random, publish_command, smtp_table
 from review_press.config import load_config
+from review_press.content import load_posts
 from review_press.delivery.run import in_flight_limit
 from review_press.letters import window
 from review_press.newsletter import campaign_message_id
@@ -48,28 +48,11 @@ def test_killed_at_random_while_sending_welcomes_a_digest_and_posts_then_resumed
         with open_store(config) as store:
             each = [store.add(f"each{i}@example.org", welcome=True, now=joined).id for i in range(150)]
             weekly = [store.add(f"week{i}@example.org", welcome=True, frequency="weekly", now=joined).id for i in range(150)]
-        rng = random.Random(int(os.environ.get("KILL_SEED", time.time())))
         env = {**os.environ, "PYTHONPATH": str(Path(review_press.__file__).parents[1])}
         command, batch = publish_command(root)
         assert "-m" in command  # the real `review-press publish`
         bound = in_flight_limit(batch, 2)
-        doubtful: set[str] = set()
-        kills = 0
-        for _ in range(6):
-            proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            time.sleep(rng.uniform(0.5, 2.5))
-            if proc.poll() is not None:
-                assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
-                break
-            proc.send_signal(signum)
-            proc.wait(timeout=60)
-            kills += 1
-            left = in_doubt(root)
-            assert len(left) <= bound
-            if signum == signal.SIGTERM:
-                # stopped after the messages in flight (143), or during the build, before sending (-15)
-                assert left == set() and proc.returncode in (0, 143, -signal.SIGTERM)
-            doubtful |= left
+        doubtful, kills = kill_at_random(command, env, root, int(os.environ.get("KILL_SEED", time.time())), signum, bound)
         final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
         assert final.returncode == 0, final.stderr
         before = sum(received(record).values())
@@ -90,3 +73,40 @@ def test_killed_at_random_while_sending_welcomes_a_digest_and_posts_then_resumed
         (m,) = [m for m in mailings.mailings(store) if m.kind == "digest"]
         assert m.posts == ("p0", "p1")  # the digest started once, with both posts, whatever the kills
     print(f"{signum.name}: kills={kills} duplicates={len(duplicated)} in-doubt={len(doubtful)} bound/kill={bound}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_at_random_while_sending_a_correction_then_resumed(
+    make_site: Callable[..., Path], tmp_path: Path, signum: signal.Signals
+) -> None:
+    with recording_server(tmp_path) as (port, record):
+        root = make_site(dict(POSTS), NEWSLETTER + smtp_table(port) + "rate_per_second = 600\n")
+        config = load_config(root)
+        with open_store(config) as store:
+            ids = [store.add(f"reader{i}@example.org").id for i in range(300)]
+            store.unsubscribe(ids[0])  # left before the post: neither it nor its correction
+        env = {**os.environ, "PYTHONPATH": str(Path(review_press.__file__).parents[1])}
+        command, batch = publish_command(root)
+        assert subprocess.run(command, env=env, capture_output=True, timeout=180).returncode == 0  # the post, to everyone
+        path = root / "posts" / "2026-01-05-first.md"
+        path.write_text(path.read_text().replace("letter.", "letter, corrected."))
+        with open_store(config) as store:
+            store.unsubscribe(ids[1])  # left after the post: no correction
+            store.add("late@example.org")  # joined after: no correction
+        correct = [*command, "first", "--correction", "the first version was wrong"]
+        doubtful, kills = kill_at_random(
+            correct, env, root, int(os.environ.get("KILL_SEED", time.time())), signum, in_flight_limit(batch, 2)
+        )
+        final = subprocess.run(correct, env=env, capture_output=True, text=True, timeout=180)
+        assert final.returncode == 0, final.stderr
+        assert subprocess.run(command, env=env, capture_output=True, timeout=180).returncode == 0  # a plain publish sends nothing more
+        got = received(record)
+    (post,) = [p for p in load_posts(config) if p.slug == "first"]
+    key = mailings.correction_key("first", post.content_hash)
+    secret = site_secret(config)
+    corrections = {m: n for m, n in got.items() if campaign_message_id(key, 0, "example.org", secret).split(".")[0] in m}
+    assert set(corrections) == {campaign_message_id(key, i, "example.org", secret) for i in ids[2:]}
+    duplicated = {m for m, n in corrections.items() if n > 1}
+    assert duplicated <= doubtful and len(duplicated) <= kills * in_flight_limit(batch, 2)
+    print(f"{signum.name}: kills={kills} duplicates={len(duplicated)} in-doubt={len(doubtful)}")

@@ -6,7 +6,6 @@ at a kill (never more than the in-flight limit) were sent twice. Ctrl-C (SIGINT)
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import review_press
-from publishing import NEWSLETTER, POSTS, in_doubt, publish_command, smtp_table
+from publishing import NEWSLETTER, POSTS, in_doubt, kill_at_random, publish_command, smtp_table
 from review_press.config import load_config
 from review_press.delivery.run import in_flight_limit
 from review_press.newsletter import campaign_message_id
@@ -33,22 +32,11 @@ def test_kill_9_at_random_points_then_resume_misses_no_one(make_site: Callable[.
         root = make_site(POSTS, NEWSLETTER + smtp_table(port) + "rate_per_second = 500\n")
         with open_store(load_config(root)) as store:
             ids = [store.add(f"reader{i}@example.org").id for i in range(400)]
-        rng, doubtful, kills = random.Random(int(os.environ.get("KILL_SEED", time.time()))), set(), 0
         env = {**os.environ, "PYTHONPATH": str(Path(review_press.__file__).parents[1])}
         command, batch = publish_command(root)
         in_flight = in_flight_limit(batch, CONCURRENCY)  # the documented bound: max(2 * batch, concurrency)
-        for _ in range(6):
-            proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            time.sleep(rng.uniform(0.3, 1.6))
-            if proc.poll() is not None:
-                assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
-                break
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
-            left = in_doubt(root)
-            assert len(left) <= in_flight
-            doubtful |= left
+        seed = int(os.environ.get("KILL_SEED", time.time()))
+        doubtful, kills = kill_at_random(command, env, root, seed, signal.SIGKILL, in_flight)
         final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert final.returncode == 0, final.stderr
         before = sum(received(record).values())
