@@ -206,3 +206,20 @@ def test_a_correction_note_with_a_control_character_is_refused(make_site: Callab
     with pytest.raises(DeliveryError, match="no control character"):
         publish(root, options(slug="first", correction=note))
     assert publish_status(root).letters == ()
+
+
+def test_a_second_signup_cannot_rewrite_the_choice_of_a_reader_waiting_to_confirm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from live_web import SECRET, running
+    from waiting import wait_for
+
+    monkeypatch.setenv("REVIEW_PRESS_SECRET", SECRET)
+    with running(tmp_path, newsletter='topics = ["Film", "Books"]') as live:
+        form = {"email": "vic@example.org", "topics": ["Books"], "frequency": "each", "website": ""}
+        assert live.http.post("subscribe", data=form).status_code == 200
+        assert wait_for(lambda: len(live.mails_to("vic@example.org")) == 1)
+        attack = {**form, "topics": ["Film"], "frequency": "weekly"}  # someone who knows only the address
+        assert live.http.post("subscribe", data=attack).status_code == 200
+        assert wait_for(lambda: len(live.mails_to("vic@example.org")) == 2)  # a fresh confirm link, to the reader
+        with live.store() as store:
+            sub = store.find("vic@example.org")
+    assert sub is not None and (sub.status, sub.topics, sub.frequency) == ("pending", ("Books",), "each")
