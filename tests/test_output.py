@@ -108,3 +108,52 @@ def test_corrupt_manifest_means_full_render(tmp_path: Path) -> None:
     write_output(out, [art("a.html", b"a")], manifest)
     manifest.write_text("{not json")
     assert write_output(out, [art("a.html", b"a")], manifest).rendered == 1
+
+
+def test_files_are_readable_by_all_whatever_the_umask(tmp_path: Path) -> None:
+    """Pages are served by another user (the web server): 0644 files, both those moved in a new
+    folder (one rename of the folder) and those replacing an old version."""
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    old = os.umask(0o077)
+    try:
+        write_output(out, [art("index.html", b"a"), art("posts/a/index.html", b"a")], manifest)
+        write_output(out, [art("index.html", b"b"), art("posts/a/index.html", b"a"), art("tags/x/index.html", b"x")], manifest)
+    finally:
+        os.umask(old)
+    for name in ("index.html", "posts/a/index.html", "tags/x/index.html"):
+        assert oct((out / name).stat().st_mode & 0o777) == oct(0o644), name
+
+
+def test_a_failure_while_moving_into_place_puts_every_move_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """New folders move in whole and changed files replace old ones; a failure on the way (here the
+    fourth rename, after a new folder moved in) leaves out/ exactly as it was: moved folders go back, old versions are restored."""
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, [art("index.html", b"old"), art("posts/a/index.html", b"a")], manifest)
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real, calls = os.replace, []
+
+    def failing(src: object, dst: object) -> None:
+        calls.append(dst)
+        if len(calls) == 4:
+            raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    new = [art("index.html", b"new"), art("posts/a/index.html", b"a2"), art("posts/b/index.html", b"b"), art("tags/t/index.html", b"t")]
+    with pytest.raises(PressError, match="no space left on device"):
+        write_output(out, new, manifest)
+    monkeypatch.setattr(os, "replace", real)
+    after = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before and len(calls) >= 4
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_first_build_moves_a_new_folder_in_one_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """out/ absent: each top-level entry is one rename, not one per file (a cold build's cost)."""
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    real, moved = os.replace, []
+    monkeypatch.setattr(os, "replace", lambda src, dst: (moved.append(os.path.relpath(dst, out)), real(src, dst)))
+    arts = [art(f"posts/p{i}/index.html", b"p") for i in range(50)] + [art("index.html", b"i"), art("feed.xml", b"f")]
+    report = write_output(out, arts, manifest)
+    assert sorted(m for m in moved if not m.startswith("..")) == ["feed.xml", "index.html", "posts"]  # and the manifest, outside
+    assert len(report.written) == 52 and (out / "posts/p49/index.html").read_bytes() == b"p"

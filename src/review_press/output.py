@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -123,6 +124,9 @@ PARALLEL_FROM = 400  # artifacts to render: below this, a process pool costs mor
 Outcome = str | list[PressError]  # "staged", "same" or "checked"; or the artifact's errors
 
 
+_MADE: set[str] = set()  # staging folders this process made in this build (`_render_many` empties it)
+
+
 def _render_one(art: Artifact, out_dir: str, staging: str | None) -> Outcome:
     """Render one artifact; with a `staging` folder, write its bytes there unless out/ holds the
     same already ("same"). Nothing is kept in memory past the call: a build of any size is flat."""
@@ -141,8 +145,12 @@ def _render_one(art: Artifact, out_dir: str, staging: str | None) -> Outcome:
         pass
     staged = os.path.join(staging, art.path)
     try:
-        os.makedirs(os.path.dirname(staged), exist_ok=True)
+        folder = os.path.dirname(staged)
+        if folder not in _MADE:
+            os.makedirs(folder, exist_ok=True)
+            _MADE.add(folder)
         with open(staged, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # readable by the web server whatever the umask
             f.write(data)
     except OSError as exc:
         return [write_error(Path(target), exc)]
@@ -154,6 +162,7 @@ def _render_many(todo: list[Artifact], out_dir: Path, staging: Path | None) -> l
     build; `forked.map_forked`). Pure renders, so the bytes are the same whichever process makes
     them; the outcomes come back in order."""
     where = str(staging) if staging is not None else None
+    _MADE.clear()
     return map_forked(partial(_render_one, out_dir=str(out_dir), staging=where), todo, PARALLEL_FROM)
 
 
@@ -238,63 +247,72 @@ def check_out_dir(out_dir: Path) -> None:
         raise BuildError(f"{out_dir.name} is a file, not a folder", path=out_dir, hint="move it away: the build writes out/")
 
 
-def _folders(out_dir: Path, folder: Path, made: list[Path]) -> None:
-    """Make `folder` (inside out_dir) and its missing parents, noting each made; refuse links and files on the way."""
-    current = out_dir
-    for part in folder.relative_to(out_dir).parts:
-        current = current / part
-        if current.is_symlink():
-            raise BuildError(
-                f"out/{current.relative_to(out_dir).as_posix()} is a link",
-                path=current,
-                hint="remove it: the build writes only real folders in out/",
-            )
-        if not current.exists():
-            current.mkdir()
-            made.append(current)
-        elif not current.is_dir():
-            raise BuildError(f"out/{current.relative_to(out_dir).as_posix()} is a file where a folder is needed", path=current)
+def _placements(out_dir: Path, staging: Path) -> list[tuple[str, bool]]:
+    """What moving the staging folder's tree into out/ takes, checked before anything moves:
+    each (path under out/, whether something is there to replace). A staged folder that out/
+    lacks is one rename, whatever it holds (a first build moves a few top-level entries, not
+    every file); a staged file replaces out/'s. A link where a folder is needed, a file where a
+    folder is needed or a folder where a file is needed is a `BuildError`."""
+    moves: list[tuple[str, bool]] = []
+
+    def walk(folder: str, prefix: str) -> None:
+        with os.scandir(folder) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                rel = prefix + entry.name
+                target = os.path.join(out_dir, rel)
+                try:
+                    st = os.lstat(target)
+                except FileNotFoundError:
+                    moves.append((rel, False))
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if stat.S_ISLNK(st.st_mode):
+                        raise BuildError(
+                            f"out/{rel} is a link", path=Path(target), hint="remove it: the build writes only real folders in out/"
+                        )
+                    if not stat.S_ISDIR(st.st_mode):
+                        raise BuildError(f"out/{rel} is a file where a folder is needed", path=Path(target))
+                    walk(entry.path, rel + "/")
+                elif stat.S_ISDIR(st.st_mode):
+                    raise BuildError(
+                        f"out/{rel} is a folder where a file is needed", path=Path(target), hint="remove it: the build writes a file there"
+                    )
+                else:
+                    moves.append((rel, True))
+
+    walk(str(staging), "")
+    return moves
 
 
-def _move_into_place(out_dir: Path, staging: Path, changed: list[str]) -> None:
-    """Move every staged file to its place in out/ (renames within one file system), making the
-    folders they need; a link, file or folder in the way, or a failure, leaves out/ as it was
-    (folders made removed, files already moved put back) and the staging folder gone."""
-    made: list[Path] = []
-    moved: list[tuple[Path, Path | None]] = []  # each file moved into place, and where its old version waits
+def _move_into_place(out_dir: Path, staging: Path) -> None:
+    """Move the staged tree to its place in out/ (renames within one file system): a folder out/
+    lacks in one rename, a changed file over its old version (`_placements`). A link, file or
+    folder in the way, or a failure, leaves out/ as it was (what was moved goes back, old
+    versions are put back) and the staging folder gone."""
+    moved: list[tuple[str, Path | None]] = []  # each path moved into place, and where its old version waits
     backup: Path | None = None  # the old versions, beside staging (`.tmp-old-*~`: a kill leaves it to the next prune)
     target = out_dir
     try:
-        for path in changed:  # every folder first: nothing is replaced until they all are there
-            _folders(out_dir, (out_dir / path).parent, made)
-            if (out_dir / path).is_dir() and not (out_dir / path).is_symlink():
-                raise BuildError(
-                    f"out/{path} is a folder where a file is needed", path=out_dir / path, hint="remove it: the build writes a file there"
-                )
-        for path in changed:
-            target = out_dir / path
+        for rel, replaces in _placements(out_dir, staging):
+            target = out_dir / rel
             old = None
-            if os.path.lexists(target):  # kept (a hard link, else a copy) until every file is in place, to put back
+            if replaces:  # kept (a hard link, else a copy) until every file is in place, to put back
                 backup = backup or Path(tempfile.mkdtemp(dir=out_dir, prefix=".tmp-old-", suffix="~"))
-                old = backup / path
+                old = backup / rel
                 old.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     os.link(target, old, follow_symlinks=False)
                 except OSError:
                     shutil.copy2(target, old, follow_symlinks=False)
-            os.chmod(staging / path, 0o644)
-            os.replace(staging / path, target)
-            moved.append((target, old))
+            os.replace(staging / rel, target)
+            moved.append((rel, old))
     except BaseException as exc:
-        for placed, old in reversed(moved):
+        for rel, old in reversed(moved):
             with contextlib.suppress(OSError):
                 if old is None:
-                    placed.unlink()
+                    os.replace(out_dir / rel, staging / rel)  # back where it came from, removed with the staging folder
                 else:
-                    os.replace(old, placed)
-        for folder in reversed(made):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+                    os.replace(old, out_dir / rel)
         for left in (staging, backup):
             if left is not None:
                 shutil.rmtree(left, ignore_errors=True)
@@ -339,7 +357,7 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
     written: list[str] = []
     if todo:
         staging, written = _stage(todo, out_dir)
-        _move_into_place(out_dir, staging, written)
+        _move_into_place(out_dir, staging)
     removed = _prune(out_dir, {a.path for a in artifacts}) if out_dir.is_dir() else []
     if todo or len(manifest) != len(artifacts):  # else every entry was just found to hold, and the manifest has no other
         files = {}
