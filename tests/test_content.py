@@ -170,6 +170,25 @@ def test_the_cache_keeps_bodies_in_files_and_reads_back_an_edit(tmp_path: Path) 
     assert [f.name for f in (tmp_path / ".review-press/cache/bodies").rglob("*") if f.is_file()] == [Path(edited.body.file).name]
 
 
+def test_packs_of_bodies_do_not_pile_up_as_posts_are_edited(tmp_path: Path) -> None:
+    """Bodies go to one pack per build and parsing process; a pack goes when none of its bodies is
+    in use, so editing one post again and again leaves two packs (the first, still holding the
+    other posts, and the newest), not one per edit."""
+    load(tmp_path, {f"{name}.md": post_text(name.upper()) for name in "abc"})
+    config = load_config(tmp_path)
+    packs = tmp_path / ".review-press/cache/bodies"
+    assert len(list(packs.iterdir())) == 1
+    for i in range(5):
+        (tmp_path / "posts" / "a.md").write_text(post_text("A", body=f"Edit {i}."), "utf-8")
+        posts = {p.slug: p for p in load_posts(config)}
+        assert len(list(packs.iterdir())) == 2
+        assert f"Edit {i}." in posts["a"].html and posts["b"].title == "B"
+    (tmp_path / "posts" / "b.md").unlink()
+    (tmp_path / "posts" / "c.md").unlink()
+    [a] = load_posts(config)
+    assert [f.name for f in packs.iterdir()] == [Path(a.body.file or "").name] and "Edit 4." in a.html
+
+
 @pytest.mark.parametrize("damage", ["delete", "truncate", "garble"])
 def test_a_body_file_deleted_or_damaged_is_rebuilt_not_a_crash(tmp_path: Path, damage: str) -> None:
     [first] = load(tmp_path, {"a.md": post_text("One", body="The body.")})

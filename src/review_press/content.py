@@ -29,8 +29,6 @@ from functools import lru_cache
 from pathlib import Path, PurePath
 from typing import Any, BinaryIO
 
-import yaml
-
 from . import markup, sitefiles
 from .config import Config
 from .errors import BuildError, ContentError, PressError, StorageError, raise_all, write_error
@@ -38,7 +36,7 @@ from .forked import map_forked
 from .images import Asset, Placed, resolve_posts, rewrite
 from .statedir import private_dir
 
-CACHE_VERSION = "posts-3"
+CACHE_VERSION = "posts-4"
 PARALLEL_FROM = 200  # below this many uncached posts, a process pool costs more than it saves
 KNOWN_KEYS = frozenset({"title", "date", "updated", "tags", "summary", "slug", "draft", "author", "image", "subject", "id", "aliases"})
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
@@ -55,31 +53,36 @@ class _DuplicateKey(Exception):
         self.key, self.first, self.second = key, first, second
 
 
-class _Loader(yaml.CSafeLoader):
-    """YAML without implicit timestamps (dates stay text so a bad one is our clear error, not a
-    crash), and without silently dropping a key given twice (plain YAML keeps the last one)."""
+@lru_cache(maxsize=1)
+def _yaml_loader() -> type:
+    """The YAML loader for front matter, made on first use (a build whose posts are all cached
+    parses no YAML and need not import it): without implicit timestamps (dates stay text so a
+    bad one is our clear error, not a crash), and without silently dropping a key given twice
+    (plain YAML keeps the last one)."""
+    import yaml
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        """A mapping; raises `_DuplicateKey` when one key is written twice in it (merged `<<` keys may be overridden)."""
-        seen: dict[Any, int] = {}
-        for key_node, _value in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node)
-            line = key_node.start_mark.line
-            try:
-                if key in seen:
-                    raise _DuplicateKey(key, seen[key], line)
-                seen[key] = line
-            except TypeError:  # an unhashable key: the constructor below names it
-                continue
-        return super().construct_mapping(node, deep=deep)
+    class Loader(yaml.CSafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            """A mapping; raises `_DuplicateKey` when one key is written twice in it (merged `<<` keys may be overridden)."""
+            seen: dict[Any, int] = {}
+            for key_node, _value in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, seen[key], line)
+                    seen[key] = line
+                except TypeError:  # an unhashable key: the constructor below names it
+                    continue
+            return super().construct_mapping(node, deep=deep)
 
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()
-}
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()
+    }
+    return Loader
 
 
 @dataclass(frozen=True)
@@ -87,15 +90,18 @@ class Body:
     """A post's Markdown body and its HTML as rendered (its images as written), and the
     Markdown's word count (for reading times: lists show it without reading the text).
 
-    Held here, or (with `file`) kept in a file of the posts cache and read each time it is asked
-    for: a build of 20,000 posts then holds only what its lists need. `size` is the file's, so
-    a cached post whose file went missing or was cut short is parsed again, not trusted."""
+    Held here, or (with `file`) kept as a record in a pack file of the posts cache and read each
+    time it is asked for: a build of 20,000 posts then holds only what its lists need. Each
+    parsing process appends the bodies it makes to a pack of its own (one file per process and
+    build, not one per post: creating a file costs more than parsing a short post). A pack
+    found shorter than a record's end (gone, cut short) has its posts parsed again, not trusted."""
 
     markdown: str
     html: str
     words: int
-    file: str | None = None  # when set, `markdown` and `html` are "" here: they are in this file (a str loads faster than a Path)
-    size: int = 0
+    file: str | None = None  # when set, `markdown` and `html` are "" here: they are in this pack (a str loads faster than a Path)
+    size: int = 0  # the record's length in the pack
+    offset: int = 0  # where the record starts
 
     @classmethod
     def of(cls, markdown: str, html: str) -> Body:
@@ -103,16 +109,17 @@ class Body:
         return cls(markdown=markdown, html=html, words=len(markdown.split()))
 
     def texts(self, source: Path | None = None) -> tuple[str, str]:
-        """The Markdown and the HTML, read from the file when the body was put there. A file
+        """The Markdown and the HTML, read from the pack when the body was put there. A pack
         gone or damaged since is an error naming the post's `source` (a damaged one is removed:
-        the next build parses the post again)."""
+        the next build parses its posts again)."""
         if self.file is None:
             return self.markdown, self.html
         try:
             with open(self.file, "rb") as f:
-                data = f.read()
+                f.seek(self.offset)
+                data = f.read(self.size)
             check, _, rest = data.partition(b"\n")
-            if check.decode("ascii") != hashlib.sha256(rest).hexdigest()[:32]:
+            if len(data) != self.size or check.decode("ascii") != hashlib.sha256(rest).hexdigest()[:32]:
                 raise ValueError("damaged")
             markdown, html = rest.decode("utf-8").split("\0")
         except (OSError, ValueError) as exc:
@@ -125,19 +132,23 @@ class Body:
             ) from None
         return markdown, html
 
-    def kept_in(self, file: Path) -> Body:
-        """This body written to `file` (whole or not at all), as a body that reads it from there."""
+    def packed(self, pack: Path) -> Body:
+        """This body appended to the pack file `pack` (made if need be; one writer per pack), as a
+        body that reads its record from there. The record carries its own checksum."""
         rest = f"{self.markdown}\0{self.html}".encode()  # neither holds a NUL: parse_post refuses control characters
-        data = hashlib.sha256(rest).hexdigest()[:32].encode() + b"\n" + rest
-        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")  # one per process: two builds at once each write their own
+        data = memoryview(hashlib.sha256(rest).hexdigest()[:32].encode() + b"\n" + rest)
+        size = len(data)
         try:
-            file.parent.mkdir(exist_ok=True)
-            tmp.write_bytes(data)
-            tmp.replace(file)
+            fd = os.open(pack, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                offset = os.fstat(fd).st_size
+                while data:
+                    data = data[os.write(fd, data) :]
+            finally:
+                os.close(fd)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise write_error(file, exc) from None
-        return Body(markdown="", html="", words=self.words, file=str(file), size=len(data))
+            raise write_error(pack, exc) from None
+        return Body(markdown="", html="", words=self.words, file=str(pack), size=size, offset=offset)
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,9 +235,11 @@ def _split(text: str, path: Path) -> _FrontMatter:
             f"front matter is not closed: no second {fence!r} line", path=path, line=1, hint=f"end the front matter with a line {fence!r}"
         )
     source = "\n".join(lines[1:end])
+    import yaml
+
     try:
         if _FENCES[fence] == "yaml":
-            data = yaml.load(source, Loader=_Loader) if source.strip() else {}
+            data = yaml.load(source, Loader=_yaml_loader()) if source.strip() else {}
         else:
             data = tomllib.loads(source + "\n")  # a last line without its newline is reported "at end of document"
     except _DuplicateKey as exc:
@@ -586,31 +599,37 @@ def _write_cache(config: Config, cache: _Cache) -> None:
         raise write_error(path, exc) from None
 
 
-def _body_file(config: Config, key: str) -> Path:
-    """Where the cache keeps the `Body` of the post whose cache key is `key`."""
-    return config.state_dir / "cache" / "bodies" / key[:2] / key
+def _pack_file(config: Config, name: str) -> Path:
+    """The pack this process appends the bodies it parses to, in a build whose packs are named `name`."""
+    return config.state_dir / "cache" / "bodies" / f"{name}-{os.getpid()}.pack"
 
 
-def _kept(post: Post) -> bool:
-    """Whether a cached post's body is still in its file, as it was written (not gone, not cut short)."""
-    try:
-        return post.body.file is not None and os.stat(post.body.file).st_size == post.body.size
-    except OSError:
+def _kept(post: Post, sizes: dict[str, int]) -> bool:
+    """Whether a cached post's body is still in its pack, as it was written (not gone, not cut
+    short); `sizes` remembers each pack's size for the rest of the load (one stat per pack)."""
+    file = post.body.file
+    if file is None:
         return False
+    if (size := sizes.get(file)) is None:
+        try:
+            size = sizes[file] = os.stat(file).st_size
+        except OSError:
+            size = sizes[file] = -1
+    return size >= post.body.offset + post.body.size
 
 
-def _parse_job(job: tuple[Path, bytes, Config, str, bool]) -> Post | PressError:
-    """Parse one post and, with `keep`, put its body in the cache's file for it (so only the slim
-    post comes back); a problem comes back as a value, not raised across processes."""
-    path, raw, config, key, keep = job
+def _parse_job(job: tuple[Path, bytes, Config, str, str | None]) -> Post | PressError:
+    """Parse one post and, with a `pack` name, append its body to this process's pack (so only
+    the slim post comes back); a problem comes back as a value, not raised across processes."""
+    path, raw, config, key, pack = job
     try:
         post = parse_post(path, raw, config, digest=key[:16])
-        return dataclasses.replace(post, body=post.body.kept_in(_body_file(config, key))) if keep else post
+        return dataclasses.replace(post, body=post.body.packed(_pack_file(config, pack))) if pack else post
     except PressError as exc:
         return exc
 
 
-def _parse_many(jobs: list[tuple[Path, bytes, Config, str, bool]]) -> list[Post | PressError]:
+def _parse_many(jobs: list[tuple[Path, bytes, Config, str, str | None]]) -> list[Post | PressError]:
     """Parse posts, on every core when there are many (Markdown rendering dominates a cold build).
     The forked parsers inherit the jobs (`forked.map_forked`): the files' bytes and the config are
     never pickled to them, which at 20,000 posts was hundreds of MB; only the parsed posts come
@@ -618,11 +637,14 @@ def _parse_many(jobs: list[tuple[Path, bytes, Config, str, bool]]) -> list[Post 
     return map_forked(_parse_job, jobs, PARALLEL_FROM)
 
 
-def _forget(config: Config, keys: Iterable[str]) -> None:
-    """Remove the body files of posts the cache no longer holds (edited, renamed or deleted)."""
-    for key in keys:
-        with contextlib.suppress(OSError):
-            _body_file(config, key).unlink()
+def _forget(gone: Iterable[Post], kept: Iterable[Post]) -> None:
+    """Remove the packs that held only bodies of posts the cache no longer holds (edited,
+    renamed or deleted). A pack with one body still in use stays, so at most one old copy of
+    each post is left in packs until the posts beside it change too."""
+    for file in {p.body.file for p in gone} - {p.body.file for p in kept}:
+        if file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(file)
 
 
 def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
@@ -635,7 +657,9 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
     stamps: dict[str, tuple[Stamp, str]] = {}
     now = time.time_ns()
     results: list[Post | PressError | None] = []
-    jobs: list[tuple[Path, bytes, Config, str, bool]] = []
+    jobs: list[tuple[Path, bytes, Config, str, str | None]] = []
+    pack = f"{now:x}-{os.urandom(4).hex()}" if use_cache else None  # this build's packs: one per parsing process
+    sizes: dict[str, int] = {}
     slots: list[int] = []
     listing = post_listing(config)
     cache = _read_cache(config, salt, {str(p): p for p in listing.files}) if use_cache else _Cache(salt, {}, {})
@@ -654,7 +678,7 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
             if (known := cache.stamps.get(rel)) is not None and known[0] == stamp:  # as it was when its key was made: not read again
                 cached = cache.posts.get(known[1])
-                if cached is not None and cached.source == path and _kept(cached):
+                if cached is not None and cached.source == path and _kept(cached, sizes):
                     fresh[known[1]], stamps[rel] = cached, known
                     results.append(cached)
                     continue
@@ -669,15 +693,15 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
         key = hashlib.sha256(salt + PurePath(rel).as_posix().encode() + b"\0" + raw).hexdigest()
         if _settled(st, now):
             stamps[rel] = (stamp, key)
-        if (cached := cache.posts.get(key)) is not None and cached.source == path and _kept(cached):
+        if (cached := cache.posts.get(key)) is not None and cached.source == path and _kept(cached, sizes):
             fresh[key] = cached
             results.append(cached)
         else:
             slots.append(len(results))
             results.append(None)
-            jobs.append((path, raw, config, key, use_cache))
+            jobs.append((path, raw, config, key, pack))
     keys = [job[3] for job in jobs]
-    if jobs and use_cache:  # the folder the parsers put bodies in (each in a subfolder it makes)
+    if jobs and use_cache:  # the folder of the packs the parsers put bodies in
         bodies = private_dir(config.state_dir) / "cache" / "bodies"
         try:
             bodies.mkdir(parents=True, exist_ok=True)
@@ -718,7 +742,7 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             by_slug[post.slug] = post
     if use_cache and (fresh.keys() != cache.posts.keys() or stamps != cache.stamps):
         _write_cache(config, _Cache(salt, fresh, stamps))
-        _forget(config, cache.posts.keys() - fresh.keys())
+        _forget((cache.posts[k] for k in cache.posts.keys() - fresh.keys()), fresh.values())
     posts, image_errors = resolve_posts(config, posts, use_cache=use_cache)  # their images found, checked, placed in out/
     raise_all(errors + image_errors)
     return tuple(posts)
