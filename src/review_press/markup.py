@@ -23,16 +23,15 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
-import lxml.html
 import nh3
-from lxml import etree
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # lxml is imported where a tree is made: a build with nothing to render never loads it
+    from lxml import etree
     from markdown_it import MarkdownIt
     from markdown_it.rules_core import StateCore
     from markdown_it.token import Token
@@ -346,6 +345,8 @@ def sanitize(fragment: str) -> str:
         # players to links in a tree: first the allowlist (plus the players) puts the HTML in
         # nh3's canonical form, where <embed> gets the end tag libxml2 needs (it does not know
         # <embed> is void, and would swallow everything after one)
+        import lxml.html
+
         fragment = _EMBED_TAG.sub(r"\g<0></embed>", _cleaner(players=True).clean(fragment))
         root = lxml.html.fragment_fromstring(fragment, create_parent="div")
         players_to_links(root)
@@ -430,6 +431,8 @@ def media_src(el: etree._Element) -> str:
 
 def embed_element(embed: Embed, inline: bool) -> etree._Element:
     """A link (with a linked thumbnail when known) in place of a player; a bare `<a>` inside a paragraph."""
+    from lxml import etree
+
     link = etree.Element("a", href=embed.url)
     if embed.thumbnail:
         size = {"width": str(embed.thumbnail_size[0]), "height": str(embed.thumbnail_size[1])} if embed.thumbnail_size else {}

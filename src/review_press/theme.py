@@ -12,9 +12,10 @@ import traceback
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+if TYPE_CHECKING:  # Jinja is imported when a template is first rendered: a build with nothing to render never loads it
+    import jinja2
 
 from . import __version__, sitefiles
 from .errors import BuildError, PressError, raise_all
@@ -61,6 +62,8 @@ class Theme:
 
     @cached_property
     def env(self) -> jinja2.Environment:
+        import jinja2
+
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader([str(d) for d in self.dirs]),
             autoescape=jinja2.select_autoescape(["html", "xml", "htm"]),
@@ -98,6 +101,8 @@ class Theme:
 
     def render(self, name: str, **context: Any) -> str:
         """Render one template; a template fault becomes a `BuildError` naming file and line."""
+        import jinja2
+
         try:
             return self.env.get_template(name).render(**context)
         except jinja2.TemplateSyntaxError as exc:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import html as html_lib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import lxml.html
-from lxml import etree
+if TYPE_CHECKING:  # lxml is imported when an edition is cut
+    from lxml import etree
 
 # Blocks a cut may follow; inline content (a paragraph's words, a table's rows) is never split.
 _BLOCKS = frozenset({"p", "pre", "table", "figure", "hr", "blockquote", "ul", "ol", "li", "dl", "dd", "div", "section", "details"})
@@ -34,6 +35,8 @@ def continue_link(url: str, label: str) -> str:
 
 
 def _parse(body: str) -> etree._Element:
+    import lxml.html
+
     return lxml.html.fragment_fromstring(body, create_parent="div")
 
 
@@ -54,6 +57,8 @@ def _candidates(root: etree._Element) -> list[etree._Element]:
 
 
 def _serialize(root: etree._Element) -> str:
+    import lxml.html
+
     return (root.text or "") + "".join(lxml.html.tostring(child, encoding="unicode") for child in root)
 
 

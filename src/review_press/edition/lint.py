@@ -24,16 +24,14 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import unquote
 
-import lxml.html
-from lxml import etree
-
 from .. import markup
 from ..content import Post
 from ..errors import BuildError
 from .render import MANAGE_SLOT, UNSUBSCRIBE_SLOT, absolute
 from .tokens import tokens_of
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # lxml is imported when an email is judged: a build with nothing to render never loads it
+    from lxml import etree
     from markdown_it.token import Token
 
 HTML_LIMIT = 100 * 1024
@@ -277,6 +275,9 @@ def lint_html(html: str, text: str, *, url: str = "", preheader: str | None = No
     size = len(html.encode("utf-8"))
     if size > HTML_LIMIT:
         problems.append(Problem(1, f"the HTML is {size / 1024:.1f} KB, over 100 KB (Gmail clips it)", "size"))
+    import lxml.html
+    from lxml import etree
+
     try:
         root = lxml.html.document_fromstring(html)
     except (etree.ParserError, ValueError) as exc:
@@ -321,6 +322,9 @@ def lint_html(html: str, text: str, *, url: str = "", preheader: str | None = No
 
 def _fragment(source: str) -> etree._Element | None:
     """A piece of the post's raw HTML as the email carries it: sanitised, then parsed."""
+    import lxml.html
+    from lxml import etree
+
     try:
         return lxml.html.fragment_fromstring(markup.sanitize(source), create_parent="div")
     except (etree.ParserError, ValueError):

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from ..config import Config
 from ..content import Post
-from ..delivery.message import build_message
 from ..errors import PressError
 from ..newsletter import manage_url, message_id, newsletter_posts, sender, unsubscribe_url
 from ..output import Artifact, atomic_write, make_key
@@ -48,6 +47,8 @@ def preview_message_id(post: Post, config: Config) -> str:
 
 def edition_files(edition: Edition, post: Post, config: Config) -> dict[str, bytes]:
     """The three preview files of one edition, personalised for a placeholder reader."""
+    from ..delivery.message import build_message  # and the email package: imported when an edition is rendered
+
     who = sender(config, preview=True)
     url, manage = unsubscribe_url(config, PREVIEW_TOKEN), manage_url(config, PREVIEW_TOKEN)
     html, text = edition.personalize(PREVIEW_NAME, url, manage)

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
-import lxml.html
-from lxml import etree
 from markupsafe import Markup
 
 from .. import markup
 from ..config import Config
 from ..content import Post
 from ..theme import Theme
+
+if TYPE_CHECKING:
+    from lxml import etree
 
 NAME_SLOT = "rp-slot-name-7c1d"
 UNSUBSCRIBE_SLOT = "rp-slot-unsubscribe-7c1d"
@@ -157,6 +159,8 @@ def render_html(post: Post, config: Config, theme: Theme, preheader: str, body_h
         manage_slot=MANAGE_SLOT,
         postal_address=config.newsletter.postal_address,
     )
+    import lxml.html  # imported when an email is made: a build with nothing to render never loads it
+
     root = lxml.html.document_fromstring(page)
     _prepare(root, url)
     from .inline import email_premailer  # premailer, cssutils and requests: imported when an email is made
@@ -171,6 +175,8 @@ def _compact_styles(root: etree._Element) -> None:
     (`color:#000; font-family:A, B` -> `color:#000;font-family:A,B`) and with a margin or padding
     whose left equals its right in three values: the same CSS in fewer bytes. (No value in the
     email stylesheet, nor a post's `text-align`, quotes a comma or a semicolon.)"""
+    from lxml import etree
+
     for el in root.iter(etree.Element):
         style = el.get("style")
         if style:

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import PIL
-from PIL import Image, UnidentifiedImageError
+import PIL  # the package only (its version): PIL.Image is imported where an image is read
 
 from ..errors import PressError
 from ..output import atomic_write
@@ -71,6 +70,8 @@ class ImageFacts:
 def read_facts(path: Path) -> ImageFacts:
     """Hash `path`, and read its format and size with Pillow (decoding it, so a damaged file is
     found here); raise `ImageProblem` for what a browser could not show."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with path.open("rb") as f:
             sha = hashlib.file_digest(f, "sha256").hexdigest()

@@ -16,8 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-import PIL
-from PIL import Image, ImageOps
+import PIL  # the package only (its version): PIL.Image is imported where an image is resized
 
 from ..errors import BuildError, PressError, PressErrors
 from ..output import Artifact, atomic_write, make_key
@@ -57,6 +56,8 @@ class Asset:
 def resized_copies(data: bytes, widths: Sequence[int], fmt: str) -> dict[int, bytes]:
     """`data` (an image in format `fmt`, decoded once) resized to each of `widths` px wide, upright,
     in the same format, with only its colour profile kept: the same bytes for the same input, every time."""
+    from PIL import Image, ImageOps
+
     target = RESIZED_AS[fmt]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
