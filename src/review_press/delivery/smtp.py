@@ -26,6 +26,7 @@ from typing import Protocol
 
 from ..errors import DeliveryError
 from ..store.ledger import Claim, Result
+from .replies import read_reply
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -219,10 +220,24 @@ def _path(address: str) -> str:
 
 
 def _stuffed(data: bytes) -> bytes:
-    """A CRLF message dot-stuffed and ended with CRLF.CRLF, by `bytes.replace` (smtplib's regular
-    expression costs more than the rest of a 40 KB message's send)."""
-    stuffed = (b"." + data if data.startswith(b".") else data).replace(b"\r\n.", b"\r\n..")
-    return stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n")
+    """A CRLF message dot-stuffed (a line that starts with a dot gets another) and ended with
+    CRLF.CRLF. The lines to stuff are found with `bytes.find` and the message joined once:
+    `bytes.replace` counts the matches first and then searches again, five times the cost on a
+    34 KB message (smtplib's regular expression costs more than the rest of its send)."""
+    find = data.find
+    at = find(b"\r\n.")
+    end = b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"
+    if at < 0 and not data.startswith(b"."):
+        return data + end
+    view = memoryview(data)
+    pieces: list[bytes | memoryview] = [b"."] if data.startswith(b".") else []
+    start = 0
+    while at >= 0:
+        pieces += (view[start : at + 3], b".")
+        start = at + 3
+        at = find(b"\r\n.", start)
+    pieces += (view[start:], end)
+    return b"".join(pieces)
 
 
 def _data(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
@@ -282,22 +297,25 @@ class SmtpConnection:
         extra = "".join(f" {o}" for o in options)
         commands = f"MAIL FROM:{sender}{extra}\r\nRCPT TO:{recipient}\r\nDATA\r\n"
         c.send(commands.encode(encoding))
+        if c.file is None:  # the stream smtplib reads its replies from (made by its first reply)
+            c.file = c.sock.makefile("rb")
+        stream = c.file
         replies: list[tuple[int, bytes]] = []
-        try:
-            while len(replies) < 3:
-                replies.append(c.getreply())
-        except (smtplib.SMTPException, OSError):  # it hung up after refusing: the refusal is the news, not the hang-up
-            refused = next(((i, code, text) for i, (code, text) in enumerate(replies) if code not in _PIPELINE_OK[i]), None)
-            if refused is None:
-                raise
-            i, code, text = refused
-            error = classify(code, _text(text), recipient_stage=i > 0)
-            error.reconnect = True
-            raise error from None
+        for _ in range(3):  # one at a time: a server that hangs up after a refusal still has it read
+            try:
+                replies.append(read_reply(stream))
+            except (smtplib.SMTPException, OSError):  # it hung up after refusing: the refusal is the news, not the hang-up
+                refused = next(((i, code, text) for i, (code, text) in enumerate(replies) if code not in _PIPELINE_OK[i]), None)
+                if refused is None:
+                    raise
+                i, code, text = refused
+                error = classify(code, _text(text), recipient_stage=i > 0)
+                error.reconnect = True
+                raise error from None
         (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = replies
         if mail_code == 250 and rcpt_code in (250, 251) and data_code == 354:
             c.send(_stuffed(envelope.data))
-            return c.getreply()
+            return read_reply(stream)
         if data_code == 354:  # it would take the body of a message it has no sender or recipient for
             c.send(b".\r\n")
             c.getreply()
