@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -32,7 +31,7 @@ from .bounces import verp
 from .config import CONFIG_NAME, Config
 from .content import Post
 from .errors import DeliveryError
-from .tokens import purpose_key
+from .tokens import keyed_digest, purpose_key
 
 if TYPE_CHECKING:
     from .store.ledger import Audience
@@ -135,7 +134,7 @@ def message_id(kind: MessageKind, domain: str, *, slug: str = "", subscriber_id:
         if not secret:
             raise ValueError("a campaign Message-ID needs the site secret")
         derived = purpose_key(secret, b"campaign message-id")
-        digest = hmac.digest(derived, f"{slug}\0{subscriber_id}\0{domain}".encode(), "sha256").hex()[:12]
+        digest = keyed_digest(derived, f"{slug}\0{subscriber_id}\0{domain}".encode()).hex()[:12]
         return f"<{_label(slug)}.{subscriber_id}.{digest}@{domain}>"
     if kind == "preview":
         digest = hashlib.sha256(f"{slug}\0{seed}".encode()).hexdigest()[:12]
