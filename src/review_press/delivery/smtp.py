@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import queue
 import random
 import re
@@ -355,6 +354,8 @@ class RateLimiter:
 
     def wait(self, stop: threading.Event) -> bool:
         """Block until a message may go; False if `stop` was set meanwhile."""
+        if not self._buckets:  # no limit: nothing to count, and no lock for the sending threads to queue on
+            return True
         while True:
             with self._lock:
                 now, delay = self._clock(), 0.0
@@ -391,13 +392,19 @@ class Breaker:
         self.policy = policy
         self._lock = threading.Lock()
         self._recent: deque[bool] = deque(maxlen=policy.window)
+        self._failed = 0  # the failures among `_recent`, kept as they come and go (no count per attempt)
         self.tripped: str | None = None
 
     def record(self, ok: bool, reply: str = "") -> bool:
         """Note one attempt; True when this one tripped the breaker."""
         with self._lock:
-            self._recent.append(ok)
-            failed = self._recent.count(False)
+            recent = self._recent
+            if len(recent) == recent.maxlen and not recent[0]:  # the oldest, a failure, leaves the window
+                self._failed -= 1
+            recent.append(ok)
+            if not ok:
+                self._failed += 1
+            failed = self._failed
             if self.tripped is None and len(self._recent) >= self.policy.min_samples and failed > self.policy.threshold * len(self._recent):
                 self.tripped = f"{failed} of the last {len(self._recent)} attempts failed (last reply: {reply or 'none'})"
                 return True
@@ -460,27 +467,28 @@ class Pool:
                 try:
                     result, conn = self._deliver(job, conn)
                 except Exception as exc:  # a bug must not strand the run: report it against the message
-                    result = Result(job.claim.subscriber_id, "failed", attempts=1, error=f"internal error: {exc.__class__.__name__}")
+                    error = f"internal error: {exc.__class__.__name__}"
+                    result = Result(job.claim.subscriber_id, "failed", attempts=1, error=error, token=job.claim.token)
                     if conn is not None:
                         conn.close()
                         conn = None
-                self.results.put(dataclasses.replace(result, token=job.claim.token))  # the claim it answers: the fence
+                self.results.put(result)
         finally:
             if conn is not None:
                 conn.close()
 
     def _deliver(self, job: Job, conn: Connection | None) -> tuple[Result, Connection | None]:
-        sid = job.claim.subscriber_id
+        sid, token = job.claim.subscriber_id, job.claim.token  # every result carries its claim's token: the fence
         try:
             envelope = job.render(job.claim)
         except NothingToSend as exc:
-            return Result(sid, "skipped", error=str(exc)), conn
+            return Result(sid, "skipped", error=str(exc), token=token), conn
         except (DeliveryError, ValueError) as exc:
-            return Result(sid, "failed", error=f"cannot build the message: {exc}"), conn
+            return Result(sid, "failed", error=f"cannot build the message: {exc}", token=token), conn
         last, warned = "", False
         for attempt in range(1, self.policy.max_attempts + 1):
             if not self.limiter.wait(self.stopping):
-                return self._cut_short(sid, attempt - 1, last), conn
+                return self._cut_short(sid, token, attempt - 1, last), conn
             try:
                 if conn is None:
                     conn = self.connector.open()
@@ -491,7 +499,7 @@ class Pool:
                 error = exc
             else:
                 self.breaker.record(True)
-                return Result(sid, "sent", attempts=attempt, reply=reply), conn
+                return Result(sid, "sent", attempts=attempt, reply=reply, token=token), conn
             last = error.reply
             if error.temporary and not warned and error.reply[:3] in BACKOFF_CODES:  # told at once, not after the retries
                 self.backoffs.put((envelope.recipient.rpartition("@")[2].lower(), error.reply))
@@ -502,21 +510,22 @@ class Pool:
             self.breaker.record(error.bounce, error.reply)
             if not error.temporary:
                 if error.sender:  # the server refused the sender, not this reader: a later run retries
-                    return Result(sid, "deferred", attempts=attempt, error=f"the sender was refused: {error.reply}"), conn
-                return Result(sid, "bounced" if error.bounce else "failed", attempts=attempt, error=error.reply), conn
+                    return Result(sid, "deferred", attempts=attempt, error=f"the sender was refused: {error.reply}", token=token), conn
+                return Result(sid, "bounced" if error.bounce else "failed", attempts=attempt, error=error.reply, token=token), conn
             if attempt == self.policy.max_attempts:
                 break
             delay = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (attempt - 1))
             if self.stopping.wait(random.uniform(delay / 2, delay)) or self.breaker.tripped:
-                return self._cut_short(sid, attempt, last), conn
+                return self._cut_short(sid, token, attempt, last), conn
         return Result(
             sid,
             "deferred",
             attempts=self.policy.max_attempts,
             error=f"gave up after {self.policy.max_attempts} attempts: {last}",
+            token=token,
         ), conn
 
-    def _cut_short(self, sid: int, attempts: int, error: str) -> Result:
+    def _cut_short(self, sid: int, token: str, attempts: int, error: str) -> Result:
         """A message whose retries were cut short: `deferred` when the breaker tripped after it had
         failed (the server refuses everything; a later run retries it), else back to `pending`."""
-        return Result(sid, "deferred" if attempts and self.breaker.tripped else "pending", attempts=attempts, error=error)
+        return Result(sid, "deferred" if attempts and self.breaker.tripped else "pending", attempts=attempts, error=error, token=token)
