@@ -45,6 +45,8 @@ def read_reply(stream: io.BufferedReader) -> tuple[int, bytes]:
             stream.read(len(chunk))
             if len(partial) > MAX_LINE:
                 raise smtplib.SMTPResponseException(500, "Line too long.")
+    except smtplib.SMTPException:  # an OSError too, but raised here
+        raise
     except OSError as exc:  # a timeout, a reset
         raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from None
 
