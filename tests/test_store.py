@@ -225,6 +225,37 @@ def test_tokens_round_trip_and_resist_forgery() -> None:
     assert len({make_token(secret, i) for i in range(1000)}) == 1000
 
 
+def test_tokens_and_message_ids_are_the_one_shot_hmacs_they_always_were() -> None:
+    """The keyed states copied per message (`keyed_digest`) give the bytes of `hmac.digest`, for
+    keys shorter and longer than SHA-256's block and messages of any length, so every token and
+    Message-ID already mailed still matches."""
+    import base64
+    import hmac
+
+    from review_press.newsletter import campaign_message_id
+    from review_press.tokens import keyed_digest, purpose_key
+
+    for key in (b"", b"k", b"k" * 32, b"k" * 64, b"k" * 65, bytes(range(256)) * 2):
+        for message in (b"", b"x", b"id-mask:\x00abcd", bytes(range(256)) * 20):
+            assert keyed_digest(key, message) == hmac.digest(key, message, "sha256")
+
+    def one_shot_token(secret: bytes, sid: int) -> str:  # tokens as first written, round by round
+        packed = sid.to_bytes(8, "big")
+        left, right = packed[:4], packed[4:]
+        for r in range(4):
+            mask = hmac.digest(secret, b"id-mask:" + bytes([r]) + right, "sha256")[:4]
+            left, right = right, (int.from_bytes(left, "big") ^ int.from_bytes(mask, "big")).to_bytes(4, "big")
+        mac = hmac.digest(secret, b"unsubscribe:" + packed, "sha256")[:16]
+        return base64.urlsafe_b64encode(left + right + mac).rstrip(b"=").decode("ascii")
+
+    for secret in (b"k" * 32, b"s" * 64, b"\xff" * 100):
+        for sid in (1, 2, 255, 65_536, 2**40 + 7):
+            assert make_token(secret, sid) == one_shot_token(secret, sid)
+            derived = purpose_key(secret, b"campaign message-id")
+            mac = hmac.digest(derived, f"first-post\0{sid}\0example.org".encode(), "sha256").hex()[:12]
+            assert campaign_message_id("first-post", sid, "example.org", secret) == f"<first-post.{sid}.{mac}@example.org>"
+
+
 def test_secret_file_is_private_reused_and_overridden_by_the_environment(tmp_path: Path) -> None:
     state = tmp_path / ".review-press"
     first = load_secret(state, environ={})

@@ -38,7 +38,7 @@ from .delivery.smtp import Connector, Policy, Pool, RateLimiter
 from .errors import DeliveryError, PressError
 from .forked import when_parent_is_gone
 from .identity import Refusal
-from .newsletter import campaign_message_id, require_since, require_web_url, sender
+from .newsletter import campaign_message_ids, require_since, require_web_url, sender
 from .site import make_site
 from .store import Store, feedback, ledger, open_store
 from .theme import Theme
@@ -279,7 +279,7 @@ def send_outbound(
                 item.subject,
                 Pool(s.connector, s.concurrency, s.policy, run.limiter),
                 render,
-                partial(campaign_message_id, key, domain=s.domain, secret=run.secret),
+                campaign_message_ids(key, s.domain, run.secret),
                 options.batch_size,
                 s.lease,
                 progress,

@@ -30,6 +30,7 @@ from .smtp import Envelope, Job, Pool
 
 SETTLE_EVERY = 0.5  # seconds: results never wait longer than this to be committed
 QUOTA_WAIT = 0.05  # seconds between asks when the shared rate limit is used up for now
+GATHER = 0.005  # seconds the loop waits after a result for more to come (each wake-up costs the sending threads a GIL hand-off)
 GUARD_EVERY = 2.0  # seconds between looks at a campaign's complaint and bounce rates (the guard rails)
 
 
@@ -242,6 +243,8 @@ def send_campaign(
                     break
                 try:
                     buffer.append(pool.results.get(timeout=0.2))
+                    if outstanding - len(buffer) > len(pool.threads):  # more on the way: let them gather, one wake-up for many
+                        time.sleep(GATHER)
                     while True:
                         buffer.append(pool.results.get_nowait())
                 except queue.Empty:
