@@ -157,3 +157,22 @@ def test_a_first_build_moves_a_new_folder_in_one_rename(tmp_path: Path, monkeypa
     report = write_output(out, arts, manifest)
     assert sorted(m for m in moved if not m.startswith("..")) == ["feed.xml", "index.html", "posts"]  # and the manifest, outside
     assert len(report.written) == 52 and (out / "posts/p49/index.html").read_bytes() == b"p"
+
+
+def test_a_build_with_nothing_to_write_still_prunes_what_does_not_belong(tmp_path: Path) -> None:
+    """The one walk of out/ (`_scan`) decides whether the prune has work: a file no artifact
+    writes, an empty folder and a killed build's staging folder all go; dot-files stay."""
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    arts = [art("index.html", b"i"), art("posts/a/index.html", b"a")]
+    write_output(out, arts, manifest)
+    (out / "stray.html").write_bytes(b"x")
+    (out / "empty/deeper").mkdir(parents=True)
+    (out / ".tmp-build-dead~/posts").mkdir(parents=True)
+    (out / ".tmp-build-dead~/posts/x.html").write_bytes(b"half")
+    (out / ".well-known").mkdir()
+    (out / ".well-known/security.txt").write_bytes(b"mine")
+    report = write_output(out, arts, manifest)
+    assert report.rendered == 0 and report.written == () and report.removed == (".tmp-build-dead~/posts/x.html", "stray.html")
+    left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert left == [".well-known", ".well-known/security.txt", "index.html", "posts", "posts/a", "posts/a/index.html"]
+    assert write_output(out, arts, manifest).removed == ()

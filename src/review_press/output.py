@@ -166,16 +166,65 @@ def _render_many(todo: list[Artifact], out_dir: Path, staging: Path | None) -> l
     return map_forked(partial(_render_one, out_dir=str(out_dir), staging=where), todo, PARALLEL_FROM)
 
 
-def _due(artifacts: list[Artifact], out_dir: Path, manifest: dict[str, list]) -> list[Artifact]:
-    """The artifacts whose key or file changed since the manifest."""
-    root = str(out_dir)
+def _due(artifacts: list[Artifact], manifest: dict[str, list], found: dict[str, tuple[int, int]]) -> list[Artifact]:
+    """The artifacts whose key or file changed since the manifest (`found`: out/'s files as `_scan` saw them)."""
     todo = []
     for art in artifacts:
         entry = manifest.get(art.path)
-        if entry and entry[0] == art.key and _stat(os.path.join(root, art.path)) == (entry[1], entry[2]):
+        if entry and entry[0] == art.key and found.get(art.path) == (entry[1], entry[2]):
             continue
         todo.append(art)
     return todo
+
+
+def _ours(name: str) -> bool:
+    """Whether an entry of out/ is the build's to manage: every name but dot-files (.git,
+    .nojekyll, .well-known), except the build's own temporaries (`.tmp-*~`)."""
+    return not name.startswith(".") or (name.startswith(".tmp-") and name.endswith("~"))
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """out/ as one walk finds it: each file's (size, mtime) (a link's target's, as `os.stat`
+    gives), the paths that are links, and whether anything is there that the build would
+    prune (a file it does not write, a temporary, an empty folder)."""
+
+    files: dict[str, tuple[int, int]]
+    links: frozenset[str]
+    prunable: bool
+
+
+def _scan(out_dir: Path, keep: set[str]) -> _Scan:
+    """Walk out/ once (links not followed) for `_due`, `_linked_folders` and `_prune`."""
+    files: dict[str, tuple[int, int]] = {}
+    links: set[str] = set()
+    prunable = False
+
+    def walk(directory: str, prefix: str) -> None:
+        nonlocal prunable
+        empty = True
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                empty = False
+                if not _ours(entry.name):
+                    continue
+                rel = prefix + entry.name
+                if entry.is_symlink():
+                    links.add(rel)
+                if entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, rel + "/")
+                    continue
+                if rel not in keep:
+                    prunable = True
+                with contextlib.suppress(OSError):  # a dangling link has no size
+                    st = entry.stat()
+                    files[rel] = (st.st_size, st.st_mtime_ns)
+        if empty and prefix:
+            prunable = True
+
+    if out_dir.is_dir():
+        walk(str(out_dir), "")
+    return _Scan(files=files, links=frozenset(links), prunable=prunable)
 
 
 def render_all(artifacts: list[Artifact], out_dir: Path) -> int:
@@ -215,7 +264,7 @@ def _prune(out_dir: Path, keep: set[str]) -> list[str]:
         with os.scandir(directory) as entries:
             for entry in entries:
                 rel = prefix + entry.name
-                if entry.name.startswith(".") and not (entry.name.startswith(".tmp-") and entry.name.endswith("~")):
+                if not _ours(entry.name):
                     empty = False  # .git, .nojekyll, .well-known: not ours to remove (our own temporaries are)
                     continue
                 if entry.is_dir(follow_symlinks=False):
@@ -324,21 +373,19 @@ def _move_into_place(out_dir: Path, staging: Path) -> None:
             shutil.rmtree(left, ignore_errors=True)
 
 
-def _linked_folders(out_dir: Path, artifacts: list[Artifact]) -> list[PressError]:
-    """Every folder the artifacts live in that is a link in out/: refused before anything is
-    rendered, or unchanged files would be found through it and the prune would remove it."""
-    root = str(out_dir)
+def _linked_folders(out_dir: Path, artifacts: list[Artifact], links: frozenset[str]) -> list[PressError]:
+    """Every folder the artifacts live in that is a link in out/ (`links`, from `_scan`): refused
+    before anything is rendered, or unchanged files would be found through it and the prune
+    would remove it."""
     found: set[str] = set()
     for art in artifacts:  # `folders_of` each path, walked up from its own folder until one already found
         folder = art.path.rpartition("/")[0]
         while folder and folder not in found:
             found.add(folder)
             folder = folder.rpartition("/")[0]
-    folders = sorted(found)
     return [
         BuildError(f"out/{f} is a link", path=out_dir / f, hint="remove it: the build writes only real folders in out/")
-        for f in folders
-        if os.path.islink(os.path.join(root, f))
+        for f in sorted(found & links)
     ]
 
 
@@ -350,15 +397,18 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
     leaves the last good site as it was."""
     raise_all(check_paths(artifacts))
     check_out_dir(out_dir)
-    raise_all(_linked_folders(out_dir, artifacts))
+    keep = {a.path for a in artifacts}
+    scan = _scan(out_dir, keep)
+    raise_all(_linked_folders(out_dir, artifacts, scan.links))
     manifest = _load_manifest(manifest_path)
-    todo = _due(artifacts, out_dir, manifest)
+    todo = _due(artifacts, manifest, scan.files)
     rendered = {art.path for art in todo}
     written: list[str] = []
     if todo:
         staging, written = _stage(todo, out_dir)
         _move_into_place(out_dir, staging)
-    removed = _prune(out_dir, {a.path for a in artifacts}) if out_dir.is_dir() else []
+    # moving the staged files in adds only kept files: the prune has work only when the scan saw some
+    removed = _prune(out_dir, keep) if scan.prunable and out_dir.is_dir() else []
     if todo or len(manifest) != len(artifacts):  # else every entry was just found to hold, and the manifest has no other
         files = {}
         for art in artifacts:
