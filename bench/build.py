@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from startup import byte_compile
+
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "make_corpus.py"  # carried in the repository: runs from a fresh clone
 PRESS_TOML = """\
@@ -175,6 +177,7 @@ def main() -> None:
     else:
         write_stills(site, args.n)
     print(f"review-press build benchmark: {args.n} posts, Python {sys.version.split()[0]}")
+    print(byte_compile())
     cold = run_build(site)
     print(line("cold", cold))
     print(line("nothing changed", run_build(site)))

@@ -40,6 +40,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from startup import byte_compile
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CORPUS = HERE / "make_corpus.py"  # carried in the repository: runs from a fresh clone
@@ -363,6 +365,7 @@ def main() -> None:
     parser.add_argument("--dkim", action="store_true", help="publish without and with DKIM signing, same corpus")
     parser.add_argument("--import-only", action="store_true", help="import the corpus, print the figures, stop")
     args = parser.parse_args()
+    print(byte_compile())
     if args.import_only:
         run = run_once(args, args.database, 1)
         print(

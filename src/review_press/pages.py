@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from html import escape as html_escape
@@ -150,10 +150,15 @@ def highlight_css() -> str:
     return f"/* Generated from Pygments {pygments.__version__}; do not edit. */\n{light}\n\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
 
 
-def lastmod(posts: Iterable[Post]) -> str | None:
-    """The newest `last_modified` of some posts, as W3C datetime; None for no posts."""
-    newest = max((p.last_modified for p in posts), default=None)
-    return newest.isoformat() if newest else None
+def lastmod(posts: Iterable[Post], instants: Mapping[str, float] | None = None) -> str | None:
+    """The newest `last_modified` of some posts, as W3C datetime; None for no posts. `instants`
+    (slug -> `last_modified` as a timestamp, made once for many pages) spares comparing aware
+    datetimes, each comparison of which asks both for their UTC offsets."""
+    if instants is None:
+        newest = max((p.last_modified for p in posts), default=None)
+        return newest.isoformat() if newest else None
+    latest = max(posts, key=lambda p: instants[p.slug], default=None)
+    return latest.last_modified.isoformat() if latest else None
 
 
 def sitemap_xml(entries: Iterable[SitemapEntry]) -> bytes:
@@ -337,7 +342,8 @@ def css_version(theme: Theme) -> str:
 
 
 def _sitemap_entries(site: Site, pages: Iterable[tuple[str, Iterable[Post]]]) -> tuple[SitemapEntry, ...]:
-    return tuple(SitemapEntry(site.url(path), lastmod(posts)) for path, posts in pages)
+    instants = {p.slug: p.last_modified.timestamp() for p in site.posts}
+    return tuple(SitemapEntry(site.url(path), lastmod(posts, instants)) for path, posts in pages)
 
 
 def plan_pages(site: Site, theme: Theme, base_key: str) -> list[Artifact]:
