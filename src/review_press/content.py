@@ -667,7 +667,7 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
     for path in listing.files:
         rel = str(path)[prefix:]  # its path under posts/ (`walk` lists it there)
         try:
-            st = path.stat()
+            st = listing.stats.get(str(path)) or path.stat()
             if st.st_size > config.max_post_bytes:
                 raise ContentError(
                     f"file is {st.st_size:,} bytes, over the limit of {config.max_post_bytes:,}",
@@ -678,7 +678,7 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
             if (known := cache.stamps.get(rel)) is not None and known[0] == stamp:  # as it was when its key was made: not read again
                 cached = cache.posts.get(known[1])
-                if cached is not None and cached.source == path and _kept(cached, sizes):
+                if cached is not None and (cached.source is path or cached.source == path) and _kept(cached, sizes):
                     fresh[known[1]], stamps[rel] = cached, known
                     results.append(cached)
                     continue

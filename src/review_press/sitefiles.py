@@ -16,8 +16,8 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import PressError
@@ -31,6 +31,7 @@ class Listing:
 
     files: tuple[Path, ...]
     errors: tuple[PressError, ...]
+    stats: Mapping[str, os.stat_result] = field(default_factory=dict)  # the plain files' stat, as the walk read it
 
 
 def _within(real: str, bound: str) -> bool:
@@ -76,6 +77,7 @@ def walk(
     """
     bound = os.path.realpath(site) if site is not None else None
     files: list[str] = []
+    stats: dict[str, os.stat_result] = {}
     errors: list[tuple[str, PressError]] = []
 
     private: list[frozenset[tuple[int, int]]] = []
@@ -133,6 +135,8 @@ def walk(
                 if entry.is_file(follow_symlinks=False) and (bound is None or entry.stat(follow_symlinks=False).st_nlink == 1):
                     if keep(child):  # a plain file (the common case): nothing to resolve
                         files.append(entry.path)
+                        if bound is not None:  # read above: a caller needing its size and times need not ask again
+                            stats[entry.path] = entry.stat(follow_symlinks=False)
                 else:  # a folder, a link or something odd: looked at closely
                     stack.append((entry.path, child, real, inner))
         elif is_top:
@@ -149,6 +153,7 @@ def walk(
     return Listing(
         files=tuple(Path(p) for p in sorted(files)),
         errors=tuple(e for _, e in sorted(errors, key=lambda pair: pair[0])),
+        stats=stats,
     )
 
 
