@@ -44,12 +44,13 @@ import json
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from . import markup
 from .content import Post
 from .output import Artifact, make_key
-from .site import FEEDS, Site
+from .site import FEEDS, Site, utc_instant
 
 FEED_FORMAT = "feeds-4"  # part of every key: bump when this module renders the same input differently
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
@@ -182,7 +183,7 @@ def unique_updated(posts: Iterable[Post]) -> dict[str, dt.datetime]:
     """
     result: dict[str, dt.datetime] = {}
     last: dt.datetime | None = None
-    for post in sorted(posts, key=lambda p: (p.last_modified, p.date, p.slug)):
+    for post in sorted(posts, key=lambda p: (utc_instant(p.last_modified), utc_instant(p.date), p.slug)):
         when = post.last_modified.astimezone(dt.UTC).replace(microsecond=0)
         if last is not None and when <= last:
             when = last + dt.timedelta(seconds=1)
@@ -198,9 +199,11 @@ def site_uri(site: Site, path: str = "") -> str:
     return canonical_uri(site.url(path))
 
 
+@lru_cache(maxsize=8192)
 def canonical_uri(url: str) -> str:
     """`url` as the W3C validator's canonical form: lower-case scheme and host, no default port,
-    the path in NFC with non-ASCII and unsafe characters percent-encoded (upper-case hex)."""
+    the path in NFC with non-ASCII and unsafe characters percent-encoded (upper-case hex).
+    Memoised: thousands of feed documents ask for the same few URLs."""
     parts = urlsplit(url)
     scheme, netloc = parts.scheme.lower(), parts.netloc.lower()
     default_port = {"http": ":80", "https": ":443"}.get(scheme)

@@ -11,6 +11,7 @@ besides the theme's `config`; any page that extends it (the web endpoints' too) 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -28,7 +29,7 @@ from . import jsonld, markup
 from .content import Post
 from .errors import raise_all
 from .output import Artifact, make_key
-from .site import FEEDS, Page, Site, Tag, Year, paginate
+from .site import FEEDS, Page, Site, Tag, Year, paginate, utc_instant
 from .theme import Theme
 
 DESCRIPTION_CHARS = 200
@@ -150,10 +151,10 @@ def highlight_css() -> str:
     return f"/* Generated from Pygments {pygments.__version__}; do not edit. */\n{light}\n\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
 
 
-def lastmod(posts: Iterable[Post], instants: Mapping[str, float] | None = None) -> str | None:
+def lastmod(posts: Iterable[Post], instants: Mapping[str, dt.datetime] | None = None) -> str | None:
     """The newest `last_modified` of some posts, as W3C datetime; None for no posts. `instants`
-    (slug -> `last_modified` as a timestamp, made once for many pages) spares comparing aware
-    datetimes, each comparison of which asks both for their UTC offsets."""
+    (slug -> `site.utc_instant` of its `last_modified`, made once for many pages) spares
+    comparing aware datetimes."""
     if instants is None:
         newest = max((p.last_modified for p in posts), default=None)
         return newest.isoformat() if newest else None
@@ -342,7 +343,7 @@ def css_version(theme: Theme) -> str:
 
 
 def _sitemap_entries(site: Site, pages: Iterable[tuple[str, Iterable[Post]]]) -> tuple[SitemapEntry, ...]:
-    instants = {p.slug: p.last_modified.timestamp() for p in site.posts}
+    instants = {p.slug: utc_instant(p.last_modified) for p in site.posts}
     return tuple(SitemapEntry(site.url(path), lastmod(posts, instants)) for path, posts in pages)
 
 
