@@ -189,6 +189,30 @@ def test_packs_of_bodies_do_not_pile_up_as_posts_are_edited(tmp_path: Path) -> N
     assert [f.name for f in packs.iterdir()] == [Path(a.body.file or "").name] and "Edit 4." in a.html
 
 
+def test_a_pack_left_by_a_killed_build_is_swept_but_not_one_being_written(tmp_path: Path) -> None:
+    """A build killed while parsing leaves a pack no cache names: the next build that changes
+    something removes it once it is an hour old; a younger one may be another build's, running
+    now, and stays. Empty folders (the one-file-per-body cache before packs) go too."""
+    import os
+
+    load(tmp_path, {"a.md": post_text("A"), "b.md": post_text("B")})
+    config = load_config(tmp_path)
+    packs = tmp_path / ".review-press/cache/bodies"
+    [kept] = list(packs.iterdir())
+    old, young = packs / "1-dead-1.pack", packs / "2-running-2.pack"
+    old.write_bytes(b"half a body")
+    young.write_bytes(b"being written")
+    two_hours_ago = (os.stat(old).st_mtime_ns - 7200 * 10**9) / 1e9
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    (packs / "ab").mkdir()
+    load_posts(config)  # nothing changed: nothing swept (a nothing-changed build does no cleaning)
+    assert old.exists()
+    (tmp_path / "posts" / "b.md").write_text(post_text("B", body="Edited."), "utf-8")
+    load_posts(config)
+    left = {f.name for f in packs.iterdir()}
+    assert kept.name in left and young.name in left and old.name not in left and "ab" not in left
+
+
 @pytest.mark.parametrize("damage", ["delete", "truncate", "garble"])
 def test_a_body_file_deleted_or_damaged_is_rebuilt_not_a_crash(tmp_path: Path, damage: str) -> None:
     [first] = load(tmp_path, {"a.md": post_text("One", body="The body.")})

@@ -637,14 +637,28 @@ def _parse_many(jobs: list[tuple[Path, bytes, Config, str, str | None]]) -> list
     return map_forked(_parse_job, jobs, PARALLEL_FROM)
 
 
-def _forget(gone: Iterable[Post], kept: Iterable[Post]) -> None:
+ABANDONED_AFTER_NS = 3600 * 10**9  # a pack no cache names, untouched this long, was left by a killed or failed build
+
+
+def _forget(config: Config, gone: Iterable[Post], kept: Iterable[Post], now_ns: int) -> None:
     """Remove the packs that held only bodies of posts the cache no longer holds (edited,
-    renamed or deleted). A pack with one body still in use stays, so at most one old copy of
-    each post is left in packs until the posts beside it change too."""
-    for file in {p.body.file for p in gone} - {p.body.file for p in kept}:
+    renamed or deleted), and packs no cache names that were left an hour ago or more (by a build
+    killed while parsing: a pack being written by a build running now is younger), and empty
+    folders (of the one-file-per-body cache before packs). A pack with one body still in use
+    stays, so at most one old copy of each post is left in packs until the posts beside it
+    change too."""
+    live = {p.body.file for p in kept}
+    for file in {p.body.file for p in gone} - live:
         if file is not None:
             with contextlib.suppress(OSError):
                 os.unlink(file)
+    with contextlib.suppress(OSError), os.scandir(config.state_dir / "cache" / "bodies") as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    os.rmdir(entry.path)  # only when empty
+                elif entry.path not in live and entry.stat(follow_symlinks=False).st_mtime_ns < now_ns - ABANDONED_AFTER_NS:
+                    os.unlink(entry.path)
 
 
 def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
@@ -742,7 +756,7 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             by_slug[post.slug] = post
     if use_cache and (fresh.keys() != cache.posts.keys() or stamps != cache.stamps):
         _write_cache(config, _Cache(salt, fresh, stamps))
-        _forget((cache.posts[k] for k in cache.posts.keys() - fresh.keys()), fresh.values())
+        _forget(config, (cache.posts[k] for k in cache.posts.keys() - fresh.keys()), fresh.values(), now)
     posts, image_errors = resolve_posts(config, posts, use_cache=use_cache)  # their images found, checked, placed in out/
     raise_all(errors + image_errors)
     return tuple(posts)
