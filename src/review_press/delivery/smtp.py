@@ -21,11 +21,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import DeliveryError
 from ..store.ledger import Claim, Result
 from .replies import read_reply
+
+if TYPE_CHECKING:
+    from .loop import SendLoop
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -325,6 +328,11 @@ class SmtpConnection:
             raise classify(rcpt_code, _text(rcpt_text), recipient_stage=True)
         raise smtplib.SMTPDataError(data_code, data_text)
 
+    def drivable(self) -> bool:
+        """True when `loop.SendLoop` may drive this connection: a plain socket (no TLS) to a
+        server that offers PIPELINING."""
+        return not isinstance(self.client.sock, ssl.SSLSocket) and self.client.has_extn("pipelining")
+
     def _reset(self) -> None:
         with contextlib.suppress(smtplib.SMTPException, OSError):
             self.client.rset()
@@ -433,6 +441,10 @@ class Pool:
     the breaker): a later run retries it. `stop()` (Ctrl-C, SIGTERM, breaker) lets each
     connection finish the message it is sending; jobs not yet started come back as `pending`,
     as do temporary failures cut short by `stop()` alone.
+
+    A plain-socket SMTP server that offers PIPELINING gets one thread driving every connection
+    (`loop.SendLoop`: no GIL hand-off between sending threads); anything else (TLS, a server
+    without PIPELINING, the Maildir, a test's connector) gets a thread per connection.
     """
 
     def __init__(self, connector: Connector, concurrency: int, policy: Policy, limiter: RateLimiter | None = None) -> None:
@@ -446,21 +458,34 @@ class Pool:
         self.results: queue.Queue[Result] = queue.Queue()
         self.backoffs: queue.Queue[tuple[str, str]] = queue.Queue()  # (domain, its 421/450/451 reply) as they come
         first = connector.open()  # fail fast, before anything is claimed
-        self.threads = [threading.Thread(target=self._work, args=(first if i == 0 else None,), daemon=True) for i in range(concurrency)]
+        self.loop: SendLoop | None = None
+        if isinstance(first, SmtpConnection) and first.drivable():
+            from .loop import SendLoop  # the loop is built on this module's pieces
+
+            self.loop = SendLoop(self, first)
+            self.threads = [threading.Thread(target=self.loop.run, daemon=True)]
+        else:
+            self.threads = [threading.Thread(target=self._work, args=(first if i == 0 else None,), daemon=True) for i in range(concurrency)]
         for t in self.threads:
             t.start()
 
     def submit(self, job: Job) -> None:
         self.jobs.put(job)
+        if self.loop is not None:
+            self.loop.wake()
 
     def stop(self) -> None:
         """Ask every connection to finish its current message and give back the rest."""
         self.stopping.set()
+        if self.loop is not None:
+            self.loop.wake()
 
     def close(self) -> None:
         """End the threads (after the queued jobs, or at once after `stop`) and their connections."""
         for _ in self.threads:
             self.jobs.put(None)
+        if self.loop is not None:
+            self.loop.wake()
         for t in self.threads:
             t.join()
 
