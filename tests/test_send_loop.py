@@ -374,3 +374,20 @@ def test_a_tls_socket_is_left_to_the_threads() -> None:
             assert not SmtpConnection(client).drivable()
     client.esmtp_features = {}
     assert not SmtpConnection(client).drivable()
+
+
+def test_a_job_queued_after_the_loop_went_idle_wakes_it() -> None:
+    """A full loop is not woken per job (it takes the next when one finishes); one with room is."""
+    with smtp_server(Script(pipelining=True)) as (server, port):
+        pool = pool_for(port, 1)
+        pool.submit(Job(Claim(1, "r1@example.org>", "r1@example.org>", "", "<b@example.org>"), render))
+        first = pool.results.get(timeout=30)  # failed before a command went: the loop has room and sleeps
+        pool.submit(Job(claims(2)[1], render))
+        second = pool.results.get(timeout=30)
+        for c in claims(30)[2:]:
+            pool.submit(Job(c, render))
+        rest = [pool.results.get(timeout=30) for _ in range(28)]
+        pool.close()
+    assert first.status == "failed" and second.status == "sent"
+    assert {r.status for r in rest} == {"sent"}
+    assert sum(server.recipients().values()) == 29

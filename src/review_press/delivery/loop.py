@@ -89,6 +89,7 @@ class SendLoop:
         self._ring.setblocking(False)
         self.selector.register(self._bell, READ, None)
         self._woken = False
+        self.hungry = True  # it has room for a job and found none: a new one should wake it
         self.links: list[_Link] = []
         self.live: set[_Task] = set()  # every task not yet answered
         self.ready: list[_Task] = []  # tasks waiting for a connection, a token or their backoff
@@ -97,6 +98,12 @@ class SendLoop:
         self.closing = False  # `close()` was called: end once every task is answered
         self.limited_until = 0.0  # the rate limit's next token
         self._adopt(first)
+
+    def submitted(self) -> None:
+        """A job was queued: wake the loop only if it has room for it (`hungry`). A loop at
+        capacity takes it when a message finishes: no wake-up, and no GIL hand-off, a job."""
+        if self.hungry:
+            self.wake()
 
     def wake(self) -> None:
         """Wake the loop (a job, `stop` or `close`); one byte at most until it has woken."""
@@ -135,10 +142,12 @@ class SendLoop:
         answered `pending`, once the pool is halted); render each."""
         pool = self.pool
         while not self.closing and (pool.halted() or len(self.live) < pool.concurrency):
+            self.hungry = True  # before looking: a job queued after the look then wakes it
             try:
                 job = pool.jobs.get_nowait()
             except queue.Empty:
                 return
+            self.hungry = False
             if job is None:
                 self.closing = True
                 return
@@ -391,8 +400,10 @@ class SendLoop:
         pool = self.pool
         if self.closing and not self.live:
             return 0.0
-        if not self.closing and (len(self.live) < pool.concurrency or pool.halted()) and not pool.jobs.empty():
-            return 0.0
+        if not self.closing and (len(self.live) < pool.concurrency or pool.halted()):
+            self.hungry = True  # before looking, as in `_take_jobs`
+            if not pool.jobs.empty():
+                return 0.0
         times = [link.deadline for link in self.links if link.expect]
         if self.ready and (self._idle_link() is not None or len(self.links) + len(self.opening) < self.pool.concurrency):
             times.append(max(min(t.due for t in self.ready), self.limited_until))

@@ -472,7 +472,7 @@ class Pool:
     def submit(self, job: Job) -> None:
         self.jobs.put(job)
         if self.loop is not None:
-            self.loop.wake()
+            self.loop.submitted()
 
     def stop(self) -> None:
         """Ask every connection to finish its current message and give back the rest."""
