@@ -391,3 +391,15 @@ def test_a_job_queued_after_the_loop_went_idle_wakes_it() -> None:
     assert first.status == "failed" and second.status == "sent"
     assert {r.status for r in rest} == {"sent"}
     assert sum(server.recipients().values()) == 29
+
+
+def test_logged_in_sessions_are_driven_by_the_loop() -> None:
+    """AUTH stays smtplib's, on the helper threads; the loop takes each session once logged in."""
+    with smtp_server(Script(pipelining=True), auth=("ann", "right-password")) as (server, port):
+        connector = SmtpConnector("127.0.0.1", port, username="ann", password="right-password", starttls=False, timeout=5)
+        pool = Pool(connector, 3, FAST)
+        assert pool.loop is not None
+        results = drain(pool, claims(30))
+    assert {r.status for r in results.values()} == {"sent"}
+    assert server.recipients() == {f"r{i}@example.org": 1 for i in range(1, 31)}
+    assert server.sessions <= 3
