@@ -101,7 +101,7 @@ class SendLoop:
 
     def submitted(self) -> None:
         """A job was queued: wake the loop only if it has room for it (`hungry`). A loop at
-        capacity takes it when a message finishes: no wake-up, and no GIL hand-off, a job."""
+        capacity takes it when a message finishes: no wake-up (nor GIL hand-off) per job."""
         if self.hungry:
             self.wake()
 

@@ -1,5 +1,6 @@
-"""Sending: a pool of reused connections in threads, a token-bucket rate limit, retries with
-backoff and jitter, and a circuit breaker that stops a run when the server refuses everything.
+"""Sending: a pool of reused connections (one thread driving them all, `loop.SendLoop`, or a
+thread each), a token-bucket rate limit, retries with backoff and jitter, and a circuit breaker
+that stops a run when the server refuses everything.
 
 The pool knows nothing of SQLite: it takes `Job`s (a claim plus how to render it) and returns
 `ledger.Result`s. A `Connector` opens connections; `SmtpConnector` speaks SMTP through
