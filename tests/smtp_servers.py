@@ -138,9 +138,12 @@ def _authenticator(username: str, password: str) -> Any:
 
 
 @contextmanager
-def smtp_server(script: Script | None = None, *, auth: tuple[str, str] | None = None) -> Iterator[tuple[Handler, int]]:
-    """A real aiosmtpd server on 127.0.0.1 in this process: yields (handler, port)."""
-    handler = Handler(script)
+def smtp_server(
+    script: Script | None = None, *, auth: tuple[str, str] | None = None, handler: Handler | None = None
+) -> Iterator[tuple[Handler, int]]:
+    """A real aiosmtpd server on 127.0.0.1 in this process: yields (handler, port). `handler`
+    replaces the one made from `script` (a test's subclass)."""
+    handler = handler or Handler(script)
     port = free_port()
     kwargs: dict[str, Any] = {"enable_SMTPUTF8": True}
     if auth:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from review_press.delivery.replies import MAX_LINE, read_reply
+from review_press.delivery.replies import MAX_LINE, read_reply, take_reply
 
 
 @contextmanager
@@ -73,6 +73,25 @@ def smtplibs(pieces: list[bytes], count: int) -> list[object]:
         return until_failure(client.getreply, count)
 
 
+def buffered(pieces: list[bytes], count: int) -> list[object]:
+    """`take_reply` as the send loop uses it: bytes from each `recv` added to a buffer, a reply
+    taken when whole; at the hang-up a last line cut short counts, else it is a disconnection."""
+    with serving(pieces) as sock:
+        buffer, eof = bytearray(), False
+
+        def read() -> tuple[int, bytes]:
+            nonlocal eof
+            while (reply := take_reply(buffer, eof=eof)) is None:
+                if eof:
+                    raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+                data = sock.recv(65536)
+                buffer.extend(data)
+                eof = not data
+            return reply
+
+        return until_failure(read, count)
+
+
 CASES = {
     "one line": [b"250 2.0.0 ok\r\n"],
     "multi-line": [b"250-first\r\n250-second line\r\n250 last\r\n"],
@@ -97,6 +116,20 @@ CASES = {
 @pytest.mark.parametrize("pieces", CASES.values(), ids=CASES.keys())
 def test_each_reply_is_read_as_smtplib_reads_it(pieces: list[bytes]) -> None:
     assert ours(pieces, 3) == smtplibs(pieces, 3)
+
+
+@pytest.mark.parametrize("pieces", CASES.values(), ids=CASES.keys())
+def test_each_reply_taken_from_a_buffer_is_read_as_smtplib_reads_it(pieces: list[bytes]) -> None:
+    assert buffered(pieces, 3) == smtplibs(pieces, 3)
+
+
+def test_take_reply_takes_only_its_reply_and_waits_for_a_whole_one() -> None:
+    buffer = bytearray(b"250 2.1.0 ok\r\n250-queued\r\n250 as")
+    assert take_reply(buffer) == (250, b"2.1.0 ok")
+    assert take_reply(buffer) is None and buffer == bytearray(b"250-queued\r\n250 as")
+    buffer += b" X1\r\n354 go\r\n"
+    assert take_reply(buffer) == (250, b"queued\nas X1")
+    assert buffer == bytearray(b"354 go\r\n")
 
 
 def test_it_takes_only_its_reply_so_smtplib_reads_on_from_the_same_stream() -> None:

@@ -51,6 +51,26 @@ def read_reply(stream: io.BufferedReader) -> tuple[int, bytes]:
         raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from None
 
 
+def take_reply(buffer: bytearray, *, eof: bool = False) -> tuple[int, bytes] | None:
+    """The first whole reply in `buffer` (bytes received so far), removed from it, read as
+    `read_reply` reads it; None while it is incomplete. At `eof` (the server hung up) a last line
+    cut short counts as a line. For the send loop, which reads with `recv` into its own buffer."""
+    texts: list[bytes] = []
+    start = 0
+    while (end := buffer.find(b"\n", start)) >= 0:
+        line = bytes(buffer[start : end + 1])
+        start = end + 1
+        if (reply := _take(line, texts)) is not None:
+            del buffer[:start]
+            return reply
+    if len(buffer) - start > MAX_LINE:
+        raise smtplib.SMTPResponseException(500, "Line too long.")
+    if eof and start < len(buffer) and (reply := _take(bytes(buffer[start:]), texts)) is not None:
+        del buffer[:]
+        return reply
+    return None
+
+
 def _take(line: bytes, texts: list[bytes]) -> tuple[int, bytes] | None:
     """Add one line to the reply being read (`texts`); the reply when this line ends it."""
     if len(line) > MAX_LINE:

@@ -171,7 +171,7 @@ def send_campaign(
     `feedback.check`) is asked at the start and every `GUARD_EVERY` seconds: a reason stops the
     run after the messages in flight, leaving the rest pending (`paused`).
     """
-    limit = in_flight_limit(batch, len(pool.threads))
+    limit = in_flight_limit(batch, pool.concurrency)
     total = ledger.counts(store, slug)["pending"]  # once per campaign: never a count per batch
     tally = {"sent": 0, "failed": 0, "bounced": 0, "skipped": 0, "deferred": 0}
     failed: list[int] = []  # rows this run marked failed: deferred instead if the breaker trips
@@ -243,7 +243,7 @@ def send_campaign(
                     break
                 try:
                     buffer.append(pool.results.get(timeout=0.2))
-                    if outstanding - len(buffer) > len(pool.threads):  # more on the way: let them gather, one wake-up for many
+                    if outstanding - len(buffer) > pool.concurrency:  # more on the way: let them gather, one wake-up for many
                         time.sleep(GATHER)
                     while True:
                         buffer.append(pool.results.get_nowait())

@@ -1,5 +1,6 @@
-"""Sending: a pool of reused connections in threads, a token-bucket rate limit, retries with
-backoff and jitter, and a circuit breaker that stops a run when the server refuses everything.
+"""Sending: a pool of reused connections (one thread driving them all, `loop.SendLoop`, or a
+thread each), a token-bucket rate limit, retries with backoff and jitter, and a circuit breaker
+that stops a run when the server refuses everything.
 
 The pool knows nothing of SQLite: it takes `Job`s (a claim plus how to render it) and returns
 `ledger.Result`s. A `Connector` opens connections; `SmtpConnector` speaks SMTP through
@@ -21,11 +22,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import DeliveryError
 from ..store.ledger import Claim, Result
 from .replies import read_reply
+
+if TYPE_CHECKING:
+    from .loop import SendLoop
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -325,6 +329,11 @@ class SmtpConnection:
             raise classify(rcpt_code, _text(rcpt_text), recipient_stage=True)
         raise smtplib.SMTPDataError(data_code, data_text)
 
+    def drivable(self) -> bool:
+        """True when `loop.SendLoop` may drive this connection: a plain socket (no TLS) to a
+        server that offers PIPELINING."""
+        return not isinstance(self.client.sock, ssl.SSLSocket) and self.client.has_extn("pipelining")
+
     def _reset(self) -> None:
         with contextlib.suppress(smtplib.SMTPException, OSError):
             self.client.rset()
@@ -354,22 +363,27 @@ class RateLimiter:
 
     def wait(self, stop: threading.Event) -> bool:
         """Block until a message may go; False if `stop` was set meanwhile."""
-        if not self._buckets:  # no limit: nothing to count, and no lock for the sending threads to queue on
-            return True
-        while True:
-            with self._lock:
-                now, delay = self._clock(), 0.0
-                for b in self._buckets:
-                    b[2] = min(b[1], b[2] + (now - b[3]) * b[0])
-                    b[3] = now
-                    if b[2] < 1.0:
-                        delay = max(delay, (1.0 - b[2]) / b[0])
-                if delay == 0.0:
-                    for b in self._buckets:
-                        b[2] -= 1.0
-                    return True
+        while (delay := self.take()) > 0.0:
             if stop.wait(min(delay, 1.0)):
                 return False
+        return True
+
+    def take(self) -> float:
+        """Take a token if every bucket has one and return 0.0; else take nothing and return the
+        seconds until one may (the send loop's non-blocking `wait`)."""
+        if not self._buckets:  # no limit: nothing to count, and no lock for the sending threads to queue on
+            return 0.0
+        with self._lock:
+            now, delay = self._clock(), 0.0
+            for b in self._buckets:
+                b[2] = min(b[1], b[2] + (now - b[3]) * b[0])
+                b[3] = now
+                if b[2] < 1.0:
+                    delay = max(delay, (1.0 - b[2]) / b[0])
+            if delay == 0.0:
+                for b in self._buckets:
+                    b[2] -= 1.0
+        return delay
 
 
 @dataclass(frozen=True)
@@ -420,18 +434,23 @@ class Job:
 
 
 class Pool:
-    """N threads, each holding one connection for many messages. Feed `submit`, drain `results`.
+    """N connections, each carrying many messages. Feed `submit`, drain `results`.
 
     Each job comes back as one `Result`: `sent`; `bounced` (5.1.x); `failed` (any other
     permanent refusal of the reader: 5xx at RCPT or DATA); `deferred` (temporary failures to
     the last attempt, a refusal of the sender at MAIL FROM, or a temporary failure cut short by
-    the breaker): a later run retries it. `stop()` (Ctrl-C, SIGTERM, breaker) lets each thread
-    finish the message it is sending; jobs not yet started come back as `pending`, as do
-    temporary failures cut short by `stop()` alone.
+    the breaker): a later run retries it. `stop()` (Ctrl-C, SIGTERM, breaker) lets each
+    connection finish the message it is sending; jobs not yet started come back as `pending`,
+    as do temporary failures cut short by `stop()` alone.
+
+    A plain-socket SMTP server that offers PIPELINING gets one thread driving every connection
+    (`loop.SendLoop`: no GIL hand-off between sending threads); anything else (TLS, a server
+    without PIPELINING, the Maildir, a test's connector) gets a thread per connection.
     """
 
     def __init__(self, connector: Connector, concurrency: int, policy: Policy, limiter: RateLimiter | None = None) -> None:
         self.connector = connector
+        self.concurrency = concurrency
         self.policy = policy
         self.limiter = limiter or RateLimiter()
         self.breaker = Breaker(policy)
@@ -440,35 +459,51 @@ class Pool:
         self.results: queue.Queue[Result] = queue.Queue()
         self.backoffs: queue.Queue[tuple[str, str]] = queue.Queue()  # (domain, its 421/450/451 reply) as they come
         first = connector.open()  # fail fast, before anything is claimed
-        self.threads = [threading.Thread(target=self._work, args=(first if i == 0 else None,), daemon=True) for i in range(concurrency)]
+        self.loop: SendLoop | None = None
+        if isinstance(first, SmtpConnection) and first.drivable():
+            from .loop import SendLoop  # the loop is built on this module's pieces
+
+            self.loop = SendLoop(self, first)
+            self.threads = [threading.Thread(target=self.loop.run, daemon=True)]
+        else:
+            self.threads = [threading.Thread(target=self._work, args=(first if i == 0 else None,), daemon=True) for i in range(concurrency)]
         for t in self.threads:
             t.start()
 
     def submit(self, job: Job) -> None:
         self.jobs.put(job)
+        if self.loop is not None:
+            self.loop.submitted()
 
     def stop(self) -> None:
-        """Ask every thread to finish its current message and give back the rest."""
+        """Ask every connection to finish its current message and give back the rest."""
         self.stopping.set()
+        if self.loop is not None:
+            self.loop.wake()
 
     def close(self) -> None:
         """End the threads (after the queued jobs, or at once after `stop`) and their connections."""
         for _ in self.threads:
             self.jobs.put(None)
+        if self.loop is not None:
+            self.loop.wake()
         for t in self.threads:
             t.join()
+
+    def halted(self) -> bool:
+        """True once `stop()` was called or the breaker tripped: nothing new starts."""
+        return self.stopping.is_set() or self.breaker.tripped is not None
 
     def _work(self, conn: Connection | None) -> None:
         try:
             while (job := self.jobs.get()) is not None:
-                if self.stopping.is_set() or self.breaker.tripped:
+                if self.halted():
                     self.results.put(Result(job.claim.subscriber_id, "pending", token=job.claim.token))
                     continue
                 try:
                     result, conn = self._deliver(job, conn)
                 except Exception as exc:  # a bug must not strand the run: report it against the message
-                    error = f"internal error: {exc.__class__.__name__}"
-                    result = Result(job.claim.subscriber_id, "failed", attempts=1, error=error, token=job.claim.token)
+                    result = self.internal_error(job, exc)
                     if conn is not None:
                         conn.close()
                         conn = None
@@ -477,18 +512,25 @@ class Pool:
             if conn is not None:
                 conn.close()
 
-    def _deliver(self, job: Job, conn: Connection | None) -> tuple[Result, Connection | None]:
+    def render(self, job: Job) -> Envelope | Result:
+        """The job's envelope, or its final `Result` when there is nothing to send or it cannot be built."""
         sid, token = job.claim.subscriber_id, job.claim.token  # every result carries its claim's token: the fence
         try:
-            envelope = job.render(job.claim)
+            return job.render(job.claim)
         except NothingToSend as exc:
-            return Result(sid, "skipped", error=str(exc), token=token), conn
+            return Result(sid, "skipped", error=str(exc), token=token)
         except (DeliveryError, ValueError) as exc:
-            return Result(sid, "failed", error=f"cannot build the message: {exc}", token=token), conn
+            return Result(sid, "failed", error=f"cannot build the message: {exc}", token=token)
+
+    def _deliver(self, job: Job, conn: Connection | None) -> tuple[Result, Connection | None]:
+        envelope = self.render(job)
+        if isinstance(envelope, Result):
+            return envelope, conn
+        sid, token = job.claim.subscriber_id, job.claim.token
         last, warned = "", False
         for attempt in range(1, self.policy.max_attempts + 1):
             if not self.limiter.wait(self.stopping):
-                return self._cut_short(sid, token, attempt - 1, last), conn
+                return self.cut_short(job, attempt - 1, last), conn
             try:
                 if conn is None:
                     conn = self.connector.open()
@@ -501,31 +543,50 @@ class Pool:
                 self.breaker.record(True)
                 return Result(sid, "sent", attempts=attempt, reply=reply, token=token), conn
             last = error.reply
-            if error.temporary and not warned and error.reply[:3] in BACKOFF_CODES:  # told at once, not after the retries
-                self.backoffs.put((envelope.recipient.rpartition("@")[2].lower(), error.reply))
-                warned = True
+            warned = self.warn(envelope, error, warned)
             if error.reconnect and conn is not None:
                 conn.close()
                 conn = None
-            self.breaker.record(error.bounce, error.reply)
-            if not error.temporary:
-                if error.sender:  # the server refused the sender, not this reader: a later run retries
-                    return Result(sid, "deferred", attempts=attempt, error=f"the sender was refused: {error.reply}", token=token), conn
-                return Result(sid, "bounced" if error.bounce else "failed", attempts=attempt, error=error.reply, token=token), conn
-            if attempt == self.policy.max_attempts:
-                break
-            delay = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (attempt - 1))
-            if self.stopping.wait(random.uniform(delay / 2, delay)) or self.breaker.tripped:
-                return self._cut_short(sid, token, attempt, last), conn
-        return Result(
-            sid,
-            "deferred",
-            attempts=self.policy.max_attempts,
-            error=f"gave up after {self.policy.max_attempts} attempts: {last}",
-            token=token,
-        ), conn
+            if (result := self.failed(job, attempt, error)) is not None:
+                return result, conn
+            if self.stopping.wait(self.retry_delay(attempt)) or self.breaker.tripped:
+                return self.cut_short(job, attempt, last), conn
+        raise AssertionError("unreachable: the last attempt's failure is final")
 
-    def _cut_short(self, sid: int, token: str, attempts: int, error: str) -> Result:
+    def warn(self, envelope: Envelope, error: SendError, warned: bool) -> bool:
+        """Report the recipient's domain on `backoffs` at its first 421/450/451 (told at once, not
+        after the retries); whether it has been reported."""
+        if error.temporary and not warned and error.reply[:3] in BACKOFF_CODES:
+            self.backoffs.put((envelope.recipient.rpartition("@")[2].lower(), error.reply))
+            return True
+        return warned
+
+    def failed(self, job: Job, attempt: int, error: SendError) -> Result | None:
+        """Count a failed attempt with the breaker; the job's final `Result`, or None to retry it."""
+        sid, token = job.claim.subscriber_id, job.claim.token
+        self.breaker.record(error.bounce, error.reply)
+        if not error.temporary:
+            if error.sender:  # the server refused the sender, not this reader: a later run retries
+                return Result(sid, "deferred", attempts=attempt, error=f"the sender was refused: {error.reply}", token=token)
+            return Result(sid, "bounced" if error.bounce else "failed", attempts=attempt, error=error.reply, token=token)
+        if attempt >= self.policy.max_attempts:
+            error_text = f"gave up after {self.policy.max_attempts} attempts: {error.reply}"
+            return Result(sid, "deferred", attempts=self.policy.max_attempts, error=error_text, token=token)
+        return None
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait before the attempt after `attempt`: exponential backoff with jitter."""
+        delay = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (attempt - 1))
+        return random.uniform(delay / 2, delay)
+
+    def cut_short(self, job: Job, attempts: int, error: str) -> Result:
         """A message whose retries were cut short: `deferred` when the breaker tripped after it had
         failed (the server refuses everything; a later run retries it), else back to `pending`."""
-        return Result(sid, "deferred" if attempts and self.breaker.tripped else "pending", attempts=attempts, error=error, token=token)
+        status = "deferred" if attempts and self.breaker.tripped else "pending"
+        return Result(job.claim.subscriber_id, status, attempts=attempts, error=error, token=job.claim.token)
+
+    @staticmethod
+    def internal_error(job: Job, exc: Exception) -> Result:
+        """A bug must not strand the run: the message is reported failed, naming the exception's class."""
+        error = f"internal error: {exc.__class__.__name__}"
+        return Result(job.claim.subscriber_id, "failed", attempts=1, error=error, token=job.claim.token)
