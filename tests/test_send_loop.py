@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from review_press.delivery.smtp import Envelope, Job, Policy, Pool, SmtpConnector
+from review_press.delivery.pool import Pool
+from review_press.delivery.smtp import Envelope, Job, Policy, SmtpConnector
 from review_press.store.ledger import Claim, Result
 from smtp_servers import Handler, Script, fast_recording_server, received, smtp_server
 

@@ -9,7 +9,8 @@ import time
 import pytest
 
 import smtp_servers
-from review_press.delivery.smtp import Breaker, Envelope, Job, Policy, Pool, RateLimiter, SmtpConnector, classify
+from review_press.delivery.pool import Pool
+from review_press.delivery.smtp import Breaker, Envelope, Job, Policy, RateLimiter, SmtpConnector, classify
 from review_press.errors import DeliveryError
 from review_press.store.ledger import Claim, Result
 from smtp_servers import Script, smtp_server

@@ -33,8 +33,9 @@ from .campaigns import (
 from .config import Config, load_config
 from .content import Post, load_posts
 from .delivery.connect import connector_for
+from .delivery.pool import Pool
 from .delivery.run import CampaignRun, Progress, StopRequest, send_campaign, stop_on_signals
-from .delivery.smtp import Connector, Policy, Pool, RateLimiter
+from .delivery.smtp import Connector, Policy, RateLimiter
 from .errors import DeliveryError, PressError
 from .forked import when_parent_is_gone
 from .identity import Refusal

@@ -34,7 +34,7 @@ from .replies import take_reply
 from .smtp import _PIPELINE_OK, Envelope, Job, SendError, SmtpConnection, _describe, _path, _stuffed, _text, classify
 
 if TYPE_CHECKING:
-    from .smtp import Pool
+    from .pool import Pool
 
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 CLOSED = "Connection unexpectedly closed"  # smtplib's words for a hang-up, as the threads report it

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..store import Store, ledger
-from .smtp import Envelope, Job, Pool
+from .pool import Pool
+from .smtp import Envelope, Job
 
 SETTLE_EVERY = 0.5  # seconds: results never wait longer than this to be committed
 QUOTA_WAIT = 0.05  # seconds between asks when the shared rate limit is used up for now
