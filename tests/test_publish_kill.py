@@ -21,14 +21,18 @@ from review_press.delivery.run import in_flight_limit
 from review_press.newsletter import campaign_message_id
 from review_press.store import open_store
 from review_press.tokens import site_secret
-from smtp_servers import received, recording_server
+from smtp_servers import fast_recording_server, received, recording_server
 
 CONCURRENCY = 2
+# aiosmtpd without PIPELINING: a sending thread per connection; the fast sink offers PIPELINING:
+# one thread drives every connection (`delivery.loop.SendLoop`). Each path is killed.
+SERVERS = pytest.mark.parametrize("server", [recording_server, fast_recording_server], ids=["threads", "send-loop"])
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_points_then_resume_misses_no_one(make_site: Callable[..., Path], tmp_path: Path) -> None:
-    with recording_server(tmp_path) as (port, record):
+@SERVERS
+def test_kill_9_at_random_points_then_resume_misses_no_one(make_site: Callable[..., Path], tmp_path: Path, server: Callable) -> None:
+    with server(tmp_path) as (port, record):
         root = make_site(POSTS, NEWSLETTER + smtp_table(port) + "rate_per_second = 500\n")
         with open_store(load_config(root)) as store:
             ids = [store.add(f"reader{i}@example.org").id for i in range(400)]
@@ -57,11 +61,12 @@ def test_kill_9_at_random_points_then_resume_misses_no_one(make_site: Callable[.
 
 
 @pytest.mark.slow
+@SERVERS
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_a_signalled_real_publish_process_stops_cleanly_and_duplicates_nothing(
-    make_site: Callable[..., Path], tmp_path: Path, signum: signal.Signals, code: int
+    make_site: Callable[..., Path], tmp_path: Path, signum: signal.Signals, code: int, server: Callable
 ) -> None:
-    with recording_server(tmp_path) as (port, record):
+    with server(tmp_path) as (port, record):
         root = make_site(POSTS, NEWSLETTER + smtp_table(port) + "rate_per_second = 300\n")
         with open_store(load_config(root)) as store:
             ids = [store.add(f"reader{i}@example.org").id for i in range(300)]
