@@ -176,3 +176,12 @@ def test_a_build_with_nothing_to_write_still_prunes_what_does_not_belong(tmp_pat
     left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
     assert left == [".well-known", ".well-known/security.txt", "index.html", "posts", "posts/a", "posts/a/index.html"]
     assert write_output(out, arts, manifest).removed == ()
+
+
+def test_a_file_where_another_output_needs_a_folder_names_the_outermost_file() -> None:
+    errors = [str(e) for e in check_paths([art("a", b""), art("a/b", b""), art("a/b/c.html", b""), art("x/y.html", b"")])]
+    assert errors == [
+        "test writes out/a, where test needs a folder (rename one of them)",
+        "test writes out/a, where test needs a folder (rename one of them)",
+    ]
+    assert check_paths([art("feed.xml", b""), art("feed.xml/index.html", b"")]) and not check_paths([art("a/b.html", b"")])

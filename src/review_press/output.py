@@ -76,7 +76,11 @@ def check_paths(artifacts: Iterable[Artifact]) -> list[PressError]:
         else:
             seen[art.path.casefold()] = art
     for folded, art in seen.items():  # a file where another output needs a folder (`feed.xml` and `feed.xml/index.html`)
-        if (other := next((seen[f] for f in folders_of(folded) if f in seen), None)) is not None:
+        other, folder = None, folded.rpartition("/")[0]
+        while folder:  # up from its own folder: the outermost such file is the one named
+            other = seen.get(folder, other)
+            folder = folder.rpartition("/")[0]
+        if other is not None:
             errors.append(
                 BuildError(f"{other.origin} writes out/{other.path}, where {art.origin} needs a folder", hint="rename one of them")
             )

@@ -77,7 +77,8 @@ def plan_redirects(
 ) -> tuple[list[Artifact], list[PressError]]:
     """Redirect pages for `redirects` that no other artifact (`taken`: out/ paths) occupies."""
     arts, errors = [], []
-    folders = {folder for p in taken for folder in folders_of(p)}
+    redirects = list(redirects)
+    folders = {folder for p in taken for folder in folders_of(p)} if redirects else set()  # most sites have no redirect
     for r in redirects:
         path = out_path(r.path)
         folded = path.casefold()
