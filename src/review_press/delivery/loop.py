@@ -128,10 +128,10 @@ class SendLoop:
                 return
             self._start()
             for key, mask in self.selector.select(self._timeout()):
-                if key.data is None:
-                    self._woken = False
+                if key.data is None:  # drain, then clear: a wake-up in between is seen by this turn's look
                     with contextlib.suppress(BlockingIOError):
                         self._bell.recv(4096)
+                    self._woken = False
                 else:
                     self._safely(key.data, self._service, key.data, mask)
             self._opened()
@@ -388,10 +388,16 @@ class SendLoop:
         link.conn.client.close()
 
     def _expire(self) -> None:
-        """Connections whose server took longer than `timeout` over a reply."""
+        """Connections whose server took longer than `timeout` over a reply. The loop may have
+        been busy past a deadline (smtplib's blocking dialogue, a render): what came meanwhile is
+        read first, so a reply that arrived in time is never taken for a timeout (and its
+        message sent again)."""
         now = time.monotonic()
         for link in [link for link in self.links if link.expect and link.deadline <= now]:
-            self._safely(link, self._lost, link, "timed out")
+            if link.sock is not None:
+                self._safely(link, self._service, link, READ)
+            if not link.closed and link.expect and link.deadline <= now:
+                self._safely(link, self._lost, link, "timed out")
 
     def _timeout(self) -> float | None:
         """How long `select` may wait: not at all when a task finished without touching a socket

@@ -1,0 +1,154 @@
+"""Adversarial review of the send loop (`delivery.loop.SendLoop`) against real loopback servers:
+wake-ups that race with the loop, a reply that came in time while the loop was busy elsewhere,
+replies cut, coalesced and split, bodies that need dot-stuffing. What each server received is
+compared with the `Result`s; a wait below only bounds how long a broken client can hang a test."""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+
+from review_press.delivery.pool import Pool
+from review_press.delivery.smtp import Job, Policy
+from review_press.store.ledger import Result
+from smtp_servers import Script, smtp_server
+from test_send_loop import claims, drain, greet, pool_for, quit_, render, until
+
+FAST = Policy(max_attempts=3, backoff_base=0.01, backoff_cap=0.05, window=1000, min_samples=1000)
+
+
+@contextmanager
+def concurrent_server(*sessions: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A loopback server running each session function on its own thread, in the order the
+    connections arrive (unlike `raw_server`, one session does not wait for the previous one)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    threads: list[threading.Thread] = []
+
+    def run(session: Callable[[socket.socket], None], conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            with suppress(OSError):
+                session(conn)
+
+    listener.settimeout(0.05)
+    done = threading.Event()
+
+    def serve() -> None:
+        for session in sessions:
+            while not done.is_set():
+                try:
+                    conn, _ = listener.accept()
+                    break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+            else:
+                return
+            t = threading.Thread(target=run, args=(session, conn), daemon=True)
+            t.start()
+            threads.append(t)
+        listener.close()
+
+    acceptor = threading.Thread(target=serve, daemon=True)
+    acceptor.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        done.set()
+        acceptor.join(10)
+        listener.close()
+        for t in threads:
+            t.join(10)
+
+
+class RacingBell:
+    """Stands in for the loop's wake-up socket: the first time the loop drains it, another
+    thread's `wake()` lands just before (as a submit, `stop` or `close` may, at any instant)."""
+
+    def __init__(self, pool: Pool) -> None:
+        assert pool.loop is not None
+        self.loop, self.real, self.raced = pool.loop, pool.loop._bell, False
+
+    def recv(self, size: int) -> bytes:
+        if not self.raced:
+            self.raced = True
+            self.loop.wake()
+        return self.real.recv(size)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_a_wake_up_landing_while_the_loop_drains_its_bell_is_not_lost_forever() -> None:
+    """The loop cleared its `_woken` flag before draining the bell: a wake-up in between had its
+    byte drained with the old one and left the flag set, so no later wake-up (a job, `stop`,
+    `close`) ever sent a byte again and an idle loop slept in `select` for ever."""
+    with smtp_server(Script(pipelining=True)) as (server, port):
+        pool = pool_for(port, 1)
+        assert pool.loop is not None
+        pool.loop._bell = RacingBell(pool)  # type: ignore[assignment]
+        items = claims(2)
+        pool.submit(Job(items[0], render))
+        first = pool.results.get(timeout=30)
+        pool.submit(Job(items[1], render))  # the loop is idle, waiting in `select`: this must wake it
+        try:
+            second: Result | None = pool.results.get(timeout=10)
+        except queue.Empty:
+            second = None
+            pool.loop._ring.send(b"\0")  # unstick it, so that the test can end
+        pool.close()
+    assert first.status == "sent"
+    assert second is not None and second.status == "sent"
+    assert server.recipients() == {"r1@example.org": 1, "r2@example.org": 1}
+
+
+def test_a_reply_that_came_in_time_while_the_loop_was_busy_is_not_a_timeout() -> None:
+    """The loop blocks in smtplib for a connection that no longer offers PIPELINING (each reply
+    within the timeout, the whole dialogue longer than it). Meanwhile the other server accepts
+    its message with 250, well in time; the loop must read that 250 before it declares the
+    reply overdue, not call it a timeout and send the message again on a new connection."""
+    timeout = 1.0
+    body_in, mail_in = threading.Event(), threading.Event()
+    delivered: list[bytes] = []
+
+    def pipelined(conn: socket.socket) -> None:  # the connection Pool() opens first: message 1
+        greet(conn)
+        until(conn, b"DATA\r\n")
+        conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+        delivered.append(until(conn, b"\r\n.\r\n"))
+        body_in.set()
+        mail_in.wait(10)  # the loop is now inside smtplib's dialogue with the other server
+        conn.sendall(b"250 2.0.0 queued as S1\r\n")
+        quit_(conn)
+
+    def slow(conn: socket.socket) -> None:  # message 2, no PIPELINING: smtplib, blocking, on the loop's thread
+        body_in.wait(10)
+        conn.sendall(b"220 slow ESMTP\r\n")
+        until(conn, b"\r\n")
+        conn.sendall(b"250-slow\r\n250 8BITMIME\r\n")
+        for i, reply in enumerate((b"250 2.1.0 ok\r\n", b"250 2.1.5 ok\r\n", b"354 go\r\n", b"250 2.0.0 queued as S2\r\n")):
+            until(conn, b"\r\n.\r\n" if i == 3 else b"\r\n")
+            mail_in.set()
+            threading.Event().wait(0.7 * timeout)  # each reply in time; all four, more than the timeout
+            conn.sendall(reply)
+        quit_(conn)
+
+    def again(conn: socket.socket) -> None:  # a retry of message 1 would come here
+        greet(conn)
+        until(conn, b"DATA\r\n")
+        conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+        delivered.append(until(conn, b"\r\n.\r\n"))
+        conn.sendall(b"250 2.0.0 queued as S3\r\n")
+        quit_(conn)
+
+    with concurrent_server(pipelined, slow, again) as port:
+        pool = pool_for(port, 2, timeout=timeout)
+        assert pool.loop is not None
+        results = drain(pool, claims(2))
+    assert (results[1].status, results[1].attempts, results[1].reply) == ("sent", 1, "250 2.0.0 queued as S1")
+    assert (results[2].status, results[2].reply) == ("sent", "250 2.0.0 queued as S2")
+    assert len(delivered) == 1  # message 1 reached a server once
