@@ -152,3 +152,43 @@ def test_a_reply_that_came_in_time_while_the_loop_was_busy_is_not_a_timeout() ->
     assert (results[1].status, results[1].attempts, results[1].reply) == ("sent", 1, "250 2.0.0 queued as S1")
     assert (results[2].status, results[2].reply) == ("sent", "250 2.0.0 queued as S2")
     assert len(delivered) == 1  # message 1 reached a server once
+
+
+def honest(log: list[tuple[bytes, bytes]], after_body: bytes = b"") -> Callable[[socket.socket], None]:
+    """A session that takes every message (MAIL, RCPT and DATA read however they come, RSET and
+    QUIT answered), logging (commands, body) of each; `after_body` follows each 250 for a body."""
+
+    def session(conn: socket.socket) -> None:
+        greet(conn)
+        while got := until(conn, b"\r\n"):
+            if got.upper().startswith(b"QUIT"):
+                conn.sendall(b"221 bye\r\n")
+                return
+            if got.upper().startswith(b"RSET"):
+                conn.sendall(b"250 ok\r\n")
+                continue
+            if b"DATA\r\n" not in got:
+                got += until(conn, b"DATA\r\n")
+            conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+            log.append((got, until(conn, b"\r\n.\r\n")))
+            conn.sendall(b"250 2.0.0 queued\r\n" + after_body)
+
+    return session
+
+
+def test_a_reply_nobody_asked_for_after_the_body_reply_does_not_put_the_next_message_out_of_step() -> None:
+    """A server that follows its 250 for a body with another reply (unasked for, in the same
+    segment). The loop kept that reply and took it for the next message's MAIL reply, so every
+    reply after it was one off: RCPT's 250 read as DATA's was a refusal (`failed`, with reply
+    "250 2.1.5 ok"), and the RSET that followed went into the body the server had opened: r2
+    got a message that was only "RSET" and never their own. A connection that says more than
+    it was asked is out of step: it closes, and the next message goes on a new one."""
+    log: list[tuple[bytes, bytes]] = []
+    with concurrent_server(*[honest(log, after_body=b"250 2.0.0 and again\r\n")] * 3) as port:
+        results = drain(pool_for(port, 1), claims(3))
+    assert {sid: (r.status, r.attempts) for sid, r in results.items()} == {i: ("sent", 1) for i in (1, 2, 3)}
+    assert [(commands.split(b"RCPT TO:")[1][:16], b"Message-ID: <m%d@" % i in body) for i, (commands, body) in enumerate(log, 1)] == [
+        (b"<r1@example.org>", True),
+        (b"<r2@example.org>", True),
+        (b"<r3@example.org>", True),
+    ]

@@ -323,6 +323,8 @@ class SendLoop:
             self._after_commands(link, replies)
         elif stage == "body":
             self._after_body(link, replies)
+        if link.inbox and link.idle():  # more than was asked for came with the last reply: this connection is out of step
+            self._drop(link)
 
     def _after_commands(self, link: _Link, replies: list[tuple[int, bytes]]) -> None:
         """The replies to MAIL, RCPT and DATA: the body goes, or the refusal is classified (an
