@@ -192,3 +192,21 @@ def test_a_reply_nobody_asked_for_after_the_body_reply_does_not_put_the_next_mes
         (b"<r2@example.org>", True),
         (b"<r3@example.org>", True),
     ]
+
+
+def test_a_reply_to_the_body_before_the_body_was_sent_is_not_taken_for_its_acceptance() -> None:
+    """A server that sends a 250 right behind its 354, before it has a byte of the body, then
+    hangs up without reading it. The loop sent the body into the dying socket and read that 250
+    as the body's: `sent` for a message the server never had. Nothing past the 354 is awaited
+    then; the connection is out of step, and the message goes again on a new one."""
+    log: list[tuple[bytes, bytes]] = []
+
+    def premature(conn: socket.socket) -> None:
+        greet(conn)
+        until(conn, b"DATA\r\n")
+        conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n250 2.0.0 queued before the body\r\n")
+
+    with concurrent_server(premature, honest(log)) as port:
+        results = drain(pool_for(port, 1), claims(1))
+    assert (results[1].status, results[1].attempts, results[1].reply) == ("sent", 2, "250 2.0.0 queued")
+    assert len(log) == 1 and b"Message-ID: <m1@example.org>" in log[0][1]

@@ -333,6 +333,9 @@ class SendLoop:
         assert task is not None
         (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = replies
         if mail_code == 250 and rcpt_code in (250, 251) and data_code == 354:
+            if link.inbox:  # a reply before the body went: it cannot be the body's, and would be taken for it
+                self._lost(link, "a reply came before the message was sent")
+                return
             self._ask(link, "body", _stuffed(task.envelope.data), 1)
             return
         if mail_code != 250:
