@@ -210,3 +210,24 @@ def test_a_reply_to_the_body_before_the_body_was_sent_is_not_taken_for_its_accep
         results = drain(pool_for(port, 1), claims(1))
     assert (results[1].status, results[1].attempts, results[1].reply) == ("sent", 2, "250 2.0.0 queued")
     assert len(log) == 1 and b"Message-ID: <m1@example.org>" in log[0][1]
+
+
+def test_a_reply_of_endless_lines_is_cut_off_not_rescanned_until_it_ends() -> None:
+    """A reply of many short continuation lines (each within smtplib's line limit) grew the
+    connection's buffer without bound, and each `recv` rescanned all of it from its start on
+    the one thread every connection shares (2.8 MB of them held the loop over ten seconds). A
+    connection whose replies grow past `MAX_INBOX` unfinished is lost, and the message retried."""
+    log: list[tuple[bytes, bytes]] = []
+
+    def chatty(conn: socket.socket) -> None:
+        greet(conn)
+        until(conn, b"DATA\r\n")
+        conn.sendall(b"250-2.1.0 and more\r\n" * 20_000 + b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+        until(conn, b"\r\n.\r\n")
+        conn.sendall(b"250 2.0.0 queued\r\n")
+        quit_(conn)
+
+    with concurrent_server(chatty, honest(log)) as port:
+        results = drain(pool_for(port, 1), claims(1))
+    assert (results[1].status, results[1].attempts) == ("sent", 2)
+    assert len(log) == 1

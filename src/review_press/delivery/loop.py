@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 CLOSED = "Connection unexpectedly closed"  # smtplib's words for a hang-up, as the threads report it
+MAX_INBOX = 1 << 16  # bytes received without the replies awaited being complete: each recv rescans them all
 
 
 class _Task:
@@ -302,6 +303,8 @@ class SendLoop:
         link.inbox += data
         link.deadline = time.monotonic() + self.timeout
         self._read(link, eof=False)
+        if link.expect and len(link.inbox) > MAX_INBOX:  # a reply of endless lines would stall every connection
+            self._lost(link, "reply too long")
 
     def _read(self, link: _Link, *, eof: bool) -> None:
         """Take the replies awaited from what came; when all are in, the step of their stage."""
