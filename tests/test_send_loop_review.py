@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 from review_press.delivery.pool import Pool
-from review_press.delivery.smtp import Job, Policy
+from review_press.delivery.smtp import Envelope, Job, Policy, _stuffed
 from review_press.store.ledger import Result
 from smtp_servers import Script, smtp_server
 from test_send_loop import claims, drain, greet, pool_for, quit_, render, until
@@ -231,3 +231,26 @@ def test_a_reply_of_endless_lines_is_cut_off_not_rescanned_until_it_ends() -> No
         results = drain(pool_for(port, 1), claims(1))
     assert (results[1].status, results[1].attempts) == ("sent", 2)
     assert len(log) == 1
+
+
+def test_a_250_before_the_whole_body_was_written_is_not_an_acceptance() -> None:
+    """A server that says 250 after the first 100 KB of an 8 MB body (and reads on). The loop
+    wrote the body as the socket drained and took that 250 as the body's: `sent` for a message
+    the server answered before it had it. Only a 250 after the last byte (the end of data)
+    counts; an earlier one puts the connection out of step, and the message goes again."""
+    big = b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * 8000
+    log: list[tuple[bytes, bytes]] = []
+
+    def hasty(conn: socket.socket) -> None:
+        greet(conn)
+        until(conn, b"DATA\r\n")
+        conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+        until(conn, b"\r\n.\r\n", limit=100_000)
+        conn.sendall(b"250 2.0.0 queued before the end\r\n")
+        until(conn, b"\r\n.\r\n")
+        quit_(conn)
+
+    with concurrent_server(hasty, honest(log)) as port:
+        results = drain(pool_for(port, 1), claims(1), render=lambda c: Envelope("a@example.org", c.envelope, big))
+    assert (results[1].status, results[1].attempts, results[1].reply) == ("sent", 2, "250 2.0.0 queued")
+    assert [body for _, body in log] == [_stuffed(big)]

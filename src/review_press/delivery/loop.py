@@ -353,6 +353,9 @@ class SendLoop:
         task = link.task
         assert task is not None
         code, text = replies[0]
+        if code == 250 and link.out is not None:  # "accepted" before it had the whole message: not an acceptance
+            self._lost(link, "the server answered before the end of the message")
+            return
         if code == 250:
             link.task = None
             self._sent(task, f"{code} {_text(text)}")
