@@ -254,3 +254,118 @@ def test_a_250_before_the_whole_body_was_written_is_not_an_acceptance() -> None:
         results = drain(pool_for(port, 1), claims(1), render=lambda c: Envelope("a@example.org", c.envelope, big))
     assert (results[1].status, results[1].attempts, results[1].reply) == ("sent", 2, "250 2.0.0 queued")
     assert [body for _, body in log] == [_stuffed(big)]
+
+
+def test_dot_stuffing_is_exact_and_replies_cut_byte_by_byte_or_in_many_lines_are_read_whole() -> None:
+    """Bodies of lines that are only dots, CRLF.CRLF inside, a leading dot, no final CRLF; each
+    reply sent a byte at a time, and as several lines (250-...). What the server received,
+    un-stuffed, is each body exactly (with the CRLF the end of data needs)."""
+    bodies = [b".", b"..\r\n", b"\r\n.\r\n", b".\r\n.\r\n.", b"a\r\n.\r\n.\r\nb\r\n..\r\n", b"x\r\n.", b"\r\n..\r\n.\r\n.x\r\n"]
+    got: list[bytes] = []
+
+    def dribble(conn: socket.socket, data: bytes) -> None:
+        for i in range(len(data)):
+            conn.sendall(data[i : i + 1])
+
+    def session(conn: socket.socket) -> None:
+        greet(conn)
+        for _ in bodies:
+            until(conn, b"DATA\r\n")
+            dribble(conn, b"250-2.1.0 ok\r\n250 and more\r\n250 2.1.5 ok\r\n354 go\r\n")
+            got.append(until(conn, b"\r\n.\r\n"))
+            dribble(conn, b"250-2.0.0 queued\r\n250 as X\r\n")
+        quit_(conn)
+
+    with concurrent_server(session) as port:
+        results = drain(
+            pool_for(port, 1), claims(len(bodies)), render=lambda c: Envelope("a@example.org", c.envelope, bodies[c.subscriber_id - 1])
+        )
+    assert {r.status for r in results.values()} == {"sent"} and {r.reply for r in results.values()} == {"250 2.0.0 queued as X"}
+
+    def unstuffed(wire: bytes) -> bytes:
+        assert wire.endswith(b"\r\n.\r\n")
+        return b"\r\n".join(line[1:] if line.startswith(b".") else line for line in wire[:-3].split(b"\r\n"))
+
+    assert [unstuffed(wire) for wire in got] == [b if b.endswith(b"\r\n") else b + b"\r\n" for b in bodies]
+
+
+def test_many_connections_where_some_die_each_message_accepted_once_and_reported_as_it_was() -> None:
+    """Eight connections to a server that, at random (seeded), says 421 and hangs up, refuses
+    MAIL with 451, hangs up after the commands, in the middle of a body or before the body's
+    reply, answers 451 to a body, says 421 right behind a 250, or hangs up after one; replies
+    come whole or a byte at a time. Every message the server accepted (its 250 went out) is
+    reported `sent`, once; no other is; none is accepted twice."""
+    import random
+    import re
+    from collections import Counter
+
+    rnd, lock = random.Random(20261130), threading.Lock()
+    accepted: Counter[str] = Counter()
+
+    def session(conn: socket.socket) -> None:
+        with lock:
+            r = random.Random(rnd.random())
+        greet(conn)
+        while got := until(conn, b"\r\n"):
+            if got.upper().startswith(b"QUIT"):
+                conn.sendall(b"221 bye\r\n")
+                return
+            if got.upper().startswith(b"RSET"):
+                conn.sendall(b"250 ok\r\n")
+                continue
+            if b"DATA\r\n" not in got:
+                got += until(conn, b"DATA\r\n")
+            found = re.search(rb"RCPT TO:<([^>]*)>", got)
+            assert found is not None
+            x, y = r.random(), r.random()
+            if x < 0.05:
+                conn.sendall(b"421 4.3.2 bye\r\n")
+                return
+            if x < 0.10:
+                conn.sendall(b"451 4.3.0 not now\r\n503 no sender\r\n503 no recipient\r\n")
+                continue
+            if x < 0.13:
+                return
+            replies = b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"
+            for piece in [replies[i : i + 1] for i in range(len(replies))] if x < 0.3 else [replies]:
+                conn.sendall(piece)
+            if y < 0.05:
+                conn.recv(10)
+                return
+            until(conn, b"\r\n.\r\n")
+            if y < 0.10:
+                conn.sendall(b"451 4.3.0 later\r\n")
+                continue
+            if y < 0.13:
+                return
+            with lock:
+                accepted[found.group(1).decode()] += 1
+            conn.sendall(b"250 2.0.0 ok\r\n" + (b"421 4.3.2 closing\r\n" if y < 0.18 else b""))
+            if y < 0.25:
+                return
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(10)
+            threading.Thread(target=lambda c=conn: (session(c), c.close()), daemon=True).start()
+
+    acceptor = threading.Thread(target=serve, daemon=True)
+    acceptor.start()
+    try:
+        policy = Policy(max_attempts=6, backoff_base=0.01, backoff_cap=0.05, window=1000, min_samples=1000)
+        results = drain(pool_for(listener.getsockname()[1], 8, policy), claims(200))
+    finally:
+        done.set()
+        acceptor.join(10)
+        listener.close()
+    sent = Counter(f"r{sid}@example.org" for sid, r in results.items() if r.status == "sent")
+    assert sent == accepted
+    assert {r.status for r in results.values()} <= {"sent", "deferred"}
