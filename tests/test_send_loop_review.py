@@ -369,3 +369,27 @@ def test_many_connections_where_some_die_each_message_accepted_once_and_reported
     sent = Counter(f"r{sid}@example.org" for sid, r in results.items() if r.status == "sent")
     assert sent == accepted
     assert {r.status for r in results.values()} <= {"sent", "deferred"}
+
+
+def test_a_server_dripping_a_reply_byte_by_byte_times_out_as_a_whole() -> None:
+    """A server that sends its reply to MAIL a byte every 0.3 s with a 1 s timeout. Each byte
+    gave the connection a new deadline, so a server dripping bytes (or endless lines) held a
+    message for ever. The timeout bounds each whole reply; the message goes again elsewhere."""
+    log: list[tuple[bytes, bytes]] = []
+    stop = threading.Event()
+
+    def dripping(conn: socket.socket) -> None:
+        greet(conn)
+        until(conn, b"DATA\r\n")
+        for byte in b"250-2.1.0 " + b"o" * 200 + b"k\r\n":
+            if stop.wait(0.3):
+                return
+            conn.sendall(bytes([byte]))
+
+    try:
+        with concurrent_server(dripping, honest(log)) as port:
+            results = drain(pool_for(port, 1, timeout=1.0), claims(1))
+    finally:
+        stop.set()
+    assert (results[1].status, results[1].attempts, results[1].reply) == ("sent", 2, "250 2.0.0 queued")
+    assert len(log) == 1

@@ -300,8 +300,7 @@ class SendLoop:
         if not link.expect:  # something unasked for (a 421 before it hangs up): this connection is done
             self._drop(link)
             return
-        link.inbox += data
-        link.deadline = time.monotonic() + self.timeout
+        link.inbox += data  # no new deadline for a part of a reply: a server dripping bytes would never time out
         self._read(link, eof=False)
         if link.expect and len(link.inbox) > MAX_INBOX:  # a reply of endless lines would stall every connection
             self._lost(link, "reply too long")
@@ -318,6 +317,7 @@ class SendLoop:
                 return
             link.replies.append(reply)
             link.expect -= 1
+            link.deadline = time.monotonic() + self.timeout  # each reply whole within the timeout
         if link.closed or link.expect:
             return
         stage, replies = link.stage, link.replies
