@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 CLOSED = "Connection unexpectedly closed"  # smtplib's words for a hang-up, as the threads report it
+MAX_INBOX = 1 << 16  # bytes received without the replies awaited being complete: each recv rescans them all
 
 
 class _Task:
@@ -128,10 +129,10 @@ class SendLoop:
                 return
             self._start()
             for key, mask in self.selector.select(self._timeout()):
-                if key.data is None:
-                    self._woken = False
+                if key.data is None:  # drain, then clear: a wake-up in between is seen by this turn's look
                     with contextlib.suppress(BlockingIOError):
                         self._bell.recv(4096)
+                    self._woken = False
                 else:
                     self._safely(key.data, self._service, key.data, mask)
             self._opened()
@@ -299,9 +300,10 @@ class SendLoop:
         if not link.expect:  # something unasked for (a 421 before it hangs up): this connection is done
             self._drop(link)
             return
-        link.inbox += data
-        link.deadline = time.monotonic() + self.timeout
+        link.inbox += data  # no new deadline for a part of a reply: a server dripping bytes would never time out
         self._read(link, eof=False)
+        if link.expect and len(link.inbox) > MAX_INBOX:  # a reply of endless lines would stall every connection
+            self._lost(link, "reply too long")
 
     def _read(self, link: _Link, *, eof: bool) -> None:
         """Take the replies awaited from what came; when all are in, the step of their stage."""
@@ -315,6 +317,7 @@ class SendLoop:
                 return
             link.replies.append(reply)
             link.expect -= 1
+            link.deadline = time.monotonic() + self.timeout  # each reply whole within the timeout
         if link.closed or link.expect:
             return
         stage, replies = link.stage, link.replies
@@ -323,6 +326,8 @@ class SendLoop:
             self._after_commands(link, replies)
         elif stage == "body":
             self._after_body(link, replies)
+        if link.inbox and link.idle():  # more than was asked for came with the last reply: this connection is out of step
+            self._drop(link)
 
     def _after_commands(self, link: _Link, replies: list[tuple[int, bytes]]) -> None:
         """The replies to MAIL, RCPT and DATA: the body goes, or the refusal is classified (an
@@ -331,6 +336,9 @@ class SendLoop:
         assert task is not None
         (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = replies
         if mail_code == 250 and rcpt_code in (250, 251) and data_code == 354:
+            if link.inbox:  # a reply before the body went: it cannot be the body's, and would be taken for it
+                self._lost(link, "a reply came before the message was sent")
+                return
             self._ask(link, "body", _stuffed(task.envelope.data), 1)
             return
         if mail_code != 250:
@@ -345,6 +353,9 @@ class SendLoop:
         task = link.task
         assert task is not None
         code, text = replies[0]
+        if code == 250 and link.out is not None:  # "accepted" before it had the whole message: not an acceptance
+            self._lost(link, "the server answered before the end of the message")
+            return
         if code == 250:
             link.task = None
             self._sent(task, f"{code} {_text(text)}")
@@ -388,10 +399,16 @@ class SendLoop:
         link.conn.client.close()
 
     def _expire(self) -> None:
-        """Connections whose server took longer than `timeout` over a reply."""
+        """Connections whose server took longer than `timeout` over a reply. The loop may have
+        been busy past a deadline (smtplib's blocking dialogue, a render): what came meanwhile is
+        read first, so a reply that arrived in time is never taken for a timeout (and its
+        message sent again)."""
         now = time.monotonic()
         for link in [link for link in self.links if link.expect and link.deadline <= now]:
-            self._safely(link, self._lost, link, "timed out")
+            if link.sock is not None:
+                self._safely(link, self._service, link, READ)
+            if not link.closed and link.expect and link.deadline <= now:
+                self._safely(link, self._lost, link, "timed out")
 
     def _timeout(self) -> float | None:
         """How long `select` may wait: not at all when a task finished without touching a socket
