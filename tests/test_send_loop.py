@@ -10,43 +10,14 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from review_press.delivery.pool import Pool
 from review_press.delivery.smtp import Envelope, Job, Policy, SmtpConnector
-from review_press.store.ledger import Claim, Result
+from review_press.store.ledger import Claim
+from send_loop_helpers import FAST, claims, drain, greet, pool_for, quit_, raw_server, render, until
 from smtp_servers import Handler, Script, fast_recording_server, received, smtp_server
-
-FAST = Policy(max_attempts=3, backoff_base=0.01, backoff_cap=0.05, window=1000, min_samples=1000)
-
-
-def render(claim: Claim) -> Envelope:
-    data = f"From: a@example.org\r\nTo: {claim.address}\r\nMessage-ID: {claim.message_id}\r\nSubject: hi\r\n\r\nHello\r\n.dot\r\n".encode()
-    return Envelope("a@example.org", claim.envelope, data, smtputf8=not claim.envelope.isascii())
-
-
-def claims(n: int, domain: str = "example.org") -> list[Claim]:
-    return [Claim(i, f"r{i}@{domain}", f"r{i}@{domain}", "", f"<m{i}@example.org>", token=f"t{i}") for i in range(1, n + 1)]
-
-
-def pool_for(port: int, concurrency: int, policy: Policy = FAST, timeout: float = 5.0) -> Pool:
-    return Pool(SmtpConnector("127.0.0.1", port, starttls=False, timeout=timeout), concurrency, policy)
-
-
-def drain(pool: Pool, items: list[Claim], render: Callable[[Claim], Envelope] = render) -> dict[int, Result]:
-    """Submit `items`, collect one result for each, close the pool."""
-    for c in items:
-        pool.submit(Job(c, render))
-    results: dict[int, Result] = {}
-    while len(results) < len(items):
-        r = pool.results.get(timeout=30)
-        assert r.subscriber_id not in results
-        results[r.subscriber_id] = r
-    pool.close()
-    return results
 
 
 class Gate(Handler):
@@ -125,50 +96,6 @@ def test_a_connection_dropped_before_the_reply_to_the_body_is_retried_on_a_new_o
         results = drain(pool, claims(10))
     assert all(r.status == "sent" and r.attempts == 2 for r in results.values())
     assert server.recipients() == {f"r{i}@example.org": 1 for i in range(1, 11)}
-
-
-@contextmanager
-def raw_server(*sessions: Callable[[socket.socket], None]) -> Iterator[int]:
-    """A loopback server that runs one function per connection, in the order they arrive; yields its port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        for session in sessions:
-            conn, _ = listener.accept()
-            with conn:
-                conn.settimeout(10)
-                session(conn)
-        listener.close()  # no more: a connection attempt is refused
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        thread.join(10)
-        listener.close()
-
-
-def until(conn: socket.socket, end: bytes, limit: int = 1 << 30) -> bytes:
-    """Read from `conn` until `end` arrives (or `limit` bytes, or a hang-up)."""
-    buf = bytearray()
-    while len(buf) < limit:
-        got = conn.recv(1 << 20)
-        buf += got
-        if not got or end in buf[-len(got) - len(end) :]:
-            break
-    return bytes(buf)
-
-
-def greet(conn: socket.socket) -> None:
-    conn.sendall(b"220 raw ESMTP\r\n")
-    until(conn, b"\r\n")
-    conn.sendall(b"250-raw\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
-
-
-def quit_(conn: socket.socket) -> None:
-    if until(conn, b"\r\n").upper().startswith(b"QUIT"):
-        conn.sendall(b"221 bye\r\n")
 
 
 def test_a_hang_up_in_the_middle_of_a_long_body_is_retried_and_it_arrives_once() -> None:

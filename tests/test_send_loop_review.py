@@ -14,10 +14,8 @@ from contextlib import contextmanager, suppress
 from review_press.delivery.pool import Pool
 from review_press.delivery.smtp import Envelope, Job, Policy, _stuffed
 from review_press.store.ledger import Result
+from send_loop_helpers import claims, drain, greet, pool_for, quit_, render, until
 from smtp_servers import Script, smtp_server
-from test_send_loop import claims, drain, greet, pool_for, quit_, render, until
-
-FAST = Policy(max_attempts=3, backoff_base=0.01, backoff_cap=0.05, window=1000, min_samples=1000)
 
 
 @contextmanager
