@@ -83,3 +83,17 @@ def greet(conn: socket.socket) -> None:
 def quit_(conn: socket.socket) -> None:
     if until(conn, b"\r\n").upper().startswith(b"QUIT"):
         conn.sendall(b"221 bye\r\n")
+
+
+def commands(conn: socket.socket) -> bytes | None:
+    """The next MAIL, RCPT and DATA of a session (however they come), answering RSET on the way;
+    None at QUIT (answered) or a hang-up."""
+    while got := until(conn, b"\r\n"):
+        if got.upper().startswith(b"QUIT"):
+            conn.sendall(b"221 bye\r\n")
+            return None
+        if got.upper().startswith(b"RSET"):
+            conn.sendall(b"250 ok\r\n")
+            continue
+        return got if b"DATA\r\n" in got else got + until(conn, b"DATA\r\n")
+    return None

@@ -14,7 +14,7 @@ from contextlib import contextmanager, suppress
 from review_press.delivery.pool import Pool
 from review_press.delivery.smtp import Envelope, Job, Policy, _stuffed
 from review_press.store.ledger import Result
-from send_loop_helpers import claims, drain, greet, pool_for, quit_, render, until
+from send_loop_helpers import claims, commands, drain, greet, pool_for, quit_, render, until
 from smtp_servers import Script, smtp_server
 
 
@@ -158,15 +158,7 @@ def honest(log: list[tuple[bytes, bytes]], after_body: bytes = b"") -> Callable[
 
     def session(conn: socket.socket) -> None:
         greet(conn)
-        while got := until(conn, b"\r\n"):
-            if got.upper().startswith(b"QUIT"):
-                conn.sendall(b"221 bye\r\n")
-                return
-            if got.upper().startswith(b"RSET"):
-                conn.sendall(b"250 ok\r\n")
-                continue
-            if b"DATA\r\n" not in got:
-                got += until(conn, b"DATA\r\n")
+        while (got := commands(conn)) is not None:
             conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
             log.append((got, until(conn, b"\r\n.\r\n")))
             conn.sendall(b"250 2.0.0 queued\r\n" + after_body)
@@ -304,15 +296,7 @@ def test_many_connections_where_some_die_each_message_accepted_once_and_reported
         with lock:
             r = random.Random(rnd.random())
         greet(conn)
-        while got := until(conn, b"\r\n"):
-            if got.upper().startswith(b"QUIT"):
-                conn.sendall(b"221 bye\r\n")
-                return
-            if got.upper().startswith(b"RSET"):
-                conn.sendall(b"250 ok\r\n")
-                continue
-            if b"DATA\r\n" not in got:
-                got += until(conn, b"DATA\r\n")
+        while (got := commands(conn)) is not None:
             found = re.search(rb"RCPT TO:<([^>]*)>", got)
             assert found is not None
             x, y = r.random(), r.random()
