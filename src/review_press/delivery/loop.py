@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from ..errors import DeliveryError
 from ..store.ledger import Result
 from .replies import take_reply
-from .smtp import _PIPELINE_OK, Envelope, Job, SendError, SmtpConnection, _describe, _path, _stuffed, _text, classify
+from .smtp import Envelope, Job, SendError, SmtpConnection, _describe, _stuffed, _text, classify, pipeline_refusal, pipelined_commands
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -153,7 +153,7 @@ class SendLoop:
                 self.closing = True
                 return
             if pool.halted():
-                pool.results.put(Result(job.claim.subscriber_id, "pending", token=job.claim.token))
+                pool.results.put(pool.given_back(job))
                 continue
             try:
                 envelope = pool.render(job)
@@ -228,9 +228,7 @@ class SendLoop:
         link.task = task
         envelope = task.envelope
         try:
-            sender, recipient = _path(envelope.sender), _path(envelope.recipient)  # both checked before a command goes out
-            if envelope.smtputf8 and not link.conn.client.has_extn("smtputf8"):
-                raise SendError("the server does not offer SMTPUTF8, needed for this address", temporary=False)
+            sender, recipient = link.conn.paths(envelope)
             if link.sock is None:  # this server no longer offers PIPELINING: smtplib, blocking
                 reply = link.conn.send(envelope)
                 link.task = None
@@ -242,9 +240,7 @@ class SendLoop:
                 self._drop(link)
             self._failed(task, error)
             return
-        extra = " SMTPUTF8" if envelope.smtputf8 else ""
-        commands = f"MAIL FROM:{sender}{extra}\r\nRCPT TO:{recipient}\r\nDATA\r\n"
-        self._ask(link, "commands", commands.encode("utf-8" if envelope.smtputf8 else "ascii"), 3)
+        self._ask(link, "commands", pipelined_commands(sender, recipient, envelope.smtputf8), 3)
 
     def _ask(self, link: _Link, stage: str, data: bytes, replies: int) -> None:
         """Write `data` and await `replies` replies, handled by `stage`'s step. Always last in its caller."""
@@ -334,20 +330,14 @@ class SendLoop:
         empty message ended at once if it said 354 all the same, then RSET)."""
         task = link.task
         assert task is not None
-        (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = replies
-        if mail_code == 250 and rcpt_code in (250, 251) and data_code == 354:
+        error = pipeline_refusal(replies)
+        if error is None:
             if link.inbox:  # a reply before the body went: it cannot be the body's, and would be taken for it
                 self._lost(link, "a reply came before the message was sent")
                 return
             self._ask(link, "body", _stuffed(task.envelope.data), 1)
             return
-        if mail_code != 250:
-            error = classify(mail_code, _text(mail_text), recipient_stage=False)
-        elif rcpt_code not in (250, 251):
-            error = classify(rcpt_code, _text(rcpt_text), recipient_stage=True)
-        else:
-            error = classify(data_code, _text(data_text), recipient_stage=True)
-        self._refused(link, task, error, ended=data_code != 354)
+        self._refused(link, task, error, ended=replies[2][0] != 354)
 
     def _after_body(self, link: _Link, replies: list[tuple[int, bytes]]) -> None:
         task = link.task
@@ -379,13 +369,9 @@ class SendLoop:
         self._drop(link)
         if task is None:
             return
-        error = None
-        if stage == "commands":  # it hung up after refusing: the refusal is the news, not the hang-up
-            refused = next(((i, code, text) for i, (code, text) in enumerate(replies) if code not in _PIPELINE_OK[i]), None)
-            if refused is not None:
-                i, code, text = refused
-                error = classify(code, _text(text), recipient_stage=i > 0)
-                error.reconnect = True
+        error = pipeline_refusal(replies) if stage == "commands" else None  # it hung up after refusing: the refusal is the news
+        if error is not None:
+            error.reconnect = True
         self._failed(task, error or SendError(f"connection lost: {reason}", temporary=True, reconnect=True))
 
     def _drop(self, link: _Link) -> None:
@@ -427,8 +413,7 @@ class SendLoop:
         return max(0.0, min(times) - time.monotonic()) if times else None
 
     def _sent(self, task: _Task, reply: str) -> None:
-        self.pool.breaker.record(True)
-        self._finish(task, Result(task.job.claim.subscriber_id, "sent", attempts=task.attempts, reply=reply, token=task.job.claim.token))
+        self._finish(task, self.pool.sent(task.job, task.attempts, reply))
 
     def _failed(self, task: _Task, error: SendError) -> None:
         """A failed attempt: the task's final result, or back to wait its backoff."""
@@ -469,7 +454,7 @@ class SendLoop:
             if job is None:
                 self.closing = True
             else:
-                pool.results.put(Result(job.claim.subscriber_id, "pending", token=job.claim.token))
+                pool.results.put(pool.given_back(job))
 
     def _shut(self) -> None:
         """QUIT on every connection (blocking again, with the timeout) and let go of the rest."""

@@ -93,7 +93,7 @@ class Pool:
         try:
             while (job := self.jobs.get()) is not None:
                 if self.halted():
-                    self.results.put(Result(job.claim.subscriber_id, "pending", token=job.claim.token))
+                    self.results.put(self.given_back(job))
                     continue
                 try:
                     result, conn = self._deliver(job, conn)
@@ -121,7 +121,6 @@ class Pool:
         envelope = self.render(job)
         if isinstance(envelope, Result):
             return envelope, conn
-        sid, token = job.claim.subscriber_id, job.claim.token
         last, warned = "", False
         for attempt in range(1, self.policy.max_attempts + 1):
             if not self.limiter.wait(self.stopping):
@@ -135,8 +134,7 @@ class Pool:
             except SendError as exc:
                 error = exc
             else:
-                self.breaker.record(True)
-                return Result(sid, "sent", attempts=attempt, reply=reply, token=token), conn
+                return self.sent(job, attempt, reply), conn
             last = error.reply
             warned = self.warn(envelope, error, warned)
             if error.reconnect and conn is not None:
@@ -147,6 +145,11 @@ class Pool:
             if self.stopping.wait(self.retry_delay(attempt)) or self.breaker.tripped:
                 return self.cut_short(job, attempt, last), conn
         raise AssertionError("unreachable: the last attempt's failure is final")
+
+    def sent(self, job: Job, attempts: int, reply: str) -> Result:
+        """The server took the message: counted with the breaker, and its `Result`."""
+        self.breaker.record(True)
+        return Result(job.claim.subscriber_id, "sent", attempts=attempts, reply=reply, token=job.claim.token)
 
     def warn(self, envelope: Envelope, error: SendError, warned: bool) -> bool:
         """Report the recipient's domain on `backoffs` at its first 421/450/451 (told at once, not
@@ -179,6 +182,11 @@ class Pool:
         failed (the server refuses everything; a later run retries it), else back to `pending`."""
         status = "deferred" if attempts and self.breaker.tripped else "pending"
         return Result(job.claim.subscriber_id, status, attempts=attempts, error=error, token=job.claim.token)
+
+    @staticmethod
+    def given_back(job: Job) -> Result:
+        """A job not started because the pool is halted: its row goes back to `pending`."""
+        return Result(job.claim.subscriber_id, "pending", token=job.claim.token)
 
     @staticmethod
     def internal_error(job: Job, exc: Exception) -> Result:

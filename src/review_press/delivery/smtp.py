@@ -217,6 +217,22 @@ def _path(address: str) -> str:
     return f"<{address}>"
 
 
+def pipelined_commands(sender: str, recipient: str, smtputf8: bool) -> bytes:
+    """MAIL, RCPT and DATA in one write (RFC 2920), for paths checked by `SmtpConnection.paths`."""
+    extra = " SMTPUTF8" if smtputf8 else ""
+    return f"MAIL FROM:{sender}{extra}\r\nRCPT TO:{recipient}\r\nDATA\r\n".encode("utf-8" if smtputf8 else "ascii")
+
+
+def pipeline_refusal(replies: list[tuple[int, bytes]]) -> SendError | None:
+    """The first of the replies read so far to a pipelined MAIL, RCPT and DATA (in that order)
+    that refuses, classified (a refusal of MAIL is of the sender, not the reader); None while
+    every one is good."""
+    for i, (code, text) in enumerate(replies):
+        if code not in _PIPELINE_OK[i]:
+            return classify(code, _text(text), recipient_stage=i > 0)
+    return None
+
+
 def _stuffed(data: bytes) -> bytes:
     """A CRLF message dot-stuffed (a line that starts with a dot gets another) and ended with
     CRLF.CRLF. The lines to stuff are found with `bytes.find` and the message joined once:
@@ -253,20 +269,23 @@ class SmtpConnection:
     def __init__(self, client: smtplib.SMTP) -> None:
         self.client = client
 
+    def paths(self, envelope: Envelope) -> tuple[str, str]:
+        """The envelope's sender and recipient as SMTP paths, checked before a command goes out; a
+        `SendError` for one that is not an address, or a Unicode one this server cannot take."""
+        sender, recipient = _path(envelope.sender), _path(envelope.recipient)
+        if envelope.smtputf8 and not self.client.has_extn("smtputf8"):
+            raise SendError("the server does not offer SMTPUTF8, needed for this address", temporary=False)
+        return sender, recipient
+
     def send(self, envelope: Envelope) -> str:
         c = self.client
-        sender, recipient = _path(envelope.sender), _path(envelope.recipient)  # both checked before a command goes out
-        options = []
-        if envelope.smtputf8:
-            if not c.has_extn("smtputf8"):
-                raise SendError("the server does not offer SMTPUTF8, needed for this address", temporary=False)
-            options.append("SMTPUTF8")
+        sender, recipient = self.paths(envelope)
         try:
             if c.has_extn("pipelining"):
-                code, text = self._pipelined(sender, recipient, envelope, options)
+                code, text = self._pipelined(sender, recipient, envelope)
             else:
                 c.command_encoding = "utf-8" if envelope.smtputf8 else "ascii"  # as smtplib's mail() sets it
-                code, text = c.docmd("mail", f"FROM:{sender}" + "".join(f" {o}" for o in options))
+                code, text = c.docmd("mail", f"FROM:{sender}" + (" SMTPUTF8" if envelope.smtputf8 else ""))
                 if code != 250:
                     self._reset()
                     raise classify(code, _text(text), recipient_stage=False)
@@ -285,16 +304,13 @@ class SmtpConnection:
             raise classify(code, _text(text), recipient_stage=True)
         return f"{code} {_text(text)}"
 
-    def _pipelined(self, sender: str, recipient: str, envelope: Envelope, options: list[str]) -> tuple[int, bytes]:
+    def _pipelined(self, sender: str, recipient: str, envelope: Envelope) -> tuple[int, bytes]:
         """MAIL, RCPT and DATA in one write, their three replies read after (RFC 2920), then the
         body: two round trips a message instead of four. A refusal is classified as in the
         unpipelined dialogue; a server that said 354 although it refused MAIL or RCPT gets an
         empty message ended at once, then RSET, and sends nothing."""
         c = self.client
-        encoding = "utf-8" if envelope.smtputf8 else "ascii"
-        extra = "".join(f" {o}" for o in options)
-        commands = f"MAIL FROM:{sender}{extra}\r\nRCPT TO:{recipient}\r\nDATA\r\n"
-        c.send(commands.encode(encoding))
+        c.send(pipelined_commands(sender, recipient, envelope.smtputf8))
         if c.file is None:  # the stream smtplib reads its replies from (made by its first reply)
             c.file = c.sock.makefile("rb")
         stream = c.file
@@ -303,11 +319,8 @@ class SmtpConnection:
             try:
                 replies.append(read_reply(stream))
             except (smtplib.SMTPException, OSError):  # it hung up after refusing: the refusal is the news, not the hang-up
-                refused = next(((i, code, text) for i, (code, text) in enumerate(replies) if code not in _PIPELINE_OK[i]), None)
-                if refused is None:
+                if (error := pipeline_refusal(replies)) is None:
                     raise
-                i, code, text = refused
-                error = classify(code, _text(text), recipient_stage=i > 0)
                 error.reconnect = True
                 raise error from None
         (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = replies
