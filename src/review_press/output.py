@@ -18,7 +18,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -55,10 +55,12 @@ class WriteReport:
     removed: tuple[str, ...]
 
 
-def folders_of(path: str) -> list[str]:
-    """The folders an out/ path needs, outermost first: `a/b/c.html` -> `a`, `a/b`."""
-    parts = path.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+def folders_of(path: str) -> Iterator[str]:
+    """The folders an out/ path is in, innermost first: `a/b/c.html` -> `a/b`, `a`."""
+    folder = path.rpartition("/")[0]
+    while folder:
+        yield folder
+        folder = folder.rpartition("/")[0]
 
 
 def check_paths(artifacts: Iterable[Artifact]) -> list[PressError]:
@@ -76,10 +78,9 @@ def check_paths(artifacts: Iterable[Artifact]) -> list[PressError]:
         else:
             seen[art.path.casefold()] = art
     for folded, art in seen.items():  # a file where another output needs a folder (`feed.xml` and `feed.xml/index.html`)
-        other, folder = None, folded.rpartition("/")[0]
-        while folder:  # up from its own folder: the outermost such file is the one named
+        other = None
+        for folder in folders_of(folded):  # up from its own folder: the outermost such file is the one named
             other = seen.get(folder, other)
-            folder = folder.rpartition("/")[0]
         if other is not None:
             errors.append(
                 BuildError(f"{other.origin} writes out/{other.path}, where {art.origin} needs a folder", hint="rename one of them")
@@ -382,11 +383,11 @@ def _linked_folders(out_dir: Path, artifacts: list[Artifact], links: frozenset[s
     before anything is rendered, or unchanged files would be found through it and the prune
     would remove it."""
     found: set[str] = set()
-    for art in artifacts:  # `folders_of` each path, walked up from its own folder until one already found
-        folder = art.path.rpartition("/")[0]
-        while folder and folder not in found:
+    for art in artifacts:
+        for folder in folders_of(art.path):  # up from its own folder until one already found
+            if folder in found:
+                break
             found.add(folder)
-            folder = folder.rpartition("/")[0]
     return [
         BuildError(f"out/{f} is a link", path=out_dir / f, hint="remove it: the build writes only real folders in out/")
         for f in sorted(found & links)
@@ -417,9 +418,9 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
         files = {}
         for art in artifacts:
             # what was not rendered was just checked against the manifest: its entry still holds
-            stat = _stat(os.path.join(out_dir, art.path)) if art.path in rendered else tuple(manifest[art.path][1:])
-            if stat is not None:
-                files[art.path] = [art.key, *stat]
+            size_mtime = _stat(os.path.join(out_dir, art.path)) if art.path in rendered else tuple(manifest[art.path][1:])
+            if size_mtime is not None:
+                files[art.path] = [art.key, *size_mtime]
         if files != manifest:
             private_dir(manifest_path.parent)
             atomic_write(manifest_path, json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True).encode(), mode=0o600)
