@@ -3,8 +3,8 @@
 `load_posts` reads `posts/**/*.md`, checks all of them and raises every problem in one
 `PressErrors`. Rendered posts are cached by a hash of their bytes (and of whatever else
 shapes them), so a rebuild re-renders only the posts that changed. The cache is slim: each
-post's Markdown and HTML (`Body`) wait in a file of their own under the state folder, read
-only where a page, feed or email shows them, so neither the cache nor a build holds every
+post's Markdown and HTML (`Body`) wait in a pack file under the state folder (one per build
+and parsing process), read only where a page, feed or email shows them, so neither the cache nor a build holds every
 post's text at once (20,000 posts are ~22 KB each in memory). Then each post's images
 are found and placed (`images.resolve_posts`): its HTML points at them where the build puts
 them, and a missing or unreadable image is an error at its line.
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePath
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeGuard
 
 from . import markup, sitefiles
 from .config import Config
@@ -599,15 +599,23 @@ def _write_cache(config: Config, cache: _Cache) -> None:
         raise write_error(path, exc) from None
 
 
+def _packs_dir(config: Config) -> Path:
+    """The folder of the packs of the posts' bodies."""
+    return config.state_dir / "cache" / "bodies"
+
+
 def _pack_file(config: Config, name: str) -> Path:
     """The pack this process appends the bodies it parses to, in a build whose packs are named `name`."""
-    return config.state_dir / "cache" / "bodies" / f"{name}-{os.getpid()}.pack"
+    return _packs_dir(config) / f"{name}-{os.getpid()}.pack"
 
 
-def _kept(post: Post, sizes: dict[str, int]) -> bool:
-    """Whether a cached post's body is still in its pack, as it was written (not gone, not cut
-    short); `sizes` remembers each pack's size for the rest of the load (one stat per pack)."""
-    file = post.body.file
+def _usable(cached: Post | None, path: Path, sizes: dict[str, int]) -> TypeGuard[Post]:
+    """Whether a cached post stands for the file at `path` and its body is still in its pack, as
+    it was written (not gone, not cut short); `sizes` remembers each pack's size for the rest of
+    the load (one stat per pack)."""
+    if cached is None or not (cached.source is path or cached.source == path):  # the cache gives back the listing's own paths
+        return False
+    file = cached.body.file
     if file is None:
         return False
     if (size := sizes.get(file)) is None:
@@ -615,7 +623,7 @@ def _kept(post: Post, sizes: dict[str, int]) -> bool:
             size = sizes[file] = os.stat(file).st_size
         except OSError:
             size = sizes[file] = -1
-    return size >= post.body.offset + post.body.size
+    return size >= cached.body.offset + cached.body.size
 
 
 def _parse_job(job: tuple[Path, bytes, Config, str, str | None]) -> Post | PressError:
@@ -652,7 +660,7 @@ def _forget(config: Config, gone: Iterable[Post], kept: Iterable[Post], now_ns: 
         if file is not None:
             with contextlib.suppress(OSError):
                 os.unlink(file)
-    with contextlib.suppress(OSError), os.scandir(config.state_dir / "cache" / "bodies") as entries:
+    with contextlib.suppress(OSError), os.scandir(_packs_dir(config)) as entries:
         for entry in entries:
             with contextlib.suppress(OSError):
                 if entry.is_dir(follow_symlinks=False):
@@ -690,12 +698,11 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
                     hint="raise max_post_bytes in press.toml if this is meant",
                 )
             stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-            if (known := cache.stamps.get(rel)) is not None and known[0] == stamp:  # as it was when its key was made: not read again
-                cached = cache.posts.get(known[1])
-                if cached is not None and (cached.source is path or cached.source == path) and _kept(cached, sizes):
-                    fresh[known[1]], stamps[rel] = cached, known
-                    results.append(cached)
-                    continue
+            known = cache.stamps.get(rel)
+            if known is not None and known[0] == stamp and _usable(cached := cache.posts.get(known[1]), path, sizes):
+                fresh[known[1]], stamps[rel] = cached, known  # as it was when its key was made: not read again
+                results.append(cached)
+                continue
             raw = sitefiles.read_inside(path, config.root, ContentError)
         except PressError as exc:
             results.append(exc)
@@ -707,7 +714,7 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
         key = hashlib.sha256(salt + PurePath(rel).as_posix().encode() + b"\0" + raw).hexdigest()
         if _settled(st, now):
             stamps[rel] = (stamp, key)
-        if (cached := cache.posts.get(key)) is not None and cached.source == path and _kept(cached, sizes):
+        if _usable(cached := cache.posts.get(key), path, sizes):
             fresh[key] = cached
             results.append(cached)
         else:
@@ -716,7 +723,8 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             jobs.append((path, raw, config, key, pack))
     keys = [job[3] for job in jobs]
     if jobs and use_cache:  # the folder of the packs the parsers put bodies in
-        bodies = private_dir(config.state_dir) / "cache" / "bodies"
+        private_dir(config.state_dir)
+        bodies = _packs_dir(config)
         try:
             bodies.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
