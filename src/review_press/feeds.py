@@ -119,7 +119,7 @@ def plan_feeds(site: Site, base_key: str) -> list[Artifact]:
     """Every feed document of the site as an `Artifact` whose key covers all its bytes depend on."""
     ctx = FeedContext(site=site, updated=unique_updated(site.posts))
     said = {p.slug: f"{p.slug}|{p.digest}|{ctx.updated[p.slug].isoformat()}" for p in site.posts}  # once per post, not per document
-    return [Artifact(doc.path, doc_key(ctx, doc, base_key, said), _renderer(ctx, doc), doc.origin) for doc in feed_docs(site)]
+    return [Artifact(doc.path, doc_key(doc, base_key, said), _renderer(ctx, doc), doc.origin) for doc in feed_docs(site)]
 
 
 def feed_docs(site: Site) -> list[FeedDoc]:
@@ -166,11 +166,11 @@ def _archive_docs(site: Site, number: int, count: int, posts: tuple[Post, ...]) 
         yield FeedDoc(kind, path, title, subtitle, site_uri(site), posts, tuple(history), archive=True, origin=origin)
 
 
-def doc_key(ctx: FeedContext, doc: FeedDoc, base_key: str, said: Mapping[str, str] | None = None) -> str:
+def doc_key(doc: FeedDoc, base_key: str, said: Mapping[str, str]) -> str:
     """A document's key: base_key (code, theme, press.toml), its place and links, and its posts in
-    order (`said`: what the key says of each post, when made already)."""
+    order (`said`: what the key says of each post, slug, digest and feed `updated`, made once a plan)."""
     links = (f"{link.rel} {link.href}" for link in doc.history)
-    posts = (said[p.slug] if said is not None else f"{p.slug}|{p.digest}|{ctx.updated[p.slug].isoformat()}" for p in doc.posts)
+    posts = (said[p.slug] for p in doc.posts)
     return make_key(FEED_FORMAT, base_key, doc.kind, doc.path, doc.title, doc.subtitle, doc.home, doc.archive, *links, "|", *posts)
 
 

@@ -151,13 +151,10 @@ def highlight_css() -> str:
     return f"/* Generated from Pygments {pygments.__version__}; do not edit. */\n{light}\n\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
 
 
-def lastmod(posts: Iterable[Post], instants: Mapping[str, dt.datetime] | None = None) -> str | None:
+def lastmod(posts: Iterable[Post], instants: Mapping[str, dt.datetime]) -> str | None:
     """The newest `last_modified` of some posts, as W3C datetime; None for no posts. `instants`
     (slug -> `site.utc_instant` of its `last_modified`, made once for many pages) spares
     comparing aware datetimes."""
-    if instants is None:
-        newest = max((p.last_modified for p in posts), default=None)
-        return newest.isoformat() if newest else None
     latest = max(posts, key=lambda p: instants[p.slug], default=None)
     return latest.last_modified.isoformat() if latest else None
 
