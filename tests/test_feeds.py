@@ -365,3 +365,21 @@ def test_the_validator_checks_catch_what_they_claim(site: Path) -> None:
     del feed["items"][1]["content_html"]
     codes = {p.code for p in check_json_feed(json.dumps(feed).encode())}
     assert {"Deprecated", "InvalidRFC3339Date", "MissingElement"} <= codes
+
+
+def test_json_feeds_are_exactly_json_dumps_of_themselves(tmp_path: Path) -> None:
+    """JSON Feed items are encoded once per post and put in place of a marker: each document
+    must be the very bytes `json.dumps` makes of it whole, as it was written before (titles with
+    quotes, backslashes, a tab and the marker's own spelling; an empty feed too)."""
+    odd = {
+        "2026-01-09-odd.md": post_text(title='Odd \\"\\\\u0000items\\\\u0000\\" and \\t tab é', date="2026-01-09", tags="[Crime]"),
+    }
+    out = build_out(reviews(tmp_path / "site", extra=odd))
+    empty = build_out(write_site(tmp_path / "empty", {}, TOML.format(content="full")))
+    documents = [p for p in feed_files(out) + feed_files(empty) if p.suffix == ".json"]
+    assert len(documents) >= 8
+    titles = [item["title"] for item in json.loads((out / "feed.json").read_text("utf-8"))["items"]]
+    assert 'Odd "\\u0000items\\u0000" and \t tab é' in titles
+    for path in documents:
+        data = path.read_bytes()
+        assert data == (json.dumps(json.loads(data), sort_keys=True, ensure_ascii=False, indent=2) + "\n").encode("utf-8"), path

@@ -99,16 +99,24 @@ class Entry:
 
 @dataclass(frozen=True, eq=False)
 class FeedContext:
-    """The site, each post's unique `updated`, and a cache of `Entry` filled as documents render."""
+    """The site, each post's unique `updated`, and caches filled as documents render: each post's
+    `Entry`, and its JSON Feed item as text (a post is listed by its tags' feeds and an archive)."""
 
     site: Site
     updated: Mapping[str, dt.datetime]
     entries: dict[str, Entry] = field(default_factory=dict)
+    json_items: dict[str, str] = field(default_factory=dict)
 
     def entry(self, post: Post) -> Entry:
         """The `Entry` of a post (built on first use)."""
         if (found := self.entries.get(post.slug)) is None:
             found = self.entries[post.slug] = make_entry(self.site, post, self.updated[post.slug])
+        return found
+
+    def json_text(self, entry: Entry) -> str:
+        """The entry's JSON Feed item as `json_text` writes it inside "items" (encoded on first use)."""
+        if (found := self.json_items.get(entry.post.slug)) is None:
+            found = self.json_items[entry.post.slug] = json_text(json_item(entry), depth=2)
         return found
 
 
@@ -250,16 +258,18 @@ def render_doc(ctx: FeedContext, doc: FeedDoc) -> bytes:
     """The bytes of one feed document."""
     entries = [ctx.entry(p) for p in doc.posts]
     if doc.kind == "json":
-        return render_json(ctx.site, doc, entries)
+        return render_json(ctx, doc, entries)
     from .feedxml import build_feedgen  # feedgen (and dateutil): imported by the first RSS or Atom render, not by planning
 
     fg = build_feedgen(ctx.site, doc, entries, self_url=site_uri(ctx.site, doc.path), updated=newest_update(entries))
     return fg.atom_str(pretty=True) if doc.kind == "atom" else fg.rss_str(pretty=True)
 
 
-def render_json(site: Site, doc: FeedDoc, entries: list[Entry]) -> bytes:
-    """A JSON Feed 1.1 document, by hand (feedgen has no JSON Feed), keys sorted."""
-    config = site.config
+def render_json(ctx: FeedContext, doc: FeedDoc, entries: list[Entry]) -> bytes:
+    """A JSON Feed 1.1 document, by hand (feedgen has no JSON Feed), keys sorted: `json_text` of
+    the whole, each item's text made once per post (`FeedContext.json_text`) and put in place of
+    a marker, which gives the very bytes `json_text` of the whole with its items would."""
+    site, config = ctx.site, ctx.site.config
     feed: dict[str, object] = {
         "version": JSON_FEED_VERSION,
         "title": doc.title,
@@ -267,14 +277,28 @@ def render_json(site: Site, doc: FeedDoc, entries: list[Entry]) -> bytes:
         "home_page_url": doc.home,
         "feed_url": site_uri(site, doc.path),
         "language": config.language,
-        "items": [json_item(entry) for entry in entries],
+        "items": [_ITEMS] if entries else [],
     }
     if config.author.name:  # JSON Feed 1.1: an author object needs a name (or a url or avatar)
         feed["authors"] = [{"name": config.author.name}]
     older = [link.href for link in doc.history if link.rel == "prev-archive"]
     if older:
         feed["next_url"] = older[0]
-    return (json.dumps(feed, sort_keys=True, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    text = json_text(feed)
+    if entries:  # the marker's line: no string in the document holds a line break, so no other line is it
+        text = text.replace(_ITEMS_LINE, "\n" + ",\n".join(ctx.json_text(e) for e in entries) + "\n", 1)
+    return (text + "\n").encode("utf-8")
+
+
+_ITEMS = "\0items\0"  # stands for the items in `render_json`; written \u0000items\u0000
+_ITEMS_LINE = '\n    "\\u0000items\\u0000"\n'
+
+
+def json_text(value: object, depth: int = 0) -> str:
+    """`value` as JSON Feed documents write it (keys sorted, UTF-8 as is, two-space indent), its
+    lines indented as at `depth` levels inside a document (its first line too)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, indent=2)
+    return text if depth == 0 else "\n".join("  " * depth + line for line in text.split("\n"))
 
 
 def json_item(entry: Entry) -> dict[str, object]:
