@@ -11,8 +11,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
+import pytest
+
 from review_press.delivery.pool import Pool
-from review_press.delivery.smtp import Envelope, Job, Policy, _stuffed
+from review_press.delivery.smtp import Envelope, Job, Policy, _stuffed, classify
 from review_press.store.ledger import Result
 from send_loop_helpers import claims, commands, drain, greet, pool_for, quit_, render, until
 from smtp_servers import Script, smtp_server
@@ -375,3 +377,51 @@ def test_a_server_dripping_a_reply_byte_by_byte_times_out_as_a_whole() -> None:
         stop.set()
     assert (results[1].status, results[1].attempts, results[1].reply) == ("sent", 2, "250 2.0.0 queued")
     assert len(log) == 1
+
+
+def cut_reply(pipelining: bool) -> Callable[[socket.socket], None]:
+    """A session that takes a message's commands and body, then hangs up after the first byte
+    of its reply to the body ("4" of "451"), with PIPELINING offered or not."""
+
+    def session(conn: socket.socket) -> None:
+        conn.sendall(b"220 raw ESMTP\r\n")
+        until(conn, b"\r\n")
+        conn.sendall(b"250-raw\r\n250-PIPELINING\r\n250 8BITMIME\r\n" if pipelining else b"250-raw\r\n250 8BITMIME\r\n")
+        if pipelining:
+            commands(conn)
+            conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+        else:
+            for reply in (b"250 2.1.0 ok\r\n", b"250 2.1.5 ok\r\n", b"354 go\r\n"):
+                until(conn, b"\r\n")
+                conn.sendall(reply)
+        until(conn, b"\r\n.\r\n")
+        conn.sendall(b"4")
+
+    return session
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["send-loop", "threads"])
+def test_a_reply_cut_short_by_a_hang_up_is_tried_again_not_the_readers_failure(pipelining: bool) -> None:
+    """A server that hangs up after the first byte of its reply to the body. smtplib reads the
+    code of "4" as 4, and `classify` took that for a permanent refusal: the reader's message was
+    `failed`, never tried again, for what was a broken connection (and a temporary refusal if
+    anything). A code that is not three digits now means a lost connection: tried again on a
+    new one, where it goes."""
+    log: list[tuple[bytes, bytes]] = []
+    with concurrent_server(cut_reply(pipelining), honest(log)) as port:
+        pool = pool_for(port, 1)
+        assert (pool.loop is not None) is pipelining
+        results = drain(pool, claims(1))
+    assert (results[1].status, results[1].attempts, results[1].reply) == ("sent", 2, "250 2.0.0 queued")
+    assert len(log) == 1 and b"Message-ID: <m1@example.org>" in log[0][1]
+
+
+def test_a_reply_that_is_not_smtp_is_a_lost_connection_and_a_real_refusal_is_still_one() -> None:
+    lost = classify(-1, "HTTP/1.1 400 Bad Request", recipient_stage=True)
+    cut = classify(5, "", recipient_stage=False)
+    assert all(e.temporary and e.reconnect and not e.bounce and not e.sender for e in (lost, cut))
+    assert lost.reply.startswith("connection lost: the reply was not SMTP")
+    refused = classify(550, "5.1.1 no such user", recipient_stage=True)
+    assert (refused.temporary, refused.bounce, refused.reconnect) == (False, True, False)
+    assert classify(550, "5.7.1 sender refused", recipient_stage=False).sender
+    assert classify(421, "4.3.2 closing", recipient_stage=True).reconnect

@@ -66,8 +66,14 @@ class SendError(Exception):
 
 def classify(code: int, text: str, *, recipient_stage: bool) -> SendError:
     """Turn a refusing reply into a `SendError`: 4xx temporary, 5xx permanent, 5.1.x at RCPT/DATA a bounce;
-    before the recipient stage (MAIL FROM) a refusal of the sender, never of the reader."""
+    before the recipient stage (MAIL FROM) a refusal of the sender, never of the reader.
+
+    A code that is not one of SMTP's three digits (smtplib reads "4", the first byte of a "451"
+    a hang-up cut short, as 4, and a line that is not SMTP at all as -1) is a broken
+    connection, not a refusal: temporary, on a new connection, never the reader's `failed`."""
     reply = f"{code} {text}".strip()
+    if not 200 <= code < 600:
+        return SendError(f"connection lost: the reply was not SMTP ({reply[:80]!r})", temporary=True, reconnect=True)
     enhanced = _ENHANCED.match(text)
     bounce = 500 <= code < 600 and recipient_stage and enhanced is not None and enhanced.group(1, 2) == ("5", "1")
     return SendError(reply, temporary=400 <= code < 500, bounce=bounce, reconnect=code == 421, sender=not recipient_stage)
