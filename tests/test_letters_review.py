@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from publishing import NEWSLETTER, POSTS, options, smtp_table
+from review_press import senders
 from review_press.config import load_config
 from review_press.content import load_posts
 from review_press.errors import DeliveryError
@@ -223,3 +224,38 @@ def test_a_second_signup_cannot_rewrite_the_choice_of_a_reader_waiting_to_confir
         with live.store() as store:
             sub = store.find("vic@example.org")
     assert sub is not None and (sub.status, sub.topics, sub.frequency) == ("pending", ("Books",), "each")
+
+
+def test_a_correction_waits_while_the_guard_rails_hold_the_post_it_corrects(make_site: Callable[..., Path]) -> None:
+    """The guard rails paused a post (its complaints passed the limit): a correction of it went
+    to the same readers all the same, more mail to a list that had just complained. It now waits,
+    reported paused, until the post is resumed; then each reader gets it once."""
+    with smtp_server() as (server, port):
+        root = _site(make_site, port, POSTS)
+        config = load_config(root)
+        with open_store(config) as store:
+            store.add("ada@example.org")
+            store.add("bob@example.org")
+        publish(root, options())
+        with open_store(config) as store:
+            assert feedback.pause(store, "first", "complaints: 2 of 2 (limit 0.3%)")
+        path = root / "posts" / "2026-01-05-first.md"
+        path.write_text(path.read_text().replace("letter.", "letter, fixed."))
+        held = publish(root, options(slug="first", correction="fixed"))
+        again = publish(root, options())
+        corrections = [r for r in server.received if r.message["Subject"] == "Correction: First"]
+        assert corrections == []
+        assert [p.paused for p in held.posts] == ["the post it corrects is paused: complaints: 2 of 2 (limit 0.3%)"]
+        assert [p.paused for p in again.posts if p.paused] == [held.posts[0].paused]
+        with open_store(config) as store:  # what a run asks as it sends, should the post be paused mid-way
+            correction = senders.Outbound(":correction:x", "x", "x", lambda claim: None, held_by="first")
+            assert correction.guard(store, feedback.Guard())() == held.posts[0].paused
+            assert (
+                senders.Outbound("first", "first", "x", lambda claim: None).guard(store, feedback.Guard())()
+                == "complaints: 2 of 2 (limit 0.3%)"
+            )
+        publish(root, options(slug="first", resume=True))
+        publish(root, options())
+        publish(root, options())
+    got = sorted(r.recipient for r in server.received if r.message["Subject"] == "Correction: First")
+    assert got == ["ada@example.org", "bob@example.org"]

@@ -318,7 +318,16 @@ def prepare(
             refused.append(EmailRefusal(letter, f"the {label}: {first.message}", first.hint or "", problems=verdict.errors))
             continue
         warnings.extend(verdict.warnings)
-        outbound.append(Outbound(key, label, edition.subject, picker or (lambda claim, e=edition: e), digest=mailing.kind == "digest"))
+        outbound.append(
+            Outbound(
+                key,
+                label,
+                edition.subject,
+                picker or (lambda claim, e=edition: e),
+                digest=mailing.kind == "digest",
+                held_by=mailing.corrects if mailing.kind == "correction" else None,
+            )
+        )
     return Prepared(tuple(outbound), tuple(refused), tuple(warnings))
 
 

@@ -193,6 +193,20 @@ class Outbound:
     subject: str
     edition_for: Callable[[ledger.Claim], Any]
     digest: bool = False
+    held_by: str | None = None  # a correction: the campaign it corrects, whose guard pause holds it too
+
+    def pause_reason(self, store: Store) -> str | None:
+        """Why this campaign must not go now: its own pause, or (a correction) that of the post it
+        corrects: a list the guard rails stopped mailing gets no more of that post until `--resume`."""
+        return self._held(store) or feedback.pause_reason(store, self.key)
+
+    def guard(self, store: Store, guard: feedback.Guard) -> Callable[[], str | None]:
+        """What `send_campaign` asks as it sends: a pause of the post it corrects, else the rails' own check."""
+        return lambda: self._held(store) or feedback.check(store, self.key, guard)
+
+    def _held(self, store: Store) -> str | None:
+        why = feedback.pause_reason(store, self.held_by) if self.held_by is not None else None
+        return None if why is None else f"the post it corrects is paused: {why}"
 
 
 @dataclass(frozen=True)
@@ -269,7 +283,7 @@ def send_outbound(
     runs: list[CampaignRun] = []
     for item in due:
         key = item.key
-        if (why := feedback.pause_reason(store, key)) is not None:
+        if (why := item.pause_reason(store)) is not None:
             runs.append(CampaignRun(item.slug, item.subject, 0, 0, 0, 0, 0.0, False, paused=why))
             continue
         render = renderer(config, item.edition_for, run.secret, s.build, s.sign, key)
@@ -287,7 +301,7 @@ def send_outbound(
                 stop,
                 run.quota,
                 smtp.domain_backoff_seconds if smtp else 60.0,
-                partial(feedback.check, store, key, run.guard),
+                item.guard(store, run.guard),
                 digest=item.digest,
             )
             runs.append(dataclasses.replace(done, slug=item.slug))  # the post's slug now, not the campaign's key
