@@ -425,3 +425,33 @@ def test_a_reply_that_is_not_smtp_is_a_lost_connection_and_a_real_refusal_is_sti
     assert (refused.temporary, refused.bounce, refused.reconnect) == (False, True, False)
     assert classify(550, "5.7.1 sender refused", recipient_stage=False).sender
     assert classify(421, "4.3.2 closing", recipient_stage=True).reconnect
+
+
+def test_closing_says_quit_to_every_connection_at_once_not_one_timeout_after_another() -> None:
+    """Three servers that take messages but never answer QUIT. The loop said QUIT on one
+    connection, waited its whole timeout, closed it, then went on to the next: N silent servers
+    held the end of a run for N timeouts. Now every QUIT goes first and the servers are waited
+    for together, for one timeout: each server has its QUIT before any connection is closed
+    (the order of events, never a clock, is asserted)."""
+    log: list[str] = []
+
+    def silent_at_quit(conn: socket.socket) -> None:
+        greet(conn)
+        while got := until(conn, b"\r\n"):
+            if got.upper().startswith(b"QUIT"):
+                log.append("quit")
+                until(conn, b"never said")  # until the client hangs up
+                log.append("closed")
+                return
+            if b"DATA\r\n" not in got:
+                got += until(conn, b"DATA\r\n")
+            conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+            until(conn, b"\r\n.\r\n")
+            conn.sendall(b"250 2.0.0 queued\r\n")
+
+    with concurrent_server(*[silent_at_quit] * 3) as port:
+        pool = pool_for(port, 3, timeout=1.0)
+        assert pool.loop is not None
+        results = drain(pool, claims(30))
+    assert {r.status for r in results.values()} == {"sent"}
+    assert log == ["quit"] * 3 + ["closed"] * 3

@@ -457,18 +457,41 @@ class SendLoop:
                 pool.results.put(pool.given_back(job))
 
     def _shut(self) -> None:
-        """QUIT on every connection (blocking again, with the timeout) and let go of the rest."""
+        """QUIT on every connection at once, then wait for the servers to hang up, all together
+        and for one `timeout` at most (one connection after another, N servers that never answer
+        would hold the run N timeouts); let go of the rest."""
         if self.opener is not None:
             self.opener.shutdown(wait=True)
         for future in self.opening:
             if future.exception() is None:
                 future.result().close()
         for link in list(self.links):
-            if link.sock is not None:
-                self.selector.unregister(link.sock)
-                link.sock.settimeout(self.timeout)
-            link.conn.close()
-        self.links.clear()
+            if link.sock is None:  # smtplib's own dialogue: its QUIT, blocking
+                link.conn.close()
+                self.links.remove(link)
+                continue
+            try:
+                link.sock.send(b"QUIT\r\n")  # six bytes: the socket's buffer takes them, or it is gone
+            except OSError:
+                self._drop(link)
+        deadline = time.monotonic() + self.timeout
+        while self.links and (left := deadline - time.monotonic()) > 0:
+            for key, _ in self.selector.select(left):
+                link = key.data
+                if link is None:
+                    with contextlib.suppress(BlockingIOError):
+                        self._bell.recv(4096)
+                    continue
+                with contextlib.suppress(BlockingIOError):
+                    try:
+                        got = link.sock.recv(1 << 16)
+                    except OSError:
+                        got = b""
+                    link.inbox += got
+                    if not got or b"\n221" in b"\n" + link.inbox:  # it said goodbye, or hung up: done with it
+                        self._drop(link)
+        for link in list(self.links):  # silent to the end
+            self._drop(link)
         self.selector.close()
         self._bell.close()
         self._ring.close()
