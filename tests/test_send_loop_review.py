@@ -455,3 +455,38 @@ def test_closing_says_quit_to_every_connection_at_once_not_one_timeout_after_ano
         results = drain(pool, claims(30))
     assert {r.status for r in results.values()} == {"sent"}
     assert log == ["quit"] * 3 + ["closed"] * 3
+
+
+def refused_then_421_to_rset(pipelining: bool) -> Callable[[socket.socket], None]:
+    """A session that refuses the first recipient (550 5.1.1), then answers RSET with 421 and hangs up."""
+
+    def session(conn: socket.socket) -> None:
+        conn.sendall(b"220 raw ESMTP\r\n")
+        until(conn, b"\r\n")
+        conn.sendall(b"250-raw\r\n250-PIPELINING\r\n250 8BITMIME\r\n" if pipelining else b"250-raw\r\n250 8BITMIME\r\n")
+        if pipelining:
+            commands(conn)
+            conn.sendall(b"250 2.1.0 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n")
+        else:
+            for reply in (b"250 2.1.0 ok\r\n", b"550 5.1.1 no such user\r\n"):
+                until(conn, b"\r\n")
+                conn.sendall(reply)
+        assert until(conn, b"\r\n").upper() == b"RSET\r\n"  # smtplib writes it in lower case
+        conn.sendall(b"421 4.3.2 shutting down\r\n")
+
+    return session
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["send-loop", "threads"])
+def test_a_connection_that_answers_rset_with_421_is_given_up_not_tried_once_more(pipelining: bool) -> None:
+    """After a refusal, RSET got "421 closing": the connection was kept, so the next message
+    went into a dead session, failed as "connection lost" and spent one of its attempts there.
+    An RSET not taken now ends the connection; the next message goes on a new one, first time."""
+    log: list[tuple[bytes, bytes]] = []
+    with concurrent_server(refused_then_421_to_rset(pipelining), honest(log)) as port:
+        pool = pool_for(port, 1)
+        assert (pool.loop is not None) is pipelining
+        results = drain(pool, claims(2))
+    assert (results[1].status, results[1].error) == ("bounced", "550 5.1.1 no such user")
+    assert (results[2].status, results[2].attempts) == ("sent", 1)
+    assert len(log) == 1 and b"Message-ID: <m2@example.org>" in log[0][1]

@@ -322,6 +322,8 @@ class SendLoop:
             self._after_commands(link, replies)
         elif stage == "body":
             self._after_body(link, replies)
+        elif replies[-1][0] != 250:  # RSET not taken (a 421 before it hangs up): as the threads do, a new connection
+            self._drop(link)
         if link.inbox and link.idle():  # more than was asked for came with the last reply: this connection is out of step
             self._drop(link)
 

@@ -11,7 +11,6 @@ field that is never shown (`repr=False`) and is never put into an error or a log
 from __future__ import annotations
 
 import base64
-import contextlib
 import re
 import smtplib
 import ssl
@@ -293,21 +292,17 @@ class SmtpConnection:
                 c.command_encoding = "utf-8" if envelope.smtputf8 else "ascii"  # as smtplib's mail() sets it
                 code, text = c.docmd("mail", f"FROM:{sender}" + (" SMTPUTF8" if envelope.smtputf8 else ""))
                 if code != 250:
-                    self._reset()
-                    raise classify(code, _text(text), recipient_stage=False)
+                    raise self._refused(code, text, recipient_stage=False)
                 code, text = c.docmd("rcpt", f"TO:{recipient}")
                 if code not in (250, 251):
-                    self._reset()
-                    raise classify(code, _text(text), recipient_stage=True)
+                    raise self._refused(code, text, recipient_stage=True)
                 code, text = _data(c, envelope.data)
         except smtplib.SMTPDataError as exc:  # refused at DATA (before the body)
-            self._reset()
-            raise classify(exc.smtp_code, _text(exc.smtp_error), recipient_stage=True) from None
+            raise self._refused(exc.smtp_code, exc.smtp_error, recipient_stage=True) from None
         except (smtplib.SMTPException, OSError) as exc:  # dropped, timed out, or a reply smtplib cannot parse
             raise SendError(f"connection lost: {_describe(exc)}", temporary=True, reconnect=True) from None
         if code != 250:
-            self._reset()
-            raise classify(code, _text(text), recipient_stage=True)
+            raise self._refused(code, text, recipient_stage=True)
         return f"{code} {_text(text)}"
 
     def _pipelined(self, sender: str, recipient: str, envelope: Envelope) -> tuple[int, bytes]:
@@ -336,21 +331,27 @@ class SmtpConnection:
         if data_code == 354:  # it would take the body of a message it has no sender or recipient for
             c.send(b".\r\n")
             c.getreply()
-        self._reset()
         if mail_code != 250:
-            raise classify(mail_code, _text(mail_text), recipient_stage=False)
+            raise self._refused(mail_code, mail_text, recipient_stage=False)
         if rcpt_code not in (250, 251):
-            raise classify(rcpt_code, _text(rcpt_text), recipient_stage=True)
-        raise smtplib.SMTPDataError(data_code, data_text)
+            raise self._refused(rcpt_code, rcpt_text, recipient_stage=True)
+        raise self._refused(data_code, data_text, recipient_stage=True)
 
     def drivable(self) -> bool:
         """True when `loop.SendLoop` may drive this connection: a plain socket (no TLS) to a
         server that offers PIPELINING."""
         return not isinstance(self.client.sock, ssl.SSLSocket) and self.client.has_extn("pipelining")
 
-    def _reset(self) -> None:
-        with contextlib.suppress(smtplib.SMTPException, OSError):
-            self.client.rset()
+    def _refused(self, code: int, text: bytes | str, *, recipient_stage: bool) -> SendError:
+        """A refusal, classified, after RSET puts the session back for the next message; the
+        connection is given up (`reconnect`) when it does not take the RSET (a 421, a hang-up)."""
+        error = classify(code, _text(text), recipient_stage=recipient_stage)
+        try:
+            reset, _ = self.client.rset()
+        except (smtplib.SMTPException, OSError):
+            reset = 0
+        error.reconnect = error.reconnect or reset != 250
+        return error
 
     def close(self) -> None:
         try:
