@@ -99,3 +99,23 @@ def test_sending_processes_whose_publish_was_killed_stop_and_a_new_publish_finis
     secret = site_secret(load_config(root))
     assert set(got) == {campaign_message_id("first", i, "example.org", secret) for i in ids}
     assert {m for m, n in got.items() if n > 1} <= doubtful and max(got.values()) <= 2
+
+
+def test_the_sending_processes_progress_reaches_the_publish_that_started_them(tmp_path: Path) -> None:
+    """`publish --workers` showed no progress until the end: its processes reported only when
+    done. Each now says where its share stands as it goes, and the parent adds them up."""
+    from review_press.delivery.run import Progress
+    from review_press.publish import PublishOptions, publish
+
+    readers = 600
+    seen: list[Progress] = []
+    with fast_recording_server(tmp_path) as (port, record):
+        root = write_site(tmp_path / "site", POST, BASE_TOML + NEWSLETTER + smtp_table(port))
+        subscribe(root, readers)
+        report = publish(root, PublishOptions(workers=2, batch_size=50, environ={}), progress=seen.append)
+        got = received(record)
+    assert report.posts[0].sent == readers and sum(got.values()) == readers
+    assert {p.slug for p in seen} == {"first"}
+    done = [p.done for p in seen]
+    assert len(done) >= 4 and done == sorted(done) and done[0] < readers  # many reports on the way, never going back
+    assert (seen[-1].sent, seen[-1].done, seen[-1].total) == (readers, readers, readers)

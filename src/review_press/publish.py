@@ -146,7 +146,7 @@ def publish(
         runs = send_outbound(s, store, welcome, options, progress, stop, report)
         if due and not stop.is_set():
             if options.workers > 1:
-                runs += send_in_processes(root, options, [c.key for c in due if c.key], stop, report)
+                runs += send_in_processes(root, options, [c.key for c in due if c.key], stop, report, progress)
             else:
                 runs += send_due(s, store, due, judged.editions, options, progress, stop, lambda done: report(runs + done))
         if later and not stop.is_set():

@@ -10,7 +10,6 @@ import dataclasses
 import datetime as dt
 import multiprocessing
 import os
-import queue
 import secrets
 import signal
 import socket
@@ -18,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
@@ -365,7 +365,12 @@ def _merged(runs: list[CampaignRun]) -> list[CampaignRun]:
     return list(by_slug.values())
 
 
-def join(root: Path, options: PublishOptions = PublishOptions(), keys: tuple[str, ...] | None = None) -> PublishReport:
+def join(
+    root: Path,
+    options: PublishOptions = PublishOptions(),
+    keys: tuple[str, ...] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> PublishReport:
     """Send, beside the other senders, the campaigns in progress (started by a `publish` on any
     host; only `keys` if given): `review-press worker`. Never starts or fills a campaign.
 
@@ -404,7 +409,7 @@ def join(root: Path, options: PublishOptions = PublishOptions(), keys: tuple[str
                 judged = refuse_unmailable(config, theme, Campaigns(tuple(due), ()), store, s.make)
                 for refusal in judged.campaigns.refused:  # its email breaks a lint rule here: not sent by this worker
                     refused.update({c.key: refusal for c in due if c.post.slug == refusal.post.slug and c.key})
-                done = send_due(s, store, list(judged.campaigns.chosen), judged.editions, options, None, stop, report)
+                done = send_due(s, store, list(judged.campaigns.chosen), judged.editions, options, progress, stop, report)
                 runs.extend(done)
                 if any(r.sent or r.failed or r.bounced or r.deferred or r.skipped for r in done):
                     continue
@@ -414,19 +419,48 @@ def join(root: Path, options: PublishOptions = PublishOptions(), keys: tuple[str
     return report([])
 
 
-def _sender_process(root: str, options: PublishOptions, keys: tuple[str, ...], results: Any, parent: int) -> None:
-    """The body of one sending process of `publish --workers`: `join`, then its report on `results`."""
+def _sender_process(root: str, options: PublishOptions, keys: tuple[str, ...], link: Any, parent: int) -> None:
+    """The body of one sending process of `publish --workers`: `join`, saying on `link` (its own
+    pipe to the parent) where its share stands as it goes, then its report."""
     # when the publish that started it is gone (killed, out of memory), stop after the messages in
     # flight, as SIGTERM does: its lock is released, and a new publish will put rows still
     # `sending` back to pending (at most the in-flight messages go twice, as after any kill)
     when_parent_is_gone(parent, lambda: os.kill(os.getpid(), signal.SIGTERM))
     try:
-        report = join(Path(root), options, keys)
-        results.put((os.getpid(), report.posts, None))
+        report = join(Path(root), options, keys, progress=lambda p: link.send(("progress", p)))
+        link.send(("done", report.posts, None))
     except SendingStopped as exc:
-        results.put((os.getpid(), exc.report.posts if exc.report else (), str(exc)))
+        link.send(("done", exc.report.posts if exc.report else (), str(exc)))
     except PressError as exc:
-        results.put((os.getpid(), (), str(exc)))
+        link.send(("done", (), str(exc)))
+    finally:
+        link.close()
+
+
+class _Tally:
+    """What the sending processes of a `publish --workers` say as they go, added up per campaign
+    for the parent's progress callback: each says where its own share stands (`Progress` of its
+    run), so the campaign's is their sum; its total, the most rows any of them found pending."""
+
+    def __init__(self, progress: Callable[[Progress], None] | None) -> None:
+        self.progress = progress
+        self.latest: dict[str, dict[int, Progress]] = {}
+
+    def add(self, pid: int, p: Progress) -> None:
+        if self.progress is None:
+            return
+        shares = self.latest.setdefault(p.slug, {})
+        shares[pid] = p
+        each = list(shares.values())
+        self.progress(
+            Progress(
+                p.slug,
+                p.subject,
+                max(q.total for q in each),
+                *(sum(getattr(q, name) for q in each) for name in ("sent", "failed", "bounced", "skipped", "deferred")),
+                elapsed=max(q.elapsed for q in each),
+            )
+        )
 
 
 def send_in_processes(
@@ -435,40 +469,51 @@ def send_in_processes(
     keys: list[str],
     stop: StopRequest,
     partial_report: Callable[[list[CampaignRun]], PublishReport],
+    progress: Callable[[Progress], None] | None = None,
 ) -> list[CampaignRun]:
     """Send the campaigns `keys` with `options.workers` processes (each a `join`), forwarding a
-    stop request to them and adding up what they did. A process that failed is a `DeliveryError`
-    (after the others finished); a breaker that tripped in any of them is a `SendingStopped`."""
+    stop request to them, passing on their progress added up (`_Tally`) and adding up what they
+    did. A process that failed is a `DeliveryError` (after the others finished); a breaker that
+    tripped in any of them is a `SendingStopped`."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no connection or thread is inherited
-    results = context.Queue()
     child = dataclasses.replace(options, workers=1, follow=False, connector=None, beside_publish=True)
-    procs = [
-        context.Process(target=_sender_process, args=(str(root), child, tuple(keys), results, os.getpid())) for _ in range(options.workers)
-    ]
-    for proc in procs:
+    links: dict[Any, Any] = {}  # each process's own pipe (no lock shared with the others, which a kill could leave held) -> it
+    for _ in range(options.workers):
+        reader, writer = context.Pipe(duplex=False)
+        proc = context.Process(target=_sender_process, args=(str(root), child, tuple(keys), writer, os.getpid()))
         proc.start()
+        writer.close()  # the process holds the only writer left: its end, however it comes, is the end of the pipe here
+        links[reader] = proc
+    procs = list(links.values())
     runs: list[CampaignRun] = []
     problems: list[str] = []
-    reported: set[int] = set()
     forwarded = False
-    while len(reported) < len(procs):
+    tally = _Tally(progress)
+    while links:
         if stop.is_set() and not forwarded:
             for proc in procs:
                 if proc.pid is not None and proc.is_alive():
                     os.kill(proc.pid, stop.signum or signal.SIGTERM)
             forwarded = True
-        try:
-            pid, posts, problem = results.get(timeout=0.2)
-        except queue.Empty:
-            gone = [p for p in procs if not p.is_alive() and p.pid not in reported]
-            for p in gone:  # died without a report (killed): its leased rows come back after the lease
-                reported.add(p.pid or 0)
-                problems.append(f"a sending process (pid {p.pid}) ended with exit code {p.exitcode} before reporting")
-            continue
-        reported.add(pid)
-        runs.extend(posts)
-        if problem:
-            problems.append(problem)
+        for reader in wait(list(links), timeout=0.2):
+            proc = links[reader]
+            try:
+                message = reader.recv()
+            except (EOFError, OSError):  # it ended without a report (killed): its leased rows come back after the lease
+                del links[reader]
+                reader.close()
+                proc.join()
+                problems.append(f"a sending process (pid {proc.pid}) ended with exit code {proc.exitcode} before reporting")
+                continue
+            if message[0] == "progress":
+                tally.add(proc.pid or 0, message[1])
+                continue
+            del links[reader]
+            reader.close()
+            _, posts, problem = message
+            runs.extend(posts)
+            if problem:
+                problems.append(problem)
     for proc in procs:
         proc.join()
     merged = _merged(runs)
