@@ -6,9 +6,10 @@ A `PressError` prints as `path:line: message (hint)` on stderr and exits 1, with
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -594,9 +595,6 @@ def publish(
     or the server refused everything, 130 after Ctrl-C and 143 after SIGTERM (both stop after the
     messages in flight; run it again to send the rest).
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from .build import build as run_build
     from .identity import Refusal
     from .publish import PublishOptions, SendingStopped, send_test
@@ -631,22 +629,8 @@ def publish(
         raise typer.Exit(128 + signum)
     plan, _ = run_build(site)
     _notes(plan)  # not the build's email verdicts: the run reports its own, for the posts it sends or refuses
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[failed]} failed  {task.fields[deferred]} deferred  {task.fields[rate]:.0f}/s"),
-        TimeRemainingColumn(),
-    )
     stopped: SendingStopped | None = None
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:  # results go to stdout, the bar to stderr
-        tasks: dict[str, Any] = {}
-
-        def show(p: Any) -> None:
-            if p.slug not in tasks:
-                tasks[p.slug] = bar.add_task(p.slug, total=p.total, failed=0, deferred=0, rate=0.0)
-            bar.update(tasks[p.slug], completed=p.done, failed=p.failed + p.bounced, deferred=p.deferred, rate=p.rate)
-
+    with _sending_bar() as show:
         try:
             report = run_publish(site, options, progress=show)
         except SendingStopped as exc:  # the breaker: say what was done, then the error (exit 1)
@@ -654,6 +638,31 @@ def publish(
                 raise
             stopped, report = exc, exc.report
     _report_sending(report, stopped, again="review-press publish")
+
+
+@contextlib.contextmanager
+def _sending_bar() -> Iterator[Callable[[Any], None]]:
+    """A progress bar per campaign on stderr (results go to stdout) while `publish` or `worker`
+    sends; yields the progress callback that moves it."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed  {task.fields[deferred]} deferred  {task.fields[rate]:.0f}/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def show(p: Any) -> None:
+            if p.slug not in tasks:
+                tasks[p.slug] = bar.add_task(p.slug, total=p.total, failed=0, deferred=0, rate=0.0)
+            bar.update(tasks[p.slug], completed=p.done, failed=p.failed + p.bounced, deferred=p.deferred, rate=p.rate)
+
+        yield show
 
 
 @app.command(cls=PlainCommand)
@@ -670,12 +679,13 @@ def worker(
     from .publish import PublishOptions, SendingStopped, join
 
     stopped: SendingStopped | None = None
-    try:
-        report = join(site, PublishOptions(follow=follow))
-    except SendingStopped as exc:
-        if exc.report is None:
-            raise
-        stopped, report = exc, exc.report
+    with _sending_bar() as show:
+        try:
+            report = join(site, PublishOptions(follow=follow), progress=show)
+        except SendingStopped as exc:
+            if exc.report is None:
+                raise
+            stopped, report = exc, exc.report
     _report_sending(report, stopped, again="review-press worker")
 
 
