@@ -474,6 +474,7 @@ class SendLoop:
                 continue
             try:
                 link.sock.send(b"QUIT\r\n")  # six bytes: the socket's buffer takes them, or it is gone
+                self.selector.modify(link.sock, READ, link)  # its reply, never a write it no longer has
             except OSError:
                 self._drop(link)
         deadline = time.monotonic() + self.timeout
