@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, feeds, images, pages, sitefiles
+from . import __version__, feeds, gcpause, images, pages, sitefiles
 from .config import CONFIG_NAME, Config, load_config
 from .content import Post, load_posts
 from .edition.lint import EmailProblem, Verdict
@@ -100,24 +100,25 @@ def sent_campaigns(config: Config) -> list[CampaignRecord]:
 def plan(root: Path, options: BuildOptions = BuildOptions()) -> Plan:
     """Load, check and plan a build: raises every problem found; writes nothing but caches."""
     config = load_config(root)
-    posts = load_posts(config)
-    now = options.now or dt.datetime.now(dt.UTC)
-    site = make_site(config, posts, now=now, drafts=options.drafts, future=options.future)
-    theme = Theme.for_site(config.templates_dir, site=site, config=config)
-    key = base_key(config, theme)
-    email = edition_plan(site, theme, key, now)
-    artifacts = [
-        *pages.plan_pages(site, theme, key),
-        *feeds.plan_feeds(site, key),
-        *email.artifacts,
-        *static_artifacts(config, theme),
-        *images.plan_images(site),  # posts' images copied beside their pages, and resized copies
-    ]
-    redirects, errors = find_redirects(site, sent_campaigns(config), posts)
-    moved, clashes = plan_redirects(site, theme, redirects, {a.path.casefold() for a in artifacts}, key)
-    raise_all(errors + clashes)
-    scheduled = () if options.future else site_scheduled(posts, now)
-    return Plan(config=config, site=site, theme=theme, artifacts=(*artifacts, *moved), scheduled=scheduled, email=email)
+    with gcpause.paused():  # the plan keeps what it makes (the posts from their cache too): the collector would find no garbage in it
+        posts = load_posts(config)
+        now = options.now or dt.datetime.now(dt.UTC)
+        site = make_site(config, posts, now=now, drafts=options.drafts, future=options.future)
+        theme = Theme.for_site(config.templates_dir, site=site, config=config)
+        key = base_key(config, theme)
+        email = edition_plan(site, theme, key, now)
+        artifacts = [
+            *pages.plan_pages(site, theme, key),
+            *feeds.plan_feeds(site, key),
+            *email.artifacts,
+            *static_artifacts(config, theme),
+            *images.plan_images(site),  # posts' images copied beside their pages, and resized copies
+        ]
+        redirects, errors = find_redirects(site, sent_campaigns(config), posts)
+        moved, clashes = plan_redirects(site, theme, redirects, {a.path.casefold() for a in artifacts}, key)
+        raise_all(errors + clashes)
+        scheduled = () if options.future else site_scheduled(posts, now)
+        return Plan(config=config, site=site, theme=theme, artifacts=(*artifacts, *moved), scheduled=scheduled, email=email)
 
 
 def manifest_path(config: Config) -> Path:

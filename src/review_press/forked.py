@@ -6,6 +6,7 @@ range of it; the results come back in order. Used where a build's work is pure: 
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -31,8 +32,11 @@ def when_parent_is_gone(parent: int, then: Callable[[], None]) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-def _exit_with(parent: int) -> None:
-    """A pool process's initializer: end it when the build that forked it is gone."""
+def _start_worker(parent: int) -> None:
+    """A pool process's initializer: end it when the build that forked it is gone, and turn the
+    cyclic collector on (a build plans with it paused, `gcpause`, and its forks inherit that):
+    the work done here frees its garbage as ever."""
+    gc.enable()
     when_parent_is_gone(parent, lambda: os._exit(1))
 
 
@@ -60,7 +64,7 @@ def map_forked(fn: Callable[[T], R], items: Sequence[T], threshold: int) -> list
         step = max(1, len(items) // (workers * 8))
         starts = range(0, len(items), step)
         context = mp.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)) as pool:
             return [r for part in pool.map(_run, starts, [min(s + step, len(items)) for s in starts]) for r in part]
     finally:
         _WORK = (None, ())
