@@ -50,7 +50,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from . import markup
 from .content import Post
 from .output import Artifact, make_key
-from .site import FEEDS, Site, utc_instant
+from .site import FEEDS, Site
 
 FEED_FORMAT = "feeds-4"  # part of every key: bump when this module renders the same input differently
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
@@ -125,7 +125,7 @@ class FeedContext:
 
 def plan_feeds(site: Site, base_key: str) -> list[Artifact]:
     """Every feed document of the site as an `Artifact` whose key covers all its bytes depend on."""
-    ctx = FeedContext(site=site, updated=unique_updated(site.posts))
+    ctx = FeedContext(site=site, updated=unique_updated(site))
     said = {p.slug: f"{p.slug}|{p.digest}|{ctx.updated[p.slug].isoformat()}" for p in site.posts}  # once per post, not per document
     return [Artifact(doc.path, doc_key(doc, base_key, said), _renderer(ctx, doc), doc.origin) for doc in feed_docs(site)]
 
@@ -182,17 +182,22 @@ def doc_key(doc: FeedDoc, base_key: str, said: Mapping[str, str]) -> str:
     return make_key(FEED_FORMAT, base_key, doc.kind, doc.path, doc.title, doc.subtitle, doc.home, doc.archive, *links, "|", *posts)
 
 
-def unique_updated(posts: Iterable[Post]) -> dict[str, dt.datetime]:
+def unique_updated(site: Site) -> dict[str, dt.datetime]:
     """Each post's feed `updated`: its last_modified in UTC to the second, unique across the site.
 
     Two posts with one instant (say, both dated 2026-01-05) would give two entries with equal
     atom:updated, which the W3C validator warns about; the later one (by date, then slug) moves on
     by whole seconds. Unique site-wide, so a post says the same in every document that lists it.
+    The site's posts are newest first by date, then slug (`site.by_date`), all different: taken
+    oldest first, a stable sort by the last_modified instant (`Site.modified`) alone puts them by
+    (last_modified, date, slug) without working out each date's instant again.
     """
+    modified = site.modified
     result: dict[str, dt.datetime] = {}
     last: dt.datetime | None = None
-    for post in sorted(posts, key=lambda p: (utc_instant(p.last_modified), utc_instant(p.date), p.slug)):
-        when = post.last_modified.astimezone(dt.UTC).replace(microsecond=0)
+    for post in sorted(reversed(site.posts), key=modified.__getitem__):
+        when = modified[post]  # in UTC: to the second, as every format writes it
+        when = when.replace(microsecond=0) if when.microsecond else when
         if last is not None and when <= last:
             when = last + dt.timedelta(seconds=1)
         result[post.slug] = last = when

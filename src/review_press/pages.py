@@ -29,7 +29,7 @@ from . import jsonld, markup
 from .content import Post
 from .errors import raise_all
 from .output import Artifact, make_key
-from .site import FEEDS, Page, Site, Tag, Year, paginate, utc_instant
+from .site import FEEDS, Page, Site, Tag, Year, paginate
 from .theme import Theme
 
 DESCRIPTION_CHARS = 200
@@ -151,11 +151,10 @@ def highlight_css() -> str:
     return f"/* Generated from Pygments {pygments.__version__}; do not edit. */\n{light}\n\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
 
 
-def lastmod(posts: Iterable[Post], instants: Mapping[str, dt.datetime]) -> str | None:
+def lastmod(posts: Iterable[Post], instants: Mapping[Post, dt.datetime]) -> str | None:
     """The newest `last_modified` of some posts, as W3C datetime; None for no posts. `instants`
-    (slug -> `site.utc_instant` of its `last_modified`, made once for many pages) spares
-    comparing aware datetimes."""
-    latest = max(posts, key=lambda p: instants[p.slug], default=None)
+    (`Site.modified`: each post's `last_modified` as a UTC instant) spares comparing datetimes in many zones."""
+    latest = max(posts, key=instants.__getitem__, default=None)
     return latest.last_modified.isoformat() if latest else None
 
 
@@ -323,11 +322,14 @@ class _KeyParts:
         link = {p.slug: f"{p.slug}\x1f{p.title}\x1f{p.date.isoformat()}" for p in site.posts}
         return cls(card=card, link=link)
 
-    def cards(self, posts: Iterable[Post]) -> tuple[str, ...]:
-        return tuple(self.card[p.slug] for p in posts)
+    def cards(self, posts: Iterable[Post]) -> str:
+        """The cards of some posts, in order, as one text for a key (no post's text holds a control
+        character, so the separators cannot be mistaken; a tuple's repr was slow to make)."""
+        return "\x1d".join([self.card[p.slug] for p in posts])
 
-    def links(self, posts: Iterable[Post | None]) -> tuple[str, ...]:
-        return tuple(self.link[p.slug] if p else "" for p in posts)
+    def links(self, posts: Iterable[Post | None]) -> str:
+        """The links of some posts (or "" for None), in order, as one text for a key (as `cards`)."""
+        return "\x1d".join([self.link[p.slug] if p else "" for p in posts])
 
 
 def css_version(theme: Theme) -> str:
@@ -340,8 +342,13 @@ def css_version(theme: Theme) -> str:
 
 
 def _sitemap_entries(site: Site, pages: Iterable[tuple[str, Iterable[Post]]]) -> tuple[SitemapEntry, ...]:
-    instants = {p.slug: utc_instant(p.last_modified) for p in site.posts}
-    return tuple(SitemapEntry(site.url(path), lastmod(posts, instants)) for path, posts in pages)
+    return tuple(SitemapEntry(site.url(path), lastmod(posts, site.modified)) for path, posts in pages)
+
+
+def _sitemap_key(entries: Iterable[SitemapEntry]) -> str:
+    """What the sitemap's key says of its entries: each URL and lastmod, on a line of its own
+    (neither holds a control character; one joined text, as a tuple's repr was slow to make)."""
+    return "\n".join([f"{e.loc}\x1f{e.lastmod}" for e in entries])
 
 
 def plan_pages(site: Site, theme: Theme, base_key: str) -> list[Artifact]:
@@ -390,7 +397,7 @@ def plan_pages(site: Site, theme: Theme, base_key: str) -> list[Artifact]:
             add(page.path, key, partial(_render_tag, ctx, tag, page), f"tag {tag.name!r}", page.posts)
     add("404.html", ("404",), partial(_render_404, ctx), "the 404 page")
     entries = _sitemap_entries(site, listed)
-    add("sitemap.xml", ("sitemap", tuple((e.loc, e.lastmod) for e in entries)), partial(sitemap_xml, entries), "the sitemap")
+    add("sitemap.xml", ("sitemap", _sitemap_key(entries)), partial(sitemap_xml, entries), "the sitemap")
     add("robots.txt", ("robots",), partial(robots_txt, site), "robots.txt")
     css = highlight_css()
     add(HIGHLIGHT_CSS, ("highlight.css", hashlib.sha256(css.encode()).hexdigest()), css.encode, "code highlighting")
