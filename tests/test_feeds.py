@@ -178,6 +178,35 @@ def test_posts_of_one_day_get_distinct_updated_values(site: Path) -> None:
     assert same_day == review_6 + dt.timedelta(seconds=1)  # same-day sorts after review-6
 
 
+def test_unique_updated_orders_by_last_modified_then_date_then_slug_in_utc(tmp_path: Path) -> None:
+    """`unique_updated` sorts the site's posts (newest first by date, then slug) by their
+    last_modified instant alone, oldest first: ties keep the site's order reversed. That is the
+    order of (last_modified, date, slug) as UTC instants, whatever offsets the dates were written with."""
+    root = write_site(
+        tmp_path / "s",
+        {
+            "a.md": post_text(title="A", date="2026-01-05T10:00:00+02:00", updated="2026-02-01T09:00:00+01:00"),
+            "b.md": post_text(title="B", date="2026-01-05T08:00:00+00:00", updated="2026-02-01T08:00:00Z"),
+            "c.md": post_text(title="C", date="2026-01-05T09:00:00+01:00"),
+            "d.md": post_text(title="D", date="2026-01-04T09:00:00.500000+01:00"),
+            "e.md": post_text(title="E", date="2026-01-04T08:00:00Z"),
+            "f.md": post_text(title="F", date="2026-01-05T08:00:00Z"),
+            "g.md": post_text(title="G", date="2026-01-03", updated="2026-02-01T08:00:00Z"),  # updated with a and b, dated before them
+        },
+        TOML.format(content="full"),
+    )
+    site = plan(root, BuildOptions(now=NOW)).site
+    expected: dict[str, dt.datetime] = {}
+    last = None
+    for post in sorted(site.posts, key=lambda p: (p.last_modified.astimezone(dt.UTC), p.date.astimezone(dt.UTC), p.slug)):
+        when = post.last_modified.astimezone(dt.UTC).replace(microsecond=0)
+        when = last + dt.timedelta(seconds=1) if last is not None and when <= last else when
+        expected[post.slug] = last = when
+    assert list(feeds.unique_updated(site).items()) == list(expected.items())
+    assert list(expected) == ["e", "d", "c", "f", "g", "a", "b"]
+    assert expected["d"] == dt.datetime(2026, 1, 4, 8, 0, 1, tzinfo=dt.UTC)  # the second of e, moved on
+
+
 def test_every_url_in_content_is_absolute(site: Path) -> None:
     page = f"{BASE}posts/run-away/"
     expected = ['href="https://example.org/trailers/run-away/"', f'src="{page}still.jpg"', f'href="{page}#fn1"', f'href="{page}#cast"']
