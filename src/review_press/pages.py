@@ -300,9 +300,16 @@ def _render_404(ctx: _Context) -> bytes:
 
 
 def _tag_refs(site: Site) -> dict[str, tuple[TagRef, ...]]:
-    """For each post slug, links to its tags in the site's canonical spelling."""
+    """For each post slug, links to its tags in the site's canonical spelling (made once for each
+    set of tags as written: many posts share theirs)."""
     by_name = {t.name.casefold(): TagRef(t.name, t.path) for t in site.tags}
-    return {p.slug: tuple(by_name[k] for k in dict.fromkeys(t.casefold() for t in p.tags) if k in by_name) for p in site.posts}
+    refs: dict[tuple[str, ...], tuple[TagRef, ...]] = {}
+    result = {}
+    for p in site.posts:
+        if (found := refs.get(p.tags)) is None:
+            found = refs[p.tags] = tuple(by_name[k] for k in dict.fromkeys(t.casefold() for t in p.tags) if k in by_name)
+        result[p.slug] = found
+    return result
 
 
 @dataclass(frozen=True)
@@ -318,7 +325,12 @@ class _KeyParts:
 
     @classmethod
     def of(cls, site: Site, tags_of: dict[str, tuple[TagRef, ...]]) -> _KeyParts:
-        card = {p.slug: p.digest + "".join(f"\x1f{t.name}\x1e{t.path}" for t in tags_of[p.slug]) for p in site.posts}
+        said: dict[tuple[str, ...], str] = {}  # what a card says of its tags, by the tags as written (as `_tag_refs`)
+        card = {}
+        for p in site.posts:
+            if (tags := said.get(p.tags)) is None:
+                tags = said[p.tags] = "".join(f"\x1f{t.name}\x1e{t.path}" for t in tags_of[p.slug])
+            card[p.slug] = p.digest + tags
         link = {p.slug: f"{p.slug}\x1f{p.title}\x1f{p.date.isoformat()}" for p in site.posts}
         return cls(card=card, link=link)
 
@@ -327,9 +339,9 @@ class _KeyParts:
         character, so the separators cannot be mistaken; a tuple's repr was slow to make)."""
         return "\x1d".join([self.card[p.slug] for p in posts])
 
-    def links(self, posts: Iterable[Post | None]) -> str:
-        """The links of some posts (or "" for None), in order, as one text for a key (as `cards`)."""
-        return "\x1d".join([self.link[p.slug] if p else "" for p in posts])
+    def links(self, posts: Iterable[Post]) -> str:
+        """The links of some posts, in order, as one text for a key (as `cards`)."""
+        return "\x1d".join([self.link[p.slug] for p in posts])
 
 
 def css_version(theme: Theme) -> str:
@@ -380,7 +392,7 @@ def plan_pages(site: Site, theme: Theme, base_key: str) -> list[Artifact]:
     neighbours = site.neighbours()
     for post in site.posts:
         newer, older = neighbours[post.slug]
-        key = ("post", parts.card[post.slug], parts.links((newer, older)))
+        key = ("post", parts.card[post.slug], parts.link[newer.slug] if newer else "", parts.link[older.slug] if older else "")
         add(post.path, key, partial(_render_post, ctx, post, newer, older), str(post.source), (post,))
     add("archive/", ("archive", parts.links(site.posts)), partial(_render_archive, ctx), "the archive", site.posts)
     for i, year in enumerate(site.years):

@@ -64,8 +64,9 @@ class Year:
     def path(self) -> str:
         return f"archive/{self.year}/"
 
-    @property
+    @cached_property
     def posts(self) -> tuple[Post, ...]:
+        """The year's posts, newest first (made once: a plan and its page ask more than once)."""
         return tuple(p for m in self.months for p in m.posts)
 
 

@@ -10,7 +10,6 @@ import io
 import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -138,6 +137,8 @@ class Resizer:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         except (OSError, PressError):
             return  # a cache that cannot be written: each copy is made on its own
+        from concurrent.futures import ThreadPoolExecutor  # imported when there are copies to make: a build with none never needs it
+
         workers = min(os.cpu_count() or 1, 8, len(groups))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for sha, made in zip(groups, pool.map(self._make_cached, groups.values()), strict=True):
