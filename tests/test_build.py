@@ -62,14 +62,26 @@ def test_nothing_changed_renders_nothing(tmp_path: Path) -> None:
 
 def test_a_build_with_nothing_to_render_loads_no_parser_template_engine_or_image_library(tmp_path: Path) -> None:
     """Start-up is most of a nothing-changed rebuild: what only rendering needs (Markdown, YAML,
-    Jinja, lxml, Pillow's images, the email package, feedgen, premailer) is imported by the
+    Jinja, lxml, Pillow's images, the email package, feedgen, premailer; the thread pool that
+    resizes images and logging, which only the CSS lint's cssutils needs) is imported by the
     render that needs it, so a build that renders nothing never loads it."""
     import subprocess
     import sys
 
     root = sample_copy(tmp_path)
     build(root, NOW)
-    heavy = ("markdown_it", "yaml", "jinja2", "lxml.html", "PIL.Image", "email.policy", "feedgen", "premailer")
+    heavy = (
+        "markdown_it",
+        "yaml",
+        "jinja2",
+        "lxml.html",
+        "PIL.Image",
+        "email.policy",
+        "feedgen",
+        "premailer",
+        "concurrent.futures",
+        "logging",
+    )
     code = (
         "import sys, datetime as dt; from pathlib import Path; from review_press.build import build, BuildOptions;"
         f"_, r = build(Path({str(root)!r}), BuildOptions(now=dt.datetime(2026, 6, 1, tzinfo=dt.UTC)));"

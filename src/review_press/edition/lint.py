@@ -16,7 +16,6 @@ client opens) never does.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -154,6 +153,8 @@ def _stylesheet_problems(css: str) -> tuple[Problem, ...]:
         problems.append(Problem(1, f"<style> is {len(css.encode()) / 1024:.1f} KB, over Gmail's 16 KB", "style-size"))
     for what in _forbidden_css(css):
         problems.append(Problem(7, f"{what!r} in <style>", "css:" + what))
+    import logging  # with cssutils, only when a stylesheet is judged: a build that judges none never needs it
+
     import cssutils  # imported only when a stylesheet is judged: a tenth of a second of start-up otherwise
 
     cssutils.log.setLevel(logging.CRITICAL)
