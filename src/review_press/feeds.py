@@ -113,10 +113,15 @@ class FeedContext:
             found = self.entries[post.slug] = make_entry(self.site, post, self.updated[post.slug])
         return found
 
-    def json_text(self, entry: Entry) -> str:
-        """The entry's JSON Feed item as `json_text` writes it inside "items" (encoded on first use)."""
+    def json_text(self, entry: Entry, *, keep: bool) -> str:
+        """The entry's JSON Feed item as `json_text` writes it inside "items", encoded once if
+        `keep` (a subscription feed's: the site's and its tags' list the newest posts again and
+        again); an archive's posts are in no other archive, so theirs are not kept (a worker
+        rendering thousands of archived posts would hold every item's text)."""
         if (found := self.json_items.get(entry.post.slug)) is None:
-            found = self.json_items[entry.post.slug] = json_text(json_item(entry), depth=2)
+            found = json_text(json_item(entry), depth=2)
+            if keep:
+                self.json_items[entry.post.slug] = found
         return found
 
 
@@ -291,7 +296,7 @@ def render_json(ctx: FeedContext, doc: FeedDoc, entries: list[Entry]) -> bytes:
         feed["next_url"] = older[0]
     text = json_text(feed)
     if entries:  # the marker's line: no string in the document holds a line break, so no other line is it
-        text = text.replace(_ITEMS_LINE, "\n" + ",\n".join(ctx.json_text(e) for e in entries) + "\n", 1)
+        text = text.replace(_ITEMS_LINE, "\n" + ",\n".join(ctx.json_text(e, keep=not doc.archive) for e in entries) + "\n", 1)
     return (text + "\n").encode("utf-8")
 
 
