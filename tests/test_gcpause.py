@@ -49,7 +49,9 @@ def test_what_another_part_of_the_process_froze_stays_frozen() -> None:
         frozen = gc.get_freeze_count()
         with gcpause.paused():
             made = [_Node() for _ in range(100)]
-        assert gc.get_freeze_count() == frozen and len(made) == 100
+        after = gc.get_freeze_count()  # frozen objects may still be freed meanwhile (by reference counting, on any thread)
+        assert after > frozen // 2  # not emptied: `unfreeze` would have moved them all out
+        assert after < frozen + len(made)  # and the block's own objects were not frozen with them
     finally:
         gc.unfreeze()
 
