@@ -379,21 +379,29 @@ def test_a_server_dripping_a_reply_byte_by_byte_times_out_as_a_whole() -> None:
     assert len(log) == 1
 
 
+def answer_envelope(conn: socket.socket, pipelining: bool, replies: tuple[bytes, ...]) -> None:
+    """Greet (offering PIPELINING or not), then answer a message's MAIL, RCPT and DATA with
+    `replies`: all at once once the three came (pipelined), or one a command, up to a refusal."""
+    conn.sendall(b"220 raw ESMTP\r\n")
+    until(conn, b"\r\n")
+    conn.sendall(b"250-raw\r\n250-PIPELINING\r\n250 8BITMIME\r\n" if pipelining else b"250-raw\r\n250 8BITMIME\r\n")
+    if pipelining:
+        commands(conn)
+        conn.sendall(b"".join(replies))
+        return
+    for reply in replies:
+        until(conn, b"\r\n")
+        conn.sendall(reply)
+        if reply[:1] not in b"23":  # refused: the client says RSET, not the next command
+            return
+
+
 def cut_reply(pipelining: bool) -> Callable[[socket.socket], None]:
     """A session that takes a message's commands and body, then hangs up after the first byte
     of its reply to the body ("4" of "451"), with PIPELINING offered or not."""
 
     def session(conn: socket.socket) -> None:
-        conn.sendall(b"220 raw ESMTP\r\n")
-        until(conn, b"\r\n")
-        conn.sendall(b"250-raw\r\n250-PIPELINING\r\n250 8BITMIME\r\n" if pipelining else b"250-raw\r\n250 8BITMIME\r\n")
-        if pipelining:
-            commands(conn)
-            conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
-        else:
-            for reply in (b"250 2.1.0 ok\r\n", b"250 2.1.5 ok\r\n", b"354 go\r\n"):
-                until(conn, b"\r\n")
-                conn.sendall(reply)
+        answer_envelope(conn, pipelining, (b"250 2.1.0 ok\r\n", b"250 2.1.5 ok\r\n", b"354 go\r\n"))
         until(conn, b"\r\n.\r\n")
         conn.sendall(b"4")
 
@@ -461,16 +469,7 @@ def refused_then_421_to_rset(pipelining: bool) -> Callable[[socket.socket], None
     """A session that refuses the first recipient (550 5.1.1), then answers RSET with 421 and hangs up."""
 
     def session(conn: socket.socket) -> None:
-        conn.sendall(b"220 raw ESMTP\r\n")
-        until(conn, b"\r\n")
-        conn.sendall(b"250-raw\r\n250-PIPELINING\r\n250 8BITMIME\r\n" if pipelining else b"250-raw\r\n250 8BITMIME\r\n")
-        if pipelining:
-            commands(conn)
-            conn.sendall(b"250 2.1.0 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n")
-        else:
-            for reply in (b"250 2.1.0 ok\r\n", b"550 5.1.1 no such user\r\n"):
-                until(conn, b"\r\n")
-                conn.sendall(reply)
+        answer_envelope(conn, pipelining, (b"250 2.1.0 ok\r\n", b"550 5.1.1 no such user\r\n", b"554 5.5.1 no valid recipients\r\n"))
         assert until(conn, b"\r\n").upper() == b"RSET\r\n"  # smtplib writes it in lower case
         conn.sendall(b"421 4.3.2 shutting down\r\n")
 
