@@ -31,7 +31,19 @@ from typing import TYPE_CHECKING
 from ..errors import DeliveryError
 from ..store.ledger import Result
 from .replies import take_reply
-from .smtp import Envelope, Job, SendError, SmtpConnection, _describe, _stuffed, _text, classify, pipeline_refusal, pipelined_commands
+from .smtp import (
+    Envelope,
+    Job,
+    SendError,
+    SmtpConnection,
+    _describe,
+    _stuffed,
+    _text,
+    broken,
+    classify,
+    pipeline_refusal,
+    pipelined_commands,
+)
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -203,7 +215,7 @@ class SendLoop:
             try:
                 conn = future.result()
             except DeliveryError as exc:  # could not (re)connect
-                self._failed(task, SendError(exc.message, temporary=True, reconnect=True))
+                self._failed(task, broken(exc.message))
                 continue
             except Exception as exc:
                 self._finish(task, self.pool.internal_error(task.job, exc))
@@ -374,7 +386,7 @@ class SendLoop:
         error = pipeline_refusal(replies) if stage == "commands" else None  # it hung up after refusing: the refusal is the news
         if error is not None:
             error.reconnect = True
-        self._failed(task, error or SendError(f"connection lost: {reason}", temporary=True, reconnect=True))
+        self._failed(task, error or broken(f"connection lost: {reason}"))
 
     def _drop(self, link: _Link) -> None:
         """Close a connection without QUIT (it is gone, or of no more use)."""

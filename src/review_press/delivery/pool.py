@@ -27,6 +27,7 @@ from .smtp import (
     RateLimiter,
     SendError,
     SmtpConnection,
+    broken,
 )
 
 
@@ -130,7 +131,7 @@ class Pool:
                     conn = self.connector.open()
                 reply = conn.send(envelope)
             except DeliveryError as exc:  # could not (re)connect
-                error = SendError(exc.message, temporary=True, reconnect=True)
+                error = broken(exc.message)
             except SendError as exc:
                 error = exc
             else:

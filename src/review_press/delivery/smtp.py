@@ -63,6 +63,13 @@ class SendError(Exception):
         self.sender = sender
 
 
+def broken(reply: str) -> SendError:
+    """A message that did not get through because its connection failed (could not open, hung
+    up, timed out, said something that is not SMTP): nothing in it is about the reader, and it
+    is tried again on a new connection."""
+    return SendError(reply, temporary=True, reconnect=True)
+
+
 def classify(code: int, text: str, *, recipient_stage: bool) -> SendError:
     """Turn a refusing reply into a `SendError`: 4xx temporary, 5xx permanent, 5.1.x at RCPT/DATA a bounce;
     before the recipient stage (MAIL FROM) a refusal of the sender, never of the reader.
@@ -72,7 +79,7 @@ def classify(code: int, text: str, *, recipient_stage: bool) -> SendError:
     connection, not a refusal: temporary, on a new connection, never the reader's `failed`."""
     reply = f"{code} {text}".strip()
     if not 200 <= code < 600:
-        return SendError(f"connection lost: the reply was not SMTP ({reply[:80]!r})", temporary=True, reconnect=True)
+        return broken(f"connection lost: the reply was not SMTP ({reply[:80]!r})")
     enhanced = _ENHANCED.match(text)
     bounce = 500 <= code < 600 and recipient_stage and enhanced is not None and enhanced.group(1, 2) == ("5", "1")
     return SendError(reply, temporary=400 <= code < 500, bounce=bounce, reconnect=code == 421, sender=not recipient_stage)
@@ -300,7 +307,7 @@ class SmtpConnection:
         except smtplib.SMTPDataError as exc:  # refused at DATA (before the body)
             raise self._refused(exc.smtp_code, exc.smtp_error, recipient_stage=True) from None
         except (smtplib.SMTPException, OSError) as exc:  # dropped, timed out, or a reply smtplib cannot parse
-            raise SendError(f"connection lost: {_describe(exc)}", temporary=True, reconnect=True) from None
+            raise broken(f"connection lost: {_describe(exc)}") from None
         if code != 250:
             raise self._refused(code, text, recipient_stage=True)
         return f"{code} {_text(text)}"
@@ -324,18 +331,13 @@ class SmtpConnection:
                     raise
                 error.reconnect = True
                 raise error from None
-        (mail_code, mail_text), (rcpt_code, rcpt_text), (data_code, data_text) = replies
-        if mail_code == 250 and rcpt_code in (250, 251) and data_code == 354:
+        if (error := pipeline_refusal(replies)) is None:
             c.send(_stuffed(envelope.data))
             return read_reply(stream)
-        if data_code == 354:  # it would take the body of a message it has no sender or recipient for
+        if replies[2][0] == 354:  # it would take the body of a message it has no sender or recipient for
             c.send(b".\r\n")
             c.getreply()
-        if mail_code != 250:
-            raise self._refused(mail_code, mail_text, recipient_stage=False)
-        if rcpt_code not in (250, 251):
-            raise self._refused(rcpt_code, rcpt_text, recipient_stage=True)
-        raise self._refused(data_code, data_text, recipient_stage=True)
+        raise self._reset(error)
 
     def drivable(self) -> bool:
         """True when `loop.SendLoop` may drive this connection: a plain socket (no TLS) to a
@@ -343,9 +345,12 @@ class SmtpConnection:
         return not isinstance(self.client.sock, ssl.SSLSocket) and self.client.has_extn("pipelining")
 
     def _refused(self, code: int, text: bytes | str, *, recipient_stage: bool) -> SendError:
-        """A refusal, classified, after RSET puts the session back for the next message; the
+        """A refusal of one command, classified (`classify`), after RSET (`_reset`)."""
+        return self._reset(classify(code, _text(text), recipient_stage=recipient_stage))
+
+    def _reset(self, error: SendError) -> SendError:
+        """`error`, a refusal, after RSET puts the session back for the next message; the
         connection is given up (`reconnect`) when it does not take the RSET (a 421, a hang-up)."""
-        error = classify(code, _text(text), recipient_stage=recipient_stage)
         try:
             reset, _ = self.client.rset()
         except (smtplib.SMTPException, OSError):
