@@ -142,8 +142,7 @@ class SendLoop:
             self._start()
             for key, mask in self.selector.select(self._timeout()):
                 if key.data is None:  # drain, then clear: a wake-up in between is seen by this turn's look
-                    with contextlib.suppress(BlockingIOError):
-                        self._bell.recv(4096)
+                    self._drain_bell()
                     self._woken = False
                 else:
                     self._safely(key.data, self._service, key.data, mask)
@@ -470,6 +469,11 @@ class SendLoop:
             else:
                 pool.results.put(pool.given_back(job))
 
+    def _drain_bell(self) -> None:
+        """Empty the wake-up socket (`wake`)."""
+        with contextlib.suppress(BlockingIOError):
+            self._bell.recv(4096)
+
     def _shut(self) -> None:
         """QUIT on every connection at once, then wait for the servers to hang up, all together
         and for one `timeout` at most (one connection after another, N servers that never answer
@@ -494,17 +498,17 @@ class SendLoop:
             for key, _ in self.selector.select(left):
                 link = key.data
                 if link is None:
-                    with contextlib.suppress(BlockingIOError):
-                        self._bell.recv(4096)
+                    self._drain_bell()
                     continue
-                with contextlib.suppress(BlockingIOError):
-                    try:
-                        got = link.sock.recv(1 << 16)
-                    except OSError:
-                        got = b""
-                    link.inbox += got
-                    if not got or b"\n221" in b"\n" + link.inbox:  # it said goodbye, or hung up: done with it
-                        self._drop(link)
+                try:
+                    got = link.sock.recv(1 << 16)
+                except BlockingIOError:  # woken with nothing to read after all
+                    continue
+                except OSError:
+                    got = b""
+                link.inbox += got
+                if not got or b"\n221" in b"\n" + link.inbox:  # it said goodbye, or hung up: done with it
+                    self._drop(link)
         for link in list(self.links):  # silent to the end
             self._drop(link)
         self.selector.close()
