@@ -440,7 +440,7 @@ def _sender_process(root: str, options: PublishOptions, keys: tuple[str, ...], l
 class _Tally:
     """What the sending processes of a `publish --workers` say as they go, added up per campaign
     for the parent's progress callback: each says where its own share stands (`Progress` of its
-    run), so the campaign's is their sum; its total, the most rows any of them found pending."""
+    run), and the campaign's is `Progress.combined` of the latest from each."""
 
     def __init__(self, progress: Callable[[Progress], None] | None) -> None:
         self.progress = progress
@@ -451,16 +451,7 @@ class _Tally:
             return
         shares = self.latest.setdefault(p.slug, {})
         shares[pid] = p
-        each = list(shares.values())
-        self.progress(
-            Progress(
-                p.slug,
-                p.subject,
-                max(q.total for q in each),
-                *(sum(getattr(q, name) for q in each) for name in ("sent", "failed", "bounced", "skipped", "deferred")),
-                elapsed=max(q.elapsed for q in each),
-            )
-        )
+        self.progress(Progress.combined(shares.values()))
 
 
 def send_in_processes(

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +58,18 @@ class Progress:
     def rate(self) -> float:
         """Messages settled per second so far."""
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @classmethod
+    def combined(cls, shares: Iterable[Progress]) -> Progress:
+        """One post's progress where several senders share it (`publish --workers`), from where
+        each one's share stands: their counts added up; the total, the most rows any found pending."""
+        each = list(shares)
+        first = each[0]
+        counts = {name: sum(getattr(p, name) for p in each) for name in COUNTS}
+        return cls(first.slug, first.subject, max(p.total for p in each), **counts, elapsed=max(p.elapsed for p in each))
+
+
+COUNTS = ("sent", "failed", "bounced", "skipped", "deferred")  # what a run counts of its rows, as `Progress` names them
 
 
 @dataclass(frozen=True)
@@ -174,7 +186,7 @@ def send_campaign(
     """
     limit = in_flight_limit(batch, pool.concurrency)
     total = ledger.counts(store, slug)["pending"]  # once per campaign: never a count per batch
-    tally = {"sent": 0, "failed": 0, "bounced": 0, "skipped": 0, "deferred": 0}
+    tally = dict.fromkeys(COUNTS, 0)
     failed: list[int] = []  # rows this run marked failed: deferred instead if the breaker trips
     failures: Counter[str] = Counter()
     started = time.monotonic()
