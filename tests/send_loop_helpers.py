@@ -74,10 +74,11 @@ def until(conn: socket.socket, end: bytes, limit: int = 1 << 30) -> bytes:
     return bytes(buf)
 
 
-def greet(conn: socket.socket) -> None:
+def greet(conn: socket.socket, pipelining: bool = True) -> None:
+    """Say 220, read EHLO and answer it, offering PIPELINING (or not)."""
     conn.sendall(b"220 raw ESMTP\r\n")
     until(conn, b"\r\n")
-    conn.sendall(b"250-raw\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+    conn.sendall(b"250-raw\r\n250-PIPELINING\r\n250 8BITMIME\r\n" if pipelining else b"250-raw\r\n250 8BITMIME\r\n")
 
 
 def quit_(conn: socket.socket) -> None:
@@ -97,3 +98,18 @@ def commands(conn: socket.socket) -> bytes | None:
             continue
         return got if b"DATA\r\n" in got else got + until(conn, b"DATA\r\n")
     return None
+
+
+def answer_envelope(conn: socket.socket, pipelining: bool, replies: tuple[bytes, ...]) -> None:
+    """Greet (offering PIPELINING or not), then answer a message's MAIL, RCPT and DATA with
+    `replies`: all at once once the three came (pipelined), or one a command, up to a refusal."""
+    greet(conn, pipelining)
+    if pipelining:
+        commands(conn)
+        conn.sendall(b"".join(replies))
+        return
+    for reply in replies:
+        until(conn, b"\r\n")
+        conn.sendall(reply)
+        if reply[:1] not in b"23":  # refused: the client says RSET, not the next command
+            return

@@ -16,7 +16,7 @@ from typing import Any
 from review_press.delivery.pool import Pool
 from review_press.delivery.smtp import Envelope, Job, Policy, SmtpConnector
 from review_press.store.ledger import Claim
-from send_loop_helpers import FAST, claims, drain, greet, pool_for, quit_, raw_server, render, until
+from send_loop_helpers import FAST, answer_envelope, claims, drain, greet, pool_for, quit_, raw_server, render, until
 from smtp_servers import Handler, Script, fast_recording_server, received, smtp_server
 
 
@@ -106,15 +106,11 @@ def test_a_hang_up_in_the_middle_of_a_long_body_is_retried_and_it_arrives_once()
     got: list[bytes] = []
 
     def opening(conn: socket.socket) -> None:  # the connection Pool() opens first
-        greet(conn)
-        until(conn, b"DATA\r\n")
-        conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+        answer_envelope(conn, True, (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n",))
         until(conn, b"\r\n.\r\n", limit=100_000)  # then hangs up mid-body
 
     def second(conn: socket.socket) -> None:
-        greet(conn)
-        until(conn, b"DATA\r\n")
-        conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+        answer_envelope(conn, True, (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n",))
         got.append(until(conn, b"\r\n.\r\n"))
         conn.sendall(b"250 2.0.0 queued as R2\r\n")
         quit_(conn)
@@ -129,9 +125,7 @@ def test_a_hang_up_in_the_middle_of_a_long_body_is_retried_and_it_arrives_once()
 
 def test_a_refusal_at_mail_from_defers_and_a_421_then_hang_up_is_read_as_the_421() -> None:
     def sender_refused(conn: socket.socket) -> None:
-        greet(conn)
-        until(conn, b"DATA\r\n")
-        conn.sendall(b"553 5.1.8 bad sender\r\n503 5.5.1 no sender\r\n503 5.5.1 no recipient\r\n")
+        answer_envelope(conn, True, (b"553 5.1.8 bad sender\r\n503 5.5.1 no sender\r\n503 5.5.1 no recipient\r\n",))
         assert until(conn, b"\r\n").upper() == b"RSET\r\n"
         conn.sendall(b"250 ok\r\n")
         until(conn, b"DATA\r\n")
@@ -150,9 +144,7 @@ def test_a_354_after_a_refused_recipient_gets_an_empty_message_then_rset() -> No
     seen: list[bytes] = []
 
     def session(conn: socket.socket) -> None:
-        greet(conn)
-        until(conn, b"DATA\r\n")
-        conn.sendall(b"250 2.1.0 ok\r\n550 5.1.1 no such user\r\n354 go\r\n")
+        answer_envelope(conn, True, (b"250 2.1.0 ok\r\n550 5.1.1 no such user\r\n354 go\r\n",))
         seen.append(until(conn, b"RSET\r\n"))
         conn.sendall(b"554 5.5.1 no valid recipients\r\n250 ok\r\n")
         quit_(conn)
@@ -263,9 +255,7 @@ def test_an_address_the_server_cannot_take_fails_before_a_command_goes_and_the_s
 
 def test_a_421_then_nobody_listening_is_retried_then_deferred() -> None:
     def session(conn: socket.socket) -> None:
-        greet(conn)
-        until(conn, b"DATA\r\n")
-        conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n421 4.3.2 shutting down\r\n")
+        answer_envelope(conn, True, (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n421 4.3.2 shutting down\r\n",))
 
     with raw_server(session) as port:
         pool = pool_for(port, 1)

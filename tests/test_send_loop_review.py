@@ -16,7 +16,7 @@ import pytest
 from review_press.delivery.pool import Pool
 from review_press.delivery.smtp import Envelope, Job, Policy, _stuffed, classify
 from review_press.store.ledger import Result
-from send_loop_helpers import claims, commands, drain, greet, pool_for, quit_, render, until
+from send_loop_helpers import answer_envelope, claims, commands, drain, greet, pool_for, quit_, render, until
 from smtp_servers import Script, smtp_server
 
 
@@ -116,9 +116,7 @@ def test_a_reply_that_came_in_time_while_the_loop_was_busy_is_not_a_timeout() ->
     delivered: list[bytes] = []
 
     def pipelined(conn: socket.socket) -> None:  # the connection Pool() opens first: message 1
-        greet(conn)
-        until(conn, b"DATA\r\n")
-        conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+        answer_envelope(conn, True, (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n",))
         delivered.append(until(conn, b"\r\n.\r\n"))
         body_in.set()
         mail_in.wait(10)  # the loop is now inside smtplib's dialogue with the other server
@@ -138,9 +136,7 @@ def test_a_reply_that_came_in_time_while_the_loop_was_busy_is_not_a_timeout() ->
         quit_(conn)
 
     def again(conn: socket.socket) -> None:  # a retry of message 1 would come here
-        greet(conn)
-        until(conn, b"DATA\r\n")
-        conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+        answer_envelope(conn, True, (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n",))
         delivered.append(until(conn, b"\r\n.\r\n"))
         conn.sendall(b"250 2.0.0 queued as S3\r\n")
         quit_(conn)
@@ -194,9 +190,7 @@ def test_a_reply_to_the_body_before_the_body_was_sent_is_not_taken_for_its_accep
     log: list[tuple[bytes, bytes]] = []
 
     def premature(conn: socket.socket) -> None:
-        greet(conn)
-        until(conn, b"DATA\r\n")
-        conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n250 2.0.0 queued before the body\r\n")
+        answer_envelope(conn, True, (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n250 2.0.0 queued before the body\r\n",))
 
     with concurrent_server(premature, honest(log)) as port:
         results = drain(pool_for(port, 1), claims(1))
@@ -212,9 +206,7 @@ def test_a_reply_of_endless_lines_is_cut_off_not_rescanned_until_it_ends() -> No
     log: list[tuple[bytes, bytes]] = []
 
     def chatty(conn: socket.socket) -> None:
-        greet(conn)
-        until(conn, b"DATA\r\n")
-        conn.sendall(b"250-2.1.0 and more\r\n" * 20_000 + b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+        answer_envelope(conn, True, (b"250-2.1.0 and more\r\n" * 20_000 + b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n",))
         until(conn, b"\r\n.\r\n")
         conn.sendall(b"250 2.0.0 queued\r\n")
         quit_(conn)
@@ -234,9 +226,7 @@ def test_a_250_before_the_whole_body_was_written_is_not_an_acceptance() -> None:
     log: list[tuple[bytes, bytes]] = []
 
     def hasty(conn: socket.socket) -> None:
-        greet(conn)
-        until(conn, b"DATA\r\n")
-        conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n")
+        answer_envelope(conn, True, (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n",))
         until(conn, b"\r\n.\r\n", limit=100_000)
         conn.sendall(b"250 2.0.0 queued before the end\r\n")
         until(conn, b"\r\n.\r\n")
@@ -377,23 +367,6 @@ def test_a_server_dripping_a_reply_byte_by_byte_times_out_as_a_whole() -> None:
         stop.set()
     assert (results[1].status, results[1].attempts, results[1].reply) == ("sent", 2, "250 2.0.0 queued")
     assert len(log) == 1
-
-
-def answer_envelope(conn: socket.socket, pipelining: bool, replies: tuple[bytes, ...]) -> None:
-    """Greet (offering PIPELINING or not), then answer a message's MAIL, RCPT and DATA with
-    `replies`: all at once once the three came (pipelined), or one a command, up to a refusal."""
-    conn.sendall(b"220 raw ESMTP\r\n")
-    until(conn, b"\r\n")
-    conn.sendall(b"250-raw\r\n250-PIPELINING\r\n250 8BITMIME\r\n" if pipelining else b"250-raw\r\n250 8BITMIME\r\n")
-    if pipelining:
-        commands(conn)
-        conn.sendall(b"".join(replies))
-        return
-    for reply in replies:
-        until(conn, b"\r\n")
-        conn.sendall(reply)
-        if reply[:1] not in b"23":  # refused: the client says RSET, not the next command
-            return
 
 
 def cut_reply(pipelining: bool) -> Callable[[socket.socket], None]:
