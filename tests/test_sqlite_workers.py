@@ -119,3 +119,41 @@ def test_the_sending_processes_progress_reaches_the_publish_that_started_them(tm
     done = [p.done for p in seen]
     assert len(done) >= 4 and done == sorted(done) and done[0] < readers  # many reports on the way, never going back
     assert (seen[-1].sent, seen[-1].done, seen[-1].total) == (readers, readers, readers)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_publish_reaches_its_sending_processes_which_stop_cleanly(tmp_path: Path, signum: int) -> None:
+    """SIGTERM (systemd, docker stop) or Ctrl-C to a `publish --workers 2` is passed on to its
+    sending processes over their pipes: each finishes the messages it has in flight and settles
+    them, so nothing is left `sending` and nothing went twice; the exit says which signal, and a
+    new publish sends the rest, every reader once in all."""
+    readers = 3000
+    with fast_recording_server(tmp_path) as (port, record):
+        root = write_site(tmp_path / "site", POST, BASE_TOML + NEWSLETTER + smtp_table(port, rate_per_second=300))
+        ids = subscribe(root, readers)
+        publisher = subprocess.Popen(
+            [sys.executable, "-m", "review_press", "publish", "--workers", "2", "--site", str(root)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while sum(received(record).values()) < 300 and time.monotonic() < deadline and publisher.poll() is None:
+            time.sleep(0.02)
+        assert len(sending_processes(publisher.pid)) == 2
+        publisher.send_signal(signum)
+        out, err = publisher.communicate(timeout=120)
+        assert publisher.returncode == 128 + signum and "Traceback" not in err, out + err
+        rows = ledger_rows(root)
+        assert "sending" not in rows and rows.get("sent", 0) < readers  # stopped early, every message settled
+        before = received(record)
+        assert max(before.values()) == 1 and sum(before.values()) == rows["sent"]  # what the server took is what the store says went
+        rerun = subprocess.run(
+            [sys.executable, "-m", "review_press", "publish", "--site", str(root)], capture_output=True, text=True, timeout=120
+        )
+        assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, rerun.stdout + rerun.stderr
+        got = received(record)
+    secret = site_secret(load_config(root))
+    assert ledger_rows(root) == {"sent": readers}
+    assert got == {campaign_message_id("first", i, "example.org", secret): 1 for i in ids}  # every reader, once
