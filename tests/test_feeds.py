@@ -219,6 +219,75 @@ def test_every_url_in_content_is_absolute(site: Path) -> None:
         assert 'href="/' not in html and 'src="still' not in html and 'href="#' not in html
 
 
+CODE_SAMPLES = """\
+To link a page, write `<a href="/about/">` and for a picture `<img src="cat.png">`:
+
+```html
+<a href="/trailers/" title='see src="x"'>Trailers</a>
+<img srcset="a.png 1x, b.png 2x" src="still.png">
+```
+
+In prose too: href="#cast" is how a fragment link looks. And [a real link](/cast/).
+"""
+
+
+def test_code_samples_and_text_that_show_urls_keep_their_bytes_in_every_feed(tmp_path: Path) -> None:
+    """Only links and images are made absolute: HTML shown as text (a code sample, a fenced
+    block, prose) is the writer's, and reads in a feed reader as it does on the page."""
+    extra = {"2026-01-09-samples.md": post_text(title="Samples", date="2026-01-09", body=CODE_SAMPLES)}
+    out = build_out(reviews(tmp_path / "site", extra=extra))
+    page = etree.parse(out / "posts" / "samples" / "index.html", etree.HTMLParser()).getroot()
+    shown = [code.xpath("string()") for code in page.iter("code")]
+    assert shown[0] == '<a href="/about/">' and 'src="still.png"' in shown[2]  # the page, as the writer wrote them
+    atom = parse(out / "atom.xml").entries[0].content[0].value
+    rss = parse(out / "feed.xml").entries[0].content[0].value
+    json_html = json.loads((out / "feed.json").read_text("utf-8"))["items"][0]["content_html"]
+    for html in (atom, rss, json_html):
+        fragment = etree.fromstring(f"<div>{html}</div>", etree.HTMLParser()).find(".//div")
+        assert [code.xpath("string()") for code in fragment.iter("code")] == shown
+        paragraphs = [p.xpath("string()") for p in fragment.iter("p")]
+        assert 'In prose too: href="#cast" is how a fragment link looks.' in paragraphs[-1]
+        assert [a.get("href") for a in fragment.iter("a")] == ["https://example.org/cast/"]
+
+
+@pytest.mark.parametrize(
+    ("fragment", "expected"),
+    [
+        # attributes in any order, single or double quotes, any case; the tags without one untouched
+        (
+            '<p dir="auto"><a title="t" href="x/">a</a></p>',
+            '<p dir="auto"><a title="t" href="https://example.org/blog/posts/p/x/">a</a></p>',
+        ),
+        ("<img alt='a' SRC='/i.png'>", "<img alt='a' SRC='https://example.org/i.png'>"),
+        (
+            '<video poster="p.jpg" src="#t"></video>',
+            '<video poster="https://example.org/blog/posts/p/p.jpg" src="https://example.org/blog/posts/p/#t"></video>',
+        ),
+        # a value that reads like an attribute is a value: only the real src changes
+        (
+            "<img title=\"src='y.png' href='z'\" src=\"y.png\">",
+            "<img title=\"src='y.png' href='z'\" src=\"https://example.org/blog/posts/p/y.png\">",
+        ),
+        (
+            '<img srcset="a.png 1x,  b.png 2x" src="a.png">',
+            '<img srcset="https://example.org/blog/posts/p/a.png 1x, https://example.org/blog/posts/p/b.png 2x" src="https://example.org/blog/posts/p/a.png">',
+        ),
+        # kept: schemes, an empty value, names that only end in a URL name, and text
+        (
+            '<a href="mailto:a@example.org">m</a><a href="">e</a><a data-href="x">d</a>',
+            '<a href="mailto:a@example.org">m</a><a href="">e</a><a data-href="x">d</a>',
+        ),
+        ('<p>src="x" and href=\'y\' &lt;img src="z"&gt;</p>', '<p>src="x" and href=\'y\' &lt;img src="z"&gt;</p>'),
+        # entities: read decoded, written encoded
+        ('<a href="q?a=1&amp;b=2">q</a>', '<a href="https://example.org/blog/posts/p/q?a=1&amp;b=2">q</a>'),
+    ],
+)
+def test_absolute_urls_rewrites_url_attributes_of_tags_only(fragment: str, expected: str) -> None:
+    from review_press import markup
+
+    assert markup.absolute_urls(fragment, f"{BASE}posts/p/") == expected
+
+
 def test_entries_carry_author_categories_and_summary(site: Path) -> None:
     atom = parse(site / "atom.xml")
     run_away, same_day = atom.entries[0], atom.entries[1]

@@ -40,8 +40,11 @@ MORE = "<!-- more -->"
 _FORMATTER = HtmlFormatter(cssclass="highlight", wrapcode=True)
 _INLINE = HtmlFormatter(nowrap=True)  # markdown-it keeps output that starts with <pre> as it is
 _FOOTNOTE_REF = re.compile(r"\[\^[^\]\s]+\]")
-_URL_ATTR = re.compile(r"""(\s(?:href|src|poster)\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
-_SRCSET = re.compile(r"""(\ssrcset\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+# a start tag with a URL attribute in it (found by C, so the tags without one cost no Python);
+# `url_attributes` then reads its attributes in order, so a value is never read as an attribute
+_URL_TAG = re.compile(r"<[a-zA-Z][^>]*?\s(?i:href|src|poster|srcset)\s*=[^>]*>")
+_ATTRIBUTE = re.compile(r"""(\s)([^\s"'>/=]+)(\s*=\s*)(?:"([^"]*)"|'([^']*)')""")
+_HAS_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _TAG = re.compile(r"<[^>]*>")
 # inline elements: their tags join the text they wrap ("a <em>b</em>." reads "a b."); any other tag separates words
 _INLINE_TAG = re.compile(
@@ -227,30 +230,44 @@ def plain_text(fragment: str) -> str:
     return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", _INLINE_TAG.sub("", fragment)))).strip()
 
 
+def url_attributes(
+    fragment: str, one: Callable[[str], str], names: frozenset[str] = frozenset({"href", "src", "poster"}), tags: re.Pattern[str] = _URL_TAG
+) -> str:
+    """`fragment` with the value of every quoted URL attribute in its start tags (`names`, and
+    each candidate of a `srcset`) put through `one`, which gets and returns attribute text
+    (entities as written). Only tags that `tags` matches are read: HTML as `sanitize` or lxml
+    writes it, where `<` and `>` stand only at the ends of tags. Text is never touched, so a
+    code sample showing `<a href="/x">` keeps its bytes."""
+
+    def srcset(value: str) -> str:
+        candidates = (candidate.strip().split(None, 1) for candidate in value.split(","))
+        return ", ".join(" ".join([one(bits[0]), *bits[1:]]) for bits in candidates if bits)
+
+    def attribute(match: re.Match[str]) -> str:
+        space, name, equals, double, single = match.groups()
+        low = name.lower()
+        if low != "srcset" and low not in names:
+            return match.group(0)
+        quote, value = ('"', double) if double is not None else ("'", single)
+        return f"{space}{name}{equals}{quote}{srcset(value) if low == 'srcset' else one(value)}{quote}"
+
+    return tags.sub(lambda tag: _ATTRIBUTE.sub(attribute, tag.group(0)), fragment)
+
+
 def absolute_urls(fragment: str, page_url: str) -> str:
-    """Rewrite href/src/poster/srcset URLs in HTML to absolute ones against `page_url`.
+    """Rewrite href/src/poster/srcset URLs in HTML (as `sanitize` writes it) to absolute ones
+    against `page_url`, in tags only (see `url_attributes`).
 
     `#fn1` becomes `page_url#fn1`; `mailto:`, `https:` and other schemes stay as they are.
     """
 
     def one(url: str) -> str:
         raw = html.unescape(url.strip())
-        if not raw or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", raw):
+        if not raw or _HAS_SCHEME.match(raw):
             return url
         return html.escape(urljoin(page_url, raw), quote=True)
 
-    def attr(match: re.Match[str]) -> str:
-        return f"{match.group(1)}{match.group(2)}{one(match.group(3))}{match.group(2)}"
-
-    def srcset(match: re.Match[str]) -> str:
-        parts = []
-        for candidate in match.group(3).split(","):
-            bits = candidate.strip().split(None, 1)
-            if bits:
-                parts.append(" ".join([one(bits[0]), *bits[1:]]))
-        return f"{match.group(1)}{match.group(2)}{', '.join(parts)}{match.group(2)}"
-
-    return _SRCSET.sub(srcset, _URL_ATTR.sub(attr, fragment))
+    return url_attributes(fragment, one)
 
 
 def render_summary(text: str) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from . import markup
 from .config import Config
 from .errors import PressError
 from .output import atomic_write
@@ -30,7 +31,6 @@ from .statedir import private_dir
 
 PREVIEW_DIR = "preview"  # under the site's private .review-press/: never deployed with out/
 _IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
-_URL_ATTR = re.compile(r"""(\s(?:src|srcset)\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 
 
 def local_image_urls(html: str, base_url: str, local: Callable[[str], str | None]) -> str:
@@ -42,22 +42,14 @@ def local_image_urls(html: str, base_url: str, local: Callable[[str], str | None
     """
 
     def one(url: str) -> str:
+        url = url.strip()
         raw = html_lib.unescape(url)
         if not raw.startswith(base_url):
             return url
         found = local(raw[len(base_url) :])
         return html_lib.escape(found, quote=True) if found is not None else url
 
-    def attr(match: re.Match[str]) -> str:
-        name, quote, value = match.group(1), match.group(2), match.group(3)
-        if "srcset" in name.lower():
-            candidates = [c.strip().split(None, 1) for c in value.split(",") if c.strip()]
-            value = ", ".join(" ".join([one(bits[0]), *bits[1:]]) for bits in candidates)
-        else:
-            value = one(value.strip())
-        return f"{name}{quote}{value}{quote}"
-
-    return _IMG_TAG.sub(lambda tag: _URL_ATTR.sub(attr, tag.group(0)), html)
+    return markup.url_attributes(html, one, names=frozenset({"src"}), tags=_IMG_TAG)
 
 
 def served_from(local_root: str) -> Callable[[str], str]:
