@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,148 @@ def test_a_file_where_another_output_needs_a_folder_names_the_outermost_file() -
         "test writes out/a, where test needs a folder (rename one of them)",
     ]
     assert check_paths([art("feed.xml", b""), art("feed.xml/index.html", b"")]) and not check_paths([art("a/b.html", b"")])
+
+
+# --- folders the last build left as they were are not listed again ----------------------------
+
+SITE = [art("index.html", b"home"), art("feed.xml", b"feed")] + [
+    art(f"posts/p{i}/{name}", f"{name} {i}".encode()) for i in range(6) for name in ("index.html", "still.jpg")
+]
+LATER = 10**9  # a second on the clock: every folder's last change is a tick behind, so its stamp vouches
+
+
+def _listed(monkeypatch: pytest.MonkeyPatch, out: Path) -> list[str]:
+    """The folders of `out` that os.scandir lists from now on, as out/ paths."""
+    import review_press.output as output
+
+    listed: list[str] = []
+    real = output.os.scandir
+
+    def scandir(path: str | int) -> object:
+        if isinstance(path, str) and os.path.realpath(path).startswith(os.path.realpath(out)):
+            listed.append(os.path.relpath(path, out))
+        return real(path)
+
+    monkeypatch.setattr(output.os, "scandir", scandir)
+    return listed
+
+
+def _later(monkeypatch: pytest.MonkeyPatch, seconds: float = 1.0) -> None:
+    import review_press.output as output
+
+    real = output.time.time_ns
+    monkeypatch.setattr(output.time, "time_ns", lambda: real() + int(seconds * 10**9))
+
+
+def _state(out: Path) -> dict[str, bytes | None]:
+    """out/ as it is: each entry, a file's bytes (a link's target's), None for a folder."""
+    return {p.relative_to(out).as_posix(): None if p.is_dir() else p.read_bytes() for p in sorted(out.rglob("*"))}
+
+
+def test_a_build_with_nothing_changed_lists_no_folder_the_last_one_left_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    _later(monkeypatch)
+    write_output(out, SITE, manifest)  # a first build: its new folders are recorded as it staged them
+    listed = _listed(monkeypatch, out)
+    assert write_output(out, SITE, manifest).rendered == 0
+    assert listed == ["."]  # out/ itself, where the staging folder came and went; posts/ and each post's folder not
+    listed.clear()
+    assert write_output(out, SITE, manifest).rendered == 0 and listed == []
+    (out / "posts/p3/index.html").write_bytes(b"edited in place")  # the folder's entries are the same: the file's stat tells
+    report = write_output(out, SITE, manifest)
+    assert report.written == ("posts/p3/index.html",) and (out / "posts/p3/index.html").read_bytes() == b"index.html 3"
+
+
+def test_a_folder_changed_within_a_tick_of_its_listing_is_listed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stamp read within a tick of the folder's last change is not kept: a change later in
+    that tick could leave the same stamp (`sitefiles.settled`)."""
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, SITE, manifest)
+    listed = _listed(monkeypatch, out)
+    changed = os.stat(out / "posts").st_ctime_ns
+    for seconds, expected in ((0.05, True), (0.05, True), (0.5, True), (0.5, False)):
+        import review_press.output as output
+
+        monkeypatch.setattr(output.time, "time_ns", lambda s=seconds: changed + int(s * 10**9))
+        listed.clear()
+        write_output(out, SITE, manifest)
+        assert ("posts" in listed) is expected, (seconds, listed)
+
+
+MUTATIONS = {
+    "a stray file": lambda out: (out / "posts/p1/stray.html").write_bytes(b"x"),
+    "a stray file, the folder's mtime set back": lambda out: _behind_its_back(
+        out / "posts/p1", lambda: (out / "posts/p1/stray.html").write_bytes(b"x")
+    ),
+    "an empty folder": lambda out: (out / "posts/p1/empty").mkdir(),
+    "a stray folder": lambda out: ((out / "posts/p1/sub").mkdir(), (out / "posts/p1/sub/x.html").write_bytes(b"x")),
+    "a file inside a stray folder's folder": lambda out: ((out / "posts/p9").mkdir(), (out / "posts/p9/index.html").write_bytes(b"x")),
+    "a kept file removed": lambda out: (out / "posts/p2/still.jpg").unlink(),
+    "a kept file removed, the folder's mtime set back": lambda out: _behind_its_back(out / "posts/p2", (out / "posts/p2/still.jpg").unlink),
+    "a kept folder removed": lambda out: shutil.rmtree(out / "posts/p4"),
+    "a kept file renamed": lambda out: os.rename(out / "posts/p2/still.jpg", out / "posts/p2/still.png"),
+    "a kept file edited in place": lambda out: (out / "posts/p0/index.html").write_bytes(b"edited"),
+    "a kept file made a link to another": lambda out: (
+        (out / "posts/p5/index.html").unlink(),
+        (out / "posts/p5/index.html").symlink_to("../p0/index.html"),
+    ),
+    "a dangling link": lambda out: (out / "posts/p5/gone.html").symlink_to("nowhere"),
+    "a dot-file": lambda out: (out / "posts/p1/.keep").write_bytes(b""),
+    "a dot-folder with a file": lambda out: ((out / "posts/.cache").mkdir(), (out / "posts/.cache/x").write_bytes(b"x")),
+    "a killed build's staging folder": lambda out: (
+        (out / "posts/.tmp-build-dead~").mkdir(),
+        (out / "posts/.tmp-build-dead~/x.html").write_bytes(b"x"),
+    ),
+    "a file where a kept folder was": lambda out: (shutil.rmtree(out / "posts/p3"), (out / "posts/p3").write_bytes(b"x")),
+}
+
+
+def _behind_its_back(folder: Path, change: object) -> None:
+    """Change a folder's entries, then set its mtime back (as `touch -d` or a careless copy
+    can): its ctime still moves, which no one can set back."""
+    st = os.stat(folder)
+    change()  # type: ignore[operator]
+    os.utime(folder, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(folder).st_mtime_ns == st.st_mtime_ns
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_a_folder_changed_since_the_last_build_is_listed_and_the_build_is_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mutation: str
+) -> None:
+    """Whatever changes in out/ after a build, the scan with the recorded stamps finds what a
+    full listing finds, and the build leaves out/ as a build without stamps would have."""
+    import review_press.output as output
+
+    runs: dict[str, dict[str, bytes | None] | str] = {}
+    for mode in ("stamps", "listing"):
+        out, manifest = tmp_path / mode / "out", tmp_path / mode / "m.json"
+        _later(monkeypatch)
+        write_output(out, SITE, manifest)
+        write_output(out, SITE, manifest)  # out/ itself is recorded too
+        last = output._load_manifest(manifest)
+        assert last.folders.keys() >= {"", "posts", "posts/p1"}
+        MUTATIONS[mutation](out)
+        keep = {a.path for a in SITE}
+        with_stamps, full = output._scan(out, keep, last), output._scan(out, keep)
+        assert (with_stamps.files, with_stamps.links, with_stamps.prunable) == (full.files, full.links, full.prunable)
+        if mode == "listing":
+            manifest.write_text(manifest.read_text().replace('"folders"', '"unused"'))  # the same manifest, no stamps
+        try:
+            write_output(out, SITE, manifest)
+            runs[mode] = _state(out)
+        except PressError as exc:
+            runs[mode] = str(exc).replace(str(tmp_path / mode), "")
+    assert runs["stamps"] == runs["listing"]
+    if isinstance(runs["stamps"], dict):
+        assert {p: b for p, b in runs["stamps"].items() if b is not None and "/." not in p} == {a.path: a.render() for a in SITE}
+
+
+@pytest.mark.parametrize("folders", ['"garbage"', "[1, 2]", '{"posts": "x", "": [1]}', '{"posts": [1, 2, 3, 4, 5]}'])
+def test_garbage_folder_stamps_in_the_manifest_mean_listing(tmp_path: Path, folders: str) -> None:
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, SITE, manifest)
+    (out / "posts/p1/stray.html").write_bytes(b"x")
+    text = manifest.read_text()
+    manifest.write_text(text[: text.index('"folders"')] + f'"folders": {folders}, ' + text[text.index('"version"') :])
+    assert write_output(out, SITE, manifest).removed == ("posts/p1/stray.html",)

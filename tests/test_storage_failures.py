@@ -346,3 +346,7 @@ def test_a_build_killed_at_random_leaves_every_file_whole_and_the_next_build_fin
             assert data in (reference.get(rel), final.get(rel)), rel
     assert not any(temporary(rel) for rel in final)  # the next build removed them
     assert b"Changed words." in final["posts/p0/index.html"]
+    clean = root.parent / "clean"  # the same site built from nothing: out/ is exactly that, whatever the kill left to find
+    shutil.copytree(root, clean, ignore=shutil.ignore_patterns("out", ".review-press"))
+    assert cli("build", "--site", str(clean)).returncode == 0
+    assert snapshot(clean / "out") == final

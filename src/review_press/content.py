@@ -537,19 +537,6 @@ class _Cache:
     stamps: dict[str, tuple[Stamp, str]]  # a post file's path under posts/ -> (its stamp, its key)
 
 
-def _settled(st: os.stat_result, now_ns: int) -> bool:
-    """Whether a file's stat, taken at `now_ns`, vouches for the bytes read with it from then on.
-
-    Not when the file changed within one tick of its file system's clock: a write later in that
-    tick would leave the same size and times. The tick is taken to be under 0.1 s where the
-    times have parts of a second (ext4, XFS, APFS, NTFS...), and 2 s where they are whole
-    seconds (FAT, ext3, some network shares); such a file is read again by the next build.
-    """
-    newest = max(st.st_mtime_ns, st.st_ctime_ns)
-    coarse = st.st_mtime_ns % 1_000_000_000 == 0 or st.st_ctime_ns % 1_000_000_000 == 0
-    return newest < now_ns - (2_000_000_000 if coarse else 100_000_000)
-
-
 _PATH = type(Path())  # the concrete class (PosixPath here): the only paths the cache writes as text
 
 
@@ -712,7 +699,7 @@ def load_posts(config: Config, use_cache: bool = True) -> tuple[Post, ...]:
             continue
         # the same file in another checkout gets the same key: the digest feeds output keys and Message-IDs
         key = hashlib.sha256(salt + PurePath(rel).as_posix().encode() + b"\0" + raw).hexdigest()
-        if _settled(st, now):
+        if sitefiles.settled(st, now):
             stamps[rel] = (stamp, key)
         if _usable(cached := cache.posts.get(key), path, sizes):
             fresh[key] = cached

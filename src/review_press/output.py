@@ -6,7 +6,9 @@ A build first plans its artifacts (path, key, how to render), then this module
    touching `out/`, so a failure leaves the last good site as it was;
 3. writes only files whose bytes changed, each atomically (temporary file, then rename),
    so unchanged files keep their mtime;
-4. removes files that no longer belong, and records a manifest for the next build.
+4. removes files that no longer belong, and records a manifest for the next build: each
+   file's key, size and mtime, and each folder's stamp, so that the next build lists no folder
+   this one left as it was (`_scan`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -88,12 +91,24 @@ def check_paths(artifacts: Iterable[Artifact]) -> list[PressError]:
     return errors
 
 
-def _load_manifest(path: Path) -> dict[str, list]:
+@dataclass(frozen=True)
+class _Manifest:
+    """What the last build left in out/: each file's [key, size, mtime_ns], and the `_stamp` of
+    each folder whose entries were then exactly those files and folders (see `_scan`)."""
+
+    files: dict[str, list]
+    folders: dict[str, list[int]]
+
+
+def _load_manifest(path: Path) -> _Manifest:
     try:
         data = json.loads(path.read_text("utf-8"))
-        return data["files"] if data.get("version") == MANIFEST_VERSION else {}
+        if data.get("version") == MANIFEST_VERSION and isinstance(data["files"], dict):
+            folders = data.get("folders", {})
+            return _Manifest(data["files"], folders if isinstance(folders, dict) else {})
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
+        pass
+    return _Manifest({}, {})
 
 
 def _stat(path: str) -> tuple[int, int] | None:
@@ -191,45 +206,128 @@ def _ours(name: str) -> bool:
 @dataclass(frozen=True)
 class _Scan:
     """out/ as one walk finds it: each file's (size, mtime) (a link's target's, as `os.stat`
-    gives), the paths that are links, and whether anything is there that the build would
-    prune (a file it does not write, a temporary, an empty folder)."""
+    gives), the paths that are links, whether anything is there that the build would prune (a
+    file it does not write, a temporary, an empty folder), and the stamps of the folders that
+    held exactly the build's files and folders when they were read (for the next build)."""
 
     files: dict[str, tuple[int, int]]
     links: frozenset[str]
     prunable: bool
+    stamps: dict[str, list[int]]
+    tree: Tree  # the folders the build's files make (`_tree` of them)
 
 
-def _scan(out_dir: Path, keep: set[str]) -> _Scan:
-    """Walk out/ once (links not followed) for `_due`, `_linked_folders` and `_prune`."""
+Tree = dict[str, tuple[set[str], set[str]]]  # an out/ folder ("" is out/) -> the names of its files, of its folders
+
+
+def _tree(paths: Iterable[str]) -> Tree:
+    """The folders that out/ paths make, each with the names of what it holds."""
+    tree: Tree = {"": (set(), set())}
+    for path in paths:
+        folder, _, name = path.rpartition("/")
+        held = tree.get(folder)
+        if held is None:
+            held = tree[folder] = (set(), set())
+            child = folder
+            while child:  # up to the first folder already known, naming each in its parent
+                parent, _, name_in_parent = child.rpartition("/")
+                above = tree.get(parent)
+                if above is None:
+                    above = tree[parent] = (set(), set())
+                    above[1].add(name_in_parent)
+                    child = parent
+                else:
+                    above[1].add(name_in_parent)
+                    break
+        held[0].add(name)
+    return tree
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    """A folder's inode and times: adding, removing or renaming anything in it changes them (its
+    ctime too, which no one can set back as `touch` sets back an mtime)."""
+    return [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan:
+    """Walk out/ once (links not followed) for `_due`, `_linked_folders` and `_prune`.
+
+    A folder whose stamp is the one `last` recorded holds what it held then: the last build's
+    files and folders there, which are not listed again (listing 7,000 folders was a fifth of a
+    build with nothing to do), only each file's stat read. Every other folder is listed, its
+    stamp taken first: it is recorded when it held exactly the files and folders `keep` makes
+    and the stamp is settled (`sitefiles.settled`), so a change later in the same tick of the
+    file system's clock cannot leave the same stamp."""
+    last = last or _Manifest({}, {})
     files: dict[str, tuple[int, int]] = {}
     links: set[str] = set()
+    stamps: dict[str, list[int]] = {}
     prunable = False
+    now = time.time_ns()
+    had = _tree(last.files) if last.folders else {}
+    wanted = had if had and keep == last.files.keys() else _tree(keep)
+
+    def take(path: str, rel: str, link: bool, st: os.stat_result | None = None) -> None:
+        """A file (or a link, to anything but a folder of out/): its target's size and mtime."""
+        nonlocal prunable
+        if link:
+            links.add(rel)
+        if rel not in keep:
+            prunable = True
+        with contextlib.suppress(OSError):  # a dangling link has no size
+            st = os.stat(path) if link or st is None else st
+            files[rel] = (st.st_size, st.st_mtime_ns)
 
     def walk(directory: str, prefix: str) -> None:
         nonlocal prunable
-        empty = True
+        folder = prefix[:-1]
+        try:
+            st = os.stat(directory)
+        except OSError:
+            return
+        stamp = _stamp(st)
+        if last.folders.get(folder) == stamp and folder in had:  # as the last build left it: not listed
+            held_files, held_folders = had[folder]
+            if wanted is had or wanted.get(folder) == had[folder]:
+                stamps[folder] = stamp
+            for name in held_folders:
+                if name[0] != "." or _ours(name):
+                    walk(directory + "/" + name, prefix + name + "/")
+            for name in held_files:
+                if name[0] == "." and not _ours(name):
+                    continue
+                path = directory + "/" + name
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if st.st_mode & 0o170000 == stat.S_IFREG:  # a plain file, as the last build left it mostly
+                    rel = prefix + name
+                    files[rel] = (st.st_size, st.st_mtime_ns)
+                    if rel not in keep:
+                        prunable = True
+                else:
+                    take(path, prefix + name, stat.S_ISLNK(st.st_mode), st)
+            return
+        names: set[str] = set()
         with os.scandir(directory) as entries:
             for entry in entries:
-                empty = False
+                names.add(entry.name)
                 if not _ours(entry.name):
                     continue
-                rel = prefix + entry.name
-                if entry.is_symlink():
-                    links.add(rel)
                 if entry.is_dir(follow_symlinks=False):
-                    walk(entry.path, rel + "/")
-                    continue
-                if rel not in keep:
-                    prunable = True
-                with contextlib.suppress(OSError):  # a dangling link has no size
-                    st = entry.stat()
-                    files[rel] = (st.st_size, st.st_mtime_ns)
-        if empty and prefix:
+                    walk(entry.path, prefix + entry.name + "/")
+                else:
+                    take(entry.path, prefix + entry.name, entry.is_symlink())
+        if not names and prefix:
             prunable = True
+        expected = wanted.get(folder)
+        if expected is not None and names == expected[0] | expected[1] and sitefiles.settled(st, now):
+            stamps[folder] = stamp
 
     if out_dir.is_dir():
-        walk(str(out_dir), "")
-    return _Scan(files=files, links=frozenset(links), prunable=prunable)
+        walk(str(out_dir).rstrip("/") or "/", "")
+    return _Scan(files=files, links=frozenset(links), prunable=prunable, stamps=stamps, tree=wanted)
 
 
 def render_all(artifacts: list[Artifact], out_dir: Path) -> int:
@@ -338,7 +436,7 @@ def _placements(out_dir: Path, staging: Path) -> list[tuple[str, bool]]:
     return moves
 
 
-def _move_into_place(out_dir: Path, staging: Path) -> None:
+def _move_into_place(out_dir: Path, staging: Path) -> list[tuple[str, bool]]:
     """Move the staged tree to its place in out/ (renames within one file system): a folder out/
     lacks in one rename, a changed file over its old version (`_placements`). A link, file or
     folder in the way, or a failure, leaves out/ as it was (what was moved goes back, old
@@ -346,8 +444,10 @@ def _move_into_place(out_dir: Path, staging: Path) -> None:
     moved: list[tuple[str, Path | None]] = []  # each path moved into place, and where its old version waits
     backup: Path | None = None  # the old versions, beside staging (`.tmp-old-*~`: a kill leaves it to the next prune)
     target = out_dir
+    moves: list[tuple[str, bool]] = []
     try:
-        for rel, replaces in _placements(out_dir, staging):
+        moves = _placements(out_dir, staging)
+        for rel, replaces in moves:
             target = out_dir / rel
             old = None
             if replaces:  # kept (a hard link, else a copy) until every file is in place, to put back
@@ -376,6 +476,7 @@ def _move_into_place(out_dir: Path, staging: Path) -> None:
     for left in (staging, backup):
         if left is not None:
             shutil.rmtree(left, ignore_errors=True)
+    return moves
 
 
 def _linked_folders(out_dir: Path, artifacts: list[Artifact], links: frozenset[str]) -> list[PressError]:
@@ -403,17 +504,21 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
     raise_all(check_paths(artifacts))
     check_out_dir(out_dir)
     keep = {a.path for a in artifacts}
-    scan = _scan(out_dir, keep)
+    last = _load_manifest(manifest_path)
+    scan = _scan(out_dir, keep, last)
     raise_all(_linked_folders(out_dir, artifacts, scan.links))
-    manifest = _load_manifest(manifest_path)
+    manifest = last.files
     todo = _due(artifacts, manifest, scan.files)
     rendered = {art.path for art in todo}
     written: list[str] = []
+    moved: list[tuple[str, bool]] = []
     if todo:
         staging, written = _stage(todo, out_dir)
-        _move_into_place(out_dir, staging)
+        moved = _move_into_place(out_dir, staging)
     # moving the staged files in adds only kept files: the prune has work only when the scan saw some
     removed = _prune(out_dir, keep) if scan.prunable and out_dir.is_dir() else []
+    folders = {} if scan.prunable else _folder_stamps(out_dir, scan, moved)  # after a prune, the next build lists every folder
+    files = manifest
     if todo or len(manifest) != len(artifacts):  # else every entry was just found to hold, and the manifest has no other
         files = {}
         for art in artifacts:
@@ -421,10 +526,33 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
             size_mtime = _stat(os.path.join(out_dir, art.path)) if art.path in rendered else tuple(manifest[art.path][1:])
             if size_mtime is not None:
                 files[art.path] = [art.key, *size_mtime]
-        if files != manifest:
-            private_dir(manifest_path.parent)
-            atomic_write(manifest_path, json.dumps({"version": MANIFEST_VERSION, "files": files}, sort_keys=True).encode(), mode=0o600)
+    if files != manifest or folders != last.folders:
+        private_dir(manifest_path.parent)
+        data = {"version": MANIFEST_VERSION, "files": files, "folders": folders}
+        atomic_write(manifest_path, json.dumps(data, sort_keys=True).encode(), mode=0o600)
     return WriteReport(rendered=len(rendered), written=tuple(written), unchanged=len(artifacts) - len(written), removed=tuple(removed))
+
+
+def _folder_stamps(out_dir: Path, scan: _Scan, moved: list[tuple[str, bool]]) -> dict[str, list[int]]:
+    """The folder stamps to record after a build (see `_scan`): the scan's, but for the folders
+    this build moved something into (a rename changes the folder it lands in; out/ itself, where
+    the staging folder came and went); and the stamps now of the folders it moved in whole and
+    those in them, which hold just what was staged: the build's files (settled ones only: the
+    folder a rename moved has just changed, and is listed by the next build)."""
+    if not moved:
+        return scan.stamps
+    touched = {rel.rpartition("/")[0] for rel, _ in moved} | {""}
+    stamps = {folder: stamp for folder, stamp in scan.stamps.items() if folder not in touched}
+    new = {rel for rel, replaced in moved if not replaced and rel in scan.tree}
+    if new:
+        now, inside = time.time_ns(), tuple(rel + "/" for rel in new)
+        for folder in scan.tree:
+            if folder in new or folder.startswith(inside):
+                with contextlib.suppress(OSError):
+                    st = os.stat(os.path.join(out_dir, folder))
+                    if sitefiles.settled(st, now):
+                        stamps[folder] = _stamp(st)
+    return stamps
 
 
 def make_key(*parts: object) -> str:

@@ -34,6 +34,20 @@ class Listing:
     stats: Mapping[str, os.stat_result] = field(default_factory=dict)  # the plain files' stat, as the walk read it
 
 
+def settled(st: os.stat_result, now_ns: int) -> bool:
+    """Whether a stat taken at `now_ns` vouches for what was read with it from then on: a
+    file's bytes (the posts cache) or a folder's entries (out/'s scan, `output`).
+
+    Not when the file or folder changed within one tick of its file system's clock: a change
+    later in that tick would leave the same size and times. The tick is taken to be under 0.1 s
+    where the times have parts of a second (ext4, XFS, APFS, NTFS...), and 2 s where they are
+    whole seconds (FAT, ext3, some network shares); such a one is read again next time.
+    """
+    newest = max(st.st_mtime_ns, st.st_ctime_ns)
+    coarse = st.st_mtime_ns % 1_000_000_000 == 0 or st.st_ctime_ns % 1_000_000_000 == 0
+    return newest < now_ns - (2_000_000_000 if coarse else 100_000_000)
+
+
 def _within(real: str, bound: str) -> bool:
     """True when the resolved path `real` is `bound` or lies below it."""
     return real == bound or real.startswith(bound.rstrip(os.sep) + os.sep)
