@@ -217,29 +217,30 @@ class _Scan:
     tree: Tree  # the folders the build's files make (`_tree` of them)
 
 
-Tree = dict[str, tuple[set[str], set[str]]]  # an out/ folder ("" is out/) -> the names of its files, of its folders
+Tree = dict[str, list[str]]  # an out/ folder ("" is out/) -> the names of what it holds, each folder's ending in "/"
 
 
 def _tree(paths: Iterable[str]) -> Tree:
-    """The folders that out/ paths make, each with the names of what it holds."""
-    tree: Tree = {"": (set(), set())}
+    """The folders that out/ paths make, each with the names of what it holds (a list each: a
+    set per folder took 6 MB at 5,000 posts)."""
+    tree: Tree = {"": []}
     for path in paths:
         folder, _, name = path.rpartition("/")
         held = tree.get(folder)
         if held is None:
-            held = tree[folder] = (set(), set())
+            held = tree[folder] = []
             child = folder
             while child:  # up to the first folder already known, naming each in its parent
                 parent, _, name_in_parent = child.rpartition("/")
                 above = tree.get(parent)
+                known = above is not None
                 if above is None:
-                    above = tree[parent] = (set(), set())
-                    above[1].add(name_in_parent)
-                    child = parent
-                else:
-                    above[1].add(name_in_parent)
+                    above = tree[parent] = []
+                above.append(name_in_parent + "/")
+                if known:
                     break
-        held[0].add(name)
+                child = parent
+        held.append(name)
     return tree
 
 
@@ -287,14 +288,14 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
             return
         stamp = _stamp(st)
         if last.folders.get(folder) == stamp and folder in had:  # as the last build left it: not listed
-            held_files, held_folders = had[folder]
-            if wanted is had or wanted.get(folder) == had[folder]:
+            held = had[folder]
+            if wanted is had or sorted(wanted.get(folder, ())) == sorted(held):
                 stamps[folder] = stamp
-            for name in held_folders:
-                if name[0] != "." or _ours(name):
-                    walk(directory + "/" + name, prefix + name + "/")
-            for name in held_files:
-                if name[0] == "." and not _ours(name):
+            for name in held:
+                if name[0] == "." and not _ours(name.rstrip("/")):
+                    continue
+                if name[-1] == "/":
+                    walk(directory + "/" + name[:-1], prefix + name)
                     continue
                 path = directory + "/" + name
                 try:
@@ -322,7 +323,7 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
         if not names and prefix:
             prunable = True
         expected = wanted.get(folder)
-        if expected is not None and names == expected[0] | expected[1] and sitefiles.settled(st, now):
+        if expected is not None and names == {name.rstrip("/") for name in expected} and sitefiles.settled(st, now):
             stamps[folder] = stamp
 
     if out_dir.is_dir():
