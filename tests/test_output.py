@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -170,10 +174,14 @@ def test_a_build_with_nothing_to_write_still_prunes_what_does_not_belong(tmp_pat
     (out / "empty/deeper").mkdir(parents=True)
     (out / ".tmp-build-dead~/posts").mkdir(parents=True)
     (out / ".tmp-build-dead~/posts/x.html").write_bytes(b"half")
+    (out / ".tmp-build-dead~/.well-known").mkdir()  # a dot-folder the dead build staged goes with it
+    (out / ".tmp-build-dead~/.well-known/security.txt").write_bytes(b"staged")
+    (out / ".tmp-old-dead~").mkdir()
+    (out / ".tmp-old-dead~/.nojekyll").write_bytes(b"")
     (out / ".well-known").mkdir()
     (out / ".well-known/security.txt").write_bytes(b"mine")
     report = write_output(out, arts, manifest)
-    assert report.rendered == 0 and report.written == () and report.removed == (".tmp-build-dead~/posts/x.html", "stray.html")
+    assert report.rendered == 0 and report.written == () and report.removed == (".tmp-build-dead~/", ".tmp-old-dead~/", "stray.html")
     left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
     assert left == [".well-known", ".well-known/security.txt", "index.html", "posts", "posts/a", "posts/a/index.html"]
     assert write_output(out, arts, manifest).removed == ()
@@ -217,6 +225,19 @@ def _later(monkeypatch: pytest.MonkeyPatch, seconds: float = 1.0) -> None:
 
     real = output.time.time_ns
     monkeypatch.setattr(output.time, "time_ns", lambda: real() + int(seconds * 10**9))
+
+
+def _past_the_tick(out: Path) -> None:
+    """Wait until the file system's clock has moved past every folder's last change in `out`
+    (a kernel with coarse timestamps could give a change within the tick the same stamp)."""
+    newest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in map(os.stat, [out, *[p for p in out.rglob("*") if p.is_dir()]]))
+    probe = out.parent / "tick-probe"
+    while True:
+        probe.write_bytes(b"")
+        if os.stat(probe).st_mtime_ns > newest:
+            probe.unlink()
+            return
+        time.sleep(0.001)
 
 
 def _state(out: Path) -> dict[str, bytes | None]:
@@ -307,6 +328,7 @@ def test_a_folder_changed_since_the_last_build_is_listed_and_the_build_is_the_sa
         write_output(out, SITE, manifest)  # out/ itself is recorded too
         last = output._load_manifest(manifest)
         assert last.folders.keys() >= {"", "posts", "posts/p1"}
+        _past_the_tick(out)  # `_later` vouched for stamps within the tick: a change now must show
         MUTATIONS[mutation](out)
         keep = {a.path for a in SITE}
         with_stamps, full = output._scan(out, keep, last), output._scan(out, keep)
@@ -331,3 +353,83 @@ def test_garbage_folder_stamps_in_the_manifest_mean_listing(tmp_path: Path, fold
     text = manifest.read_text()
     manifest.write_text(text[: text.index('"folders"')] + f'"folders": {folders}, ' + text[text.index('"version"') :])
     assert write_output(out, SITE, manifest).removed == ("posts/p1/stray.html",)
+
+
+@pytest.mark.parametrize("bad", ["", "posts/p1/", "posts//p1/index.html", "posts/./p1", "posts/p1/a\x00b", "/etc/passwd", "../x"])
+def test_a_manifest_naming_a_file_no_build_writes_has_its_stamps_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    """The stamps vouch for the manifest's file names: one that is no out/ path (empty, a folder,
+    a NUL) beside valid stamps once crashed every build (IndexError, ValueError); now the build
+    lists every folder, finds the stray and writes a sound manifest."""
+    import review_press.output as output
+
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    _later(monkeypatch)
+    write_output(out, SITE, manifest)
+    write_output(out, SITE, manifest)
+    data = json.loads(manifest.read_text())
+    assert data["folders"]
+    data["files"][bad] = ["k", 1, 1]
+    manifest.write_text(json.dumps(data))
+    assert output._load_manifest(manifest).folders == {}
+    (out / "posts/p1/stray.html").write_bytes(b"x")
+    assert write_output(out, SITE, manifest).removed == ("posts/p1/stray.html",)
+    assert bad not in json.loads(manifest.read_text())["files"]
+    assert write_output(out, SITE, manifest).removed == ()
+
+
+def _whole_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folders read as on Linux's vfat: times in whole seconds (2 s steps), the ctime the mtime
+    (so `os.utime` sets both). This machine has no FAT file system to mount."""
+    import review_press.output as output
+
+    real = output.os.stat
+
+    class Stat:
+        def __init__(self, st: os.stat_result) -> None:
+            self._st = st
+            self.st_mtime_ns = self.st_ctime_ns = st.st_mtime_ns // 2_000_000_000 * 2_000_000_000
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._st, name)
+
+    def fat_stat(path: str, *args: object, **kwargs: object) -> object:
+        st = real(path, *args, **kwargs)  # type: ignore[arg-type]
+        return Stat(st) if stat.S_ISDIR(st.st_mode) else st
+
+    monkeypatch.setattr(output.os, "stat", fat_stat)
+
+
+def test_on_a_file_system_of_whole_seconds_no_folder_stamp_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the ctime is the mtime (FAT), a copy tool that sets a folder's mtime back restores
+    its whole stamp: no stamp is recorded there, so a stray hidden that way is still pruned."""
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    _whole_seconds(monkeypatch)
+    _later(monkeypatch, 5)
+    write_output(out, SITE, manifest)
+    old = 1_600_000_000 * 10**9
+    os.utime(out / "posts/p1", ns=(old, old))
+    write_output(out, SITE, manifest)
+    assert json.loads(manifest.read_text())["folders"] == {}
+    (out / "posts/p1/stray.html").write_bytes(b"x")
+    os.utime(out / "posts/p1", ns=(old, old))
+    assert write_output(out, SITE, manifest).removed == ("posts/p1/stray.html",)
+
+
+def test_a_fifo_where_a_kept_file_was_is_replaced_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    """Reading out/'s old file to compare it must not block: a named pipe there waited forever."""
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, SITE, manifest)
+    (out / "posts/p1/index.html").unlink()
+    os.mkfifo(out / "posts/p1/index.html")
+
+    def hung(signum: int, frame: object) -> None:
+        raise AssertionError("the build waited on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)  # a guard against hanging the suite, not a timing: the build takes milliseconds
+    try:
+        assert write_output(out, SITE, manifest).written == ("posts/p1/index.html",)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert (out / "posts/p1/index.html").is_file() and (out / "posts/p1/index.html").read_bytes() == b"index.html 1"

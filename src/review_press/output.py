@@ -66,13 +66,19 @@ def folders_of(path: str) -> Iterator[str]:
         folder = folder.rpartition("/")[0]
 
 
+def _unsafe(path: str) -> bool:
+    """Whether an out/ path could lead outside its folder or name no file: absolute, empty, with
+    an empty, `.` or `..` part, a backslash or a NUL."""
+    parts = path.split("/")
+    return path.startswith("/") or "" in parts or "." in parts or ".." in parts or "\\" in path or "\0" in path
+
+
 def check_paths(artifacts: Iterable[Artifact]) -> list[PressError]:
     """Every pair of artifacts that would write one path, and every unsafe path."""
     seen: dict[str, Artifact] = {}
     errors: list[PressError] = []
     for art in artifacts:
-        parts = art.path.split("/")
-        if art.path.startswith("/") or ".." in parts or "" in parts or "\\" in art.path:
+        if _unsafe(art.path):
             errors.append(BuildError(f"unsafe output path {art.path!r} from {art.origin}"))
         elif (other := seen.get(art.path.casefold())) is not None:
             errors.append(
@@ -104,8 +110,10 @@ def _load_manifest(path: Path) -> _Manifest:
     try:
         data = json.loads(path.read_text("utf-8"))
         if data.get("version") == MANIFEST_VERSION and isinstance(data["files"], dict):
-            folders = data.get("folders", {})
-            return _Manifest(data["files"], folders if isinstance(folders, dict) else {})
+            files, folders = data["files"], data.get("folders")
+            if not isinstance(folders, dict) or (folders and any(_unsafe(path) for path in files)):  # stamps vouch for these names only
+                folders = {}
+            return _Manifest(files, folders)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     return _Manifest({}, {})
@@ -157,9 +165,10 @@ def _render_one(art: Artifact, out_dir: str, staging: str | None) -> Outcome:
     if staging is None:
         return "checked"
     target = os.path.join(out_dir, art.path)
-    try:
-        with open(target, "rb") as f:
-            if os.fstat(f.fileno()).st_size == len(data) and f.read() == data:
+    try:  # without blocking: a FIFO put where a file was would wait for a writer forever
+        with open(os.open(target, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size == len(data) and f.read() == data:
                 return "same"
     except OSError:
         pass
@@ -250,6 +259,13 @@ def _stamp(st: os.stat_result) -> list[int]:
     return [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
 
 
+def _vouches(st: os.stat_result, now_ns: int) -> bool:
+    """Whether a folder's stamp, read at `now_ns`, may vouch for its entries next time: settled
+    (`sitefiles.settled`), and not on a file system of whole seconds (on FAT the ctime is the
+    mtime, so setting a folder's mtime back, as copy tools do, would restore its whole stamp)."""
+    return not sitefiles.coarse(st) and sitefiles.settled(st, now_ns)
+
+
 def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan:
     """Walk out/ once (links not followed) for `_due`, `_linked_folders` and `_prune`.
 
@@ -257,8 +273,8 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
     files and folders there, which are not listed again (listing 7,000 folders was a fifth of a
     build with nothing to do), only each file's stat read. Every other folder is listed, its
     stamp taken first: it is recorded when it held exactly the files and folders `keep` makes
-    and the stamp is settled (`sitefiles.settled`), so a change later in the same tick of the
-    file system's clock cannot leave the same stamp."""
+    and the stamp is settled, so a change later in the same tick of the file system's clock
+    cannot leave the same stamp, and has parts of a second (`_vouches`)."""
     last = last or _Manifest({}, {})
     files: dict[str, tuple[int, int]] = {}
     links: set[str] = set()
@@ -287,7 +303,7 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
         except OSError:
             return
         stamp = _stamp(st)
-        if last.folders.get(folder) == stamp and folder in had:  # as the last build left it: not listed
+        if last.folders.get(folder) == stamp and folder in had and not sitefiles.coarse(st):  # as the last build left it
             held = had[folder]
             if wanted is had or sorted(wanted.get(folder, ())) == sorted(held):
                 stamps[folder] = stamp
@@ -314,7 +330,8 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
         with os.scandir(directory) as entries:
             for entry in entries:
                 names.add(entry.name)
-                if not _ours(entry.name):
+                if entry.name[0] == ".":  # not ours (.git), or a temporary a kill left: the prune removes it whole
+                    prunable = prunable or _ours(entry.name)
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     walk(entry.path, prefix + entry.name + "/")
@@ -323,7 +340,7 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
         if not names and prefix:
             prunable = True
         expected = wanted.get(folder)
-        if expected is not None and names == {name.rstrip("/") for name in expected} and sitefiles.settled(st, now):
+        if expected is not None and names == {name.rstrip("/") for name in expected} and _vouches(st, now):
             stamps[folder] = stamp
 
     if out_dir.is_dir():
@@ -370,6 +387,10 @@ def _prune(out_dir: Path, keep: set[str]) -> list[str]:
                 rel = prefix + entry.name
                 if not _ours(entry.name):
                     empty = False  # .git, .nojekyll, .well-known: not ours to remove (our own temporaries are)
+                    continue
+                if entry.name[0] == "." and entry.is_dir(follow_symlinks=False):  # a staging folder a kill left
+                    shutil.rmtree(entry.path)  # whole, with any dot-file the build staged in it
+                    removed.append(rel + "/")
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     if walk(entry.path, rel + "/"):
@@ -551,7 +572,7 @@ def _folder_stamps(out_dir: Path, scan: _Scan, moved: list[tuple[str, bool]]) ->
             if folder in new or folder.startswith(inside):
                 with contextlib.suppress(OSError):
                     st = os.stat(os.path.join(out_dir, folder))
-                    if sitefiles.settled(st, now):
+                    if _vouches(st, now):
                         stamps[folder] = _stamp(st)
     return stamps
 

@@ -44,8 +44,13 @@ def settled(st: os.stat_result, now_ns: int) -> bool:
     whole seconds (FAT, ext3, some network shares); such a one is read again next time.
     """
     newest = max(st.st_mtime_ns, st.st_ctime_ns)
-    coarse = st.st_mtime_ns % 1_000_000_000 == 0 or st.st_ctime_ns % 1_000_000_000 == 0
-    return newest < now_ns - (2_000_000_000 if coarse else 100_000_000)
+    return newest < now_ns - (2_000_000_000 if coarse(st) else 100_000_000)
+
+
+def coarse(st: os.stat_result) -> bool:
+    """Whether a file system keeps whole seconds only (FAT, ext3, some network shares), where a
+    tick is up to 2 s and, on FAT, the ctime is just the mtime, which anyone can set back."""
+    return st.st_mtime_ns % 1_000_000_000 == 0 or st.st_ctime_ns % 1_000_000_000 == 0
 
 
 def _within(real: str, bound: str) -> bool:
