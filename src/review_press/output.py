@@ -421,13 +421,19 @@ def check_out_dir(out_dir: Path) -> None:
         raise BuildError(f"{out_dir.name} is a file, not a folder", path=out_dir, hint="move it away: the build writes out/")
 
 
-def _placements(out_dir: Path, staging: Path) -> list[tuple[str, bool]]:
-    """What moving the staging folder's tree into out/ takes, checked before anything moves:
-    each (path under out/, whether something is there to replace). A staged folder that out/
-    lacks is one rename, whatever it holds (a first build moves a few top-level entries, not
-    every file); a staged file replaces out/'s. A link where a folder is needed, a file where a
-    folder is needed or a folder where a file is needed is a `BuildError`."""
-    moves: list[tuple[str, bool]] = []
+Move = tuple[str, str]  # (path under out/, "new", "replace" or "displace"): see `_placements`
+
+
+def _placements(out_dir: Path, staging: Path) -> list[Move]:
+    """What moving the staging folder's tree into out/ takes, checked before anything moves.
+
+    A staged folder that out/ lacks is one rename, whatever it holds ("new": a first build moves
+    a few top-level entries, not every file); a staged file replaces out/'s ("replace"). What
+    stands where the build needs the other kind, a file where it needs a folder or a folder of
+    its own files where it needs a file (a static folder that became a file), is moved aside
+    whole ("displace"): the prune would remove it. A link where a folder is needed, or a folder
+    holding a dot-file the build does not write, is a `BuildError`."""
+    moves: list[Move] = []
 
     def walk(folder: str, prefix: str) -> None:
         with os.scandir(folder) as entries:
@@ -437,57 +443,77 @@ def _placements(out_dir: Path, staging: Path) -> list[tuple[str, bool]]:
                 try:
                     st = os.lstat(target)
                 except FileNotFoundError:
-                    moves.append((rel, False))
+                    moves.append((rel, "new"))
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     if stat.S_ISLNK(st.st_mode):
                         raise BuildError(
                             f"out/{rel} is a link", path=Path(target), hint="remove it: the build writes only real folders in out/"
                         )
-                    if not stat.S_ISDIR(st.st_mode):
-                        raise BuildError(f"out/{rel} is a file where a folder is needed", path=Path(target))
-                    walk(entry.path, rel + "/")
+                    if stat.S_ISDIR(st.st_mode):
+                        walk(entry.path, rel + "/")
+                    else:
+                        moves.append((rel, "displace"))
                 elif stat.S_ISDIR(st.st_mode):
-                    raise BuildError(
-                        f"out/{rel} is a folder where a file is needed", path=Path(target), hint="remove it: the build writes a file there"
-                    )
+                    if (kept := _not_ours_inside(target)) is not None:
+                        raise BuildError(
+                            f"out/{rel} is a folder where a file is needed, and holds out/{rel}/{kept}",
+                            path=Path(target),
+                            hint="move that out of it: the build removes only what it writes",
+                        )
+                    moves.append((rel, "displace"))
                 else:
-                    moves.append((rel, True))
+                    moves.append((rel, "replace"))
 
     walk(str(staging), "")
     return moves
 
 
-def _move_into_place(out_dir: Path, staging: Path) -> list[tuple[str, bool]]:
+def _not_ours_inside(folder: str) -> str | None:
+    """The first entry in `folder` (its path there) that the prune would keep (`_ours`), if any."""
+    for top, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files + dirs):
+            if not _ours(name):
+                return os.path.relpath(os.path.join(top, name), folder).replace(os.sep, "/")
+    return None
+
+
+def _move_into_place(out_dir: Path, staging: Path) -> list[Move]:
     """Move the staged tree to its place in out/ (renames within one file system): a folder out/
-    lacks in one rename, a changed file over its old version (`_placements`). A link, file or
-    folder in the way, or a failure, leaves out/ as it was (what was moved goes back, old
-    versions are put back) and the staging folder gone."""
-    moved: list[tuple[str, Path | None]] = []  # each path moved into place, and where its old version waits
+    lacks in one rename, a changed file over its old version, what stands in the way aside
+    (`_placements`). A link or a kept dot-file in the way, or a failure, leaves out/ as it was
+    (what was moved goes back, old versions and what was moved aside are put back) and the
+    staging folder gone."""
+    moved: list[tuple[str, str, Path | None]] = []  # each path moving into place, how, and where its old version waits
     backup: Path | None = None  # the old versions, beside staging (`.tmp-old-*~`: a kill leaves it to the next prune)
     target = out_dir
-    moves: list[tuple[str, bool]] = []
+    moves: list[Move] = []
     try:
         moves = _placements(out_dir, staging)
-        for rel, replaces in moves:
+        for rel, how in moves:
             target = out_dir / rel
             old = None
-            if replaces:  # kept (a hard link, else a copy) until every file is in place, to put back
+            if how != "new":  # kept until every file is in place, to put back
                 backup = backup or Path(tempfile.mkdtemp(dir=out_dir, prefix=".tmp-old-", suffix="~"))
                 old = backup / rel
                 old.parent.mkdir(parents=True, exist_ok=True)
+            if how == "replace":  # a hard link, else a copy: the old file stays in place until the new one takes it
                 try:
-                    os.link(target, old, follow_symlinks=False)
+                    os.link(target, old, follow_symlinks=False)  # type: ignore[arg-type]
                 except OSError:
-                    shutil.copy2(target, old, follow_symlinks=False)
+                    shutil.copy2(target, old, follow_symlinks=False)  # type: ignore[arg-type]
+            if how == "displace":
+                os.replace(target, old)  # type: ignore[arg-type]
+            moved.append((rel, how, old))  # from here, undone by putting back the new entry, then the old
             os.replace(staging / rel, target)
-            moved.append((rel, old))
     except BaseException as exc:
-        for rel, old in reversed(moved):
+        for rel, how, old in reversed(moved):
             with contextlib.suppress(OSError):
-                if old is None:
-                    os.replace(out_dir / rel, staging / rel)  # back where it came from, removed with the staging folder
-                else:
+                if how != "replace":  # back where it came from, removed with the staging folder
+                    os.replace(out_dir / rel, staging / rel)
+            with contextlib.suppress(OSError):
+                if old is not None:
                     os.replace(old, out_dir / rel)
         for left in (staging, backup):
             if left is not None:
@@ -533,12 +559,13 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
     todo = _due(artifacts, manifest, scan.files)
     rendered = {art.path for art in todo}
     written: list[str] = []
-    moved: list[tuple[str, bool]] = []
+    moved: list[Move] = []
     if todo:
         staging, written = _stage(todo, out_dir)
         moved = _move_into_place(out_dir, staging)
     # moving the staged files in adds only kept files: the prune has work only when the scan saw some
     removed = _prune(out_dir, keep) if scan.prunable and out_dir.is_dir() else []
+    removed = sorted([*removed, *(rel for rel, how in moved if how == "displace")])
     folders = {} if scan.prunable else _folder_stamps(out_dir, scan, moved)  # after a prune, the next build lists every folder
     files = manifest
     if todo or len(manifest) != len(artifacts):  # else every entry was just found to hold, and the manifest has no other
@@ -555,7 +582,7 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
     return WriteReport(rendered=len(rendered), written=tuple(written), unchanged=len(artifacts) - len(written), removed=tuple(removed))
 
 
-def _folder_stamps(out_dir: Path, scan: _Scan, moved: list[tuple[str, bool]]) -> dict[str, list[int]]:
+def _folder_stamps(out_dir: Path, scan: _Scan, moved: list[Move]) -> dict[str, list[int]]:
     """The folder stamps to record after a build (see `_scan`): the scan's, but for the folders
     this build moved something into (a rename changes the folder it lands in; out/ itself, where
     the staging folder came and went); and the stamps now of the folders it moved in whole and
@@ -565,7 +592,7 @@ def _folder_stamps(out_dir: Path, scan: _Scan, moved: list[tuple[str, bool]]) ->
         return scan.stamps
     touched = {rel.rpartition("/")[0] for rel, _ in moved} | {""}
     stamps = {folder: stamp for folder, stamp in scan.stamps.items() if folder not in touched}
-    new = {rel for rel, replaced in moved if not replaced and rel in scan.tree}
+    new = {rel for rel, how in moved if how == "new" and rel in scan.tree}
     if new:
         now, inside = time.time_ns(), tuple(rel + "/" for rel in new)
         for folder in scan.tree:
