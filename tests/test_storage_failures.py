@@ -322,10 +322,14 @@ def test_a_build_killed_at_random_leaves_every_file_whole_and_the_next_build_fin
         for i in range(300)
     }
     root = make_site(posts, NEWSLETTER)
+    (root / "static/docs").mkdir(parents=True)
+    (root / "static/docs/a.txt").write_text("a\n")
     assert cli("build", "--site", str(root)).returncode == 0
     reference = snapshot(root / "out")
     for name in list(posts)[:150]:
         (root / "posts" / name).write_text(posts[name].replace("Words.", "Changed words."), "utf-8")
+    shutil.rmtree(root / "static/docs")
+    (root / "static/docs").write_text("now a file\n")  # the old out/docs/ is moved aside as the build finishes
     env = {**os.environ, "PYTHONPATH": str(Path(review_press.__file__).parents[1])}
     rng = random.Random(int(os.environ.get("KILL_SEED", time.time())))
     proc = subprocess.Popen(
@@ -345,7 +349,7 @@ def test_a_build_killed_at_random_leaves_every_file_whole_and_the_next_build_fin
         if not temporary(rel):
             assert data in (reference.get(rel), final.get(rel)), rel
     assert not any(temporary(rel) for rel in final)  # the next build removed them
-    assert b"Changed words." in final["posts/p0/index.html"]
+    assert b"Changed words." in final["posts/p0/index.html"] and final["docs"] == b"now a file\n"
     clean = root.parent / "clean"  # the same site built from nothing: out/ is exactly that, whatever the kill left to find
     shutil.copytree(root, clean, ignore=shutil.ignore_patterns("out", ".review-press"))
     assert cli("build", "--site", str(clean)).returncode == 0
