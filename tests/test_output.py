@@ -7,7 +7,9 @@ import os
 import shutil
 import signal
 import stat
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -382,7 +384,7 @@ def _whole_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
     (so `os.utime` sets both). This machine has no FAT file system to mount."""
     import review_press.output as output
 
-    real = output.os.stat
+    real_stat, real_lstat = output.os.stat, output.os.lstat
 
     class Stat:
         def __init__(self, st: os.stat_result) -> None:
@@ -392,11 +394,15 @@ def _whole_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
         def __getattr__(self, name: str) -> object:
             return getattr(self._st, name)
 
-    def fat_stat(path: str, *args: object, **kwargs: object) -> object:
-        st = real(path, *args, **kwargs)  # type: ignore[arg-type]
-        return Stat(st) if stat.S_ISDIR(st.st_mode) else st
+    def fat(real: Callable[..., os.stat_result]) -> Callable[..., object]:
+        def fat_stat(path: str, *args: object, **kwargs: object) -> object:
+            st = real(path, *args, **kwargs)
+            return Stat(st) if stat.S_ISDIR(st.st_mode) else st
 
-    monkeypatch.setattr(output.os, "stat", fat_stat)
+        return fat_stat
+
+    monkeypatch.setattr(output.os, "stat", fat(real_stat))
+    monkeypatch.setattr(output.os, "lstat", fat(real_lstat))
 
 
 def test_on_a_file_system_of_whole_seconds_no_folder_stamp_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -433,3 +439,91 @@ def test_a_fifo_where_a_kept_file_was_is_replaced_without_waiting_for_a_writer(t
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     assert (out / "posts/p1/index.html").is_file() and (out / "posts/p1/index.html").read_bytes() == b"index.html 1"
+
+
+@pytest.mark.parametrize("bad", ["posts/p1/index.html/x", "index.html/x", "feed.xml/a/b"])
+def test_a_manifest_name_that_takes_a_file_for_a_folder_beside_stamps_is_survived(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    """The stamped walk follows the manifest's folders: one that is a file now is taken as a file
+    (it once listed it and crashed every build with NotADirectoryError)."""
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    _later(monkeypatch)
+    write_output(out, SITE, manifest)
+    write_output(out, SITE, manifest)
+    data = json.loads(manifest.read_text())
+    data["files"][bad] = ["k", 1, 1]
+    manifest.write_text(json.dumps(data))
+    (out / "posts/p3/stray.html").write_bytes(b"x")
+    assert write_output(out, SITE, manifest).removed == ("posts/p3/stray.html",)
+    assert write_output(out, SITE, manifest).removed == ()
+
+
+@pytest.mark.parametrize("entry", ["5", '{"0": 1}', "true", '["k"]', "null", '"k"'])
+def test_a_manifest_entry_that_is_not_key_size_mtime_means_rendering_and_comparing_all(tmp_path: Path, entry: str) -> None:
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, SITE, manifest)
+    data = json.loads(manifest.read_text())
+    data["files"]["index.html"] = json.loads(entry)
+    manifest.write_text(json.dumps(data))
+    (out / "index.html").write_bytes(b"tampered")
+    report = write_output(out, SITE, manifest)
+    assert report.rendered == len(SITE) and report.written == ("index.html",) and (out / "index.html").read_bytes() == b"home"
+
+
+def test_a_manifest_nested_too_deep_for_json_means_rendering_and_comparing_all(tmp_path: Path) -> None:
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, SITE, manifest)
+    manifest.write_text("[" * 100_000)  # RecursionError, not ValueError, from json.loads
+    report = write_output(out, SITE, manifest)
+    assert report.rendered == len(SITE) and report.written == ()
+
+
+def test_a_stray_chain_of_folders_deeper_than_the_recursion_limit_is_pruned(tmp_path: Path) -> None:
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, SITE, manifest)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        for _ in range(1100):  # paths stay under PATH_MAX
+            os.mkdir("a", dir_fd=fd)
+            fd, parent = os.open("a", os.O_RDONLY, dir_fd=fd), fd
+            os.close(parent)
+        with open("stray.html", "wb", opener=lambda name, flags: os.open(name, flags, dir_fd=fd)) as f:
+            f.write(b"x")
+    finally:
+        os.close(fd)
+    try:
+        report = write_output(out, SITE, manifest)
+        assert len(report.removed) == 1 and report.removed[0].endswith("a/a/stray.html") and not (out / "a").exists()
+    finally:  # pytest's own clean-up of its folders recurses
+        subprocess.run(["rm", "-rf", str(out / "a")], check=True)
+
+
+def test_a_folder_whose_mtime_a_restore_set_to_a_whole_second_is_still_stamped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tar -x`, `rsync -t`, `cp -p` give folders whole-second mtimes; their ctime still vouches."""
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    _later(monkeypatch, 5)
+    write_output(out, SITE, manifest)
+    for i in range(6):
+        os.utime(out / f"posts/p{i}", ns=(1_700_000_000 * 10**9, 1_700_000_000 * 10**9))
+    write_output(out, SITE, manifest)
+    assert {f"posts/p{i}" for i in range(6)} <= json.loads(manifest.read_text())["folders"].keys()
+
+
+@pytest.mark.parametrize("path", [".tmp-x~", "css/.tmp-cache~/a.css", ".tmp-~"])
+def test_an_output_path_named_like_the_builds_temporaries_is_refused(path: str) -> None:
+    """The prune removes `.tmp-*~` entries whole: a static file or folder named so would be
+    published, then removed by the next build."""
+    (error,) = check_paths([art(path, b"x"), art("index.html", b"i")])
+    assert str(error).startswith(f"unsafe output path {path!r} from test") and ".tmp-*~" in str(error)
+
+
+def test_comparing_with_a_folder_where_a_file_goes_leaks_no_descriptor(tmp_path: Path) -> None:
+    import review_press.output as output
+
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, [art("docs/a.txt", b"a")], manifest)
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(5):
+        assert output._render_one(art("docs", b"now a file"), str(out), str(tmp_path / f"staging{i}")) == "staged"
+    assert len(os.listdir("/proc/self/fd")) == before

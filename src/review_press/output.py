@@ -67,10 +67,19 @@ def folders_of(path: str) -> Iterator[str]:
 
 
 def _unsafe(path: str) -> bool:
-    """Whether an out/ path could lead outside its folder or name no file: absolute, empty, with
-    an empty, `.` or `..` part, a backslash or a NUL."""
+    """Whether an out/ path could lead outside its folder, name no file or be taken for the
+    build's own temporary: absolute, empty, with an empty, `.` or `..` part, a backslash, a NUL,
+    or a part named `.tmp-*~` (the prune removes those whole)."""
     parts = path.split("/")
-    return path.startswith("/") or "" in parts or "." in parts or ".." in parts or "\\" in path or "\0" in path
+    return (
+        path.startswith("/")
+        or "" in parts
+        or "." in parts
+        or ".." in parts
+        or "\\" in path
+        or "\0" in path
+        or (".tmp-" in path and any(_temporary(part) for part in parts))
+    )
 
 
 def check_paths(artifacts: Iterable[Artifact]) -> list[PressError]:
@@ -79,7 +88,12 @@ def check_paths(artifacts: Iterable[Artifact]) -> list[PressError]:
     errors: list[PressError] = []
     for art in artifacts:
         if _unsafe(art.path):
-            errors.append(BuildError(f"unsafe output path {art.path!r} from {art.origin}"))
+            errors.append(
+                BuildError(
+                    f"unsafe output path {art.path!r} from {art.origin}",
+                    hint="no empty, '.' or '..' part, backslash or NUL, and no part named .tmp-*~ (the build's temporaries)",
+                )
+            )
         elif (other := seen.get(art.path.casefold())) is not None:
             errors.append(
                 BuildError(f"{art.origin} and {other.origin} would both write out/{art.path}", hint="give one of them another slug")
@@ -109,14 +123,15 @@ class _Manifest:
 def _load_manifest(path: Path) -> _Manifest:
     try:
         data = json.loads(path.read_text("utf-8"))
-        if data.get("version") == MANIFEST_VERSION and isinstance(data["files"], dict):
-            files, folders = data["files"], data.get("folders")
+        files = data["files"] if data.get("version") == MANIFEST_VERSION else None
+        if isinstance(files, dict) and all(type(entry) is list and len(entry) == 3 for entry in files.values()):
+            folders = data.get("folders")
             if not isinstance(folders, dict) or (folders and any(_unsafe(path) for path in files)):  # stamps vouch for these names only
                 folders = {}
             return _Manifest(files, folders)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         pass
-    return _Manifest({}, {})
+    return _Manifest({}, {})  # no manifest, or one no build wrote: every artifact is rendered and compared
 
 
 def _stat(path: str) -> tuple[int, int] | None:
@@ -166,12 +181,20 @@ def _render_one(art: Artifact, out_dir: str, staging: str | None) -> Outcome:
         return "checked"
     target = os.path.join(out_dir, art.path)
     try:  # without blocking: a FIFO put where a file was would wait for a writer forever
-        with open(os.open(target, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-            st = os.fstat(f.fileno())
-            if stat.S_ISREG(st.st_mode) and st.st_size == len(data) and f.read() == data:
-                return "same"
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         pass
+    else:
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_size == len(data):
+                with open(fd, "rb", closefd=False) as f:
+                    if f.read() == data:
+                        return "same"
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
     staged = os.path.join(staging, art.path)
     try:
         folder = os.path.dirname(staged)
@@ -208,8 +231,14 @@ def _due(artifacts: list[Artifact], manifest: dict[str, list], found: dict[str, 
 
 def _ours(name: str) -> bool:
     """Whether an entry of out/ is the build's to manage: every name but dot-files (.git,
-    .nojekyll, .well-known), except the build's own temporaries (`.tmp-*~`)."""
-    return not name.startswith(".") or (name.startswith(".tmp-") and name.endswith("~"))
+    .nojekyll, .well-known), except the build's own temporaries (`_temporary`)."""
+    return not name.startswith(".") or _temporary(name)
+
+
+def _temporary(name: str) -> bool:
+    """Whether a name is one the build gives its temporaries (`.tmp-*~`: a file being written, a
+    staging or backup folder), which no artifact may take (`_unsafe`) and a prune removes whole."""
+    return name.startswith(".tmp-") and name.endswith("~")
 
 
 @dataclass(frozen=True)
@@ -261,9 +290,15 @@ def _stamp(st: os.stat_result) -> list[int]:
 
 def _vouches(st: os.stat_result, now_ns: int) -> bool:
     """Whether a folder's stamp, read at `now_ns`, may vouch for its entries next time: settled
-    (`sitefiles.settled`), and not on a file system of whole seconds (on FAT the ctime is the
-    mtime, so setting a folder's mtime back, as copy tools do, would restore its whole stamp)."""
-    return not sitefiles.coarse(st) and sitefiles.settled(st, now_ns)
+    (`sitefiles.settled`), and on a file system whose ctime has parts of a second (`_fine`)."""
+    return _fine(st) and sitefiles.settled(st, now_ns)
+
+
+def _fine(st: os.stat_result) -> bool:
+    """Whether a folder's ctime has parts of a second: one no one can set back. Not on FAT, whose
+    ctime is its mtime in whole seconds (a copy tool setting the folder's mtime back would restore
+    its whole stamp). A whole-second mtime alone (a folder `tar -x` or `cp -p` restored) is fine."""
+    return st.st_ctime_ns % 1_000_000_000 != 0
 
 
 def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan:
@@ -274,7 +309,7 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
     build with nothing to do), only each file's stat read. Every other folder is listed, its
     stamp taken first: it is recorded when it held exactly the files and folders `keep` makes
     and the stamp is settled, so a change later in the same tick of the file system's clock
-    cannot leave the same stamp, and has parts of a second (`_vouches`)."""
+    cannot leave the same stamp, and its ctime is one no one sets back (`_vouches`)."""
     last = last or _Manifest({}, {})
     files: dict[str, tuple[int, int]] = {}
     links: set[str] = set()
@@ -283,6 +318,7 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
     now = time.time_ns()
     had = _tree(last.files) if last.folders else {}
     wanted = had if had and keep == last.files.keys() else _tree(keep)
+    todo = [(str(out_dir).rstrip("/") or "/", "")] if out_dir.is_dir() else []  # folders to read, a stack: no recursion
 
     def take(path: str, rel: str, link: bool, st: os.stat_result | None = None) -> None:
         """A file (or a link, to anything but a folder of out/): its target's size and mtime."""
@@ -295,15 +331,18 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
             st = os.stat(path) if link or st is None else st
             files[rel] = (st.st_size, st.st_mtime_ns)
 
-    def walk(directory: str, prefix: str) -> None:
-        nonlocal prunable
+    while todo:
+        directory, prefix = todo.pop()
         folder = prefix[:-1]
         try:
-            st = os.stat(directory)
-        except OSError:
-            return
+            st = os.lstat(directory)
+        except (OSError, ValueError):
+            continue
+        if not stat.S_ISDIR(st.st_mode):  # the last build's folder is now a file or a link
+            take(directory, folder, stat.S_ISLNK(st.st_mode), st)
+            continue
         stamp = _stamp(st)
-        if last.folders.get(folder) == stamp and folder in had and not sitefiles.coarse(st):  # as the last build left it
+        if last.folders.get(folder) == stamp and folder in had and _fine(st):  # as the last build left it: not listed
             held = had[folder]
             if wanted is had or sorted(wanted.get(folder, ())) == sorted(held):
                 stamps[folder] = stamp
@@ -311,7 +350,7 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
                 if name[0] == "." and not _ours(name.rstrip("/")):
                     continue
                 if name[-1] == "/":
-                    walk(directory + "/" + name[:-1], prefix + name)
+                    todo.append((directory + "/" + name[:-1], prefix + name))
                     continue
                 path = directory + "/" + name
                 try:
@@ -325,26 +364,26 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
                         prunable = True
                 else:
                     take(path, prefix + name, stat.S_ISLNK(st.st_mode), st)
-            return
+            continue
         names: set[str] = set()
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                names.add(entry.name)
-                if entry.name[0] == ".":  # not ours (.git), or a temporary a kill left: the prune removes it whole
-                    prunable = prunable or _ours(entry.name)
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    walk(entry.path, prefix + entry.name + "/")
-                else:
-                    take(entry.path, prefix + entry.name, entry.is_symlink())
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    names.add(entry.name)
+                    if entry.name[0] == ".":  # not ours (.git), or a temporary a kill left: the prune removes it whole
+                        prunable = prunable or _temporary(entry.name)
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append((entry.path, prefix + entry.name + "/"))
+                    else:
+                        take(entry.path, prefix + entry.name, entry.is_symlink())
+        except OSError as exc:
+            raise write_error(directory, exc) from None
         if not names and prefix:
             prunable = True
         expected = wanted.get(folder)
         if expected is not None and names == {name.rstrip("/") for name in expected} and _vouches(st, now):
             stamps[folder] = stamp
-
-    if out_dir.is_dir():
-        walk(str(out_dir).rstrip("/") or "/", "")
     return _Scan(files=files, links=frozenset(links), prunable=prunable, stamps=stamps, tree=wanted)
 
 
@@ -376,35 +415,38 @@ def _stage(todo: list[Artifact], out_dir: Path) -> tuple[Path, list[str]]:
 
 
 def _prune(out_dir: Path, keep: set[str]) -> list[str]:
-    """Delete files under out_dir that are not in `keep`, then empty folders; return what went."""
+    """Delete files under out_dir that are not in `keep`, temporaries whole, then empty folders;
+    return what went. A file or folder that cannot be removed is a `StorageError` naming it."""
     removed: list[str] = []
-
-    def walk(directory: str, prefix: str) -> bool:
-        """Prune one folder; True when it is left empty."""
-        empty = True
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                rel = prefix + entry.name
-                if not _ours(entry.name):
-                    empty = False  # .git, .nojekyll, .well-known: not ours to remove (our own temporaries are)
-                    continue
-                if entry.name[0] == "." and entry.is_dir(follow_symlinks=False):  # a staging folder a kill left
-                    shutil.rmtree(entry.path)  # whole, with any dot-file the build staged in it
-                    removed.append(rel + "/")
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    if walk(entry.path, rel + "/"):
-                        os.rmdir(entry.path)
+    held: set[str] = set()  # folders (as prefixes) left holding something
+    visited: list[tuple[str, str]] = []  # every folder, each after the one it is in
+    todo = [(str(out_dir), "")]  # a stack, not recursion: a stray chain of folders may be deep
+    path = str(out_dir)
+    try:
+        while todo:
+            directory, prefix = todo.pop()
+            visited.append((directory, prefix))
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    path, rel = entry.path, prefix + entry.name
+                    if not _ours(entry.name) or (rel in keep and not entry.is_dir(follow_symlinks=False)):
+                        held.add(prefix)  # .git, .nojekyll, .well-known, or a kept file
+                    elif _temporary(entry.name) and entry.is_dir(follow_symlinks=False):  # a staging folder a kill left
+                        shutil.rmtree(path)  # whole, with any dot-file the build staged in it
+                        removed.append(rel + "/")
+                    elif entry.is_dir(follow_symlinks=False):
+                        todo.append((path, rel + "/"))
                     else:
-                        empty = False
-                elif rel in keep:
-                    empty = False
-                else:
-                    os.unlink(entry.path)
-                    removed.append(rel)
-        return empty
-
-    walk(str(out_dir), "")
+                        os.unlink(path)
+                        removed.append(rel)
+        for directory, prefix in reversed(visited):  # innermost first
+            if prefix in held or not prefix:
+                held.add(prefix[:-1].rpartition("/")[0] + "/" if "/" in prefix[:-1] else "")
+            else:
+                path = directory
+                os.rmdir(directory)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     return sorted(removed)
 
 
