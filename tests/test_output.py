@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from files import snapshot_with_mtimes
 from review_press.errors import BuildError, PressError
 from review_press.output import Artifact, check_paths, write_output
 
@@ -441,12 +442,13 @@ def test_a_fifo_where_a_kept_file_was_is_replaced_without_waiting_for_a_writer(t
     assert (out / "posts/p1/index.html").is_file() and (out / "posts/p1/index.html").read_bytes() == b"index.html 1"
 
 
-@pytest.mark.parametrize("bad", ["posts/p1/index.html/x", "index.html/x", "feed.xml/a/b"])
+@pytest.mark.parametrize("bad", ["posts/p1/index.html/x", "index.html/x", "feed.xml/a/b", "\ud800.html", "posts/p1/\udfff"])
 def test_a_manifest_name_that_takes_a_file_for_a_folder_beside_stamps_is_survived(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: str
 ) -> None:
     """The stamped walk follows the manifest's folders: one that is a file now is taken as a file
-    (it once listed it and crashed every build with NotADirectoryError)."""
+    (it once listed it and crashed every build with NotADirectoryError); a name no file can have
+    (a lone surrogate, valid in JSON) is passed over (os.lstat's UnicodeEncodeError was a traceback)."""
     out, manifest = tmp_path / "out", tmp_path / "m.json"
     _later(monkeypatch)
     write_output(out, SITE, manifest)
@@ -482,16 +484,7 @@ def test_a_manifest_nested_too_deep_for_json_means_rendering_and_comparing_all(t
 def test_a_stray_chain_of_folders_deeper_than_the_recursion_limit_is_pruned(tmp_path: Path) -> None:
     out, manifest = tmp_path / "out", tmp_path / "m.json"
     write_output(out, SITE, manifest)
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        for _ in range(1100):  # paths stay under PATH_MAX
-            os.mkdir("a", dir_fd=fd)
-            fd, parent = os.open("a", os.O_RDONLY, dir_fd=fd), fd
-            os.close(parent)
-        with open("stray.html", "wb", opener=lambda name, flags: os.open(name, flags, dir_fd=fd)) as f:
-            f.write(b"x")
-    finally:
-        os.close(fd)
+    _chain(out)
     try:
         report = write_output(out, SITE, manifest)
         assert len(report.removed) == 1 and report.removed[0].endswith("a/a/stray.html") and not (out / "a").exists()
@@ -527,3 +520,115 @@ def test_comparing_with_a_folder_where_a_file_goes_leaks_no_descriptor(tmp_path:
     for i in range(5):
         assert output._render_one(art("docs", b"now a file"), str(out), str(tmp_path / f"staging{i}")) == "staged"
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def _chain(top: Path, depth: int = 1100) -> None:
+    """A stray chain of `depth` folders `a/a/a/...` under `top` (deeper than Python's recursion
+    limit, within PATH_MAX), with a file at the bottom. Remove it with `rm -rf`: pytest's own
+    clean-up of its folders recurses."""
+    top.mkdir(parents=True, exist_ok=True)
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("a", dir_fd=fd)
+            fd, parent = os.open("a", os.O_RDONLY, dir_fd=fd), fd
+            os.close(parent)
+        with open("stray.html", "wb", opener=lambda name, flags: os.open(name, flags, dir_fd=fd)) as f:
+            f.write(b"x")
+    finally:
+        os.close(fd)
+
+
+# --- a Ctrl-C, or a deep tree, while out/ is changed ------------------------------------------
+
+SHAPES = {  # the last build's files, then this one's: an entry of out/ becomes the other kind
+    "a folder becomes a file": (
+        [art("index.html", b"i"), art("docs/a.txt", b"a"), art("docs/sub/b.txt", b"b"), art("z.html", b"z")],
+        [art("index.html", b"i2"), art("docs", b"now a file"), art("z.html", b"z2")],
+    ),
+    "a file becomes a folder": (
+        [art("index.html", b"i"), art("docs", b"a file"), art("z.html", b"z")],
+        [art("index.html", b"i2"), art("docs/a.txt", b"a"), art("z.html", b"z2")],
+    ),
+    "a deep folder becomes a file": (
+        [art("a/index.html", b"i"), art("a/b/docs/x.txt", b"x"), art("a/b/z.html", b"z")],
+        [art("a/index.html", b"i2"), art("a/b/docs", b"D"), art("a/b/z.html", b"z2")],
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("moment", ["after the move aside", "after the move in", "after the backup folder is made"])
+def test_a_ctrl_c_between_the_moves_leaves_out_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str, moment: str) -> None:
+    """Python raises KeyboardInterrupt when the call it came in returns: a rename done, the
+    bookkeeping not. Whatever was moved goes back, nothing named .tmp-* is left, every mtime holds
+    (the entry moved aside was once lost with the backup folder, and the backup folder left)."""
+    import review_press.output as output
+
+    last, now = SHAPES[shape]
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, last, manifest)
+    before = _files_and_folders(out)
+    real_replace, real_mkdir = os.replace, os.mkdir
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        real_replace(src, dst)
+        if (moment == "after the move aside" and ".tmp-old-" in str(dst)) or (
+            moment == "after the move in" and ".tmp-build-" in str(src) and Path(dst).name == "docs"
+        ):
+            raise KeyboardInterrupt
+
+    def mkdir(path: str | Path, *args: object, **kwargs: object) -> None:
+        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+        if moment == "after the backup folder is made" and Path(path).name.startswith(".tmp-old-"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(output.os, "replace", replace)
+    monkeypatch.setattr(output.os, "mkdir", mkdir)
+    with pytest.raises(KeyboardInterrupt):
+        write_output(out, now, manifest)
+    monkeypatch.undo()
+    assert _files_and_folders(out) == before
+    assert write_output(out, now, manifest).written  # and the next build finishes the change
+    assert {p: b for p, (b, _) in _files_and_folders(out).items() if b != b"<folder>"} == {a.path: a.render() for a in now}
+
+
+def _files_and_folders(out: Path) -> dict[str, tuple[bytes, int | None]]:
+    """out/'s entries: each file's bytes and mtime, each folder (whose mtime moves as entries come and go)."""
+    return {rel: (data, None if data == b"<folder>" else mtime) for rel, (data, mtime) in snapshot_with_mtimes(out).items()}
+
+
+@pytest.mark.parametrize("where", ["docs", ".tmp-build-dead~"])
+def test_a_chain_of_folders_deeper_than_the_recursion_limit_goes_whole(tmp_path: Path, where: str) -> None:
+    """Python 3.11's os.walk and shutil.rmtree recurse: a deep chain in a folder where a file now
+    goes, or in a killed build's staging folder, ended every build in RecursionError."""
+    out, manifest = tmp_path / "out", tmp_path / "m.json"
+    write_output(out, [art("index.html", b"i"), art("docs/a.txt", b"a")], manifest)
+    _chain(out / where)
+    now = [art("index.html", b"i"), art("docs", b"now a file")] if where == "docs" else [art("index.html", b"i"), art("docs/a.txt", b"a")]
+    try:
+        report = write_output(out, now, manifest)
+        assert report.removed == (("docs",) if where == "docs" else (".tmp-build-dead~/",))
+        assert sorted(p.name for p in out.iterdir()) == ["docs", "index.html"]
+    finally:
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+
+
+def test_a_folder_the_prune_cannot_list_is_the_one_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import review_press.output as output
+
+    out = tmp_path / "out"
+    for rel in ("b/c/stray", "b/d/x", "z/kept"):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text("x")
+    real = os.scandir
+
+    def scandir(path: str) -> object:
+        if path.endswith("/b/c"):
+            raise OSError(5, "Input/output error", path)
+        return real(path)
+
+    monkeypatch.setattr(output.os, "scandir", scandir)
+    with pytest.raises(PressError) as caught:
+        output._prune(out, {"z/kept"})
+    assert "out/b/c: input/output error" in str(caught.value)

@@ -355,7 +355,7 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
                 path = directory + "/" + name
                 try:
                     st = os.lstat(path)
-                except OSError:
+                except (OSError, ValueError):  # gone; or a name no file can have (a manifest edited by hand)
                     continue
                 if st.st_mode & 0o170000 == stat.S_IFREG:  # a plain file, as the last build left it mostly
                     rel = prefix + name
@@ -395,23 +395,44 @@ def render_all(artifacts: list[Artifact], out_dir: Path) -> int:
     return len(outcomes)
 
 
-def _stage(todo: list[Artifact], out_dir: Path) -> tuple[Path, list[str]]:
-    """Render `todo` into a staging folder inside out/ (`.tmp-build-*~`, removed by the next
-    build's prune if a kill leaves it); return it and the paths whose bytes changed, in order.
-    Any problem removes the folder and raises them all: out/ itself is untouched."""
-    new_out = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".tmp-build-", suffix="~"))
-    try:
-        outcomes = _render_many(todo, out_dir, staging)
-        raise_all([e for o in outcomes if not isinstance(o, str) for e in o])
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if new_out:  # a first build that failed leaves no out/ behind
-            with contextlib.suppress(OSError):
-                out_dir.rmdir()
-        raise
-    return staging, [art.path for art, o in zip(todo, outcomes, strict=True) if o == "staged"]
+def _stage(todo: list[Artifact], out_dir: Path, staging: Path) -> list[str]:
+    """Render `todo` into a new staging folder inside out/ (`staging`); return the paths whose
+    bytes changed, in order. Any problem raises them all: out/ itself is untouched."""
+    os.mkdir(staging)
+    outcomes = _render_many(todo, out_dir, staging)
+    raise_all([e for o in outcomes if not isinstance(o, str) for e in o])
+    return [art.path for art, o in zip(todo, outcomes, strict=True) if o == "staged"]
+
+
+def _temporary_path(out_dir: Path, kind: str) -> Path:
+    """A fresh name in out/ for a temporary folder (`.tmp-KIND-*~`, removed whole by the next
+    build's prune if a kill leaves it). Named before it is made, so that whoever made it always
+    knows to remove it, whenever a Ctrl-C comes."""
+    return out_dir / f".tmp-{kind}-{os.urandom(6).hex()}~"
+
+
+def _remove_tree(path: Path | str) -> None:
+    """Remove a folder and all it holds, never following a link, without recursion (Python
+    3.11's `shutil.rmtree` recurses: a stray chain of 1,100 folders ended in RecursionError)."""
+    folders, todo = [], [str(path)]
+    while todo:
+        folder = todo.pop()
+        folders.append(folder)
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+    for folder in reversed(folders):
+        os.rmdir(folder)
+
+
+def _discard(path: Path | None) -> None:
+    """Remove a temporary folder of the build's if it is there, as well as it can."""
+    if path is not None:
+        with contextlib.suppress(OSError):
+            _remove_tree(path)
 
 
 def _prune(out_dir: Path, keep: set[str]) -> list[str]:
@@ -426,13 +447,14 @@ def _prune(out_dir: Path, keep: set[str]) -> list[str]:
         while todo:
             directory, prefix = todo.pop()
             visited.append((directory, prefix))
+            path = directory
             with os.scandir(directory) as entries:
                 for entry in entries:
                     path, rel = entry.path, prefix + entry.name
                     if not _ours(entry.name) or (rel in keep and not entry.is_dir(follow_symlinks=False)):
                         held.add(prefix)  # .git, .nojekyll, .well-known, or a kept file
                     elif _temporary(entry.name) and entry.is_dir(follow_symlinks=False):  # a staging folder a kill left
-                        shutil.rmtree(path)  # whole, with any dot-file the build staged in it
+                        _remove_tree(path)  # whole, with any dot-file the build staged in it
                         removed.append(rel + "/")
                     elif entry.is_dir(follow_symlinks=False):
                         todo.append((path, rel + "/"))
@@ -501,7 +523,7 @@ def _placements(out_dir: Path, staging: Path) -> list[Move]:
                         raise BuildError(
                             f"out/{rel} is a folder where a file is needed, and holds out/{rel}/{kept}",
                             path=Path(target),
-                            hint="move that out of it: the build removes only what it writes",
+                            hint="move that out of it: the build never removes dot-files",
                         )
                     moves.append((rel, "displace"))
                 else:
@@ -512,12 +534,17 @@ def _placements(out_dir: Path, staging: Path) -> list[Move]:
 
 
 def _not_ours_inside(folder: str) -> str | None:
-    """The first entry in `folder` (its path there) that the prune would keep (`_ours`), if any."""
-    for top, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files + dirs):
-            if not _ours(name):
-                return os.path.relpath(os.path.join(top, name), folder).replace(os.sep, "/")
+    """The first entry in `folder` (its path there) that the prune would keep (`_ours`), if any;
+    read without recursion, an unreadable folder an OSError."""
+    todo = [""]
+    while todo:
+        prefix = todo.pop()
+        with os.scandir(os.path.join(folder, prefix)) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if not _ours(entry.name):
+                    return prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(prefix + entry.name + "/")
     return None
 
 
@@ -537,7 +564,9 @@ def _move_into_place(out_dir: Path, staging: Path) -> list[Move]:
             target = out_dir / rel
             old = None
             if how != "new":  # kept until every file is in place, to put back
-                backup = backup or Path(tempfile.mkdtemp(dir=out_dir, prefix=".tmp-old-", suffix="~"))
+                if backup is None:
+                    backup = _temporary_path(out_dir, "old")
+                    os.mkdir(backup)
                 old = backup / rel
                 old.parent.mkdir(parents=True, exist_ok=True)
             if how == "replace":  # a hard link, else a copy: the old file stays in place until the new one takes it
@@ -545,27 +574,27 @@ def _move_into_place(out_dir: Path, staging: Path) -> list[Move]:
                     os.link(target, old, follow_symlinks=False)  # type: ignore[arg-type]
                 except OSError:
                     shutil.copy2(target, old, follow_symlinks=False)  # type: ignore[arg-type]
+            moved.append((rel, how, old))  # undone from here on, by what is found where (a Ctrl-C may land between renames)
             if how == "displace":
                 os.replace(target, old)  # type: ignore[arg-type]
-            moved.append((rel, how, old))  # from here, undone by putting back the new entry, then the old
             os.replace(staging / rel, target)
     except BaseException as exc:
         for rel, how, old in reversed(moved):
             with contextlib.suppress(OSError):
-                if how != "replace":  # back where it came from, removed with the staging folder
-                    os.replace(out_dir / rel, staging / rel)
-            with contextlib.suppress(OSError):
-                if old is not None:
-                    os.replace(old, out_dir / rel)
-        for left in (staging, backup):
-            if left is not None:
-                shutil.rmtree(left, ignore_errors=True)
+                if how == "replace":  # the old file's link (or copy) over whatever is there
+                    os.replace(old, out_dir / rel)  # type: ignore[arg-type]
+                elif how == "new" or os.path.lexists(old):  # (a displaced entry once it was moved aside)
+                    if not os.path.lexists(staging / rel):  # moved in: back where it came from, removed with staging
+                        os.replace(out_dir / rel, staging / rel)
+                    if old is not None:
+                        os.replace(old, out_dir / rel)
+        _discard(staging)
+        _discard(backup)
         if isinstance(exc, OSError):
             raise write_error(target, exc) from None
         raise
-    for left in (staging, backup):
-        if left is not None:
-            shutil.rmtree(left, ignore_errors=True)
+    _discard(staging)
+    _discard(backup)
     return moves
 
 
@@ -603,8 +632,18 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
     written: list[str] = []
     moved: list[Move] = []
     if todo:
-        staging, written = _stage(todo, out_dir)
-        moved = _move_into_place(out_dir, staging)
+        new_out = not out_dir.exists()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = _temporary_path(out_dir, "build")
+        try:
+            written = _stage(todo, out_dir, staging)
+            moved = _move_into_place(out_dir, staging)
+        except BaseException:
+            _discard(staging)
+            if new_out:  # a first build that failed leaves no out/ behind
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()
+            raise
     # moving the staged files in adds only kept files: the prune has work only when the scan saw some
     removed = _prune(out_dir, keep) if scan.prunable and out_dir.is_dir() else []
     removed = sorted([*removed, *(rel for rel, how in moved if how == "displace")])
