@@ -496,7 +496,7 @@ def _placements(out_dir: Path, staging: Path) -> list[Move]:
     stands where the build needs the other kind, a file where it needs a folder or a folder of
     its own files where it needs a file (a static folder that became a file), is moved aside
     whole ("displace"): the prune would remove it. A link where a folder is needed, or a folder
-    holding a dot-file the build does not write, is a `BuildError`."""
+    holding a dot-file (which the build never removes), is a `BuildError`."""
     moves: list[Move] = []
 
     def walk(folder: str, prefix: str) -> None:
