@@ -64,10 +64,12 @@ class StorageError(PressError):
     """A file or the database cannot be written (disk full, read-only, busy): nothing half-done is kept."""
 
 
-def write_error(path: Path | str, exc: OSError) -> StorageError:
-    """`cannot write PATH: no space left on device`: an OSError from a write, as a user reads it."""
+def write_error(path: Path | str, exc: OSError, doing: str = "write") -> StorageError:
+    """`cannot write PATH: no space left on device`: an OSError from a write (or, with `doing`
+    "read", from reading a folder the build writes in), as a user reads it."""
     reason = (exc.strerror or exc.__class__.__name__).lower()
-    return StorageError(f"cannot write {_display(Path(path))}: {reason}", hint="free some space, or check the folder's permissions")
+    hint = "free some space, or check the folder's permissions" if doing == "write" else "check the folder's permissions"
+    return StorageError(f"cannot {doing} {_display(Path(path))}: {reason}", hint=hint)
 
 
 class PressErrors(PressError):

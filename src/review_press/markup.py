@@ -42,7 +42,8 @@ _INLINE = HtmlFormatter(nowrap=True)  # markdown-it keeps output that starts wit
 _FOOTNOTE_REF = re.compile(r"\[\^[^\]\s]+\]")
 # a start tag with a URL attribute in it (found by C, so the tags without one cost no Python);
 # `url_attributes` then reads its attributes in order, so a value is never read as an attribute
-_URL_TAG = re.compile(r"<[a-zA-Z][^>]*?\s(?i:href|src|poster|srcset)\s*=[^>]*>")
+_URL_NAMES = frozenset({"href", "src", "poster"})  # the attributes holding one URL (srcset holds several)
+_URL_TAG = re.compile(r"<[a-zA-Z][^>]*?\s(?i:" + "|".join(sorted(_URL_NAMES | {"srcset"})) + r")\s*=[^>]*>")
 _ATTRIBUTE = re.compile(r"""(\s)([^\s"'>/=]+)(\s*=\s*)(?:"([^"]*)"|'([^']*)')""")
 _HAS_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _TAG = re.compile(r"<[^>]*>")
@@ -230,9 +231,7 @@ def plain_text(fragment: str) -> str:
     return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", _INLINE_TAG.sub("", fragment)))).strip()
 
 
-def url_attributes(
-    fragment: str, one: Callable[[str], str], names: frozenset[str] = frozenset({"href", "src", "poster"}), tags: re.Pattern[str] = _URL_TAG
-) -> str:
+def url_attributes(fragment: str, one: Callable[[str], str], names: frozenset[str] = _URL_NAMES, tags: re.Pattern[str] = _URL_TAG) -> str:
     """`fragment` with the value of every quoted URL attribute in its start tags (`names`, and
     each candidate of a `srcset`) put through `one`, which gets and returns attribute text
     (entities as written). Only tags that `tags` matches are read: HTML as `sanitize` or lxml

@@ -7,8 +7,9 @@ A build first plans its artifacts (path, key, how to render), then this module
 3. writes only files whose bytes changed, each atomically (temporary file, then rename),
    so unchanged files keep their mtime;
 4. removes files that no longer belong, and records a manifest for the next build: each
-   file's key, size and mtime, and each folder's stamp, so that the next build lists no folder
-   this one left as it was (`_scan`).
+   file's key, size and mtime, and the stamp of each folder that held exactly the build's
+   files (none after a prune), so that the next build lists no folder this one left as it
+   was (`_scan`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def folders_of(path: str) -> Iterator[str]:
         folder = folder.rpartition("/")[0]
 
 
+_TMP_PREFIX, _TMP_SUFFIX = ".tmp-", "~"  # the build's temporaries in out/ (`_temporary`)
+_UNSAFE_HINT = "no empty, '.' or '..' part, backslash or NUL, and no part named .tmp-*~ (the build's temporaries)"
+
+
 def _unsafe(path: str) -> bool:
     """Whether an out/ path could lead outside its folder, name no file or be taken for the
     build's own temporary: absolute, empty, with an empty, `.` or `..` part, a backslash, a NUL,
@@ -78,7 +83,7 @@ def _unsafe(path: str) -> bool:
         or ".." in parts
         or "\\" in path
         or "\0" in path
-        or (".tmp-" in path and any(_temporary(part) for part in parts))
+        or (_TMP_PREFIX in path and any(_temporary(part) for part in parts))
     )
 
 
@@ -88,12 +93,7 @@ def check_paths(artifacts: Iterable[Artifact]) -> list[PressError]:
     errors: list[PressError] = []
     for art in artifacts:
         if _unsafe(art.path):
-            errors.append(
-                BuildError(
-                    f"unsafe output path {art.path!r} from {art.origin}",
-                    hint="no empty, '.' or '..' part, backslash or NUL, and no part named .tmp-*~ (the build's temporaries)",
-                )
-            )
+            errors.append(BuildError(f"unsafe output path {art.path!r} from {art.origin}", hint=_UNSAFE_HINT))
         elif (other := seen.get(art.path.casefold())) is not None:
             errors.append(
                 BuildError(f"{art.origin} and {other.origin} would both write out/{art.path}", hint="give one of them another slug")
@@ -121,12 +121,14 @@ class _Manifest:
 
 
 def _load_manifest(path: Path) -> _Manifest:
+    """The last build's manifest; empty when it is missing or not one a build wrote."""
     try:
         data = json.loads(path.read_text("utf-8"))
         files = data["files"] if data.get("version") == MANIFEST_VERSION else None
         if isinstance(files, dict) and all(type(entry) is list and len(entry) == 3 for entry in files.values()):
             folders = data.get("folders")
-            if not isinstance(folders, dict) or (folders and any(_unsafe(path) for path in files)):  # stamps vouch for these names only
+            # the scan walks the files' names as paths where the stamps hold: only names a build could write
+            if not isinstance(folders, dict) or (folders and any(_unsafe(name) for name in files)):
                 folders = {}
             return _Manifest(files, folders)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
@@ -150,7 +152,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="~")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, mode)
@@ -238,7 +240,10 @@ def _ours(name: str) -> bool:
 def _temporary(name: str) -> bool:
     """Whether a name is one the build gives its temporaries (`.tmp-*~`: a file being written, a
     staging or backup folder), which no artifact may take (`_unsafe`) and a prune removes whole."""
-    return name.startswith(".tmp-") and name.endswith("~")
+    return name.startswith(_TMP_PREFIX) and name.endswith(_TMP_SUFFIX)
+
+
+Tree = dict[str, list[str]]  # an out/ folder ("" is out/) -> the names of what it holds, each folder's ending in "/"
 
 
 @dataclass(frozen=True)
@@ -246,16 +251,14 @@ class _Scan:
     """out/ as one walk finds it: each file's (size, mtime) (a link's target's, as `os.stat`
     gives), the paths that are links, whether anything is there that the build would prune (a
     file it does not write, a temporary, an empty folder), and the stamps of the folders that
-    held exactly the build's files and folders when they were read (for the next build)."""
+    held exactly the build's files and folders when they were read, or as the last build
+    recorded them (for the next build)."""
 
     files: dict[str, tuple[int, int]]
     links: frozenset[str]
     prunable: bool
     stamps: dict[str, list[int]]
     tree: Tree  # the folders the build's files make (`_tree` of them)
-
-
-Tree = dict[str, list[str]]  # an out/ folder ("" is out/) -> the names of what it holds, each folder's ending in "/"
 
 
 def _tree(paths: Iterable[str]) -> Tree:
@@ -321,7 +324,7 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
     todo = [(str(out_dir).rstrip("/") or "/", "")] if out_dir.is_dir() else []  # folders to read, a stack: no recursion
 
     def take(path: str, rel: str, link: bool, st: os.stat_result | None = None) -> None:
-        """A file (or a link, to anything but a folder of out/): its target's size and mtime."""
+        """An entry that is not a real folder (a file, or a link to anything): its size and mtime, a link's target's."""
         nonlocal prunable
         if link:
             links.add(rel)
@@ -342,12 +345,13 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
             take(directory, folder, stat.S_ISLNK(st.st_mode), st)
             continue
         stamp = _stamp(st)
-        if last.folders.get(folder) == stamp and folder in had and _fine(st):  # as the last build left it: not listed
+        # as the last build left it: not listed (`_fine` again for a manifest an older version wrote)
+        if last.folders.get(folder) == stamp and folder in had and _fine(st):
             held = had[folder]
             if wanted is had or sorted(wanted.get(folder, ())) == sorted(held):
                 stamps[folder] = stamp
             for name in held:
-                if name[0] == "." and not _ours(name.rstrip("/")):
+                if name[0] == ".":  # not ours (no manifest with stamps names a temporary), as in the listing below
                     continue
                 if name[-1] == "/":
                     todo.append((directory + "/" + name[:-1], prefix + name))
@@ -378,7 +382,7 @@ def _scan(out_dir: Path, keep: set[str], last: _Manifest | None = None) -> _Scan
                     else:
                         take(entry.path, prefix + entry.name, entry.is_symlink())
         except OSError as exc:
-            raise write_error(directory, exc) from None
+            raise write_error(directory, exc, "read") from None
         if not names and prefix:
             prunable = True
         expected = wanted.get(folder)
@@ -408,7 +412,7 @@ def _temporary_path(out_dir: Path, kind: str) -> Path:
     """A fresh name in out/ for a temporary folder (`.tmp-KIND-*~`, removed whole by the next
     build's prune if a kill leaves it). Named before it is made, so that whoever made it always
     knows to remove it, whenever a Ctrl-C comes."""
-    return out_dir / f".tmp-{kind}-{os.urandom(6).hex()}~"
+    return out_dir / f"{_TMP_PREFIX}{kind}-{os.urandom(6).hex()}{_TMP_SUFFIX}"
 
 
 def _remove_tree(path: Path | str) -> None:
@@ -463,13 +467,14 @@ def _prune(out_dir: Path, keep: set[str]) -> list[str]:
                         removed.append(rel)
         for directory, prefix in reversed(visited):  # innermost first
             if prefix in held or not prefix:
-                held.add(prefix[:-1].rpartition("/")[0] + "/" if "/" in prefix[:-1] else "")
+                parent = prefix[:-1].rpartition("/")[0]
+                held.add(parent + "/" if parent else "")
             else:
                 path = directory
                 os.rmdir(directory)
     except OSError as exc:
         raise write_error(path, exc) from None
-    return sorted(removed)
+    return removed
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -543,7 +548,7 @@ def _not_ours_inside(folder: str) -> str | None:
             for entry in sorted(entries, key=lambda e: e.name):
                 if not _ours(entry.name):
                     return prefix + entry.name
-                if entry.is_dir(follow_symlinks=False):
+                if entry.is_dir(follow_symlinks=False) and not _temporary(entry.name):  # the prune takes one whole
                     todo.append(prefix + entry.name + "/")
     return None
 
@@ -551,49 +556,43 @@ def _not_ours_inside(folder: str) -> str | None:
 def _move_into_place(out_dir: Path, staging: Path) -> list[Move]:
     """Move the staged tree to its place in out/ (renames within one file system): a folder out/
     lacks in one rename, a changed file over its old version, what stands in the way aside
-    (`_placements`). A link or a kept dot-file in the way, or a failure, leaves out/ as it was
-    (what was moved goes back, old versions and what was moved aside are put back) and the
-    staging folder gone."""
+    (`_placements`). A link or a kept dot-file in the way, or a failure, leaves out/ as it was:
+    what was moved in goes back to `staging`, old versions and what was moved aside come back.
+    The caller removes `staging`."""
     moved: list[tuple[str, str, Path | None]] = []  # each path moving into place, how, and where its old version waits
     backup: Path | None = None  # the old versions, beside staging (`.tmp-old-*~`: a kill leaves it to the next prune)
     target = out_dir
-    moves: list[Move] = []
     try:
         moves = _placements(out_dir, staging)
         for rel, how in moves:
-            target = out_dir / rel
-            old = None
+            target, old = out_dir / rel, None
             if how != "new":  # kept until every file is in place, to put back
                 if backup is None:
                     backup = _temporary_path(out_dir, "old")
                     os.mkdir(backup)
                 old = backup / rel
                 old.parent.mkdir(parents=True, exist_ok=True)
-            if how == "replace":  # a hard link, else a copy: the old file stays in place until the new one takes it
-                try:
-                    os.link(target, old, follow_symlinks=False)  # type: ignore[arg-type]
-                except OSError:
-                    shutil.copy2(target, old, follow_symlinks=False)  # type: ignore[arg-type]
+                if how == "replace":  # a hard link, else a copy: the old file stays in place until the new one takes it
+                    try:
+                        os.link(target, old, follow_symlinks=False)
+                    except OSError:
+                        shutil.copy2(target, old, follow_symlinks=False)
             moved.append((rel, how, old))  # undone from here on, by what is found where (a Ctrl-C may land between renames)
-            if how == "displace":
-                os.replace(target, old)  # type: ignore[arg-type]
+            if old is not None and how == "displace":
+                os.replace(target, old)
             os.replace(staging / rel, target)
     except BaseException as exc:
         for rel, how, old in reversed(moved):
             with contextlib.suppress(OSError):
-                if how == "replace":  # the old file's link (or copy) over whatever is there
-                    os.replace(old, out_dir / rel)  # type: ignore[arg-type]
-                elif how == "new" or os.path.lexists(old):  # (a displaced entry once it was moved aside)
-                    if not os.path.lexists(staging / rel):  # moved in: back where it came from, removed with staging
+                if old is None or os.path.lexists(old):  # (a displaced entry only once it was moved aside)
+                    if how != "replace" and not os.path.lexists(staging / rel):  # moved in: back where it came from
                         os.replace(out_dir / rel, staging / rel)
-                    if old is not None:
+                    if old is not None:  # the old file's link (or copy), or what was moved aside, over whatever is there
                         os.replace(old, out_dir / rel)
-        _discard(staging)
         _discard(backup)
         if isinstance(exc, OSError):
-            raise write_error(target, exc) from None
+            raise write_error(exc.filename or target, exc) from None
         raise
-    _discard(staging)
     _discard(backup)
     return moves
 
@@ -644,10 +643,14 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
                 with contextlib.suppress(OSError):
                     out_dir.rmdir()
             raise
+        _discard(staging)
     # moving the staged files in adds only kept files: the prune has work only when the scan saw some
     removed = _prune(out_dir, keep) if scan.prunable and out_dir.is_dir() else []
     removed = sorted([*removed, *(rel for rel, how in moved if how == "displace")])
-    folders = {} if scan.prunable else _folder_stamps(out_dir, scan, moved)  # after a prune, the next build lists every folder
+    if scan.prunable:  # after a prune, the next build lists every folder
+        folders = {}
+    else:  # a build that staged nothing left out/ as the scan saw it
+        folders = _folder_stamps(out_dir, scan, moved) if todo else scan.stamps
     files = manifest
     if todo or len(manifest) != len(artifacts):  # else every entry was just found to hold, and the manifest has no other
         files = {}
@@ -664,13 +667,12 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
 
 
 def _folder_stamps(out_dir: Path, scan: _Scan, moved: list[Move]) -> dict[str, list[int]]:
-    """The folder stamps to record after a build (see `_scan`): the scan's, but for the folders
-    this build moved something into (a rename changes the folder it lands in; out/ itself, where
-    the staging folder came and went); and the stamps now of the folders it moved in whole and
-    those in them, which hold just what was staged: the build's files (settled ones only: the
-    folder a rename moved has just changed, and is listed by the next build)."""
-    if not moved:
-        return scan.stamps
+    """The folder stamps to record after a build that staged files (see `_scan`): the scan's,
+    but for the folders this build moved something into (a rename changes the folder it lands
+    in; out/ itself, where the staging folder came and went); and the stamps now of the folders
+    it added where out/ had none ("new") and those in them, which hold just what was staged: the
+    build's files (settled ones only: the folder a rename moved has just changed, and is listed
+    by the next build)."""
     touched = {rel.rpartition("/")[0] for rel, _ in moved} | {""}
     stamps = {folder: stamp for folder, stamp in scan.stamps.items() if folder not in touched}
     new = {rel for rel, how in moved if how == "new" and rel in scan.tree}

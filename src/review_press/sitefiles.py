@@ -44,12 +44,11 @@ def settled(st: os.stat_result, now_ns: int) -> bool:
     whole seconds (FAT, ext3, some network shares); such a one is read again next time.
     """
     newest = max(st.st_mtime_ns, st.st_ctime_ns)
-    return newest < now_ns - (2_000_000_000 if coarse(st) else 100_000_000)
+    return newest < now_ns - (2_000_000_000 if _coarse(st) else 100_000_000)
 
 
-def coarse(st: os.stat_result) -> bool:
-    """Whether a file system keeps whole seconds only (FAT, ext3, some network shares), where a
-    tick is up to 2 s and, on FAT, the ctime is just the mtime, which anyone can set back."""
+def _coarse(st: os.stat_result) -> bool:
+    """Whether the times look like whole seconds (FAT, ext3, some network shares): a tick of up to 2 s."""
     return st.st_mtime_ns % 1_000_000_000 == 0 or st.st_ctime_ns % 1_000_000_000 == 0
 
 
