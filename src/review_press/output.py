@@ -120,15 +120,16 @@ class _Manifest:
     folders: dict[str, list[int]]
 
 
-def _load_manifest(path: Path) -> _Manifest:
-    """The last build's manifest; empty when it is missing or not one a build wrote."""
+def _load_manifest(path: Path, checked: set[str] | None = None) -> _Manifest:
+    """The last build's manifest; empty when it is missing or not one a build wrote. `checked`:
+    paths already found safe (`check_paths`), so that a manifest naming just those is not checked again."""
     try:
         data = json.loads(path.read_text("utf-8"))
         files = data["files"] if data.get("version") == MANIFEST_VERSION else None
         if isinstance(files, dict) and all(type(entry) is list and len(entry) == 3 for entry in files.values()):
             folders = data.get("folders")
             # the scan walks the files' names as paths where the stamps hold: only names a build could write
-            if not isinstance(folders, dict) or (folders and any(_unsafe(name) for name in files)):
+            if not isinstance(folders, dict) or (folders and files.keys() != checked and any(_unsafe(name) for name in files)):
                 folders = {}
             return _Manifest(files, folders)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
@@ -172,6 +173,11 @@ Outcome = str | list[PressError]  # "staged", "same" or "checked"; or the artifa
 _MADE: set[str] = set()  # staging folders this process made in this build (`_render_many` empties it)
 
 
+def _without_blocking(path: str, flags: int) -> int:
+    """An `open` opener that never waits on what it opens (a FIFO)."""
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
 def _render_one(art: Artifact, out_dir: str, staging: str | None) -> Outcome:
     """Render one artifact; with a `staging` folder, write its bytes there unless out/ holds the
     same already ("same"). Nothing is kept in memory past the call: a build of any size is flat."""
@@ -182,21 +188,13 @@ def _render_one(art: Artifact, out_dir: str, staging: str | None) -> Outcome:
     if staging is None:
         return "checked"
     target = os.path.join(out_dir, art.path)
-    try:  # without blocking: a FIFO put where a file was would wait for a writer forever
-        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
+    try:  # without blocking (a FIFO put where a file was would wait for a writer forever); a folder is closed again
+        with open(target, "rb", opener=_without_blocking) as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size == len(data) and f.read() == data:
+                return "same"
     except OSError:
         pass
-    else:
-        try:
-            st = os.fstat(fd)
-            if stat.S_ISREG(st.st_mode) and st.st_size == len(data):
-                with open(fd, "rb", closefd=False) as f:
-                    if f.read() == data:
-                        return "same"
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
     staged = os.path.join(staging, art.path)
     try:
         folder = os.path.dirname(staged)
@@ -622,7 +620,7 @@ def write_output(out_dir: Path, artifacts: list[Artifact], manifest_path: Path) 
     raise_all(check_paths(artifacts))
     check_out_dir(out_dir)
     keep = {a.path for a in artifacts}
-    last = _load_manifest(manifest_path)
+    last = _load_manifest(manifest_path, keep)
     scan = _scan(out_dir, keep, last)
     raise_all(_linked_folders(out_dir, artifacts, scan.links))
     manifest = last.files

@@ -44,12 +44,8 @@ def settled(st: os.stat_result, now_ns: int) -> bool:
     whole seconds (FAT, ext3, some network shares); such a one is read again next time.
     """
     newest = max(st.st_mtime_ns, st.st_ctime_ns)
-    return newest < now_ns - (2_000_000_000 if _coarse(st) else 100_000_000)
-
-
-def _coarse(st: os.stat_result) -> bool:
-    """Whether the times look like whole seconds (FAT, ext3, some network shares): a tick of up to 2 s."""
-    return st.st_mtime_ns % 1_000_000_000 == 0 or st.st_ctime_ns % 1_000_000_000 == 0
+    coarse = st.st_mtime_ns % 1_000_000_000 == 0 or st.st_ctime_ns % 1_000_000_000 == 0
+    return newest < now_ns - (2_000_000_000 if coarse else 100_000_000)
 
 
 def _within(real: str, bound: str) -> bool:
